@@ -1,0 +1,497 @@
+//! The lobby: the one piece of shared state of chatterbox.
+//!
+//! Every client connection joins the lobby as a [`Member`] and gets an [`Outbox`] of its
+//! own protocol. The lobby decides everything that is not wire format: what a name may be,
+//! which lines are accepted, who is present, and who receives which [`Event`]. Protocol
+//! modules only translate between their wire format and these calls and events.
+//!
+//! Delivery rules:
+//! - Events are fanned out under one lock, so every member sees every event in the same
+//!   order, and a sender's lines arrive in the order it sent them.
+//! - Fan-out never waits: [`Outbox::offer`] must not block. A member whose outbox is full
+//!   is a slow consumer: it is removed from the lobby, announced as left to the others, and
+//!   cut off ([`Outbox::cut_off`]). Nobody else waits for it.
+//! - A member that never named itself is present (it receives events and counts as a
+//!   connection) but its arrival and departure are not announced.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+/// The name given to a member whose chosen name is empty: "anonymous", as the original
+/// page sends when its prompt is left empty.
+pub const ANONYMOUS: &str = "익명";
+
+/// Default for [`LobbySettings::max_name_chars`]: long enough for any real nickname,
+/// short enough that a join line stays one line on a terminal.
+pub const DEFAULT_MAX_NAME_CHARS: usize = 32;
+
+/// Default for [`LobbySettings::max_message_chars`]: a long paragraph; more is a paste or
+/// a flood, not a chat line.
+pub const DEFAULT_MAX_MESSAGE_CHARS: usize = 2_000;
+
+/// The limits the lobby applies to what members send.
+#[derive(Debug, Clone)]
+pub struct LobbySettings {
+    /// Longest name, in characters (Unicode scalar values); longer names are cut to it.
+    pub max_name_chars: usize,
+    /// Longest chat line, in characters; a longer line is refused with an error.
+    pub max_message_chars: usize,
+}
+
+impl Default for LobbySettings {
+    fn default() -> Self {
+        Self {
+            max_name_chars: DEFAULT_MAX_NAME_CHARS,
+            max_message_chars: DEFAULT_MAX_MESSAGE_CHARS,
+        }
+    }
+}
+
+/// The wire protocol a member is connected with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// The Socket.IO lobby chat (PROTOCOLS.md section 1).
+    SocketIo,
+}
+
+impl Protocol {
+    /// Whether a member of this protocol receives its own chat lines back. Socket.IO
+    /// lobby clients print their own lines locally, so the server does not echo them.
+    pub fn echoes_own_lines(self) -> bool {
+        match self {
+            Protocol::SocketIo => false,
+        }
+    }
+
+    /// The protocol's name in logs and APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::SocketIo => "socketio",
+        }
+    }
+}
+
+/// Something that happened in the lobby, as delivered to members' outboxes. Shared by
+/// all receivers (`Arc`), never copied per receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A member named itself (or renamed itself) and is now known under `name`.
+    Joined {
+        /// The member's name.
+        name: Arc<str>,
+        /// Connections in the lobby after the join.
+        members: usize,
+    },
+    /// A named member left (disconnected, or was cut off as a slow consumer).
+    Left {
+        /// The member's last name.
+        name: Arc<str>,
+        /// Connections in the lobby after the leave.
+        members: usize,
+    },
+    /// A chat line.
+    Message {
+        /// The sender's name as the lobby stores it (never what the client claimed).
+        name: Arc<str>,
+        /// The line, as sent.
+        text: Arc<str>,
+    },
+}
+
+/// Why an [`Outbox`] did not take an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The member's queue is full: it does not keep up and will be cut off.
+    Full,
+    /// The member's connection is closing; its [`Member`] guard will leave on its own.
+    Closed,
+}
+
+/// A member's outgoing side, implemented by each protocol.
+pub trait Outbox: Send + Sync + 'static {
+    /// Queues `event` for the member. Must not block or wait: it is called with the
+    /// lobby's lock held.
+    fn offer(&self, event: &Arc<Event>) -> Result<(), Refusal>;
+
+    /// Ends the member's connection because it did not keep up. Called without the lobby's
+    /// lock, after the member has been removed and its leave announced.
+    fn cut_off(&self);
+}
+
+/// Why the lobby refused a member's request. The text is what the sender is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LobbyError {
+    /// A chat line before the member named itself.
+    #[error("choose a name before sending messages")]
+    Unnamed,
+    /// A chat line over [`LobbySettings::max_message_chars`].
+    #[error("message is longer than {max} characters")]
+    MessageTooLong {
+        /// The limit in force.
+        max: usize,
+    },
+    /// The member was removed from the lobby (cut off as a slow consumer).
+    #[error("you are no longer in the lobby")]
+    Gone,
+}
+
+/// A handle to the lobby. Cheap to clone; all clones share one lobby.
+#[derive(Clone)]
+pub struct Lobby {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: LobbySettings,
+    next_id: AtomicU64,
+    members: Mutex<HashMap<u64, Entry>>,
+}
+
+struct Entry {
+    protocol: Protocol,
+    name: Option<Arc<str>>,
+    #[allow(dead_code)] // read by the presence API
+    since: SystemTime,
+    outbox: Arc<dyn Outbox>,
+}
+
+impl Lobby {
+    /// An empty lobby applying `settings`.
+    pub fn new(settings: LobbySettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                next_id: AtomicU64::new(1),
+                members: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The limits in force.
+    pub fn settings(&self) -> &LobbySettings {
+        &self.inner.settings
+    }
+
+    /// Adds a connection to the lobby, unnamed and unannounced: from now on it receives
+    /// every event through `outbox`. Dropping the returned [`Member`] removes it.
+    pub fn join(&self, protocol: Protocol, outbox: impl Outbox) -> Member {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry {
+            protocol,
+            name: None,
+            since: SystemTime::now(),
+            outbox: Arc::new(outbox),
+        };
+        self.lock().insert(id, entry);
+        tracing::debug!(member = id, protocol = protocol.as_str(), "connected");
+        Member {
+            lobby: self.clone(),
+            id,
+        }
+    }
+
+    /// Connections in the lobby now, named or not.
+    pub fn member_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Cleans a name the way every protocol's names are cleaned: control characters
+    /// removed, surrounding white space trimmed, cut to the limit, empty → [`ANONYMOUS`].
+    pub fn clean_name(&self, raw: &str) -> Arc<str> {
+        let kept: String = raw.chars().filter(|c| !c.is_control()).collect();
+        let cut: String = kept
+            .trim()
+            .chars()
+            .take(self.inner.settings.max_name_chars)
+            .collect();
+        let name = cut.trim();
+        if name.is_empty() {
+            Arc::from(ANONYMOUS)
+        } else {
+            Arc::from(name)
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
+        // A panic while fanning out leaves the map consistent (entries are inserted and
+        // removed whole), so a poisoned lock is still safe to use.
+        self.inner
+            .members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn leave(&self, id: u64) {
+        let cut = {
+            let mut members = self.lock();
+            let Some(entry) = members.remove(&id) else {
+                return; // already cut off
+            };
+            tracing::debug!(
+                member = id,
+                protocol = entry.protocol.as_str(),
+                "disconnected"
+            );
+            match entry.name {
+                Some(name) => {
+                    tracing::info!(member = id, %name, protocol = entry.protocol.as_str(), "left");
+                    let event = Event::Left {
+                        name,
+                        members: members.len(),
+                    };
+                    fan_out(&mut members, event, None)
+                }
+                None => Vec::new(),
+            }
+        };
+        cut_off(cut);
+    }
+}
+
+/// Delivers `event` (and the leaves of any member it finds too slow) to every member
+/// except, where its protocol does not echo, the sender `from`. Returns the outboxes to
+/// cut off once the lock is released.
+fn fan_out(
+    members: &mut HashMap<u64, Entry>,
+    event: Event,
+    from: Option<u64>,
+) -> Vec<Arc<dyn Outbox>> {
+    let mut pending = VecDeque::from([Arc::new(event)]);
+    let mut cut = Vec::new();
+    let mut from = from;
+    while let Some(event) = pending.pop_front() {
+        let mut slow = Vec::new();
+        for (&id, entry) in members.iter() {
+            if Some(id) == from && !entry.protocol.echoes_own_lines() {
+                continue;
+            }
+            if entry.outbox.offer(&event) == Err(Refusal::Full) {
+                slow.push(id);
+            }
+        }
+        // Leaves of slow members have no sender to skip.
+        from = None;
+        for id in slow {
+            let Some(entry) = members.remove(&id) else {
+                continue;
+            };
+            tracing::warn!(
+                member = id,
+                protocol = entry.protocol.as_str(),
+                "outbox full: cut off as a slow consumer"
+            );
+            if let Some(name) = entry.name {
+                pending.push_back(Arc::new(Event::Left {
+                    name,
+                    members: members.len(),
+                }));
+            }
+            cut.push(entry.outbox);
+        }
+    }
+    cut
+}
+
+fn cut_off(outboxes: Vec<Arc<dyn Outbox>>) {
+    for outbox in outboxes {
+        outbox.cut_off();
+    }
+}
+
+/// One connection's place in the lobby. Dropping it leaves the lobby (announced if the
+/// member had a name), so presence cannot leak on any error path.
+pub struct Member {
+    lobby: Lobby,
+    id: u64,
+}
+
+impl Member {
+    /// The member's id, unique for the life of the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Names (or renames) the member and announces its join under the cleaned name to
+    /// everyone, the member included. Returns the name as stored.
+    pub fn set_name(&self, raw: &str) -> Result<Arc<str>, LobbyError> {
+        let name = self.lobby.clean_name(raw);
+        let cut = {
+            let mut members = self.lobby.lock();
+            let entry = members.get_mut(&self.id).ok_or(LobbyError::Gone)?;
+            entry.name = Some(name.clone());
+            tracing::info!(member = self.id, %name, protocol = entry.protocol.as_str(), "joined");
+            let event = Event::Joined {
+                name: name.clone(),
+                members: members.len(),
+            };
+            fan_out(&mut members, event, None)
+        };
+        cut_off(cut);
+        Ok(name)
+    }
+
+    /// Relays a chat line under the member's stored name.
+    pub fn say(&self, text: &str) -> Result<(), LobbyError> {
+        let max = self.lobby.inner.settings.max_message_chars;
+        // Counting stops at the first character over the limit: a huge line costs no more
+        // than a line of exactly the limit.
+        if text.chars().nth(max).is_some() {
+            return Err(LobbyError::MessageTooLong { max });
+        }
+        let cut = {
+            let mut members = self.lobby.lock();
+            let entry = members.get(&self.id).ok_or(LobbyError::Gone)?;
+            let name = entry.name.clone().ok_or(LobbyError::Unnamed)?;
+            let event = Event::Message {
+                name,
+                text: Arc::from(text),
+            };
+            fan_out(&mut members, event, Some(self.id))
+        };
+        cut_off(cut);
+        Ok(())
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.lobby.leave(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An outbox that records what it was offered and can be made to refuse.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        events: Arc<Mutex<Vec<Event>>>,
+        refuse: Arc<Mutex<Option<Refusal>>>,
+        cut: Arc<AtomicU64>,
+    }
+
+    impl Recorder {
+        fn take(&self) -> Vec<Event> {
+            std::mem::take(&mut *self.events.lock().unwrap())
+        }
+    }
+
+    impl Outbox for Recorder {
+        fn offer(&self, event: &Arc<Event>) -> Result<(), Refusal> {
+            if let Some(refusal) = *self.refuse.lock().unwrap() {
+                return Err(refusal);
+            }
+            self.events.lock().unwrap().push((**event).clone());
+            Ok(())
+        }
+        fn cut_off(&self) {
+            self.cut.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn joined(name: &str, members: usize) -> Event {
+        Event::Joined {
+            name: name.into(),
+            members,
+        }
+    }
+
+    #[test]
+    fn names_are_cleaned_trimmed_and_cut() {
+        let lobby = Lobby::new(LobbySettings {
+            max_name_chars: 5,
+            ..LobbySettings::default()
+        });
+        assert_eq!(&*lobby.clean_name("  ann\u{7}ie \n"), "annie");
+        assert_eq!(&*lobby.clean_name("\t \u{1b}"), ANONYMOUS);
+        assert_eq!(&*lobby.clean_name(""), ANONYMOUS);
+        assert_eq!(&*lobby.clean_name("가나다라마바사"), "가나다라마");
+        assert_eq!(&*lobby.clean_name("ab   cdef"), "ab");
+    }
+
+    #[test]
+    fn lines_skip_a_non_echoing_sender_and_use_the_stored_name() {
+        let lobby = Lobby::new(LobbySettings::default());
+        let (a_box, b_box) = (Recorder::default(), Recorder::default());
+        let a = lobby.join(Protocol::SocketIo, a_box.clone());
+        let b = lobby.join(Protocol::SocketIo, b_box.clone());
+        assert_eq!(a.say("too early"), Err(LobbyError::Unnamed));
+        a.set_name("ann").unwrap();
+        b.set_name("bob").unwrap();
+        a.say("hi").unwrap();
+        let hi = Event::Message {
+            name: "ann".into(),
+            text: "hi".into(),
+        };
+        assert_eq!(a_box.take(), vec![joined("ann", 2), joined("bob", 2)]);
+        assert_eq!(b_box.take(), vec![joined("ann", 2), joined("bob", 2), hi]);
+        drop(a);
+        assert_eq!(
+            b_box.take(),
+            vec![Event::Left {
+                name: "ann".into(),
+                members: 1
+            }]
+        );
+        assert_eq!(lobby.member_count(), 1);
+        drop(b);
+        assert_eq!(lobby.member_count(), 0);
+    }
+
+    #[test]
+    fn unnamed_members_leave_silently_and_long_lines_are_refused() {
+        let lobby = Lobby::new(LobbySettings {
+            max_message_chars: 3,
+            ..LobbySettings::default()
+        });
+        let watcher = Recorder::default();
+        let _w = lobby.join(Protocol::SocketIo, watcher.clone());
+        let quiet = lobby.join(Protocol::SocketIo, Recorder::default());
+        drop(quiet);
+        let talker = lobby.join(Protocol::SocketIo, Recorder::default());
+        talker.set_name("t").unwrap();
+        assert_eq!(
+            talker.say("four"),
+            Err(LobbyError::MessageTooLong { max: 3 })
+        );
+        talker.say("가나다").unwrap();
+        assert_eq!(
+            watcher.take(),
+            vec![
+                joined("t", 2),
+                Event::Message {
+                    name: "t".into(),
+                    text: "가나다".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_outbox_is_cut_off_and_announced_once() {
+        let lobby = Lobby::new(LobbySettings::default());
+        let (fast, slow) = (Recorder::default(), Recorder::default());
+        let f = lobby.join(Protocol::SocketIo, fast.clone());
+        let s = lobby.join(Protocol::SocketIo, slow.clone());
+        s.set_name("slow").unwrap();
+        f.set_name("fast").unwrap();
+        fast.take();
+        *slow.refuse.lock().unwrap() = Some(Refusal::Full);
+        f.say("one").unwrap();
+        assert_eq!(slow.cut.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            fast.take(),
+            vec![Event::Left {
+                name: "slow".into(),
+                members: 1
+            }]
+        );
+        assert_eq!(s.say("late"), Err(LobbyError::Gone));
+        drop(s); // its guard leaves again: nothing more is announced
+        assert_eq!(fast.take(), vec![]);
+        assert_eq!(lobby.member_count(), 1);
+    }
+}

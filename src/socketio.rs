@@ -1,0 +1,187 @@
+//! The Socket.IO lobby chat (PROTOCOLS.md section 1), on the `/` namespace.
+//!
+//! Wire format (event names and payloads as the original Node server had them):
+//!
+//! | direction | event | payload |
+//! |---|---|---|
+//! | client → server | `newUser` | the name, a string |
+//! | client → server | `message` | `{type: "message", message: "<text>"}` |
+//! | server → client | `update` | `{type: "connect" \| "disconnect", name: "SERVER", message: "<X>님이 접속하였습니다." \| "<X>님이 나가셨습니다."}` |
+//! | server → client | `update` | `{type: "message", name: "<stored name>", message: "<text>"}` |
+//! | server → sender | `error` | `{message: "<why>"}`: its request was refused, nothing was relayed |
+//!
+//! Every socket joins the lobby when it connects (it receives `update`s before it names
+//! itself, as with the original server) and leaves it when it disconnects.
+//!
+//! Event handlers run inline, in the order the socket's packets arrive: socketioxide
+//! spawns one task per event for `async` handlers, which may run a socket's second line
+//! before its first, and may run a `newUser` before the handlers are registered. The
+//! handlers here implement socketioxide's handler traits directly so that nothing is
+//! spawned and nothing is reordered.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use socketioxide::SocketIo;
+use socketioxide::extract::{Data, SocketRef};
+use socketioxide::handler::{ConnectHandler, MessageHandler, Value};
+use socketioxide::socket::Socket;
+use socketioxide::{SendError, SocketError};
+
+use crate::lobby::{Event, Lobby, Member, Outbox, Protocol, Refusal};
+
+/// The `name` of server announcements, as the original server sent it.
+const SERVER_NAME: &str = "SERVER";
+
+/// Registers the lobby chat on the `/` namespace of `io`.
+pub fn attach(io: &SocketIo, lobby: Lobby) {
+    io.ns("/", OnConnect { lobby });
+}
+
+/// What an `update` event carries.
+#[derive(Serialize)]
+struct Update<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+    message: &'a str,
+}
+
+/// What an `error` event carries.
+#[derive(Serialize)]
+struct ErrorReply<'a> {
+    message: &'a str,
+}
+
+/// The `message` payload. Other fields (`type`, a client-claimed `name`) are ignored.
+#[derive(Deserialize)]
+struct ChatLine {
+    message: String,
+}
+
+/// Why a Socket.IO request was refused, beyond what the lobby refuses.
+#[derive(Debug, thiserror::Error)]
+enum Malformed {
+    #[error("newUser expects your name as a string")]
+    Name,
+    #[error("message expects an object {{type: \"message\", message: \"<text>\"}}")]
+    Line,
+}
+
+/// A lobby member's outbox: the socket's own bounded queue, filled with `try_send`
+/// (socketioxide's `emit` never waits; it fails when the queue is full).
+struct SocketOutbox {
+    socket: SocketRef,
+}
+
+impl Outbox for SocketOutbox {
+    fn offer(&self, event: &Arc<Event>) -> Result<(), Refusal> {
+        let joined;
+        let left;
+        let update = match &**event {
+            Event::Joined { name, .. } => {
+                joined = format!("{name}님이 접속하였습니다.");
+                Update {
+                    kind: "connect",
+                    name: SERVER_NAME,
+                    message: &joined,
+                }
+            }
+            Event::Left { name, .. } => {
+                left = format!("{name}님이 나가셨습니다.");
+                Update {
+                    kind: "disconnect",
+                    name: SERVER_NAME,
+                    message: &left,
+                }
+            }
+            Event::Message { name, text } => Update {
+                kind: "message",
+                name,
+                message: text,
+            },
+        };
+        match self.socket.emit("update", &update) {
+            Ok(()) => Ok(()),
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(Refusal::Full),
+            Err(SendError::Socket(SocketError::Closed)) => Err(Refusal::Closed),
+            Err(e) => {
+                tracing::error!(socket = %self.socket.id, "cannot encode an update: {e}");
+                Err(Refusal::Closed)
+            }
+        }
+    }
+
+    fn cut_off(&self) {
+        // The disconnect packet needs a place in the very queue that is full; when there
+        // is none, the heartbeat (ping timeout) ends the connection instead.
+        if let Err(e) = self.socket.clone().disconnect() {
+            tracing::warn!(socket = %self.socket.id, "slow consumer not disconnected yet: {e}");
+        }
+    }
+}
+
+/// Connect handler of the `/` namespace: joins the lobby and registers the event handlers
+/// before any event of the socket can be processed.
+#[derive(Clone)]
+struct OnConnect {
+    lobby: Lobby,
+}
+
+/// Marker type for socketioxide's handler traits implemented here.
+struct Inline;
+
+impl ConnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnConnect {
+    fn call(&self, socket: Arc<Socket>, _auth: Option<Value>) {
+        let socket = SocketRef::from(socket);
+        let member = self.lobby.join(
+            Protocol::SocketIo,
+            SocketOutbox {
+                socket: socket.clone(),
+            },
+        );
+        socket.extensions.insert(Arc::new(member));
+        socket.on("newUser", OnEvent(new_user));
+        socket.on("message", OnEvent(message));
+        socket.on_disconnect(async |socket: SocketRef| {
+            // Dropping the member leaves the lobby and breaks the cycle socket → member →
+            // lobby → outbox → socket.
+            socket.extensions.remove::<Arc<Member>>();
+        });
+    }
+}
+
+/// An event handler run inline (see the module doc).
+struct OnEvent(fn(&Arc<Socket>, &Member, Value) -> Result<(), String>);
+
+impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
+    fn call(&self, socket: Arc<Socket>, data: Value, _ack_id: Option<i64>) {
+        let Some(member) = socket.extensions.get::<Arc<Member>>() else {
+            return; // disconnecting
+        };
+        if let Err(why) = (self.0)(&socket, &member, data) {
+            tracing::info!(socket = %socket.id, member = member.id(), %why, "refused");
+            if let Err(e) = socket.emit("error", &ErrorReply { message: &why }) {
+                tracing::warn!(socket = %socket.id, "cannot send an error reply: {e}");
+            }
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(socket: &Arc<Socket>, mut data: Value) -> Option<T> {
+    use socketioxide::handler::FromMessageParts;
+    Data::<T>::from_message_parts(socket, &mut data, &None)
+        .ok()
+        .map(|Data(value)| value)
+}
+
+fn new_user(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), String> {
+    let raw: String = decode(socket, data).ok_or_else(|| Malformed::Name.to_string())?;
+    member.set_name(&raw).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn message(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), String> {
+    let line: ChatLine = decode(socket, data).ok_or_else(|| Malformed::Line.to_string())?;
+    member.say(&line.message).map_err(|e| e.to_string())
+}
