@@ -70,21 +70,24 @@ pub async fn run(
     ));
     tracker.close();
 
-    let stopped_early = tokio::select! {
-        () = shutdown.cancelled() => None,
-        result = http => Some(result),
-    };
-    if let Some(result) = stopped_early {
-        shutdown.cancel();
-        let source = match result {
-            Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),
-            Ok(Err(e)) => e,
-            Err(join) => std::io::Error::other(join),
-        };
-        return Err(RunError::Listener {
-            listener: "http",
-            source,
-        });
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => {}
+        result = http => {
+            // A listener that stops before shutdown is an error, whatever it returned.
+            if !shutdown.is_cancelled() {
+                shutdown.cancel();
+                let source = match result {
+                    Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),
+                    Ok(Err(e)) => e,
+                    Err(join) => std::io::Error::other(join),
+                };
+                return Err(RunError::Listener {
+                    listener: "http",
+                    source,
+                });
+            }
+        }
     }
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await

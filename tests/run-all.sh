@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every chatterbox test: the Rust unit and integration tests, then the Node tests
+# with the official clients and headless Chromium against the binary that the Rust
+# tests built. Installs what is missing first: npm packages (npm ci) and, as root on
+# Debian, Chromium and a Korean font for the page tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if ! { command -v fc-list >/dev/null && fc-list | grep -qi nanum; }; then
+  missing+=(fonts-nanum)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "missing: ${missing[*]} (Debian: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
+# npm ci when the installed packages are missing or older than the lockfile.
+if [ ! -d js-client/node_modules/playwright-core ] \
+  || [ js-client/package-lock.json -nt js-client/node_modules/.package-lock.json ]; then
+  (cd js-client && npm ci --no-audit --no-fund)
+fi
+
+cargo test
+(cd js-client && npm test)
