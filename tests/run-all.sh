@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
-if ! { command -v fc-list >/dev/null && fc-list | grep -qi nanum; }; then
+if ! { command -v fc-list >/dev/null && fc-list : family | grep -i nanum >/dev/null; }; then
   missing+=(fonts-nanum)
 fi
 if [ ${#missing[@]} -gt 0 ]; then

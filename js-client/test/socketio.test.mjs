@@ -12,6 +12,18 @@ after(async () => {
   assert.equal(code, 0, server.output());
 });
 
+test('the handshake has the Node server\'s defaults', async () => {
+  const response = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+  assert.equal(response.status, 200);
+  const body = await response.text();
+  assert.equal(body[0], '0');
+  const open = JSON.parse(body.slice(1));
+  assert.deepEqual(
+    { upgrades: open.upgrades, pingInterval: open.pingInterval, pingTimeout: open.pingTimeout, maxPayload: open.maxPayload },
+    { upgrades: ['websocket'], pingInterval: 25000, pingTimeout: 20000, maxPayload: 1000000 },
+  );
+});
+
 // Two clients chat both ways; `a` and `b` are named and `a` saw `b` join.
 async function chat(a, aName, b, bName) {
   a.socket.emit('message', { type: 'message', message: `from ${aName}` });
