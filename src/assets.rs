@@ -1,6 +1,6 @@
 //! Files embedded in the binary at build time: the official Socket.IO browser bundle
-//! (from `js-client/node_modules/socket.io-client/dist`, installed by `build.rs`) and our
-//! chat page (`static/`). Each is served with its content type, a strong ETag (answering
+//! (from `js-client/node_modules/socket.io-client/dist`, installed by `build.rs`), our
+//! chat page (`static/`) and the original WebSocket chat page (`static/ws/`). Each is served with its content type, a strong ETag (answering
 //! `If-None-Match` with 304) and `Cache-Control: no-cache`; gzip/br negotiation is done
 //! by the compression layer in front of them.
 
@@ -71,6 +71,22 @@ pub static PAGES: &[Asset] = &[
         path: "/js/index.js",
         content_type: JAVASCRIPT,
         body: include_bytes!("../static/js/index.js"),
+    },
+];
+
+const WS_CHAT_HTML: &[u8] = include_bytes!("../static/ws/index.html");
+
+/// The original plain WebSocket chat page, unchanged (it connects to port 8001).
+pub static WS_CHAT_PAGE: &[Asset] = &[
+    Asset {
+        path: "/ws/",
+        content_type: HTML,
+        body: WS_CHAT_HTML,
+    },
+    Asset {
+        path: "/ws/index.html",
+        content_type: HTML,
+        body: WS_CHAT_HTML,
     },
 ];
 

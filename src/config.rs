@@ -1,16 +1,30 @@
 //! Command-line and environment configuration (clap). Every flag has an environment
 //! variable `CHATTERBOX_<FLAG>`; every limit is named with its unit.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::lobby::{DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS, LobbySettings};
+use crate::lobby::{
+    DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
+    DEFAULT_MAX_ROOM_NAME_CHARS, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_OUTBOX_MESSAGES, Limits,
+};
 
 /// Default HTTP port: the original Socket.IO lobby server's.
 pub const DEFAULT_PORT: u16 = 8000;
+
+/// Default plain WebSocket port: the original WebSocket chat's.
+pub const DEFAULT_WS_PORT: u16 = 8001;
+
+/// Default TCP JSON port: the original JSON command chat's.
+pub const DEFAULT_TCP_JSON_PORT: u16 = 5000;
+
+/// Default TCP text port: the original plain text chat's.
+pub const DEFAULT_TCP_TEXT_PORT: u16 = 3000;
 
 /// Default Engine.IO heartbeat interval, as the Node server's `pingInterval`.
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 25_000;
@@ -22,21 +36,62 @@ pub const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
 /// Applies to long-polling requests and to WebSocket messages and frames alike.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 1_000_000;
 
-/// Default depth of each member's outgoing queue: about a minute of a busy lobby. A
-/// member this far behind does not keep up and is cut off.
-pub const DEFAULT_OUTBOX_MESSAGES: usize = 1_024;
+/// A listener's port, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenPort {
+    /// The listener is switched off.
+    Off,
+    /// Listen on this port (0: any free port).
+    On(u16),
+}
 
-/// chatterbox: one chat server for the Socket.IO lobby and its existing clients.
+impl FromStr for ListenPort {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.eq_ignore_ascii_case("off") {
+            return Ok(ListenPort::Off);
+        }
+        value
+            .parse()
+            .map(ListenPort::On)
+            .map_err(|_| format!("expected a port number (0-65535) or `off`, got `{value}`"))
+    }
+}
+
+impl fmt::Display for ListenPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenPort::Off => f.write_str("off"),
+            ListenPort::On(port) => write!(f, "{port}"),
+        }
+    }
+}
+
+/// chatterbox: one chat server for the Socket.IO lobby, Socket.IO rooms, plain WebSocket
+/// and raw TCP chat clients, all in one lobby.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "chatterbox", version, about)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address every listener binds.
     #[arg(long, env = "CHATTERBOX_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
 
     /// HTTP port: the pages, the Socket.IO endpoint and the APIs (0: any free port).
     #[arg(long, env = "CHATTERBOX_PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
+
+    /// Plain WebSocket chat port (path `/`), or `off`.
+    #[arg(long, env = "CHATTERBOX_WS_PORT", default_value_t = ListenPort::On(DEFAULT_WS_PORT))]
+    pub ws_port: ListenPort,
+
+    /// TCP JSON chat port, or `off`.
+    #[arg(long, env = "CHATTERBOX_TCP_JSON_PORT", default_value_t = ListenPort::On(DEFAULT_TCP_JSON_PORT))]
+    pub tcp_json_port: ListenPort,
+
+    /// TCP plain text chat port, or `off`.
+    #[arg(long, env = "CHATTERBOX_TCP_TEXT_PORT", default_value_t = ListenPort::On(DEFAULT_TCP_TEXT_PORT))]
+    pub tcp_text_port: ListenPort,
 
     /// Serve the pages (`/`, `/css/…`, `/js/…`) from this directory instead of the
     /// embedded ones, e.g. the page of the original Node server.
@@ -51,10 +106,24 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_MAX_MESSAGE_CHARS", default_value_t = DEFAULT_MAX_MESSAGE_CHARS)]
     pub max_message_chars: usize,
 
+    /// Longest room name, in characters; longer ones are refused with an error.
+    #[arg(long, env = "CHATTERBOX_MAX_ROOM_NAME_CHARS", default_value_t = DEFAULT_MAX_ROOM_NAME_CHARS)]
+    pub max_room_name_chars: usize,
+
     /// Largest Socket.IO payload, in bytes (polling request, WebSocket message or frame);
     /// a larger one closes that client's connection.
     #[arg(long, env = "CHATTERBOX_MAX_PAYLOAD_BYTES", default_value_t = DEFAULT_MAX_PAYLOAD_BYTES)]
     pub max_payload_bytes: u64,
+
+    /// Largest message on the plain WebSocket listener, in bytes; a larger one closes
+    /// the connection with code 1009.
+    #[arg(long, env = "CHATTERBOX_MAX_WS_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_WS_MESSAGE_BYTES)]
+    pub max_ws_message_bytes: usize,
+
+    /// Largest JSON object on the TCP JSON listener, in bytes; a larger one gets an
+    /// error line and the connection is closed.
+    #[arg(long, env = "CHATTERBOX_MAX_JSON_OBJECT_BYTES", default_value_t = DEFAULT_MAX_JSON_OBJECT_BYTES)]
+    pub max_json_object_bytes: usize,
 
     /// Depth of each member's outgoing queue, in messages; a member whose queue is full
     /// is cut off as a slow consumer.
@@ -71,11 +140,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// The lobby's limits.
-    pub fn lobby_settings(&self) -> LobbySettings {
-        LobbySettings {
+    /// The limits the lobby and every protocol apply.
+    pub fn limits(&self) -> Limits {
+        Limits {
             max_name_chars: self.max_name_chars,
             max_message_chars: self.max_message_chars,
+            max_room_name_chars: self.max_room_name_chars,
+            outbox_messages: self.outbox_messages,
+            max_ws_message_bytes: self.max_ws_message_bytes,
+            max_json_object_bytes: self.max_json_object_bytes,
         }
     }
 
@@ -94,5 +167,23 @@ impl Default for Config {
     /// The configuration with no flags and no environment: what `cargo run` uses.
     fn default() -> Self {
         Config::parse_from(["chatterbox"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse_numbers_and_off() {
+        assert_eq!("off".parse(), Ok(ListenPort::Off));
+        assert_eq!("OFF".parse(), Ok(ListenPort::Off));
+        assert_eq!("0".parse(), Ok(ListenPort::On(0)));
+        assert_eq!("8001".parse(), Ok(ListenPort::On(8001)));
+        assert!("70000".parse::<ListenPort>().is_err());
+        let config = Config::parse_from(["chatterbox", "--ws-port", "off", "--tcp-text-port", "0"]);
+        assert_eq!(config.ws_port, ListenPort::Off);
+        assert_eq!(config.tcp_text_port, ListenPort::On(0));
+        assert_eq!(config.tcp_json_port, ListenPort::On(5000));
     }
 }

@@ -1,5 +1,6 @@
-//! The HTTP listener: the pages, the Socket.IO client bundle, the Socket.IO endpoint
-//! (`/socket.io/`, Engine.IO v3 and v4, long-polling and WebSocket) and `GET /healthz`.
+//! The HTTP listener: the pages (ours at `/`, the original WebSocket chat's at `/ws/`),
+//! the Socket.IO client bundle, the Socket.IO endpoint (`/socket.io/`, Engine.IO v3 and
+//! v4, long-polling and WebSocket) and `GET /healthz`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,8 +31,6 @@ pub struct HttpSettings {
     pub ping_timeout: Duration,
     /// Largest Engine.IO payload, WebSocket message and WebSocket frame, in bytes.
     pub max_payload_bytes: u64,
-    /// Depth of each socket's outgoing queue, in packets.
-    pub outbox_messages: usize,
 }
 
 /// Serves HTTP and Socket.IO on `listener` until `shutdown` is cancelled, then disconnects
@@ -49,7 +48,7 @@ pub async fn serve(
         .max_payload(settings.max_payload_bytes)
         .ws_max_message_size(payload)
         .ws_max_frame_size(payload)
-        .max_buffer_size(settings.outbox_messages)
+        .max_buffer_size(lobby.limits().outbox_messages)
         .build_svc();
     socketio::attach(&io, lobby.clone());
 
@@ -59,6 +58,7 @@ pub async fn serve(
     };
     let app = Router::new()
         .merge(assets::router(assets::BUNDLE))
+        .merge(assets::router(assets::WS_CHAT_PAGE))
         .merge(pages)
         .route("/healthz", get(healthz))
         .layer(CompressionLayer::new())

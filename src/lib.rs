@@ -1,20 +1,30 @@
-//! chatterbox: one chat server for the clients of four small Node.js chat servers.
+//! chatterbox: one chat server for the clients of four small Node.js chat servers, all
+//! in one lobby.
 //!
 //! The library is the whole server; `main.rs` only parses the configuration, binds the
 //! listeners and calls [`run`]. Tests bind their listeners on port 0 and call [`run`] too.
 //!
-//! - [`lobby`]: the one shared state: members, names, validation, fan-out.
-//! - [`socketio`]: the Socket.IO lobby protocol.
+//! - [`lobby`]: the one shared state: members, names, validation, ordered fan-out,
+//!   slow consumers; [`rooms`]: the two-person rooms it holds.
+//! - One module per protocol, each translating between its wire format and the lobby:
+//!   [`socketio`] (lobby chat and rooms), [`websocket`], [`tcp_json`], [`tcp_text`].
 //! - [`http`]: the HTTP listener: pages, the Socket.IO bundle and endpoint, health.
-//! - [`assets`]: the files embedded in the binary.
-//! - [`config`]: flags and environment variables.
+//! - [`connection`]: accept loop and outgoing queue of the raw connection protocols.
+//! - [`assets`]: the files embedded in the binary; [`config`]: flags and environment.
 
 pub mod assets;
 pub mod config;
+pub mod connection;
 pub mod http;
 pub mod lobby;
+pub mod rooms;
 pub mod socketio;
+pub mod tcp_json;
+pub mod tcp_text;
+pub mod websocket;
 
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -27,16 +37,22 @@ pub use lobby::Lobby;
 /// How long a shutdown may take: connections still open after this are dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
-/// The already-bound listeners the server serves.
+/// The already-bound listeners the server serves; `None` switches a protocol off.
 pub struct Listeners {
     /// HTTP: pages, Socket.IO, APIs.
     pub http: TcpListener,
+    /// The plain WebSocket chat.
+    pub websocket: Option<TcpListener>,
+    /// The TCP JSON chat.
+    pub tcp_json: Option<TcpListener>,
+    /// The TCP text chat.
+    pub tcp_text: Option<TcpListener>,
 }
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// A listener failed.
+    /// A listener failed or stopped on its own.
     #[error("the {listener} listener failed: {source}")]
     Listener {
         /// Which listener.
@@ -47,54 +63,75 @@ pub enum RunError {
 }
 
 /// Serves every listener until `shutdown` is cancelled, then disconnects every client
-/// and returns within [`SHUTDOWN_GRACE`].
+/// and returns within [`SHUTDOWN_GRACE`]. A listener that fails stops them all.
 pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let lobby = Lobby::new(config.lobby_settings());
+    let lobby = Lobby::new(config.limits());
     let settings = http::HttpSettings {
         static_dir: config.static_dir.clone(),
         ping_interval: config.ping_interval(),
         ping_timeout: config.ping_timeout(),
         max_payload_bytes: config.max_payload_bytes,
-        outbox_messages: config.outbox_messages,
     };
-    let tracker = TaskTracker::new();
-    let http = tracker.spawn(http::serve(
-        listeners.http,
-        lobby,
-        settings,
-        shutdown.clone(),
-    ));
-    tracker.close();
-
-    tokio::select! {
-        biased;
-        () = shutdown.cancelled() => {}
-        result = http => {
-            // A listener that stops before shutdown is an error, whatever it returned.
-            if !shutdown.is_cancelled() {
-                shutdown.cancel();
-                let source = match result {
-                    Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),
-                    Ok(Err(e)) => e,
-                    Err(join) => std::io::Error::other(join),
-                };
-                return Err(RunError::Listener {
-                    listener: "http",
-                    source,
-                });
+    let tasks = TaskTracker::new();
+    let failure = Arc::new(Mutex::new(None));
+    let supervise = |listener: &'static str, serve: Box<dyn ServeFuture>| {
+        let (shutdown, failure) = (shutdown.clone(), failure.clone());
+        tasks.spawn(async move {
+            let result = Box::into_pin(serve).await;
+            if shutdown.is_cancelled() {
+                return;
             }
-        }
+            let source = result
+                .err()
+                .unwrap_or_else(|| std::io::Error::other("stopped on its own"));
+            tracing::error!("the {listener} listener failed: {source}");
+            if let Ok(mut failure) = failure.lock() {
+                failure.get_or_insert(RunError::Listener { listener, source });
+            }
+            shutdown.cancel();
+        });
+    };
+    supervise(
+        "http",
+        Box::new(http::serve(
+            listeners.http,
+            lobby.clone(),
+            settings,
+            shutdown.clone(),
+        )),
+    );
+    if let Some(listener) = listeners.websocket {
+        let serve = websocket::serve(listener, lobby.clone(), shutdown.clone());
+        supervise("websocket", Box::new(serve));
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+    if let Some(listener) = listeners.tcp_json {
+        let serve = tcp_json::serve(listener, lobby.clone(), shutdown.clone());
+        supervise("tcp-json", Box::new(serve));
+    }
+    if let Some(listener) = listeners.tcp_text {
+        let serve = tcp_text::serve(listener, lobby.clone(), shutdown.clone());
+        supervise("tcp-text", Box::new(serve));
+    }
+    tasks.close();
+
+    shutdown.cancelled().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
         .await
         .is_err()
     {
         tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}: dropping them");
     }
     tracing::info!("stopped");
-    Ok(())
+    match failure.lock().map(|mut failure| failure.take()) {
+        Ok(Some(failure)) => Err(failure),
+        _ => Ok(()),
+    }
 }
+
+/// A listener's serve future, boxed so that every protocol's fits one supervisor.
+trait ServeFuture: Future<Output = std::io::Result<()>> + Send + 'static {}
+impl<F: Future<Output = std::io::Result<()>> + Send + 'static> ServeFuture for F {}

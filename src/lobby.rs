@@ -16,35 +16,67 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
+
+use crate::rooms::{RoomError, Rooms, Seat};
 use std::time::SystemTime;
 
 /// The name given to a member whose chosen name is empty: "anonymous", as the original
 /// page sends when its prompt is left empty.
 pub const ANONYMOUS: &str = "익명";
 
-/// Default for [`LobbySettings::max_name_chars`]: long enough for any real nickname,
+/// Default for [`Limits::max_name_chars`]: long enough for any real nickname,
 /// short enough that a join line stays one line on a terminal.
 pub const DEFAULT_MAX_NAME_CHARS: usize = 32;
 
-/// Default for [`LobbySettings::max_message_chars`]: a long paragraph; more is a paste or
+/// Default for [`Limits::max_message_chars`]: a long paragraph; more is a paste or
 /// a flood, not a chat line.
 pub const DEFAULT_MAX_MESSAGE_CHARS: usize = 2_000;
 
-/// The limits the lobby applies to what members send.
+/// Default for [`Limits::max_room_name_chars`].
+pub const DEFAULT_MAX_ROOM_NAME_CHARS: usize = 64;
+
+/// Default for [`Limits::outbox_messages`]: about a minute of a busy lobby. A member
+/// this far behind does not keep up.
+pub const DEFAULT_OUTBOX_MESSAGES: usize = 1_024;
+
+/// Default for [`Limits::max_ws_message_bytes`]: a chat frame is a few hundred bytes;
+/// 64 KiB leaves room for any legitimate one.
+pub const DEFAULT_MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Default for [`Limits::max_json_object_bytes`], as for WebSocket messages.
+pub const DEFAULT_MAX_JSON_OBJECT_BYTES: usize = 64 * 1024;
+
+/// Every limit on what members send and on what is kept for them. Shared by all
+/// protocols through [`Lobby::limits`].
 #[derive(Debug, Clone)]
-pub struct LobbySettings {
+pub struct Limits {
     /// Longest name, in characters (Unicode scalar values); longer names are cut to it.
     pub max_name_chars: usize,
     /// Longest chat line, in characters; a longer line is refused with an error.
     pub max_message_chars: usize,
+    /// Longest room name, in characters; a longer one is refused with an error.
+    pub max_room_name_chars: usize,
+    /// Depth of each member's outgoing queue, in messages; a member whose queue is full
+    /// is cut off as a slow consumer.
+    pub outbox_messages: usize,
+    /// Largest WebSocket message (and frame) on the plain WebSocket listener, in bytes.
+    pub max_ws_message_bytes: usize,
+    /// Largest JSON object on the TCP JSON listener, in bytes.
+    pub max_json_object_bytes: usize,
 }
 
-impl Default for LobbySettings {
+impl Default for Limits {
     fn default() -> Self {
         Self {
             max_name_chars: DEFAULT_MAX_NAME_CHARS,
             max_message_chars: DEFAULT_MAX_MESSAGE_CHARS,
+            max_room_name_chars: DEFAULT_MAX_ROOM_NAME_CHARS,
+            outbox_messages: DEFAULT_OUTBOX_MESSAGES,
+            max_ws_message_bytes: DEFAULT_MAX_WS_MESSAGE_BYTES,
+            max_json_object_bytes: DEFAULT_MAX_JSON_OBJECT_BYTES,
         }
     }
 }
@@ -54,22 +86,52 @@ impl Default for LobbySettings {
 pub enum Protocol {
     /// The Socket.IO lobby chat (PROTOCOLS.md section 1).
     SocketIo,
+    /// The plain WebSocket JSON chat (section 3).
+    WebSocket,
+    /// The raw TCP chat with JSON commands (section 4a).
+    TcpJson,
+    /// The raw TCP chat with plain text (section 4b).
+    TcpText,
 }
 
 impl Protocol {
+    /// Every protocol, in the order of [`Protocol::index`].
+    pub const ALL: [Protocol; 4] = [
+        Protocol::SocketIo,
+        Protocol::WebSocket,
+        Protocol::TcpJson,
+        Protocol::TcpText,
+    ];
+
     /// Whether a member of this protocol receives its own chat lines back. Socket.IO
-    /// lobby clients print their own lines locally, so the server does not echo them.
+    /// lobby clients print their own lines locally and TCP text clients never got theirs
+    /// back; WebSocket and TCP JSON clients show the server's echo.
     pub fn echoes_own_lines(self) -> bool {
         match self {
-            Protocol::SocketIo => false,
+            Protocol::SocketIo | Protocol::TcpText => false,
+            Protocol::WebSocket | Protocol::TcpJson => true,
         }
+    }
+
+    /// Whether a member is announced (under a guest name) as soon as it connects: the
+    /// protocols whose clients never name themselves, or name themselves per line.
+    pub fn announced_on_connect(self) -> bool {
+        matches!(self, Protocol::WebSocket | Protocol::TcpText)
     }
 
     /// The protocol's name in logs and APIs.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::SocketIo => "socketio",
+            Protocol::WebSocket => "websocket",
+            Protocol::TcpJson => "tcp-json",
+            Protocol::TcpText => "tcp-text",
         }
+    }
+
+    /// A dense index, for per-protocol tables.
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -95,9 +157,44 @@ pub enum Event {
     Message {
         /// The sender's name as the lobby stores it (never what the client claimed).
         name: Arc<str>,
-        /// The line, as sent.
+        /// The line, as sent (TCP text: the chunk, lossily decoded, one line end trimmed).
         text: Arc<str>,
+        /// The protocol of the sender.
+        origin: Protocol,
+        /// A TCP text chunk's bytes exactly as received, relayed as they are to other
+        /// TCP text clients.
+        raw: Option<Bytes>,
     },
+}
+
+/// An [`Event`] on its way to every member, with each protocol's encoding made once,
+/// by the first receiver of that protocol, and shared by the rest.
+#[derive(Debug)]
+pub struct Delivery {
+    event: Event,
+    encoded: [OnceLock<Bytes>; Protocol::ALL.len()],
+}
+
+impl Delivery {
+    fn new(event: Event) -> Arc<Self> {
+        Arc::new(Self {
+            event,
+            encoded: Default::default(),
+        })
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// The event in `protocol`'s wire format: `encode` runs once per delivery and
+    /// protocol, every other receiver shares its bytes.
+    pub fn encoded(&self, protocol: Protocol, encode: impl FnOnce(&Event) -> Bytes) -> Bytes {
+        self.encoded[protocol.index()]
+            .get_or_init(|| encode(&self.event))
+            .clone()
+    }
 }
 
 /// Why an [`Outbox`] did not take an event.
@@ -113,7 +210,7 @@ pub enum Refusal {
 pub trait Outbox: Send + Sync + 'static {
     /// Queues `event` for the member. Must not block or wait: it is called with the
     /// lobby's lock held.
-    fn offer(&self, event: &Arc<Event>) -> Result<(), Refusal>;
+    fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), Refusal>;
 
     /// Ends the member's connection because it did not keep up. Called without the lobby's
     /// lock, after the member has been removed and its leave announced.
@@ -126,7 +223,7 @@ pub enum LobbyError {
     /// A chat line before the member named itself.
     #[error("choose a name before sending messages")]
     Unnamed,
-    /// A chat line over [`LobbySettings::max_message_chars`].
+    /// A chat line over [`Limits::max_message_chars`].
     #[error("message is longer than {max} characters")]
     MessageTooLong {
         /// The limit in force.
@@ -135,6 +232,9 @@ pub enum LobbyError {
     /// The member was removed from the lobby (cut off as a slow consumer).
     #[error("you are no longer in the lobby")]
     Gone,
+    /// A two-person room refused the request.
+    #[error(transparent)]
+    Room(#[from] RoomError),
 }
 
 /// A handle to the lobby. Cheap to clone; all clones share one lobby.
@@ -144,9 +244,10 @@ pub struct Lobby {
 }
 
 struct Inner {
-    settings: LobbySettings,
+    limits: Limits,
     next_id: AtomicU64,
     members: Mutex<HashMap<u64, Entry>>,
+    rooms: Rooms,
 }
 
 struct Entry {
@@ -158,38 +259,64 @@ struct Entry {
 }
 
 impl Lobby {
-    /// An empty lobby applying `settings`.
-    pub fn new(settings: LobbySettings) -> Self {
+    /// An empty lobby applying `limits`.
+    pub fn new(limits: Limits) -> Self {
         Self {
             inner: Arc::new(Inner {
-                settings,
+                limits,
                 next_id: AtomicU64::new(1),
                 members: Mutex::new(HashMap::new()),
+                rooms: Rooms::default(),
             }),
         }
     }
 
     /// The limits in force.
-    pub fn settings(&self) -> &LobbySettings {
-        &self.inner.settings
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
-    /// Adds a connection to the lobby, unnamed and unannounced: from now on it receives
-    /// every event through `outbox`. Dropping the returned [`Member`] removes it.
+    /// Adds a connection to the lobby: from now on it receives every event through
+    /// `outbox`. A member of a protocol [announced on connect](Protocol::announced_on_connect)
+    /// is named `guest-<id>` and announced; any other stays unnamed and unannounced
+    /// until [`Member::set_name`]. Dropping the returned [`Member`] removes it.
     pub fn join(&self, protocol: Protocol, outbox: impl Outbox) -> Member {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let name = protocol
+            .announced_on_connect()
+            .then(|| Arc::<str>::from(format!("guest-{id}")));
         let entry = Entry {
             protocol,
-            name: None,
+            name: name.clone(),
             since: SystemTime::now(),
             outbox: Arc::new(outbox),
         };
-        self.lock().insert(id, entry);
-        tracing::debug!(member = id, protocol = protocol.as_str(), "connected");
+        let cut = {
+            let mut members = self.lock();
+            members.insert(id, entry);
+            tracing::debug!(member = id, protocol = protocol.as_str(), "connected");
+            match name {
+                Some(name) => {
+                    tracing::info!(member = id, %name, protocol = protocol.as_str(), "joined");
+                    let event = Event::Joined {
+                        name,
+                        members: members.len(),
+                    };
+                    fan_out(&mut members, event, None)
+                }
+                None => Vec::new(),
+            }
+        };
+        cut_off(cut);
         Member {
             lobby: self.clone(),
             id,
         }
+    }
+
+    /// The two-person rooms (they are separate from the lobby's chat).
+    pub fn rooms(&self) -> &Rooms {
+        &self.inner.rooms
     }
 
     /// Connections in the lobby now, named or not.
@@ -204,7 +331,7 @@ impl Lobby {
         let cut: String = kept
             .trim()
             .chars()
-            .take(self.inner.settings.max_name_chars)
+            .take(self.inner.limits.max_name_chars)
             .collect();
         let name = cut.trim();
         if name.is_empty() {
@@ -212,6 +339,17 @@ impl Lobby {
         } else {
             Arc::from(name)
         }
+    }
+
+    /// Refuses a chat line over the length limit.
+    fn check_message(&self, text: &str) -> Result<(), LobbyError> {
+        let max = self.inner.limits.max_message_chars;
+        // Counting stops at the first character over the limit: a huge line costs no more
+        // than a line of exactly the limit.
+        if text.chars().nth(max).is_some() {
+            return Err(LobbyError::MessageTooLong { max });
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
@@ -224,6 +362,7 @@ impl Lobby {
     }
 
     fn leave(&self, id: u64) {
+        self.inner.rooms.leave(id);
         let cut = {
             let mut members = self.lock();
             let Some(entry) = members.remove(&id) else {
@@ -258,7 +397,7 @@ fn fan_out(
     event: Event,
     from: Option<u64>,
 ) -> Vec<Arc<dyn Outbox>> {
-    let mut pending = VecDeque::from([Arc::new(event)]);
+    let mut pending = VecDeque::from([Delivery::new(event)]);
     let mut cut = Vec::new();
     let mut from = from;
     while let Some(event) = pending.pop_front() {
@@ -283,7 +422,7 @@ fn fan_out(
                 "outbox full: cut off as a slow consumer"
             );
             if let Some(name) = entry.name {
-                pending.push_back(Arc::new(Event::Left {
+                pending.push_back(Delivery::new(Event::Left {
                     name,
                     members: members.len(),
                 }));
@@ -334,24 +473,78 @@ impl Member {
 
     /// Relays a chat line under the member's stored name.
     pub fn say(&self, text: &str) -> Result<(), LobbyError> {
-        let max = self.lobby.inner.settings.max_message_chars;
-        // Counting stops at the first character over the limit: a huge line costs no more
-        // than a line of exactly the limit.
-        if text.chars().nth(max).is_some() {
-            return Err(LobbyError::MessageTooLong { max });
-        }
+        self.relay(None, text, None)
+    }
+
+    /// Relays a chat line under `claimed_name` (cleaned), for protocols whose clients
+    /// send their name with every line: the member's stored name follows it silently.
+    pub fn say_as(&self, claimed_name: &str, text: &str) -> Result<(), LobbyError> {
+        self.relay(Some(self.lobby.clean_name(claimed_name)), text, None)
+    }
+
+    /// Relays a raw chunk (TCP text): the bytes go as they are to other TCP text
+    /// members, the text (lossily decoded, one line end trimmed) to everyone else.
+    pub fn say_chunk(&self, chunk: Bytes) -> Result<(), LobbyError> {
+        let decoded = String::from_utf8_lossy(&chunk);
+        let text = decoded
+            .strip_suffix('\n')
+            .map(|line| line.strip_suffix('\r').unwrap_or(line))
+            .unwrap_or(&decoded);
+        self.relay(None, text, Some(chunk.clone()))
+    }
+
+    fn relay(
+        &self,
+        rename: Option<Arc<str>>,
+        text: &str,
+        raw: Option<Bytes>,
+    ) -> Result<(), LobbyError> {
+        self.lobby.check_message(text)?;
         let cut = {
             let mut members = self.lobby.lock();
-            let entry = members.get(&self.id).ok_or(LobbyError::Gone)?;
+            let entry = members.get_mut(&self.id).ok_or(LobbyError::Gone)?;
+            if let Some(name) = rename {
+                entry.name = Some(name);
+            }
             let name = entry.name.clone().ok_or(LobbyError::Unnamed)?;
             let event = Event::Message {
                 name,
                 text: Arc::from(text),
+                origin: entry.protocol,
+                raw,
             };
             fan_out(&mut members, event, Some(self.id))
         };
         cut_off(cut);
         Ok(())
+    }
+
+    /// Takes a seat in the two-person room `room` (cleaned like a name), leaving the
+    /// member's previous room. A full room leaves the member where it was.
+    pub fn take_seat(&self, room: &str, seat: impl Seat) -> Result<Arc<str>, LobbyError> {
+        let limits = &self.lobby.inner.limits;
+        let kept: String = room.chars().filter(|c| !c.is_control()).collect();
+        let room = kept.trim();
+        if room.is_empty() {
+            return Err(LobbyError::Room(RoomError::EmptyName));
+        }
+        if room.chars().nth(limits.max_room_name_chars).is_some() {
+            return Err(LobbyError::Room(RoomError::NameTooLong {
+                max: limits.max_room_name_chars,
+            }));
+        }
+        let room = Arc::<str>::from(room);
+        self.lobby
+            .inner
+            .rooms
+            .take_seat(self.id, room.clone(), Arc::new(seat))?;
+        Ok(room)
+    }
+
+    /// Sends a line to everyone in the member's room, the member included.
+    pub fn say_in_room(&self, text: &str) -> Result<(), LobbyError> {
+        self.lobby.check_message(text)?;
+        Ok(self.lobby.inner.rooms.say(self.id, text)?)
     }
 }
 
@@ -380,11 +573,11 @@ mod tests {
     }
 
     impl Outbox for Recorder {
-        fn offer(&self, event: &Arc<Event>) -> Result<(), Refusal> {
+        fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), Refusal> {
             if let Some(refusal) = *self.refuse.lock().unwrap() {
                 return Err(refusal);
             }
-            self.events.lock().unwrap().push((**event).clone());
+            self.events.lock().unwrap().push(delivery.event().clone());
             Ok(())
         }
         fn cut_off(&self) {
@@ -401,9 +594,9 @@ mod tests {
 
     #[test]
     fn names_are_cleaned_trimmed_and_cut() {
-        let lobby = Lobby::new(LobbySettings {
+        let lobby = Lobby::new(Limits {
             max_name_chars: 5,
-            ..LobbySettings::default()
+            ..Limits::default()
         });
         assert_eq!(&*lobby.clean_name("  ann\u{7}ie \n"), "annie");
         assert_eq!(&*lobby.clean_name("\t \u{1b}"), ANONYMOUS);
@@ -414,7 +607,7 @@ mod tests {
 
     #[test]
     fn lines_skip_a_non_echoing_sender_and_use_the_stored_name() {
-        let lobby = Lobby::new(LobbySettings::default());
+        let lobby = Lobby::new(Limits::default());
         let (a_box, b_box) = (Recorder::default(), Recorder::default());
         let a = lobby.join(Protocol::SocketIo, a_box.clone());
         let b = lobby.join(Protocol::SocketIo, b_box.clone());
@@ -425,6 +618,8 @@ mod tests {
         let hi = Event::Message {
             name: "ann".into(),
             text: "hi".into(),
+            origin: Protocol::SocketIo,
+            raw: None,
         };
         assert_eq!(a_box.take(), vec![joined("ann", 2), joined("bob", 2)]);
         assert_eq!(b_box.take(), vec![joined("ann", 2), joined("bob", 2), hi]);
@@ -443,9 +638,9 @@ mod tests {
 
     #[test]
     fn unnamed_members_leave_silently_and_long_lines_are_refused() {
-        let lobby = Lobby::new(LobbySettings {
+        let lobby = Lobby::new(Limits {
             max_message_chars: 3,
-            ..LobbySettings::default()
+            ..Limits::default()
         });
         let watcher = Recorder::default();
         let _w = lobby.join(Protocol::SocketIo, watcher.clone());
@@ -464,7 +659,9 @@ mod tests {
                 joined("t", 2),
                 Event::Message {
                     name: "t".into(),
-                    text: "가나다".into()
+                    text: "가나다".into(),
+                    origin: Protocol::SocketIo,
+                    raw: None,
                 }
             ]
         );
@@ -472,7 +669,7 @@ mod tests {
 
     #[test]
     fn a_full_outbox_is_cut_off_and_announced_once() {
-        let lobby = Lobby::new(LobbySettings::default());
+        let lobby = Lobby::new(Limits::default());
         let (fast, slow) = (Recorder::default(), Recorder::default());
         let f = lobby.join(Protocol::SocketIo, fast.clone());
         let s = lobby.join(Protocol::SocketIo, slow.clone());

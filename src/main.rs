@@ -2,8 +2,10 @@
 //! library's [`chatterbox::run`].
 
 use std::io::IsTerminal;
+use std::net::IpAddr;
 
 use anyhow::Context;
+use chatterbox::config::ListenPort;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,14 +22,38 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
-    let http = TcpListener::bind((config.host, config.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+    let http = bind(config.host, config.port, "http").await?;
+    let listeners = chatterbox::Listeners {
+        http,
+        websocket: bind_optional(config.host, config.ws_port, "websocket").await?,
+        tcp_json: bind_optional(config.host, config.tcp_json_port, "tcp-json").await?,
+        tcp_text: bind_optional(config.host, config.tcp_text_port, "tcp-text").await?,
+    };
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    chatterbox::run(config, chatterbox::Listeners { http }, shutdown).await?;
+    chatterbox::run(config, listeners, shutdown).await?;
     Ok(())
+}
+
+async fn bind(host: IpAddr, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen for {what} on {host}:{port}"))
+}
+
+async fn bind_optional(
+    host: IpAddr,
+    port: ListenPort,
+    what: &str,
+) -> anyhow::Result<Option<TcpListener>> {
+    match port {
+        ListenPort::Off => {
+            tracing::info!("{what} listener off");
+            Ok(None)
+        }
+        ListenPort::On(port) => bind(host, port, what).await.map(Some),
+    }
 }
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.

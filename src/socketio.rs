@@ -10,6 +10,15 @@
 //! | server → client | `update` | `{type: "message", name: "<stored name>", message: "<text>"}` |
 //! | server → sender | `error` | `{message: "<why>"}`: its request was refused, nothing was relayed |
 //!
+//! The two-person rooms (section 2) share the namespace:
+//!
+//! | direction | event | payload |
+//! |---|---|---|
+//! | client → server | `room` | a room name, a string: take a seat there (leaving any other room) |
+//! | server → that client | `result` | `"failed"`: the room already holds two members |
+//! | client → server | `chat message` | a string: a line for the room |
+//! | server → everyone in the room, sender included | `chat message` | the same string |
+//!
 //! Every socket joins the lobby when it connects (it receives `update`s before it names
 //! itself, as with the original server) and leaves it when it disconnects.
 //!
@@ -28,7 +37,8 @@ use socketioxide::handler::{ConnectHandler, MessageHandler, Value};
 use socketioxide::socket::Socket;
 use socketioxide::{SendError, SocketError};
 
-use crate::lobby::{Event, Lobby, Member, Outbox, Protocol, Refusal};
+use crate::lobby::{Delivery, Event, Lobby, LobbyError, Member, Outbox, Protocol, Refusal};
+use crate::rooms::{RoomError, Seat};
 
 /// The `name` of server announcements, as the original server sent it.
 const SERVER_NAME: &str = "SERVER";
@@ -66,50 +76,60 @@ enum Malformed {
     Name,
     #[error("message expects an object {{type: \"message\", message: \"<text>\"}}")]
     Line,
+    #[error("room expects a room name as a string")]
+    Room,
+    #[error("chat message expects a string")]
+    RoomLine,
 }
 
-/// A lobby member's outbox: the socket's own bounded queue, filled with `try_send`
-/// (socketioxide's `emit` never waits; it fails when the queue is full).
+/// A lobby member's outbox and room seat: the socket's own bounded queue, filled with
+/// `try_send` (socketioxide's `emit` never waits; it fails when the queue is full).
+#[derive(Clone)]
 struct SocketOutbox {
     socket: SocketRef,
 }
 
+impl SocketOutbox {
+    fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), Refusal> {
+        match self.socket.emit(event, data) {
+            Ok(()) => Ok(()),
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(Refusal::Full),
+            Err(SendError::Socket(SocketError::Closed)) => Err(Refusal::Closed),
+            Err(e) => {
+                tracing::error!(socket = %self.socket.id, "cannot encode {event}: {e}");
+                Err(Refusal::Closed)
+            }
+        }
+    }
+}
+
 impl Outbox for SocketOutbox {
-    fn offer(&self, event: &Arc<Event>) -> Result<(), Refusal> {
-        let joined;
-        let left;
-        let update = match &**event {
+    fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), Refusal> {
+        let text;
+        let update = match delivery.event() {
             Event::Joined { name, .. } => {
-                joined = format!("{name}님이 접속하였습니다.");
+                text = format!("{name}님이 접속하였습니다.");
                 Update {
                     kind: "connect",
                     name: SERVER_NAME,
-                    message: &joined,
+                    message: &text,
                 }
             }
             Event::Left { name, .. } => {
-                left = format!("{name}님이 나가셨습니다.");
+                text = format!("{name}님이 나가셨습니다.");
                 Update {
                     kind: "disconnect",
                     name: SERVER_NAME,
-                    message: &left,
+                    message: &text,
                 }
             }
-            Event::Message { name, text } => Update {
+            Event::Message { name, text, .. } => Update {
                 kind: "message",
                 name,
                 message: text,
             },
         };
-        match self.socket.emit("update", &update) {
-            Ok(()) => Ok(()),
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(Refusal::Full),
-            Err(SendError::Socket(SocketError::Closed)) => Err(Refusal::Closed),
-            Err(e) => {
-                tracing::error!(socket = %self.socket.id, "cannot encode an update: {e}");
-                Err(Refusal::Closed)
-            }
-        }
+        self.emit("update", &update)
     }
 
     fn cut_off(&self) {
@@ -118,6 +138,16 @@ impl Outbox for SocketOutbox {
         if let Err(e) = self.socket.clone().disconnect() {
             tracing::warn!(socket = %self.socket.id, "slow consumer not disconnected yet: {e}");
         }
+    }
+}
+
+impl Seat for SocketOutbox {
+    fn offer_line(&self, line: &Arc<str>) -> Result<(), Refusal> {
+        self.emit("chat message", &**line)
+    }
+
+    fn cut_off(&self) {
+        Outbox::cut_off(self);
     }
 }
 
@@ -143,6 +173,8 @@ impl ConnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnConnect {
         socket.extensions.insert(Arc::new(member));
         socket.on("newUser", OnEvent(new_user));
         socket.on("message", OnEvent(message));
+        socket.on("room", OnEvent(room));
+        socket.on("chat message", OnEvent(room_line));
         socket.on_disconnect(async |socket: SocketRef| {
             // Dropping the member leaves the lobby and breaks the cycle socket → member →
             // lobby → outbox → socket.
@@ -184,4 +216,26 @@ fn new_user(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), St
 fn message(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), String> {
     let line: ChatLine = decode(socket, data).ok_or_else(|| Malformed::Line.to_string())?;
     member.say(&line.message).map_err(|e| e.to_string())
+}
+
+fn room(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), String> {
+    let name: String = decode(socket, data).ok_or_else(|| Malformed::Room.to_string())?;
+    let seat = SocketOutbox {
+        socket: SocketRef::from(socket.clone()),
+    };
+    match member.take_seat(&name, seat) {
+        Ok(_) => Ok(()),
+        Err(LobbyError::Room(RoomError::Full)) => {
+            if let Err(e) = socket.emit("result", "failed") {
+                tracing::warn!(socket = %socket.id, "cannot send a room result: {e}");
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn room_line(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), String> {
+    let line: String = decode(socket, data).ok_or_else(|| Malformed::RoomLine.to_string())?;
+    member.say_in_room(&line).map_err(|e| e.to_string())
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chatterbox::config::ListenPort;
 use chatterbox::{Config, Listeners, RunError};
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client as SioClient, ClientBuilder};
@@ -21,6 +22,9 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// A chatterbox server running in this test process, every listener on port 0.
 pub struct TestServer {
     pub http: SocketAddr,
+    pub websocket: Option<SocketAddr>,
+    pub tcp_json: Option<SocketAddr>,
+    pub tcp_text: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), RunError>>>,
 }
@@ -31,7 +35,8 @@ impl TestServer {
         Self::spawn_with(|_| {}).await
     }
 
-    /// A server with the default configuration changed by `configure`.
+    /// A server with the default configuration changed by `configure`; a listener
+    /// whose port `configure` sets to `off` is switched off.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config {
             host: [127, 0, 0, 1].into(),
@@ -39,18 +44,34 @@ impl TestServer {
             ..Config::default()
         };
         configure(&mut config);
-        let http = TcpListener::bind((config.host, 0))
-            .await
-            .expect("bind http");
-        let addr = http.local_addr().expect("http address");
+        async fn bind(port: ListenPort) -> Option<TcpListener> {
+            match port {
+                ListenPort::Off => None,
+                ListenPort::On(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind")),
+            }
+        }
+        let listeners = Listeners {
+            http: TcpListener::bind("127.0.0.1:0").await.expect("bind http"),
+            websocket: bind(config.ws_port).await,
+            tcp_json: bind(config.tcp_json_port).await,
+            tcp_text: bind(config.tcp_text_port).await,
+        };
+        let address = |listener: &Option<TcpListener>| {
+            listener.as_ref().map(|l| l.local_addr().expect("address"))
+        };
+        let http = listeners.http.local_addr().expect("http address");
+        let (websocket, tcp_json, tcp_text) = (
+            address(&listeners.websocket),
+            address(&listeners.tcp_json),
+            address(&listeners.tcp_text),
+        );
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(chatterbox::run(
-            config,
-            Listeners { http },
-            shutdown.clone(),
-        ));
+        let task = tokio::spawn(chatterbox::run(config, listeners, shutdown.clone()));
         Self {
-            http: addr,
+            http,
+            websocket,
+            tcp_json,
+            tcp_text,
             shutdown,
             task: Some(task),
         }
@@ -221,4 +242,153 @@ pub fn left(name: &str) -> Value {
 /// The `update` relaying `text` from `name`.
 pub fn line(name: &str, text: &str) -> Value {
     json!({"type": "message", "name": name, "message": text})
+}
+
+/// A raw TCP client reading a stream with no framing: `expect` checks the next bytes.
+pub struct TcpClient {
+    pub stream: tokio::net::TcpStream,
+    received: Vec<u8>,
+}
+
+impl TcpClient {
+    /// Connects to `addr`.
+    pub async fn connect(addr: Option<SocketAddr>) -> Self {
+        let addr = addr.expect("listener on");
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        Self {
+            stream,
+            received: Vec::new(),
+        }
+    }
+
+    /// Writes `bytes`.
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes.as_ref()).await.expect("write");
+    }
+
+    /// Sends a TCP JSON command.
+    pub async fn command(&mut self, kind: &str, content: &str) {
+        let command = json!({"type": kind, "content": content}).to_string();
+        self.send(command).await;
+    }
+
+    /// The next bytes received must be `expected`.
+    pub async fn expect(&mut self, expected: impl AsRef<[u8]>) {
+        use tokio::io::AsyncReadExt;
+        let expected = expected.as_ref();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.received.len() < expected.len() {
+            let mut buf = vec![0; 64 * 1024];
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "timed out waiting for {:?}, got {:?}",
+                        String::from_utf8_lossy(expected),
+                        String::from_utf8_lossy(&self.received)
+                    )
+                })
+                .expect("read");
+            assert!(
+                n > 0,
+                "closed while waiting for {:?}, got {:?}",
+                String::from_utf8_lossy(expected),
+                String::from_utf8_lossy(&self.received)
+            );
+            self.received.extend_from_slice(&buf[..n]);
+        }
+        let got: Vec<u8> = self.received.drain(..expected.len()).collect();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected)
+        );
+    }
+
+    /// The server must close the connection after sending exactly `last`.
+    pub async fn expect_closed_after(&mut self, last: impl AsRef<[u8]>) {
+        use tokio::io::AsyncReadExt;
+        self.expect(last).await;
+        let mut rest = Vec::new();
+        tokio::time::timeout(WAIT, self.stream.read_to_end(&mut rest))
+            .await
+            .expect("closed in time")
+            .expect("read");
+        assert_eq!(
+            String::from_utf8_lossy(&rest),
+            "",
+            "nothing after the last bytes"
+        );
+    }
+}
+
+/// A plain WebSocket client of the chat.
+pub struct WsClient {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl WsClient {
+    /// Connects to `ws://addr/`.
+    pub async fn connect(addr: Option<SocketAddr>) -> Self {
+        let url = format!("ws://{}/", addr.expect("listener on"));
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        Self { socket }
+    }
+
+    /// Sends a text frame.
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        use futures_util::SinkExt;
+        let message = tokio_tungstenite::tungstenite::Message::text(text.into());
+        self.socket.send(message).await.expect("send");
+    }
+
+    /// Sends a chat line as the original page does.
+    pub async fn say(&mut self, name: &str, msg: &str) {
+        self.send_text(json!({"name": name, "msg": msg}).to_string())
+            .await;
+    }
+
+    /// The next frame.
+    pub async fn next(&mut self) -> tokio_tungstenite::tungstenite::Message {
+        use futures_util::StreamExt;
+        tokio::time::timeout(WAIT, self.socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("frame")
+    }
+
+    /// The next frame must be a text frame with this JSON.
+    pub async fn expect(&mut self, expected: Value) {
+        let frame = self.next().await;
+        let text = frame
+            .to_text()
+            .unwrap_or_else(|_| panic!("a text frame, got {frame:?}"));
+        let value: Value = serde_json::from_str(text).expect("JSON");
+        assert_eq!(value, expected);
+    }
+
+    /// Closes the connection.
+    pub async fn close(mut self) {
+        self.socket.close(None).await.expect("close");
+    }
+}
+
+/// The WebSocket notification of a join, N counting the whole lobby.
+pub fn ws_joined(members: usize) -> Value {
+    json!({"type": "notification", "msg": format!("새로운 유저 접속 [현재 : {members}명]")})
+}
+
+/// The WebSocket notification of a leave.
+pub fn ws_left(members: usize) -> Value {
+    json!({"type": "notification", "msg": format!("유저 연결 해제 [현재 : {members}명]")})
+}
+
+/// A WebSocket line frame.
+pub fn ws_line(name: &str, msg: &str) -> Value {
+    json!({"type": "message", "name": name, "msg": msg})
 }

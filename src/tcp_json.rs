@@ -1,0 +1,357 @@
+//! The raw TCP chat with JSON commands (PROTOCOLS.md section 4a).
+//!
+//! Wire format. Client → server: JSON objects with nothing between them (white space is
+//! allowed), split or glued at any byte:
+//! `{"type":"CONNECT","content":"<X>"}` once, then `{"type":"CHAT","content":"<X> : <line>"}`
+//! per line. Server → client: plain text, one write per message, no line end:
+//!
+//! | lobby event | text |
+//! |---|---|
+//! | X joined (any protocol; the client's own CONNECT included) | `<X> connected!` |
+//! | someone left | `Someone's out.` |
+//! | X said a line (any protocol; the client's own included) | `<X> : <line>` |
+//!
+//! The name is the one of CONNECT (cleaned like every name); a CHAT's content is
+//! relayed under it: its leading `<X> : ` is taken off when it matches the client's
+//! name, and anything else in it is part of the line, so no client can speak as another.
+//!
+//! Errors: malformed JSON, a value that is not a command object, an unknown `type` or
+//! an object over [`Limits::max_json_object_bytes`]: the client gets one line
+//! `error: <why>` and is disconnected. A CHAT before CONNECT or a line over the length
+//! limit: `error: <why>` and the connection stays.
+//!
+//! [`Limits::max_json_object_bytes`]: crate::lobby::Limits::max_json_object_bytes
+
+use std::net::SocketAddr;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{Decoder, FramedRead};
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::{QueueOutbox, accept_loop};
+use crate::lobby::{Event, Lobby, Member, Protocol};
+
+/// Serves the TCP JSON chat on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    lobby: Lobby,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    accept_loop("tcp-json", listener, shutdown.clone(), |stream, peer| {
+        connection(stream, peer, lobby.clone(), shutdown.clone())
+    })
+    .await
+}
+
+/// A command from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `{"type":"CONNECT","content":"<name>"}`
+    Connect(String),
+    /// `{"type":"CHAT","content":"<name> : <line>"}`
+    Chat(String),
+}
+
+/// Why the stream of a client cannot be read on; the text is its error line.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Not JSON.
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    /// JSON, but not an object with a string `type` and a string `content`.
+    #[error(r#"expected {{"type": "CONNECT" | "CHAT", "content": "<text>"}}"#)]
+    NotACommand,
+    /// A command of a type this chat does not know.
+    #[error("unknown type {0:?}: expected CONNECT or CHAT")]
+    UnknownType(String),
+    /// An object over the size limit.
+    #[error("object larger than {max} bytes")]
+    TooLarge {
+        /// The limit in force.
+        max: usize,
+    },
+    /// The connection failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Splits a byte stream into JSON objects, scanning each byte once, so an object
+/// trickled in one byte at a time costs no more than one sent whole.
+#[derive(Debug)]
+pub struct Commands {
+    max_object_bytes: usize,
+    /// Bytes of the current object scanned so far.
+    scanned: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Commands {
+    /// A decoder refusing objects over `max_object_bytes`.
+    pub fn new(max_object_bytes: usize) -> Self {
+        Self {
+            max_object_bytes,
+            scanned: 0,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+        }
+    }
+}
+
+impl Decoder for Commands {
+    type Item = Command;
+    type Error = StreamError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, StreamError> {
+        if self.scanned == 0 {
+            let blank = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            buf.advance(blank);
+            match buf.first() {
+                None => return Ok(None),
+                Some(b'{') => {}
+                Some(_) => return Err(StreamError::NotACommand),
+            }
+        }
+        while self.scanned < buf.len() {
+            if self.scanned >= self.max_object_bytes {
+                return Err(StreamError::TooLarge {
+                    max: self.max_object_bytes,
+                });
+            }
+            let byte = buf[self.scanned];
+            self.scanned += 1;
+            if self.in_string {
+                match (self.escaped, byte) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        let object = buf.split_to(self.scanned);
+                        self.scanned = 0;
+                        return parse(&object).map(Some);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn parse(object: &[u8]) -> Result<Command, StreamError> {
+    let value: Value =
+        serde_json::from_slice(object).map_err(|e| StreamError::Malformed(e.to_string()))?;
+    let (Some(kind), Some(content)) = (
+        value.get("type").and_then(Value::as_str),
+        value.get("content").and_then(Value::as_str),
+    ) else {
+        return Err(StreamError::NotACommand);
+    };
+    match kind {
+        "CONNECT" => Ok(Command::Connect(content.to_owned())),
+        "CHAT" => Ok(Command::Chat(content.to_owned())),
+        other => Err(StreamError::UnknownType(other.to_owned())),
+    }
+}
+
+/// A lobby event as a TCP JSON client sees it.
+pub fn encode(event: &Event) -> Bytes {
+    match event {
+        Event::Joined { name, .. } => format!("{name} connected!").into(),
+        Event::Left { .. } => Bytes::from_static(b"Someone's out."),
+        Event::Message { name, text, .. } => format!("{name} : {text}").into(),
+    }
+}
+
+/// The line of a CHAT's `content`: without the `<X> : ` the client's own name puts
+/// before it (as the client typed the name, or as the lobby cleaned it).
+fn line_of<'a>(content: &'a str, typed_name: &str, stored_name: &str) -> &'a str {
+    [typed_name, stored_name]
+        .iter()
+        .find_map(|name| content.strip_prefix(name)?.strip_prefix(" : "))
+        .unwrap_or(content)
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    lobby: Lobby,
+    shutdown: CancellationToken,
+) {
+    let (reader, mut writer) = stream.into_split();
+    let (outbox, mut inbox) = QueueOutbox::new(lobby.limits().outbox_messages);
+    let member = lobby.join(Protocol::TcpJson, outbox);
+    let mut commands = FramedRead::new(reader, Commands::new(lobby.limits().max_json_object_bytes));
+    // The name as the client typed it, and as the lobby stored it.
+    let mut names: Option<(String, String)> = None;
+
+    let stop = tokio::select! {
+        () = shutdown.cancelled() => "shutdown",
+        () = inbox.cut.cancelled() => "cut off as a slow consumer",
+        stop = async {
+            loop {
+                tokio::select! {
+                    delivery = inbox.queue.recv() => {
+                        let Some(delivery) = delivery else { return "closed" };
+                        let text = delivery.encoded(Protocol::TcpJson, encode);
+                        if writer.write_all(&text).await.is_err() {
+                            return "write failed";
+                        }
+                    }
+                    command = commands.next() => match command {
+                        None => return "closed by the client",
+                        Some(Ok(command)) => {
+                            if let Err(why) = handle(&member, &mut names, command) {
+                                tracing::info!(%peer, member = member.id(), %why, "refused");
+                                if writer.write_all(format!("error: {why}\n").as_bytes()).await.is_err() {
+                                    return "write failed";
+                                }
+                            }
+                        }
+                        Some(Err(StreamError::Io(_))) => return "read failed",
+                        Some(Err(why)) => {
+                            tracing::info!(%peer, member = member.id(), %why, "refused, disconnecting");
+                            // The client is being dropped for what it sent: a failed
+                            // write of the reason changes nothing.
+                            if let Err(e) = writer.write_all(format!("error: {why}\n").as_bytes()).await {
+                                tracing::debug!(%peer, "cannot send the error line: {e}");
+                            }
+                            return "bad input";
+                        }
+                    },
+                }
+            }
+        } => stop,
+    };
+    tracing::debug!(%peer, member = member.id(), "tcp-json connection ends: {stop}");
+}
+
+fn handle(
+    member: &Member,
+    names: &mut Option<(String, String)>,
+    command: Command,
+) -> Result<(), crate::lobby::LobbyError> {
+    match command {
+        Command::Connect(typed) => {
+            let stored = member.set_name(&typed)?;
+            *names = Some((typed, stored.to_string()));
+            Ok(())
+        }
+        Command::Chat(content) => {
+            let line = match names {
+                Some((typed, stored)) => line_of(&content, typed, stored),
+                None => &content,
+            };
+            member.say(line)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(decoder: &mut Commands, bytes: &[u8]) -> Vec<Result<Command, String>> {
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(command)) => out.push(Ok(command)),
+                Ok(None) => return out,
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    return out;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn glued_objects_and_strings_with_braces() {
+        let stream =
+            br#"{"type":"CONNECT","content":"a}{\"b"} {"type":"CHAT","content":"a : [x]"}"#;
+        assert_eq!(
+            decode_all(&mut Commands::new(1024), stream),
+            vec![
+                Ok(Command::Connect("a}{\"b".into())),
+                Ok(Command::Chat("a : [x]".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn one_byte_at_a_time_gives_the_same_commands() {
+        let stream =
+            br#"{"type":"CONNECT","content":"kim"}{"type":"CHAT","content":"kim : \u00e9\\"}"#;
+        let mut decoder = Commands::new(1024);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for byte in stream {
+            buf.extend_from_slice(&[*byte]);
+            while let Some(command) = decoder.decode(&mut buf).unwrap() {
+                out.push(command);
+            }
+        }
+        assert_eq!(
+            out,
+            vec![
+                Command::Connect("kim".into()),
+                Command::Chat("kim : é\\".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_say_why() {
+        let not_a_command = r#"expected {"type": "CONNECT" | "CHAT", "content": "<text>"}"#;
+        let cases: [(&[u8], usize, &str); 6] = [
+            (b"hello", 1024, not_a_command),
+            (br#"{"type":"CHAT"}"#, 1024, not_a_command),
+            (br#"["CHAT"]"#, 1024, not_a_command),
+            (
+                br#"{"type":"JOIN","content":"x"}"#,
+                1024,
+                r#"unknown type "JOIN": expected CONNECT or CHAT"#,
+            ),
+            (
+                br#"{"type":"CHAT",,}"#,
+                1024,
+                "malformed JSON: key must be a string at line 1 column 16",
+            ),
+            (
+                br#"{"type":"CHAT","content":"0123456789"}"#,
+                16,
+                "object larger than 16 bytes",
+            ),
+        ];
+        for (stream, max, why) in cases {
+            let got = decode_all(&mut Commands::new(max), stream);
+            let context = String::from_utf8_lossy(stream);
+            assert_eq!(got.last(), Some(&Err(why.to_owned())), "{context}");
+        }
+    }
+
+    #[test]
+    fn the_name_prefix_is_taken_off_only_when_it_is_the_clients() {
+        assert_eq!(line_of("kim : hi", "kim", "kim"), "hi");
+        assert_eq!(line_of(" kim  : hi", " kim ", "kim"), "hi");
+        assert_eq!(line_of("kim : hi", " kim ", "kim"), "hi");
+        assert_eq!(line_of("lee : hi", "kim", "kim"), "lee : hi");
+        assert_eq!(line_of("kim: hi", "kim", "kim"), "kim: hi");
+    }
+}

@@ -1,0 +1,149 @@
+//! The raw TCP chat with plain text (PROTOCOLS.md section 4b).
+//!
+//! Wire format: no framing at all. Each chunk a client sends is relayed, byte for byte,
+//! to every other TCP text client. The original had no names; in the one lobby such a
+//! member is `guest-<n>` (n: its member number, stable for the connection), announced
+//! when it connects. Server → client, one write per message, no line end added:
+//!
+//! | lobby event | bytes |
+//! |---|---|
+//! | another TCP text client's chunk | the chunk, as received |
+//! | X said a line on another protocol | `<X> : <line>` |
+//! | X joined (its own connection included) | `<X> connected!` |
+//! | X left | `<X> left.` |
+//!
+//! A chunk is what one read returns, at most [`Limits::max_message_chars`] bytes (so it
+//! is never over the line limit); a multi-byte UTF-8 character split by a read is kept
+//! whole for the next chunk. Other protocols see the chunk as text (invalid UTF-8
+//! replaced, one trailing line end taken off).
+//!
+//! [`Limits::max_message_chars`]: crate::lobby::Limits::max_message_chars
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::{QueueOutbox, accept_loop};
+use crate::lobby::{Event, Lobby, Protocol};
+
+/// Serves the TCP text chat on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    lobby: Lobby,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    accept_loop("tcp-text", listener, shutdown.clone(), |stream, peer| {
+        connection(stream, peer, lobby.clone(), shutdown.clone())
+    })
+    .await
+}
+
+/// A lobby event as a TCP text client sees it.
+pub fn encode(event: &Event) -> Bytes {
+    match event {
+        Event::Joined { name, .. } => format!("{name} connected!").into(),
+        Event::Left { name, .. } => format!("{name} left.").into(),
+        Event::Message {
+            raw: Some(raw),
+            origin: Protocol::TcpText,
+            ..
+        } => raw.clone(),
+        Event::Message { name, text, .. } => format!("{name} : {text}").into(),
+    }
+}
+
+/// How many leading bytes of `buf` to send now: all but an incomplete UTF-8 character
+/// at its end (which the next read completes).
+fn complete_prefix(buf: &[u8]) -> usize {
+    match std::str::from_utf8(buf) {
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        _ => buf.len(),
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    lobby: Lobby,
+    shutdown: CancellationToken,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (outbox, mut inbox) = QueueOutbox::new(lobby.limits().outbox_messages);
+    let member = lobby.join(Protocol::TcpText, outbox);
+    // Holds one chunk; `filled` bytes of it are read, a split character's start first.
+    let mut buf = vec![0; lobby.limits().max_message_chars.max(4)];
+    let mut filled = 0;
+
+    let stop = tokio::select! {
+        () = shutdown.cancelled() => "shutdown",
+        () = inbox.cut.cancelled() => "cut off as a slow consumer",
+        stop = async {
+            loop {
+                tokio::select! {
+                    delivery = inbox.queue.recv() => {
+                        let Some(delivery) = delivery else { return "closed" };
+                        let bytes = delivery.encoded(Protocol::TcpText, encode);
+                        if writer.write_all(&bytes).await.is_err() {
+                            return "write failed";
+                        }
+                    }
+                    read = reader.read(&mut buf[filled..]) => {
+                        match read {
+                            Ok(0) | Err(_) => return "closed by the client",
+                            Ok(n) => filled += n,
+                        }
+                        let ready = complete_prefix(&buf[..filled]);
+                        if ready == 0 {
+                            continue;
+                        }
+                        let chunk = Bytes::copy_from_slice(&buf[..ready]);
+                        buf.copy_within(ready..filled, 0);
+                        filled -= ready;
+                        if let Err(why) = member.say_chunk(chunk) {
+                            tracing::info!(%peer, member = member.id(), %why, "refused");
+                            return "refused";
+                        }
+                    }
+                }
+            }
+        } => stop,
+    };
+    tracing::debug!(%peer, member = member.id(), "tcp-text connection ends: {stop}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_character_waits_for_its_end() {
+        let word = "가나".as_bytes();
+        assert_eq!(complete_prefix(&word[..4]), 3);
+        assert_eq!(complete_prefix(&word[..3]), 3);
+        assert_eq!(complete_prefix(&word[..2]), 0);
+        assert_eq!(complete_prefix(word), 6);
+        assert_eq!(complete_prefix(b"ab\xff\xfe"), 4);
+    }
+
+    #[test]
+    fn chunks_from_tcp_text_go_as_they_are() {
+        let raw = Bytes::from_static(b"hi\r\n");
+        let event = Event::Message {
+            name: "guest-1".into(),
+            text: "hi".into(),
+            origin: Protocol::TcpText,
+            raw: Some(raw.clone()),
+        };
+        assert_eq!(encode(&event), raw);
+        let event = Event::Message {
+            name: "kim".into(),
+            text: "hi".into(),
+            origin: Protocol::SocketIo,
+            raw: None,
+        };
+        assert_eq!(encode(&event), Bytes::from_static(b"kim : hi"));
+    }
+}

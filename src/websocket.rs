@@ -1,0 +1,273 @@
+//! The plain WebSocket JSON chat (PROTOCOLS.md section 3), on its own port, path `/`.
+//!
+//! Wire format: text frames carrying JSON.
+//!
+//! | direction | frame |
+//! |---|---|
+//! | client → server | `{"name":"<X>","msg":"<text>"}`: a line; the name travels with every line |
+//! | server → client | `{"type":"message","name":"<X>","msg":"<text>"}`: a line of anyone in the lobby, the client's own included |
+//! | server → client | `{"type":"notification","msg":"새로운 유저 접속 [현재 : N명]"}`: someone joined (the client itself included), N counts the whole lobby |
+//! | server → client | `{"type":"notification","msg":"유저 연결 해제 [현재 : N명]"}`: someone left |
+//! | server → client | `{"type":"error","msg":"<why>"}`: the client's frame was refused, nothing was relayed |
+//!
+//! `name` and `msg` of `message` frames are HTML-escaped (`& < > " '`): the one
+//! WebSocket client, the original page, inserts them into the page with `innerHTML`, so
+//! escaped they show exactly as typed, and nothing anyone types on any protocol runs in
+//! that page. The server cannot fix that page; this keeps the one lobby from making it
+//! worse.
+//!
+//! A connection is in the lobby as `guest-<n>` from its first moment; a line's `name`
+//! (cleaned like every name) becomes its name from then on. A message over
+//! [`Limits::max_ws_message_bytes`] closes the connection with code 1009; a handshake
+//! that does not finish within [`HANDSHAKE_TIMEOUT`] is dropped.
+//!
+//! [`Limits::max_ws_message_bytes`]: crate::lobby::Limits::max_ws_message_bytes
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::{QueueOutbox, accept_loop};
+use crate::lobby::{Event, Lobby, Protocol};
+
+/// How long a client may take to complete the WebSocket handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the plain WebSocket chat on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    lobby: Lobby,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    accept_loop("websocket", listener, shutdown.clone(), |stream, peer| {
+        connection(stream, peer, lobby.clone(), shutdown.clone())
+    })
+    .await
+}
+
+/// A frame to the client.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Outgoing<'a> {
+    Message { name: &'a str, msg: &'a str },
+    Notification { msg: &'a str },
+    Error { msg: &'a str },
+}
+
+/// A line from the client.
+#[derive(Deserialize)]
+struct Line {
+    name: String,
+    msg: String,
+}
+
+const NOT_A_LINE: &str = r#"expected a text frame {"name": "<name>", "msg": "<text>"}"#;
+
+/// A lobby event as a WebSocket client sees it.
+pub fn encode(event: &Event) -> Bytes {
+    let notice;
+    let frame = match event {
+        Event::Joined { members, .. } => {
+            notice = format!("새로운 유저 접속 [현재 : {members}명]");
+            Outgoing::Notification { msg: &notice }
+        }
+        Event::Left { members, .. } => {
+            notice = format!("유저 연결 해제 [현재 : {members}명]");
+            Outgoing::Notification { msg: &notice }
+        }
+        Event::Message { name, text, .. } => {
+            let (name, msg) = (escape_html(name), escape_html(text));
+            return to_json(&Outgoing::Message {
+                name: &name,
+                msg: &msg,
+            });
+        }
+    };
+    to_json(&frame)
+}
+
+/// `text` with the characters HTML gives a meaning replaced by their entities.
+fn escape_html(text: &str) -> Cow<'_, str> {
+    if !text.contains(['&', '<', '>', '"', '\'']) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+fn to_json(frame: &Outgoing<'_>) -> Bytes {
+    // Serialising these string-only structures cannot fail.
+    serde_json::to_vec(frame).map_or_else(|_| Bytes::new(), Bytes::from)
+}
+
+fn text_frame(json: Bytes) -> Message {
+    match Utf8Bytes::try_from(json) {
+        Ok(text) => Message::Text(text),
+        Err(_) => Message::Text(Utf8Bytes::from_static("{}")),
+    }
+}
+
+// The signature is tungstenite's handshake callback's.
+#[allow(clippy::result_large_err)]
+fn only_root(request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+    if request.uri().path() == "/" {
+        return Ok(response);
+    }
+    let mut refusal = ErrorResponse::new(Some("the chat is at /".to_owned()));
+    *refusal.status_mut() = StatusCode::NOT_FOUND;
+    Err(refusal)
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    lobby: Lobby,
+    shutdown: CancellationToken,
+) {
+    let limits = lobby.limits();
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limits.max_ws_message_bytes))
+        .max_frame_size(Some(limits.max_ws_message_bytes));
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, only_root, Some(config));
+    let socket = tokio::select! {
+        () = shutdown.cancelled() => return,
+        handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => match handshake {
+            Ok(Ok(socket)) => socket,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "websocket handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "websocket handshake timed out");
+                return;
+            }
+        },
+    };
+    let (mut sink, mut frames) = socket.split();
+    let (outbox, mut inbox) = QueueOutbox::new(limits.outbox_messages);
+    let member = lobby.join(Protocol::WebSocket, outbox);
+
+    let close: Option<(CloseCode, &str)> = tokio::select! {
+        () = shutdown.cancelled() => Some((CloseCode::Away, "server shutting down")),
+        () = inbox.cut.cancelled() => None,
+        close = async {
+            loop {
+                tokio::select! {
+                    delivery = inbox.queue.recv() => {
+                        let delivery = delivery?;
+                        // Everything already queued goes out with one flush.
+                        let mut next = Some(delivery);
+                        while let Some(delivery) = next {
+                            let json = delivery.encoded(Protocol::WebSocket, encode);
+                            if sink.feed(text_frame(json)).await.is_err() {
+                                return None;
+                            }
+                            next = inbox.queue.try_recv().ok();
+                        }
+                        if sink.flush().await.is_err() {
+                            return None;
+                        }
+                    }
+                    frame = frames.next() => {
+                        let refusal = match frame {
+                            None | Some(Ok(Message::Close(_))) => return None,
+                            Some(Err(WsError::Capacity(e))) => {
+                                tracing::info!(%peer, member = member.id(), "refused, disconnecting: {e}");
+                                return Some((CloseCode::Size, "message too big"));
+                            }
+                            Some(Err(e)) => {
+                                tracing::debug!(%peer, "websocket read failed: {e}");
+                                return None;
+                            }
+                            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Line>(&text) {
+                                Ok(line) => member.say_as(&line.name, &line.msg).err().map(|e| e.to_string()),
+                                Err(_) => Some(NOT_A_LINE.to_owned()),
+                            },
+                            Some(Ok(Message::Binary(_))) => Some(NOT_A_LINE.to_owned()),
+                            Some(Ok(_)) => None, // ping and pong: tungstenite answers pings itself
+                        };
+                        if let Some(why) = refusal {
+                            tracing::info!(%peer, member = member.id(), %why, "refused");
+                            let reply = to_json(&Outgoing::Error { msg: &why });
+                            if sink.send(text_frame(reply)).await.is_err() {
+                                return None;
+                            }
+                        }
+                    }
+                }
+            }
+        } => close,
+    };
+    drop(member);
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        // A client that is gone cannot be told why; a client that does not read gets
+        // no longer than the handshake's timeout to take it.
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%peer, "cannot send the close frame: {e}"),
+            Err(_) => tracing::debug!(%peer, "close frame not taken in time"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_as_frames() {
+        let joined = Event::Joined {
+            name: "kim".into(),
+            members: 3,
+        };
+        assert_eq!(
+            encode(&joined),
+            r#"{"type":"notification","msg":"새로운 유저 접속 [현재 : 3명]"}"#
+        );
+        let left = Event::Left {
+            name: "kim".into(),
+            members: 2,
+        };
+        assert_eq!(
+            encode(&left),
+            r#"{"type":"notification","msg":"유저 연결 해제 [현재 : 2명]"}"#
+        );
+        let line = Event::Message {
+            name: "<b>kim</b>".into(),
+            text: "\"hi\" & 'bye'\n".into(),
+            origin: Protocol::TcpJson,
+            raw: None,
+        };
+        assert_eq!(
+            encode(&line),
+            r#"{"type":"message","name":"&lt;b&gt;kim&lt;/b&gt;","msg":"&quot;hi&quot; &amp; &#39;bye&#39;\n"}"#
+        );
+    }
+}
