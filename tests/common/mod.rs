@@ -180,6 +180,14 @@ impl Client {
         self.socket.emit(event, data).await.expect("emit");
     }
 
+    /// Emits `event` with one argument; the transport's error, if any, as text.
+    pub async fn try_emit(&self, event: &str, data: Value) -> Result<(), String> {
+        self.socket
+            .emit(event, data)
+            .await
+            .map_err(|e| format!("{e:?}"))
+    }
+
     /// Sends a chat line as the original page does.
     pub async fn say(&self, text: &str) {
         self.emit("message", json!({"type": "message", "message": text}))
@@ -211,6 +219,27 @@ impl Client {
     pub async fn expect_error(&mut self, message: &str) {
         let value = self.expect_event("error").await;
         assert_eq!(value, json!({ "message": message }));
+    }
+
+    /// Skips presence updates (joins and leaves of others); the next other event must
+    /// be an `update` equal to `expected`.
+    pub async fn expect_update_eventually(&mut self, expected: Value) {
+        let update = self.expect_message_eventually().await;
+        assert_eq!(update, expected);
+    }
+
+    /// Skips presence updates; the next other event must be a `message` update.
+    pub async fn expect_message_eventually(&mut self) -> Value {
+        loop {
+            let update = self.expect_event("update").await;
+            if update["type"] == "message" {
+                return update;
+            }
+            assert!(
+                update["type"] == "connect" || update["type"] == "disconnect",
+                "{update}"
+            );
+        }
     }
 
     /// Disconnects from the server.
@@ -305,6 +334,43 @@ impl TcpClient {
         );
     }
 
+    /// Reads until `expected` has come; what came before it must hold no chat line
+    /// (` : `): presence notices of other connections only.
+    pub async fn expect_eventually(&mut self, expected: impl AsRef<[u8]>) {
+        use tokio::io::AsyncReadExt;
+        let expected = expected.as_ref();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(at) = self
+                .received
+                .windows(expected.len())
+                .position(|window| window == expected)
+            {
+                let skipped: Vec<u8> = self.received.drain(..at + expected.len()).collect();
+                let skipped = String::from_utf8_lossy(&skipped[..at]).into_owned();
+                assert!(!skipped.contains(" : "), "skipped a line: {skipped:?}");
+                return;
+            }
+            let mut buf = vec![0; 64 * 1024];
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "timed out waiting for {:?}, got {:?}",
+                        String::from_utf8_lossy(expected),
+                        String::from_utf8_lossy(&self.received)
+                    )
+                })
+                .expect("read");
+            assert!(
+                n > 0,
+                "closed while waiting for {:?}",
+                String::from_utf8_lossy(expected)
+            );
+            self.received.extend_from_slice(&buf[..n]);
+        }
+    }
+
     /// The server must close the connection after sending exactly `last`.
     pub async fn expect_closed_after(&mut self, last: impl AsRef<[u8]>) {
         use tokio::io::AsyncReadExt;
@@ -344,6 +410,28 @@ impl WsClient {
         use futures_util::SinkExt;
         let message = tokio_tungstenite::tungstenite::Message::text(text.into());
         self.socket.send(message).await.expect("send");
+    }
+
+    /// Sends a binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        use futures_util::SinkExt;
+        let message = tokio_tungstenite::tungstenite::Message::binary(bytes);
+        self.socket.send(message).await.expect("send");
+    }
+
+    /// Skips notifications; the next other frame must be this line.
+    pub async fn expect_line_eventually(&mut self, name: &str, msg: &str) {
+        loop {
+            let frame = self.next().await;
+            let text = frame
+                .to_text()
+                .unwrap_or_else(|_| panic!("a text frame, got {frame:?}"));
+            let value: Value = serde_json::from_str(text).expect("JSON");
+            if value["type"] != "notification" {
+                assert_eq!(value, ws_line(name, msg));
+                return;
+            }
+        }
     }
 
     /// Sends a chat line as the original page does.

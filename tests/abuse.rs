@@ -1,0 +1,286 @@
+//! Resilience: a slow reader is cut off while everyone else keeps every line in order;
+//! bad input and connection storms on every listener leave the clients of all four
+//! protocols chatting.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, TcpClient, TestServer, WAIT, WsClient, line};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// Length of every line the writer sends, so a reader can split a stream with no
+/// delimiters: `w : <6-digit number> <padding>`.
+const RECORD_BYTES: usize = 1_000;
+
+fn record(n: usize) -> String {
+    let head = format!("w : {n:06} ");
+    format!("{head}{}", "x".repeat(RECORD_BYTES - head.len()))
+}
+
+/// Reads records 0, 1, 2, … until `total` says how many there are and all have come;
+/// returns the presence notices that came between them.
+async fn read_records(
+    mut stream: tokio::net::TcpStream,
+    mut total: watch::Receiver<usize>,
+) -> Vec<&'static str> {
+    const NOTICES: [&str; 3] = ["slow connected!", "w connected!", "Someone's out."];
+    let (mut buf, mut next, mut notices) = (Vec::new(), 0, Vec::new());
+    loop {
+        loop {
+            if let Some(notice) = NOTICES.iter().find(|n| buf.starts_with(n.as_bytes())) {
+                buf.drain(..notice.len());
+                notices.push(*notice);
+            } else if buf.len() >= RECORD_BYTES {
+                let expected = record(next);
+                assert_eq!(
+                    String::from_utf8_lossy(&buf[..RECORD_BYTES]),
+                    expected,
+                    "record {next}"
+                );
+                buf.drain(..RECORD_BYTES);
+                next += 1;
+            } else {
+                break;
+            }
+        }
+        if next == *total.borrow_and_update() {
+            return notices;
+        }
+        let mut chunk = vec![0; 256 * 1024];
+        tokio::select! {
+            read = stream.read(&mut chunk) => {
+                let n = read.expect("read");
+                assert!(n > 0, "closed after {next} records");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            changed = total.changed() => changed.expect("writer alive"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_reader_is_cut_off_while_50_others_get_every_line_in_order() {
+    let server = TestServer::spawn().await;
+    let address = server.tcp_json.expect("on");
+
+    // The slow reader: a tiny receive window, and it never reads.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(1_024).expect("rcvbuf");
+    let mut slow = socket.connect(address).await.expect("connect");
+    let connect = json!({"type": "CONNECT", "content": "slow"}).to_string();
+    slow.write_all(connect.as_bytes()).await.expect("write");
+
+    let (total_tx, total) = watch::channel(usize::MAX);
+    let mut readers = Vec::new();
+    for _ in 0..50 {
+        // Unnamed TCP JSON members: they receive everything and announce nothing.
+        let stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        readers.push(tokio::spawn(read_records(stream, total.clone())));
+    }
+    let mut writer = TcpClient::connect(server.tcp_json).await;
+    // Once the slow reader's join is in, everyone else present has seen it.
+    writer.command("CONNECT", "w").await;
+    writer.expect("w connected!").await;
+    let (echo, mut writer) = writer.stream.into_split();
+    let echoes = tokio::spawn(async move {
+        let mut echo = echo;
+        let mut sink = vec![0; 256 * 1024];
+        while matches!(echo.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+
+    // Lines until the slow reader has been cut off, then 200 more.
+    let mut sent = 0;
+    let mut cut_at = None;
+    while cut_at.is_none_or(|at| sent < at + 200) {
+        assert!(sent < 50_000, "the slow reader was never cut off");
+        let content = record(sent);
+        let command = json!({"type": "CHAT", "content": content}).to_string();
+        writer.write_all(command.as_bytes()).await.expect("write");
+        sent += 1;
+        if cut_at.is_none() && sent % 100 == 0 {
+            let health = server.get_json("/healthz").await;
+            if health["members"] == 51 {
+                cut_at = Some(sent);
+            }
+        }
+    }
+    total_tx.send(sent).expect("readers");
+    for reader in readers {
+        let mut notices = tokio::time::timeout(WAIT * 3, reader)
+            .await
+            .expect("reader done in time")
+            .expect("reader");
+        // The slow reader's join comes before the writer's, or before this reader was
+        // there; its leave comes once, after the writer's join.
+        notices.retain(|notice| *notice != "slow connected!");
+        assert_eq!(notices, ["w connected!", "Someone's out."]);
+    }
+    echoes.abort();
+    drop(slow);
+}
+
+/// One client of each protocol, named, and each able to say a line to all the others.
+struct Everyone {
+    sio: Client,
+    ws: WsClient,
+    tj: TcpClient,
+    tt: TcpClient,
+}
+
+impl Everyone {
+    async fn join(server: &TestServer) -> Self {
+        let sio = Client::named(server, "sio").await;
+        let mut ws = WsClient::connect(server.websocket).await;
+        let _ = ws.next().await; // its own join notification
+        let mut tj = TcpClient::connect(server.tcp_json).await;
+        tj.command("CONNECT", "tj").await;
+        tj.expect_eventually("tj connected!").await;
+        let mut tt = TcpClient::connect(server.tcp_text).await;
+        tt.expect_eventually(" connected!").await;
+        let mut everyone = Self { sio, ws, tj, tt };
+        everyone.chat("ready").await;
+        everyone
+    }
+
+    /// Each client says `tag`; each of the others receives it, whatever presence
+    /// notices (of other connections) come before it.
+    async fn chat(&mut self, tag: &str) {
+        let text = format!("{tag} from sio");
+        self.sio.say(&text).await;
+        self.ws.expect_line_eventually("sio", &text).await;
+        self.tj.expect_eventually(format!("sio : {text}")).await;
+        self.tt.expect_eventually(format!("sio : {text}")).await;
+
+        let text = format!("{tag} from ws");
+        self.ws.say("ws", &text).await;
+        self.ws.expect_line_eventually("ws", &text).await;
+        self.sio.expect_update_eventually(line("ws", &text)).await;
+        self.tj.expect_eventually(format!("ws : {text}")).await;
+        self.tt.expect_eventually(format!("ws : {text}")).await;
+
+        let text = format!("{tag} from tj");
+        self.tj.command("CHAT", &format!("tj : {text}")).await;
+        self.tj.expect_eventually(format!("tj : {text}")).await;
+        self.sio.expect_update_eventually(line("tj", &text)).await;
+        self.ws.expect_line_eventually("tj", &text).await;
+        self.tt.expect_eventually(format!("tj : {text}")).await;
+
+        let text = format!("{tag} from tt");
+        self.tt.send(&text).await;
+        let update = self.sio.expect_message_eventually().await;
+        assert_eq!(update["message"], json!(text));
+        let guest = update["name"].as_str().expect("name").to_owned();
+        self.ws.expect_line_eventually(&guest, &text).await;
+        self.tj.expect_eventually(format!("{guest} : {text}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_on_every_listener_leaves_everyone_chatting() {
+    let server = TestServer::spawn().await;
+    let mut everyone = Everyone::join(&server).await;
+
+    // Socket.IO: a payload over the limit (polling and WebSocket), bad events.
+    for (transport, name) in [
+        (rust_socketio::TransportType::Polling, "polling"),
+        (rust_socketio::TransportType::Websocket, "websocket"),
+    ] {
+        let big = Client::connect_with(&server, transport).await;
+        big.emit("newUser", json!("big")).await;
+        let line = json!({"type": "message", "message": "x".repeat(1_100_000)});
+        let sent = big.try_emit("message", line).await;
+        if name == "polling" {
+            // The server refuses the POST itself.
+            assert_eq!(
+                sent,
+                Err("IncompleteResponseFromEngineIo(IncompleteHttp(413))".into())
+            );
+        }
+        everyone.chat(&format!("after a big {name} payload")).await;
+    }
+    let mut odd = Client::connect(&server).await;
+    odd.emit("message", json!(null)).await;
+    odd.expect_event("error").await;
+    everyone.chat("after bad Socket.IO events").await;
+
+    // Plain WebSocket: binary, garbage, a frame over the limit.
+    let mut ws = WsClient::connect(server.websocket).await;
+    ws.send_binary(vec![0xff; 64]).await;
+    ws.send_text("\u{0}{{{").await;
+    ws.send_text("x".repeat(70_000)).await;
+    everyone.chat("after bad WebSocket frames").await;
+
+    // Raw garbage on the HTTP and WebSocket ports, before any handshake.
+    for port in [Some(server.http), server.websocket] {
+        let mut garbage = TcpClient::connect(port).await;
+        garbage.send(b"\x16\x03\x01\x02\x00garbage\r\n\r\n").await;
+    }
+    everyone.chat("after garbage handshakes").await;
+
+    // TCP JSON: garbage, half an object then gone.
+    let mut garbage = TcpClient::connect(server.tcp_json).await;
+    garbage.send(b"\x00\x01\x02}}}").await;
+    let mut half = TcpClient::connect(server.tcp_json).await;
+    half.send(br#"{"type":"CONNECT","content":"ha"#).await;
+    drop(half);
+    everyone.chat("after bad TCP JSON").await;
+
+    // TCP text: binary bytes are a chunk like any other, and arrive as they are.
+    let mut binary = TcpClient::connect(server.tcp_text).await;
+    binary.expect_eventually(" connected!").await;
+    binary.send(b"\xff\xfe\x00\x01").await;
+    everyone.tt.expect_eventually(b"\xff\xfe\x00\x01").await;
+    // The other protocols get it as text, the invalid bytes replaced.
+    let lossy = "\u{fffd}\u{fffd}\u{0}\u{1}";
+    let update = everyone.sio.expect_message_eventually().await;
+    assert_eq!(update["message"], json!(lossy));
+    let guest = update["name"].as_str().expect("name").to_owned();
+    everyone.ws.expect_line_eventually(&guest, lossy).await;
+    everyone
+        .tj
+        .expect_eventually(format!("{guest} : {lossy}"))
+        .await;
+    everyone.chat("after binary TCP text").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_connections_opened_and_dropped_at_once_on_every_listener() {
+    let server = TestServer::spawn().await;
+    let mut everyone = Everyone::join(&server).await;
+    let baseline = server.get_json("/healthz").await["members"].clone();
+    assert_eq!(baseline, json!(4));
+
+    for port in [
+        Some(server.http),
+        server.websocket,
+        server.tcp_json,
+        server.tcp_text,
+    ] {
+        let address = port.expect("on");
+        let opened = futures_util::future::join_all(
+            (0..200).map(|_| tokio::net::TcpStream::connect(address)),
+        )
+        .await;
+        assert!(opened.iter().all(Result::is_ok));
+        drop(opened);
+    }
+    // 200 WebSocket clients that complete their handshakes (and join), then vanish.
+    let clients =
+        futures_util::future::join_all((0..200).map(|_| WsClient::connect(server.websocket))).await;
+    drop(clients);
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while server.get_json("/healthz").await["members"] != baseline {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "members back to {baseline}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    everyone.chat("after the storm").await;
+}
