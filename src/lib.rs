@@ -70,19 +70,30 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let lobby = Lobby::new(config.limits());
+    // The listeners stop on their own token, cancelled once the lobby is closed, so no
+    // connection sees the shutdown before the lobby does.
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn({
+        let (shutdown, stop, lobby) = (shutdown.clone(), stop.clone(), lobby.clone());
+        async move {
+            shutdown.cancelled().await;
+            lobby.close();
+            stop.cancel();
+        }
+    });
     let settings = http::HttpSettings {
         static_dir: config.static_dir.clone(),
         ping_interval: config.ping_interval(),
         ping_timeout: config.ping_timeout(),
         max_payload_bytes: config.max_payload_bytes,
     };
-    let tasks = TaskTracker::new();
     let failure = Arc::new(Mutex::new(None));
     let supervise = |listener: &'static str, serve: Box<dyn ServeFuture>| {
-        let (shutdown, failure) = (shutdown.clone(), failure.clone());
+        let (shutdown, stop, failure) = (shutdown.clone(), stop.clone(), failure.clone());
         tasks.spawn(async move {
             let result = Box::into_pin(serve).await;
-            if shutdown.is_cancelled() {
+            if stop.is_cancelled() {
                 return;
             }
             let source = result
@@ -101,24 +112,24 @@ pub async fn run(
             listeners.http,
             lobby.clone(),
             settings,
-            shutdown.clone(),
+            stop.clone(),
         )),
     );
     if let Some(listener) = listeners.websocket {
-        let serve = websocket::serve(listener, lobby.clone(), shutdown.clone());
+        let serve = websocket::serve(listener, lobby.clone(), stop.clone());
         supervise("websocket", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_json {
-        let serve = tcp_json::serve(listener, lobby.clone(), shutdown.clone());
+        let serve = tcp_json::serve(listener, lobby.clone(), stop.clone());
         supervise("tcp-json", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_text {
-        let serve = tcp_text::serve(listener, lobby.clone(), shutdown.clone());
+        let serve = tcp_text::serve(listener, lobby.clone(), stop.clone());
         supervise("tcp-text", Box::new(serve));
     }
     tasks.close();
 
-    shutdown.cancelled().await;
+    stop.cancelled().await;
     if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
         .await
         .is_err()

@@ -15,7 +15,7 @@
 //!   connection) but its arrival and departure are not announced.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
@@ -248,6 +248,8 @@ struct Inner {
     next_id: AtomicU64,
     members: Mutex<HashMap<u64, Entry>>,
     rooms: Rooms,
+    /// Set once the server shuts down: members leave silently from then on.
+    closed: AtomicBool,
 }
 
 struct Entry {
@@ -267,6 +269,7 @@ impl Lobby {
                 next_id: AtomicU64::new(1),
                 members: Mutex::new(HashMap::new()),
                 rooms: Rooms::default(),
+                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -317,6 +320,12 @@ impl Lobby {
     /// The two-person rooms (they are separate from the lobby's chat).
     pub fn rooms(&self) -> &Rooms {
         &self.inner.rooms
+    }
+
+    /// Closes the lobby for shutdown: members still leave it, but their leaves are no
+    /// longer announced (every one of them is going).
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
     }
 
     /// Connections in the lobby now, named or not.
@@ -374,6 +383,7 @@ impl Lobby {
                 "disconnected"
             );
             match entry.name {
+                Some(_) if self.inner.closed.load(Ordering::SeqCst) => Vec::new(),
                 Some(name) => {
                     tracing::info!(member = id, %name, protocol = entry.protocol.as_str(), "left");
                     let event = Event::Left {
@@ -689,6 +699,20 @@ mod tests {
         assert_eq!(s.say("late"), Err(LobbyError::Gone));
         drop(s); // its guard leaves again: nothing more is announced
         assert_eq!(fast.take(), vec![]);
+        assert_eq!(lobby.member_count(), 1);
+    }
+
+    #[test]
+    fn a_closed_lobby_announces_no_leaves() {
+        let lobby = Lobby::new(Limits::default());
+        let stays = Recorder::default();
+        let _stays = lobby.join(Protocol::SocketIo, stays.clone());
+        let goes = lobby.join(Protocol::SocketIo, Recorder::default());
+        goes.set_name("goes").unwrap();
+        stays.take();
+        lobby.close();
+        drop(goes);
+        assert_eq!(stays.take(), vec![]);
         assert_eq!(lobby.member_count(), 1);
     }
 }

@@ -248,8 +248,15 @@ async fn socketio_rooms_every_row() {
     c.emit("chat message", json!("nobody hears")).await;
     c.expect_error("join a room before sending chat messages")
         .await;
+    // Each seat is confirmed (the line comes back) before the next socket asks: events
+    // of different sockets have no order of their own.
     a.emit("room", json!("r1")).await;
+    a.emit("chat message", json!("a is in")).await;
+    assert_eq!(a.expect_event("chat message").await, json!("a is in"));
     b.emit("room", json!("r1")).await;
+    b.emit("chat message", json!("b is in")).await;
+    assert_eq!(b.expect_event("chat message").await, json!("b is in"));
+    assert_eq!(a.expect_event("chat message").await, json!("b is in"));
     c.emit("room", json!("r1")).await;
     assert_eq!(c.expect_event("result").await, json!("failed"));
 
@@ -426,4 +433,31 @@ async fn every_cell_of_the_bridging_table() {
 async fn race(racer: &Client, probe: &'static str) {
     racer.emit("room", json!("race")).await;
     racer.emit("chat message", json!(probe)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_closes_websocket_and_tcp_connections() {
+    let server = TestServer::spawn().await;
+    let mut ws = WsClient::connect(server.websocket).await;
+    ws.expect(ws_joined(1)).await;
+    let mut tj = TcpClient::connect(server.tcp_json).await;
+    tj.command("CONNECT", "tj").await;
+    tj.expect("tj connected!").await;
+    ws.expect(ws_joined(2)).await;
+    let mut tt = TcpClient::connect(server.tcp_text).await;
+    tt.expect("guest-3 connected!").await;
+    ws.expect(ws_joined(3)).await;
+    tj.expect("guest-3 connected!").await;
+
+    server.stop().await.expect("clean stop");
+    let frame = ws.next().await;
+    let Message::Close(Some(close)) = frame else {
+        panic!("a close frame, got {frame:?}")
+    };
+    assert_eq!(
+        (close.code, close.reason.as_str()),
+        (CloseCode::Away, "server shutting down")
+    );
+    tj.expect_closed_after("").await;
+    tt.expect_closed_after("").await;
 }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { repoRoot, startServer, within, WAIT_MS } from './helpers.mjs';
+import { repoRoot, startServer, terminalClient, until } from './helpers.mjs';
 
 const screenshots = path.join(repoRoot, 'js-client/screenshots');
 let browser;
@@ -20,17 +20,21 @@ before(async () => {
 });
 after(async () => { await browser?.close(); });
 
-// Resolves once `condition()` is true; polls, since the page changes on its own.
-async function until(condition, what) {
-  await within((async () => {
-    while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 25));
-  })(), what, WAIT_MS);
-}
-
 // Opens `url` in a fresh context, answering the name prompt with `name`. Any other
-// dialog (an `alert` from injected markup) is recorded in `alerts`.
-async function openAs(url, name) {
+// dialog (an `alert` from injected markup) is recorded in `alerts`. With `wsPort`, the
+// page's fixed `ws://localhost:8001` is mapped to that port (the page stays unchanged).
+async function openAs(url, name, wsPort) {
   const context = await browser.newContext();
+  if (wsPort) {
+    await context.addInitScript((port) => {
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native {
+        constructor(address, protocols) {
+          super(String(address).replace('ws://localhost:8001', `ws://127.0.0.1:${port}`), protocols);
+        }
+      };
+    }, wsPort);
+  }
   const page = await context.newPage();
   const visitor = { page, context, logs: [], alerts: [] };
   page.on('dialog', async (dialog) => {
@@ -140,6 +144,82 @@ test('the original page, served with --static-dir, chats through its console', a
       '익명 : hi ann', 'SERVER : 익명님이 나가셨습니다.']);
     await ann.page.screenshot({ path: path.join(screenshots, 'classic.png') });
     await ann.context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('all four original clients chat with each other through one server', async () => {
+  const server = await startServer(['--static-dir', path.join(repoRoot, 'tests/fixtures/classic')]);
+  try {
+    // 1: the original Socket.IO page
+    const ann = await openAs(server.url, 'ann');
+    await expectLogs(ann, ['SERVER : ann님이 접속하였습니다.']);
+    // 2: the original WebSocket page, served unchanged at /ws/
+    const ws = await openAs(`${server.url}/ws/`, null, server.ports.websocket);
+    const wsLines = () => ws.page.locator('#chat .message').allInnerTexts();
+    const expectWs = async (expected) => {
+      await until(async () => (await wsLines()).length >= expected.length, `ws page: ${expected}`);
+      assert.deepEqual(await wsLines(), expected);
+    };
+    await expectWs(['새로운 유저 접속 [현재 : 2명]']);
+    // 3: the TCP JSON terminal client; 4: the TCP text terminal client
+    const kim = terminalClient('tcp-json/socket-client.js', server);
+    await kim.answer('Name : ', 'kim');
+    await kim.expectLines(['Name : kim connected!']);
+    const text = terminalClient('tcp-text/client_chat.js', server);
+    await text.expectLines(['Connected to Server', 'Get message from Server :  guest-4 connected!']);
+    await expectLogs(ann, ['SERVER : ann님이 접속하였습니다.', 'SERVER : guest-2님이 접속하였습니다.',
+      'SERVER : kim님이 접속하였습니다.', 'SERVER : guest-4님이 접속하였습니다.']);
+    await expectWs(['새로운 유저 접속 [현재 : 2명]', '새로운 유저 접속 [현재 : 3명]', '새로운 유저 접속 [현재 : 4명]']);
+    await kim.expectLines(['Name : kim connected!', 'guest-4 connected!']);
+
+    // Each line is sent once the one before has arrived: lines of different clients
+    // have no order of their own.
+    await ann.page.fill('#test', 'hello from socket.io');
+    await ann.page.click('button');
+    await kim.expectLines(['Name : kim connected!', 'guest-4 connected!', 'ann : hello from socket.io']);
+    await ws.page.fill('#name', 'wendy');
+    await ws.page.fill('#msg', 'hello from the websocket page');
+    await ws.page.click('button');
+    await kim.expectLines(['Name : kim connected!', 'guest-4 connected!', 'ann : hello from socket.io',
+      'wendy : hello from the websocket page']);
+    kim.type('hello from json');
+    await kim.expectLines(['Name : kim connected!', 'guest-4 connected!', 'ann : hello from socket.io',
+      'wendy : hello from the websocket page', 'kim : hello from json']);
+    text.type('hello from text');
+    await kim.expectLines(['Name : kim connected!', 'guest-4 connected!', 'ann : hello from socket.io',
+      'wendy : hello from the websocket page', 'kim : hello from json', 'guest-4 : hello from text']);
+    kim.type('<img src=x onerror=alert(1)>');
+
+    await expectLogs(ann, ['SERVER : ann님이 접속하였습니다.', 'SERVER : guest-2님이 접속하였습니다.',
+      'SERVER : kim님이 접속하였습니다.', 'SERVER : guest-4님이 접속하였습니다.',
+      'wendy : hello from the websocket page', 'kim : hello from json', 'guest-4 : hello from text',
+      'kim : <img src=x onerror=alert(1)>']);
+    await expectWs(['새로운 유저 접속 [현재 : 2명]', '새로운 유저 접속 [현재 : 3명]', '새로운 유저 접속 [현재 : 4명]',
+      'ann: hello from socket.io', 'wendy: hello from the websocket page', 'kim: hello from json',
+      'guest-4: hello from text', 'kim: <img src=x onerror=alert(1)>']);
+    await text.expectLines(['Connected to Server', 'Get message from Server :  guest-4 connected!',
+      'Get message from Server :  ann : hello from socket.io',
+      'Get message from Server :  wendy : hello from the websocket page',
+      'Get message from Server :  kim : hello from json', 'sent : hello from text',
+      'Get message from Server :  kim : <img src=x onerror=alert(1)>']);
+    // The original page inserts what it receives as HTML: escaped, it shows as text.
+    assert.equal(await ws.page.locator('#chat img').count(), 0);
+    assert.deepEqual(ws.alerts, []);
+    await ws.page.screenshot({ path: path.join(screenshots, 'ws-chat.png') });
+
+    kim.close();
+    await expectWs(['새로운 유저 접속 [현재 : 2명]', '새로운 유저 접속 [현재 : 3명]', '새로운 유저 접속 [현재 : 4명]',
+      'ann: hello from socket.io', 'wendy: hello from the websocket page', 'kim: hello from json',
+      'guest-4: hello from text', 'kim: <img src=x onerror=alert(1)>', '유저 연결 해제 [현재 : 3명]']);
+    await text.expectLines(['Connected to Server', 'Get message from Server :  guest-4 connected!',
+      'Get message from Server :  ann : hello from socket.io',
+      'Get message from Server :  wendy : hello from the websocket page',
+      'Get message from Server :  kim : hello from json', 'sent : hello from text',
+      'Get message from Server :  kim : <img src=x onerror=alert(1)>', 'Get message from Server :  kim left.']);
+    await ann.context.close();
+    await ws.context.close();
   } finally {
     await server.stop();
   }

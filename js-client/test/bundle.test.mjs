@@ -85,3 +85,13 @@ test('our page is served at / with its stylesheet and script', async () => {
   }
   assert.equal((await get('/no/such/page')).status, 404);
 });
+
+test('the original WebSocket chat page is served unchanged at /ws/', async () => {
+  const original = await readFile(path.join(repoRoot, 'tests/fixtures/ws-chat/index.html'));
+  for (const url of ['/ws/', '/ws/index.html']) {
+    const page = await get(url);
+    assert.equal(page.status, 200, url);
+    assert.equal(page.headers['content-type'], 'text/html; charset=utf-8');
+    assert.ok(page.body.equals(original), `${url}: the original page byte for byte`);
+  }
+});

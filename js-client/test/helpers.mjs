@@ -21,28 +21,40 @@ export function within(promise, what, ms = WAIT_MS) {
 
 // Starts the binary with `args` on 127.0.0.1, port 0, and waits for its "listening" line.
 export async function startServer(args = []) {
-  const child = spawn(binary, ['--host', '127.0.0.1', '--port', '0', ...args], {
+  const ports = ['--port', '0', '--ws-port', '0', '--tcp-json-port', '0', '--tcp-text-port', '0'];
+  const child = spawn(binary, ['--host', '127.0.0.1', ...ports, ...args], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  const address = await within(new Promise((resolve, reject) => {
+  const addresses = await within(new Promise((resolve, reject) => {
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk) => {
       output += chunk;
-      const match = output.match(/listening http=(\S+)/);
-      if (match) resolve(match[1]);
+      const wanted = ['http', 'websocket', 'tcp-json', 'tcp-text'];
+      const found = Object.fromEntries([...output.matchAll(/listening ([a-z-]+)=(\S+)/g)].map((m) => [m[1], m[2]]));
+      if (wanted.every((listener) => found[listener])) resolve(found);
     });
     child.on('error', reject);
     exited.then(({ code }) => reject(new Error(`server exited with ${code}:\n${output}`)));
   }), `server start (${binary})`);
+  const port = (listener) => Number(addresses[listener].split(':').pop());
+  const clients = [];
   return {
-    url: `http://${address}`,
+    clients,
+    url: `http://${addresses.http}`,
+    ports: {
+      http: port('http'),
+      websocket: addresses.websocket && port('websocket'),
+      tcpJson: addresses['tcp-json'] && port('tcp-json'),
+      tcpText: addresses['tcp-text'] && port('tcp-text'),
+    },
     child,
     exited,
     output: () => output,
     async stop() {
+      for (const client of clients) client.kill();
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       return within(exited, 'server exit');
     },
@@ -96,4 +108,47 @@ export async function named(url, name, options = {}, ioFn = io) {
   client.socket.emit('newUser', name);
   assert.deepStrictEqual(await client.expect('update'), joined(name));
   return client;
+}
+
+// Resolves once `condition()` is true; polls, for state that changes on its own (a
+// page, a child's output).
+export async function until(condition, what) {
+  await within((async () => {
+    while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 25));
+  })(), what);
+}
+
+// Runs an original terminal client (tests/fixtures/…), unchanged, with its fixed ports
+// mapped to `server`'s; `type` answers its prompt or types a line, `expectLines`
+// checks everything it printed so far, line by line.
+export function terminalClient(file, server) {
+  const portMap = { 5000: server.ports.tcpJson, 3000: server.ports.tcpText };
+  const child = spawn(process.execPath, ['--require', path.join(repoRoot, 'js-client/test/port-map.cjs'),
+    path.join(repoRoot, 'tests/fixtures', file)], {
+    cwd: repoRoot,
+    env: { ...process.env, CHATTERBOX_PORT_MAP: JSON.stringify(portMap) },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  server.clients.push(child);
+  let output = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk) => { output += chunk; });
+  // Complete lines only: a prompt waits for its answer on the same line.
+  const lines = () => output.split('\n').slice(0, -1);
+  return {
+    child,
+    output: () => output,
+    type(line) { child.stdin.write(`${line}\n`); },
+    // Types `answer` once `prompt` is on the screen, as a person would.
+    async answer(prompt, answer) {
+      await until(() => output.endsWith(prompt), `${file}: prompt ${JSON.stringify(prompt)}`);
+      this.type(answer);
+    },
+    async expectLines(expected) {
+      await until(() => lines().length >= expected.length, `${file}: ${JSON.stringify(expected)}`)
+        .catch((e) => { throw new Error(`${e.message}; printed ${JSON.stringify(output)}`); });
+      assert.deepStrictEqual(lines(), expected);
+    },
+    close() { child.kill(); },
+  };
 }
