@@ -11,7 +11,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::lobby::{Delivery, Outbox, Refusal};
+use bytes::Bytes;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::lobby::{Delivery, Event, Outbox, Protocol, Refusal};
 
 /// Pause after a failed `accept` (out of file descriptors, mostly): retrying at once
 /// would spin while nothing can change.
@@ -52,6 +55,54 @@ where
     tasks.close();
     tasks.wait().await;
     Ok(())
+}
+
+/// How a connection task ended.
+pub enum Ending<T> {
+    /// The server shuts down.
+    Shutdown,
+    /// The lobby cut the member off as a slow consumer.
+    CutOff,
+    /// The connection ended on its own, for this reason.
+    Ended(T),
+}
+
+impl Ending<&'static str> {
+    /// Why the connection ended, for the log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Ending::Shutdown => "shutdown",
+            Ending::CutOff => "cut off as a slow consumer",
+            Ending::Ended(reason) => reason,
+        }
+    }
+}
+
+/// Runs a connection's work until it ends, the server shuts down, or the member is cut
+/// off; whatever the work was waiting for (a read, a write to a client that does not
+/// read) is dropped then.
+pub async fn until_stopped<T>(
+    shutdown: &CancellationToken,
+    cut: &CancellationToken,
+    work: impl Future<Output = T>,
+) -> Ending<T> {
+    tokio::select! {
+        () = shutdown.cancelled() => Ending::Shutdown,
+        () = cut.cancelled() => Ending::CutOff,
+        ended = work => Ending::Ended(ended),
+    }
+}
+
+/// Writes a delivery from the queue in `protocol`'s encoding, as one write.
+pub async fn write_delivery(
+    writer: &mut (impl AsyncWrite + Unpin),
+    delivery: Option<Arc<Delivery>>,
+    protocol: Protocol,
+    encode: fn(&Event) -> Bytes,
+) -> Result<(), &'static str> {
+    let delivery = delivery.ok_or("closed")?;
+    let bytes = delivery.encoded(protocol, encode);
+    writer.write_all(&bytes).await.map_err(|_| "write failed")
 }
 
 /// A member's outbox for a connection task: a bounded queue the lobby fills with

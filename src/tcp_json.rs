@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{QueueOutbox, accept_loop};
+use crate::connection::{QueueOutbox, accept_loop, until_stopped, write_delivery};
 use crate::lobby::{Event, Lobby, Member, Protocol};
 
 /// Serves the TCP JSON chat on `listener` until `shutdown`.
@@ -200,17 +200,12 @@ async fn connection(
     // The name as the client typed it, and as the lobby stored it.
     let mut names: Option<(String, String)> = None;
 
-    let stop = tokio::select! {
-        () = shutdown.cancelled() => "shutdown",
-        () = inbox.cut.cancelled() => "cut off as a slow consumer",
-        stop = async {
+    let ending = until_stopped(&shutdown, &inbox.cut, async {
             loop {
                 tokio::select! {
                     delivery = inbox.queue.recv() => {
-                        let Some(delivery) = delivery else { return "closed" };
-                        let text = delivery.encoded(Protocol::TcpJson, encode);
-                        if writer.write_all(&text).await.is_err() {
-                            return "write failed";
+                        if let Err(stop) = write_delivery(&mut writer, delivery, Protocol::TcpJson, encode).await {
+                            return stop;
                         }
                     }
                     command = commands.next() => match command {
@@ -236,9 +231,9 @@ async fn connection(
                     },
                 }
             }
-        } => stop,
-    };
-    tracing::debug!(%peer, member = member.id(), "tcp-json connection ends: {stop}");
+        })
+    .await;
+    tracing::debug!(%peer, member = member.id(), "tcp-json connection ends: {}", ending.reason());
 }
 
 fn handle(

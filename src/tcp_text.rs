@@ -22,11 +22,11 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{QueueOutbox, accept_loop};
+use crate::connection::{QueueOutbox, accept_loop, until_stopped, write_delivery};
 use crate::lobby::{Event, Lobby, Protocol};
 
 /// Serves the TCP text chat on `listener` until `shutdown`.
@@ -77,17 +77,12 @@ async fn connection(
     let mut buf = vec![0; lobby.limits().max_message_chars.max(4)];
     let mut filled = 0;
 
-    let stop = tokio::select! {
-        () = shutdown.cancelled() => "shutdown",
-        () = inbox.cut.cancelled() => "cut off as a slow consumer",
-        stop = async {
+    let ending = until_stopped(&shutdown, &inbox.cut, async {
             loop {
                 tokio::select! {
                     delivery = inbox.queue.recv() => {
-                        let Some(delivery) = delivery else { return "closed" };
-                        let bytes = delivery.encoded(Protocol::TcpText, encode);
-                        if writer.write_all(&bytes).await.is_err() {
-                            return "write failed";
+                        if let Err(stop) = write_delivery(&mut writer, delivery, Protocol::TcpText, encode).await {
+                            return stop;
                         }
                     }
                     read = reader.read(&mut buf[filled..]) => {
@@ -109,9 +104,9 @@ async fn connection(
                     }
                 }
             }
-        } => stop,
-    };
-    tracing::debug!(%peer, member = member.id(), "tcp-text connection ends: {stop}");
+        })
+    .await;
+    tracing::debug!(%peer, member = member.id(), "tcp-text connection ends: {}", ending.reason());
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{QueueOutbox, accept_loop};
+use crate::connection::{Ending, QueueOutbox, accept_loop, until_stopped};
 use crate::lobby::{Event, Lobby, Protocol};
 
 /// How long a client may take to complete the WebSocket handshake.
@@ -169,10 +169,7 @@ async fn connection(
     let (outbox, mut inbox) = QueueOutbox::new(limits.outbox_messages);
     let member = lobby.join(Protocol::WebSocket, outbox);
 
-    let close: Option<(CloseCode, &str)> = tokio::select! {
-        () = shutdown.cancelled() => Some((CloseCode::Away, "server shutting down")),
-        () = inbox.cut.cancelled() => None,
-        close = async {
+    let ending = until_stopped(&shutdown, &inbox.cut, async {
             loop {
                 tokio::select! {
                     delivery = inbox.queue.recv() => {
@@ -218,7 +215,12 @@ async fn connection(
                     }
                 }
             }
-        } => close,
+        })
+    .await;
+    let close: Option<(CloseCode, &str)> = match ending {
+        Ending::Shutdown => Some((CloseCode::Away, "server shutting down")),
+        Ending::CutOff => None,
+        Ending::Ended(close) => close,
     };
     drop(member);
     if let Some((code, reason)) = close {

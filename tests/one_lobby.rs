@@ -17,13 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 #[tokio::test(flavor = "multi_thread")]
 async fn tcp_json_every_row() {
     let server = TestServer::spawn().await;
-    let mut kim = TcpClient::connect(server.tcp_json).await;
-    kim.command("CONNECT", "kim").await;
-    kim.expect("kim connected!").await;
-    let mut lee = TcpClient::connect(server.tcp_json).await;
-    lee.command("CONNECT", "lee").await;
-    lee.expect("lee connected!").await;
-    kim.expect("lee connected!").await;
+    let (mut kim, mut lee) = tcp_json_pair(&server).await;
 
     kim.command("CHAT", "kim : hello").await;
     kim.expect("kim : hello").await;
@@ -80,13 +74,7 @@ async fn tcp_json_objects_split_at_any_byte_or_glued_together() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tcp_json_bad_input_gets_one_error_line_and_the_door() {
     let server = TestServer::spawn().await;
-    let mut kim = TcpClient::connect(server.tcp_json).await;
-    kim.command("CONNECT", "kim").await;
-    kim.expect("kim connected!").await;
-    let mut lee = TcpClient::connect(server.tcp_json).await;
-    lee.command("CONNECT", "lee").await;
-    lee.expect("lee connected!").await;
-    kim.expect("lee connected!").await;
+    let (mut kim, mut lee) = tcp_json_pair(&server).await;
 
     let huge = format!(r#"{{"type":"CHAT","content":"{}"}}"#, "x".repeat(70_000));
     let cases: [(&[u8], &str); 6] = [
@@ -460,4 +448,16 @@ async fn shutdown_closes_websocket_and_tcp_connections() {
     );
     tj.expect_closed_after("").await;
     tt.expect_closed_after("").await;
+}
+
+/// Two TCP JSON members, kim and lee, each having seen the joins since its own.
+async fn tcp_json_pair(server: &TestServer) -> (TcpClient, TcpClient) {
+    let mut kim = TcpClient::connect(server.tcp_json).await;
+    kim.command("CONNECT", "kim").await;
+    kim.expect("kim connected!").await;
+    let mut lee = TcpClient::connect(server.tcp_json).await;
+    lee.command("CONNECT", "lee").await;
+    lee.expect("lee connected!").await;
+    kim.expect("lee connected!").await;
+    (kim, lee)
 }

@@ -304,28 +304,10 @@ impl TcpClient {
 
     /// The next bytes received must be `expected`.
     pub async fn expect(&mut self, expected: impl AsRef<[u8]>) {
-        use tokio::io::AsyncReadExt;
         let expected = expected.as_ref();
         let deadline = tokio::time::Instant::now() + WAIT;
         while self.received.len() < expected.len() {
-            let mut buf = vec![0; 64 * 1024];
-            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "timed out waiting for {:?}, got {:?}",
-                        String::from_utf8_lossy(expected),
-                        String::from_utf8_lossy(&self.received)
-                    )
-                })
-                .expect("read");
-            assert!(
-                n > 0,
-                "closed while waiting for {:?}, got {:?}",
-                String::from_utf8_lossy(expected),
-                String::from_utf8_lossy(&self.received)
-            );
-            self.received.extend_from_slice(&buf[..n]);
+            self.read_more(deadline, expected).await;
         }
         let got: Vec<u8> = self.received.drain(..expected.len()).collect();
         assert_eq!(
@@ -337,7 +319,6 @@ impl TcpClient {
     /// Reads until `expected` has come; what came before it must hold no chat line
     /// (` : `): presence notices of other connections only.
     pub async fn expect_eventually(&mut self, expected: impl AsRef<[u8]>) {
-        use tokio::io::AsyncReadExt;
         let expected = expected.as_ref();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -351,24 +332,31 @@ impl TcpClient {
                 assert!(!skipped.contains(" : "), "skipped a line: {skipped:?}");
                 return;
             }
-            let mut buf = vec![0; 64 * 1024];
-            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "timed out waiting for {:?}, got {:?}",
-                        String::from_utf8_lossy(expected),
-                        String::from_utf8_lossy(&self.received)
-                    )
-                })
-                .expect("read");
-            assert!(
-                n > 0,
-                "closed while waiting for {:?}",
-                String::from_utf8_lossy(expected)
-            );
-            self.received.extend_from_slice(&buf[..n]);
+            self.read_more(deadline, expected).await;
         }
+    }
+
+    /// Reads what has come (at least a byte) before `deadline`, waiting for `expected`.
+    async fn read_more(&mut self, deadline: tokio::time::Instant, expected: &[u8]) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; 64 * 1024];
+        let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "timed out waiting for {:?}, got {:?}",
+                    String::from_utf8_lossy(expected),
+                    String::from_utf8_lossy(&self.received)
+                )
+            })
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed while waiting for {:?}, got {:?}",
+            String::from_utf8_lossy(expected),
+            String::from_utf8_lossy(&self.received)
+        );
+        self.received.extend_from_slice(&buf[..n]);
     }
 
     /// The server must close the connection after sending exactly `last`.
