@@ -9,6 +9,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use serde_json::json;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -70,6 +71,12 @@ pub async fn serve(
         .with_state(lobby);
 
     tracing::info!(http = %listener.local_addr()?, "listening");
+    // Chat frames are small and latency matters: no Nagle delay.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.cancelled().await;

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs chatterbox and the Node original (server.js) through the same benchmark
+# scenarios, each server pinned to core 0 and the load generator (chatterbox-bench) to
+# core 1, a fresh server process per scenario, and prints one table side by side.
+#
+#   js-client/bench-node/compare.sh            # the full comparison (about 10 minutes)
+#   ROUND_SECS=3 js-client/bench-node/compare.sh   # shorter rounds
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUND_SECS=${ROUND_SECS:-5}
+out=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
+
+# 5,000 members and their server side need more descriptors than the usual 1,024.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+(cd js-client/bench-node && npm ci --no-audit --no-fund --silent)
+cargo build --release --bins --quiet
+bench=target/release/chatterbox-bench
+
+# start_server NAME: starts it on core 0; sets $pid and $addr.
+start_server() {
+  local log="$out/server.log"
+  case "$1" in
+    chatterbox) taskset -c 0 target/release/chatterbox --host 127.0.0.1 --port 0 \
+        --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 2>"$log" & ;;
+    node) taskset -c 0 node js-client/bench-node/server.js 2>"$log" & ;;
+  esac
+  pid=$!
+  for _ in $(seq 100); do
+    addr=$(grep -o 'listening http=[0-9.:]*' "$log" | head -1 | cut -d= -f2 || true)
+    [ -n "$addr" ] && return 0
+    sleep 0.1
+  done
+  echo "$1 did not start: $(cat "$log")" >&2
+  exit 1
+}
+
+stop_server() {
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# run NAME SCENARIO ARGS...: one scenario against a fresh server, JSON to $out.
+run() {
+  local server=$1 scenario=$2
+  shift 2
+  start_server "$server"
+  echo "== $server: $scenario" >&2
+  taskset -c 1 "$bench" --addr "$addr" --server-pid "$pid" --json "$@" \
+    > "$out/$server-$scenario.json" || echo '{}' > "$out/$server-$scenario.json"
+  stop_server
+}
+
+for server in chatterbox node; do
+  run "$server" n100 --members 100 --senders 10 --rate 20 --search --duration-secs "$ROUND_SECS"
+  run "$server" n1000 --members 1000 --senders 10 --rate 2 --search --duration-secs "$ROUND_SECS"
+  run "$server" n2000 --members 2000 --senders 5 --rate 2 --search --duration-secs "$ROUND_SECS"
+  run "$server" p99 --members 1000 --senders 10 --rate 1.001 --duration-secs 10
+  run "$server" idle1000 --members 1000 --idle
+  run "$server" idle5000 --members 5000 --idle --handshakes-in-flight 128
+done
+
+echo
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/ {print $2}') GiB"
+echo "command: js-client/bench-node/compare.sh (ROUND_SECS=$ROUND_SECS)"
+node js-client/bench-node/table.mjs "$out"

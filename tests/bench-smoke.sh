@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# A 10-second smoke run of the benchmark against chatterbox (debug build), with
+# Socket.IO, plain WebSocket and TCP JSON members: it must run and report no line lost,
+# duplicated, reordered or echoed (chatterbox-bench exits 1 otherwise). No timing is
+# asserted: speed is measured by js-client/bench-node/compare.sh, on a release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --bins --quiet
+log=$(mktemp)
+target/debug/chatterbox --host 127.0.0.1 --port 0 --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 2>"$log" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
+address() { grep -o "listening $1=[0-9.:]*" "$log" | head -1 | cut -d= -f2; }
+for _ in $(seq 100); do
+  [ -n "$(address tcp-json)" ] && [ -n "$(address http)" ] && [ -n "$(address websocket)" ] && break
+  sleep 0.1
+done
+target/debug/chatterbox-bench --addr "$(address http)" --server-pid "$pid" \
+  --members 50 --senders 5 --rate 20 --duration-secs 10 \
+  --ws-addr "$(address websocket)" --ws-members 10 \
+  --tcp-json-addr "$(address tcp-json)" --tcp-json-members 10
+echo "bench-smoke: 1 passed, 0 failed"
