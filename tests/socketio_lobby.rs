@@ -66,7 +66,7 @@ async fn a_socket_that_never_named_itself_leaves_silently() {
     let quiet = Client::connect(&server).await;
     quiet.disconnect().await;
     // Wait until the lobby has seen the leave, then show nothing was announced.
-    wait_for_members(&server, 2).await;
+    server.wait_for_members(2).await;
     alice.say("still here").await;
     bob.expect_update(line("alice", "still here")).await;
 }
@@ -241,9 +241,9 @@ async fn healthz_counts_connected_members() {
     );
     let _named = Client::named(&server, "a").await;
     let unnamed = Client::connect(&server).await;
-    wait_for_members(&server, 2).await;
+    server.wait_for_members(2).await;
     unnamed.disconnect().await;
-    wait_for_members(&server, 1).await;
+    server.wait_for_members(1).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -257,21 +257,4 @@ async fn shutdown_returns_cleanly_and_stops_listening() {
     server.stop().await.expect("clean stop");
     assert!(tokio::net::TcpStream::connect(http).await.is_err());
     drop(alice);
-}
-
-/// Polls `/healthz` until it reports `members` (a condition, not a delay).
-async fn wait_for_members(server: &TestServer, members: usize) {
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    loop {
-        let health = server.get_json("/healthz").await;
-        if health["members"] == members {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "members stayed {} (expected {members})",
-            health["members"]
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }

@@ -88,6 +88,23 @@ impl TestServer {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"))
     }
 
+    /// Polls `/healthz` until it reports `members` (a condition, not a delay).
+    pub async fn wait_for_members(&self, members: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let health = self.get_json("/healthz").await;
+            if health["members"] == members {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "members stayed {} (expected {members})",
+                health["members"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the server as Ctrl-C would and returns what `run` returned.
     pub async fn stop(mut self) -> Result<(), RunError> {
         self.shutdown.cancel();
