@@ -68,6 +68,15 @@ impl fmt::Display for ListenPort {
     }
 }
 
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 /// chatterbox: one chat server for the Socket.IO lobby, Socket.IO rooms, plain WebSocket
 /// and raw TCP chat clients, all in one lobby.
 #[derive(Debug, Clone, Parser)]
@@ -129,6 +138,11 @@ pub struct Config {
     /// is cut off as a slow consumer.
     #[arg(long, env = "CHATTERBOX_OUTBOX_MESSAGES", default_value_t = DEFAULT_OUTBOX_MESSAGES)]
     pub outbox_messages: usize,
+
+    /// Log format: one line per join, leave and refusal (never per relayed line) at the
+    /// default level; `RUST_LOG` sets the level.
+    #[arg(long, env = "CHATTERBOX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Engine.IO heartbeat interval, in milliseconds.
     #[arg(long, env = "CHATTERBOX_PING_INTERVAL_MS", default_value_t = DEFAULT_PING_INTERVAL_MS)]

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::lobby::{Delivery, Event, Outbox, Protocol, Refusal};
+use crate::telemetry;
 
 /// Pause after a failed `accept` (out of file descriptors, mostly): retrying at once
 /// would spin while nothing can change.
@@ -102,7 +103,9 @@ pub async fn write_delivery(
 ) -> Result<(), &'static str> {
     let delivery = delivery.ok_or("closed")?;
     let bytes = delivery.encoded(protocol, encode);
-    writer.write_all(&bytes).await.map_err(|_| "write failed")
+    writer.write_all(&bytes).await.map_err(|_| "write failed")?;
+    telemetry::bytes_out(protocol, bytes.len());
+    Ok(())
 }
 
 /// A member's outbox for a connection task: a bounded queue the lobby fills with

@@ -1,6 +1,6 @@
 //! The HTTP listener: the pages (ours at `/`, the original WebSocket chat's at `/ws/`),
 //! the Socket.IO client bundle, the Socket.IO endpoint (`/socket.io/`, Engine.IO v3 and
-//! v4, long-polling and WebSocket) and `GET /healthz`.
+//! v4, long-polling and WebSocket), `GET /healthz` and `GET /metrics` (Prometheus).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +8,9 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use serde_json::json;
@@ -19,7 +22,7 @@ use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use crate::lobby::Lobby;
-use crate::{assets, socketio};
+use crate::{assets, socketio, telemetry};
 
 /// What the HTTP listener needs beyond the lobby.
 #[derive(Debug, Clone)]
@@ -62,6 +65,7 @@ pub async fn serve(
         .merge(assets::router(assets::WS_CHAT_PAGE))
         .merge(pages)
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .layer(CompressionLayer::new())
         // Placed after the bundle's routes: socketioxide would claim every path under
         // /socket.io, the bundle's included.
@@ -70,7 +74,7 @@ pub async fn serve(
         .layer(TraceLayer::new_for_http())
         .with_state(lobby);
 
-    tracing::info!(http = %listener.local_addr()?, "listening");
+    tracing::info!("listening http={}", listener.local_addr()?);
     // Chat frames are small and latency matters: no Nagle delay.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
@@ -83,6 +87,17 @@ pub async fn serve(
             io.close().await;
         })
         .await
+}
+
+async fn metrics() -> Response {
+    match telemetry::prometheus() {
+        Some(prometheus) => (
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            prometheus.render(),
+        )
+            .into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics are off\n").into_response(),
+    }
 }
 
 async fn healthz(State(lobby): State<Lobby>) -> Json<serde_json::Value> {

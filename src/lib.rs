@@ -10,6 +10,7 @@
 //!   [`socketio`] (lobby chat and rooms), [`websocket`], [`tcp_json`], [`tcp_text`].
 //! - [`http`]: the HTTP listener: pages, the Socket.IO bundle and endpoint, health.
 //! - [`connection`]: accept loop and outgoing queue of the raw connection protocols.
+//! - [`telemetry`]: Prometheus metrics.
 //! - [`assets`]: the files embedded in the binary; [`config`]: flags and environment.
 
 pub mod assets;
@@ -21,6 +22,7 @@ pub mod rooms;
 pub mod socketio;
 pub mod tcp_json;
 pub mod tcp_text;
+pub mod telemetry;
 pub mod websocket;
 
 use std::future::Future;
@@ -69,6 +71,8 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    // Installed before the lobby takes its metric handles.
+    telemetry::prometheus();
     let lobby = Lobby::new(config.limits());
     // The listeners stop on their own token, cancelled once the lobby is closed, so no
     // connection sees the shutdown before the lobby does.

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 
 use crate::rooms::{RoomError, Rooms, Seat};
+use crate::telemetry::LobbyMetrics;
 use std::time::SystemTime;
 
 /// The name given to a member whose chosen name is empty: "anonymous", as the original
@@ -250,6 +251,7 @@ struct Inner {
     rooms: Rooms,
     /// Set once the server shuts down: members leave silently from then on.
     closed: AtomicBool,
+    metrics: LobbyMetrics,
 }
 
 struct Entry {
@@ -258,6 +260,20 @@ struct Entry {
     #[allow(dead_code)] // read by the presence API
     since: SystemTime,
     outbox: Arc<dyn Outbox>,
+}
+
+impl LobbyError {
+    /// The refusal's reason as a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LobbyError::Unnamed => "unnamed",
+            LobbyError::MessageTooLong { .. } => "message_too_long",
+            LobbyError::Gone => "gone",
+            LobbyError::Room(RoomError::Full) => "room_full",
+            LobbyError::Room(RoomError::NotSeated) => "not_seated",
+            LobbyError::Room(RoomError::EmptyName | RoomError::NameTooLong { .. }) => "room_name",
+        }
+    }
 }
 
 impl Lobby {
@@ -270,6 +286,7 @@ impl Lobby {
                 members: Mutex::new(HashMap::new()),
                 rooms: Rooms::default(),
                 closed: AtomicBool::new(false),
+                metrics: LobbyMetrics::new(),
             }),
         }
     }
@@ -297,15 +314,17 @@ impl Lobby {
         let cut = {
             let mut members = self.lock();
             members.insert(id, entry);
+            self.inner.metrics.members[protocol.index()].increment(1.0);
             tracing::debug!(member = id, protocol = protocol.as_str(), "connected");
             match name {
                 Some(name) => {
                     tracing::info!(member = id, %name, protocol = protocol.as_str(), "joined");
+                    self.inner.metrics.joins[protocol.index()].increment(1);
                     let event = Event::Joined {
                         name,
                         members: members.len(),
                     };
-                    fan_out(&mut members, event, None)
+                    fan_out(&mut members, &self.inner.metrics, event, None)
                 }
                 None => Vec::new(),
             }
@@ -382,6 +401,11 @@ impl Lobby {
                 protocol = entry.protocol.as_str(),
                 "disconnected"
             );
+            let metrics = &self.inner.metrics;
+            metrics.members[entry.protocol.index()].decrement(1.0);
+            if entry.name.is_some() {
+                metrics.leaves[entry.protocol.index()].increment(1);
+            }
             match entry.name {
                 Some(_) if self.inner.closed.load(Ordering::SeqCst) => Vec::new(),
                 Some(name) => {
@@ -390,7 +414,7 @@ impl Lobby {
                         name,
                         members: members.len(),
                     };
-                    fan_out(&mut members, event, None)
+                    fan_out(&mut members, &self.inner.metrics, event, None)
                 }
                 None => Vec::new(),
             }
@@ -404,6 +428,7 @@ impl Lobby {
 /// cut off once the lock is released.
 fn fan_out(
     members: &mut HashMap<u64, Entry>,
+    metrics: &LobbyMetrics,
     event: Event,
     from: Option<u64>,
 ) -> Vec<Arc<dyn Outbox>> {
@@ -416,8 +441,10 @@ fn fan_out(
             if Some(id) == from && !entry.protocol.echoes_own_lines() {
                 continue;
             }
-            if entry.outbox.offer(&event) == Err(Refusal::Full) {
-                slow.push(id);
+            match entry.outbox.offer(&event) {
+                Ok(()) => metrics.lines_out[entry.protocol.index()].increment(1),
+                Err(Refusal::Full) => slow.push(id),
+                Err(Refusal::Closed) => {}
             }
         }
         // Leaves of slow members have no sender to skip.
@@ -431,7 +458,11 @@ fn fan_out(
                 protocol = entry.protocol.as_str(),
                 "outbox full: cut off as a slow consumer"
             );
+            let protocol = entry.protocol.index();
+            metrics.cut_offs[protocol].increment(1);
+            metrics.members[protocol].decrement(1.0);
             if let Some(name) = entry.name {
+                metrics.leaves[protocol].increment(1);
                 pending.push_back(Delivery::new(Event::Left {
                     name,
                     members: members.len(),
@@ -471,11 +502,12 @@ impl Member {
             let entry = members.get_mut(&self.id).ok_or(LobbyError::Gone)?;
             entry.name = Some(name.clone());
             tracing::info!(member = self.id, %name, protocol = entry.protocol.as_str(), "joined");
+            self.lobby.inner.metrics.joins[entry.protocol.index()].increment(1);
             let event = Event::Joined {
                 name: name.clone(),
                 members: members.len(),
             };
-            fan_out(&mut members, event, None)
+            fan_out(&mut members, &self.lobby.inner.metrics, event, None)
         };
         cut_off(cut);
         Ok(name)
@@ -517,13 +549,19 @@ impl Member {
                 entry.name = Some(name);
             }
             let name = entry.name.clone().ok_or(LobbyError::Unnamed)?;
+            self.lobby.inner.metrics.lines_in[entry.protocol.index()].increment(1);
             let event = Event::Message {
                 name,
                 text: Arc::from(text),
                 origin: entry.protocol,
                 raw,
             };
-            fan_out(&mut members, event, Some(self.id))
+            fan_out(
+                &mut members,
+                &self.lobby.inner.metrics,
+                event,
+                Some(self.id),
+            )
         };
         cut_off(cut);
         Ok(())

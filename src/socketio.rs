@@ -39,6 +39,7 @@ use socketioxide::{SendError, SocketError};
 
 use crate::lobby::{Delivery, Event, Lobby, LobbyError, Member, Outbox, Protocol, Refusal};
 use crate::rooms::{RoomError, Seat};
+use crate::telemetry;
 
 /// The `name` of server announcements, as the original server sent it.
 const SERVER_NAME: &str = "SERVER";
@@ -183,16 +184,41 @@ impl ConnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnConnect {
     }
 }
 
+/// A refused request: its metric label and what the sender is told.
+struct Refused {
+    reason: &'static str,
+    why: String,
+}
+
+impl From<LobbyError> for Refused {
+    fn from(e: LobbyError) -> Self {
+        Self {
+            reason: e.reason(),
+            why: e.to_string(),
+        }
+    }
+}
+
+impl From<Malformed> for Refused {
+    fn from(e: Malformed) -> Self {
+        Self {
+            reason: "malformed",
+            why: e.to_string(),
+        }
+    }
+}
+
 /// An event handler run inline (see the module doc).
-struct OnEvent(fn(&Arc<Socket>, &Member, Value) -> Result<(), String>);
+struct OnEvent(fn(&Arc<Socket>, &Member, Value) -> Result<(), Refused>);
 
 impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
     fn call(&self, socket: Arc<Socket>, data: Value, _ack_id: Option<i64>) {
         let Some(member) = socket.extensions.get::<Arc<Member>>() else {
             return; // disconnecting
         };
-        if let Err(why) = (self.0)(&socket, &member, data) {
+        if let Err(Refused { reason, why }) = (self.0)(&socket, &member, data) {
             tracing::info!(socket = %socket.id, member = member.id(), %why, "refused");
+            telemetry::refused(Protocol::SocketIo, reason);
             if let Err(e) = socket.emit("error", &ErrorReply { message: &why }) {
                 tracing::warn!(socket = %socket.id, "cannot send an error reply: {e}");
             }
@@ -207,35 +233,36 @@ fn decode<T: serde::de::DeserializeOwned>(socket: &Arc<Socket>, mut data: Value)
         .map(|Data(value)| value)
 }
 
-fn new_user(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), String> {
-    let raw: String = decode(socket, data).ok_or_else(|| Malformed::Name.to_string())?;
-    member.set_name(&raw).map_err(|e| e.to_string())?;
+fn new_user(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Refused> {
+    let raw: String = decode(socket, data).ok_or(Malformed::Name)?;
+    member.set_name(&raw)?;
     Ok(())
 }
 
-fn message(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), String> {
-    let line: ChatLine = decode(socket, data).ok_or_else(|| Malformed::Line.to_string())?;
-    member.say(&line.message).map_err(|e| e.to_string())
+fn message(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Refused> {
+    let line: ChatLine = decode(socket, data).ok_or(Malformed::Line)?;
+    Ok(member.say(&line.message)?)
 }
 
-fn room(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), String> {
-    let name: String = decode(socket, data).ok_or_else(|| Malformed::Room.to_string())?;
+fn room(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Refused> {
+    let name: String = decode(socket, data).ok_or(Malformed::Room)?;
     let seat = SocketOutbox {
         socket: SocketRef::from(socket.clone()),
     };
     match member.take_seat(&name, seat) {
         Ok(_) => Ok(()),
         Err(LobbyError::Room(RoomError::Full)) => {
+            telemetry::refused(Protocol::SocketIo, "room_full");
             if let Err(e) = socket.emit("result", "failed") {
                 tracing::warn!(socket = %socket.id, "cannot send a room result: {e}");
             }
             Ok(())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
-fn room_line(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), String> {
-    let line: String = decode(socket, data).ok_or_else(|| Malformed::RoomLine.to_string())?;
-    member.say_in_room(&line).map_err(|e| e.to_string())
+fn room_line(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Refused> {
+    let line: String = decode(socket, data).ok_or(Malformed::RoomLine)?;
+    Ok(member.say_in_room(&line)?)
 }

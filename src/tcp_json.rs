@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{QueueOutbox, accept_loop, until_stopped, write_delivery};
 use crate::lobby::{Event, Lobby, Member, Protocol};
+use crate::telemetry;
 
 /// Serves the TCP JSON chat on `listener` until `shutdown`.
 pub async fn serve(
@@ -77,6 +78,18 @@ pub enum StreamError {
     /// The connection failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl StreamError {
+    /// The refusal's reason as a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StreamError::Malformed(_) | StreamError::NotACommand => "malformed",
+            StreamError::UnknownType(_) => "unknown_type",
+            StreamError::TooLarge { .. } => "too_large",
+            StreamError::Io(_) => "io",
+        }
+    }
 }
 
 /// Splits a byte stream into JSON objects, scanning each byte once, so an object
@@ -213,6 +226,7 @@ async fn connection(
                         Some(Ok(command)) => {
                             if let Err(why) = handle(&member, &mut names, command) {
                                 tracing::info!(%peer, member = member.id(), %why, "refused");
+                                telemetry::refused(Protocol::TcpJson, why.reason());
                                 if writer.write_all(format!("error: {why}\n").as_bytes()).await.is_err() {
                                     return "write failed";
                                 }
@@ -221,6 +235,7 @@ async fn connection(
                         Some(Err(StreamError::Io(_))) => return "read failed",
                         Some(Err(why)) => {
                             tracing::info!(%peer, member = member.id(), %why, "refused, disconnecting");
+                            telemetry::refused(Protocol::TcpJson, why.reason());
                             // The client is being dropped for what it sent: a failed
                             // write of the reason changes nothing.
                             if let Err(e) = writer.write_all(format!("error: {why}\n").as_bytes()).await {

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{QueueOutbox, accept_loop, until_stopped, write_delivery};
 use crate::lobby::{Event, Lobby, Protocol};
+use crate::telemetry;
 
 /// Serves the TCP text chat on `listener` until `shutdown`.
 pub async fn serve(
@@ -99,6 +100,7 @@ async fn connection(
                         filled -= ready;
                         if let Err(why) = member.say_chunk(chunk) {
                             tracing::info!(%peer, member = member.id(), %why, "refused");
+                            telemetry::refused(Protocol::TcpText, why.reason());
                             return "refused";
                         }
                     }

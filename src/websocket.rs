@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{Ending, QueueOutbox, accept_loop, until_stopped};
 use crate::lobby::{Event, Lobby, Protocol};
+use crate::telemetry;
 
 /// How long a client may take to complete the WebSocket handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -178,6 +179,7 @@ async fn connection(
                         let mut next = Some(delivery);
                         while let Some(delivery) = next {
                             let json = delivery.encoded(Protocol::WebSocket, encode);
+                            telemetry::bytes_out(Protocol::WebSocket, json.len());
                             if sink.feed(text_frame(json)).await.is_err() {
                                 return None;
                             }
@@ -192,6 +194,7 @@ async fn connection(
                             None | Some(Ok(Message::Close(_))) => return None,
                             Some(Err(WsError::Capacity(e))) => {
                                 tracing::info!(%peer, member = member.id(), "refused, disconnecting: {e}");
+                                telemetry::refused(Protocol::WebSocket, "too_large");
                                 return Some((CloseCode::Size, "message too big"));
                             }
                             Some(Err(e)) => {
@@ -199,14 +202,18 @@ async fn connection(
                                 return None;
                             }
                             Some(Ok(Message::Text(text))) => match serde_json::from_str::<Line>(&text) {
-                                Ok(line) => member.say_as(&line.name, &line.msg).err().map(|e| e.to_string()),
-                                Err(_) => Some(NOT_A_LINE.to_owned()),
+                                Ok(line) => member
+                                    .say_as(&line.name, &line.msg)
+                                    .err()
+                                    .map(|e| (e.reason(), e.to_string())),
+                                Err(_) => Some(("malformed", NOT_A_LINE.to_owned())),
                             },
-                            Some(Ok(Message::Binary(_))) => Some(NOT_A_LINE.to_owned()),
+                            Some(Ok(Message::Binary(_))) => Some(("malformed", NOT_A_LINE.to_owned())),
                             Some(Ok(_)) => None, // ping and pong: tungstenite answers pings itself
                         };
-                        if let Some(why) = refusal {
+                        if let Some((reason, why)) = refusal {
                             tracing::info!(%peer, member = member.id(), %why, "refused");
+                            telemetry::refused(Protocol::WebSocket, reason);
                             let reply = to_json(&Outgoing::Error { msg: &why });
                             if sink.send(text_frame(reply)).await.is_err() {
                                 return None;

@@ -33,7 +33,7 @@ export async function startServer(args = []) {
     child.stderr.on('data', (chunk) => {
       output += chunk;
       const wanted = ['http', 'websocket', 'tcp-json', 'tcp-text'];
-      const found = Object.fromEntries([...output.matchAll(/listening ([a-z-]+)=(\S+)/g)].map((m) => [m[1], m[2]]));
+      const found = Object.fromEntries([...output.matchAll(/listening ([a-z-]+)=([0-9.:]+)/g)].map((m) => [m[1], m[2]]));
       if (wanted.every((listener) => found[listener])) resolve(found);
     });
     child.on('error', reject);

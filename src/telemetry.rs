@@ -1,0 +1,123 @@
+//! What operators see: Prometheus metrics, served at `GET /metrics` by the HTTP
+//! listener (text exposition format), recorded with the `metrics` crate.
+//!
+//! | metric | type | labels | what |
+//! |---|---|---|---|
+//! | `chatterbox_members` | gauge | protocol | connections in the lobby now |
+//! | `chatterbox_joins_total` | counter | protocol | announced joins (a name taken, a guest connected, a rename) |
+//! | `chatterbox_leaves_total` | counter | protocol | departures of named members |
+//! | `chatterbox_lines_in_total` | counter | protocol | chat lines accepted from members |
+//! | `chatterbox_lines_out_total` | counter | protocol | lobby events queued for members |
+//! | `chatterbox_bytes_out_total` | counter | protocol | bytes of lobby events written to WebSocket and TCP members (Socket.IO's are written by socketioxide, not counted) |
+//! | `chatterbox_refusals_total` | counter | protocol, reason | requests refused with an error |
+//! | `chatterbox_slow_consumer_cutoffs_total` | counter | protocol | members cut off because their queue was full |
+//!
+//! The recorder is process-wide (the `metrics` crate has one global recorder): several
+//! servers in one process share it.
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::lobby::Protocol;
+
+/// Connections in the lobby, by protocol.
+pub const MEMBERS: &str = "chatterbox_members";
+/// Announced joins, by protocol.
+pub const JOINS: &str = "chatterbox_joins_total";
+/// Departures of named members, by protocol.
+pub const LEAVES: &str = "chatterbox_leaves_total";
+/// Chat lines accepted, by protocol of the sender.
+pub const LINES_IN: &str = "chatterbox_lines_in_total";
+/// Events queued for members, by protocol of the receiver.
+pub const LINES_OUT: &str = "chatterbox_lines_out_total";
+/// Bytes written to WebSocket and TCP members.
+pub const BYTES_OUT: &str = "chatterbox_bytes_out_total";
+/// Requests refused, by protocol and reason.
+pub const REFUSALS: &str = "chatterbox_refusals_total";
+/// Slow consumers cut off, by protocol.
+pub const CUTOFFS: &str = "chatterbox_slow_consumer_cutoffs_total";
+
+static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process) and returns its handle; `None`
+/// when another recorder was installed first.
+pub fn prometheus() -> Option<&'static PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => {
+                describe();
+                Some(handle)
+            }
+            Err(e) => {
+                tracing::warn!("metrics are off: {e}");
+                None
+            }
+        })
+        .as_ref()
+}
+
+fn describe() {
+    metrics::describe_gauge!(MEMBERS, "Connections in the lobby now, by protocol.");
+    metrics::describe_counter!(JOINS, "Announced joins, by protocol.");
+    metrics::describe_counter!(LEAVES, "Departures of named members, by protocol.");
+    metrics::describe_counter!(LINES_IN, "Chat lines accepted from members, by protocol.");
+    metrics::describe_counter!(LINES_OUT, "Lobby events queued for members, by protocol.");
+    metrics::describe_counter!(BYTES_OUT, "Bytes written to WebSocket and TCP members.");
+    metrics::describe_counter!(
+        REFUSALS,
+        "Requests refused with an error, by protocol and reason."
+    );
+    metrics::describe_counter!(CUTOFFS, "Members cut off as slow consumers, by protocol.");
+}
+
+/// Counts a refused request.
+pub fn refused(protocol: Protocol, reason: &'static str) {
+    metrics::counter!(REFUSALS, "protocol" => protocol.as_str(), "reason" => reason).increment(1);
+}
+
+/// Counts bytes written to a member.
+pub fn bytes_out(protocol: Protocol, bytes: usize) {
+    metrics::counter!(BYTES_OUT, "protocol" => protocol.as_str()).increment(bytes as u64);
+}
+
+/// The lobby's own metrics, one handle per protocol, looked up once: fan-out adds to
+/// them without a registry lookup per delivery.
+pub struct LobbyMetrics {
+    /// [`MEMBERS`] by protocol.
+    pub members: [Gauge; 4],
+    /// [`JOINS`] by protocol.
+    pub joins: [Counter; 4],
+    /// [`LEAVES`] by protocol.
+    pub leaves: [Counter; 4],
+    /// [`LINES_IN`] by protocol.
+    pub lines_in: [Counter; 4],
+    /// [`LINES_OUT`] by protocol.
+    pub lines_out: [Counter; 4],
+    /// [`CUTOFFS`] by protocol.
+    pub cut_offs: [Counter; 4],
+}
+
+impl LobbyMetrics {
+    /// Handles from the recorder installed now (no-ops if none is).
+    pub fn new() -> Self {
+        let counters = |name: &'static str| {
+            Protocol::ALL.map(|p| metrics::counter!(name, "protocol" => p.as_str()))
+        };
+        Self {
+            members: Protocol::ALL.map(|p| metrics::gauge!(MEMBERS, "protocol" => p.as_str())),
+            joins: counters(JOINS),
+            leaves: counters(LEAVES),
+            lines_in: counters(LINES_IN),
+            lines_out: counters(LINES_OUT),
+            cut_offs: counters(CUTOFFS),
+        }
+    }
+}
+
+impl Default for LobbyMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
