@@ -13,6 +13,7 @@ use crate::lobby::{
     DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
     DEFAULT_MAX_ROOM_NAME_CHARS, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_OUTBOX_MESSAGES, Limits,
 };
+use crate::origins::AllowedOrigins;
 
 /// Default HTTP port: the original Socket.IO lobby server's.
 pub const DEFAULT_PORT: u16 = 8000;
@@ -139,6 +140,12 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_OUTBOX_MESSAGES", default_value_t = DEFAULT_OUTBOX_MESSAGES)]
     pub outbox_messages: usize,
 
+    /// Web origins allowed to open Socket.IO and WebSocket connections, comma-separated
+    /// (`https://chat.example,http://localhost:8000`); none: any. Requests without an
+    /// `Origin` header (clients that are not browser pages) are always allowed.
+    #[arg(long, env = "CHATTERBOX_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
     /// Log format: one line per join, leave and refusal (never per relayed line) at the
     /// default level; `RUST_LOG` sets the level.
     #[arg(long, env = "CHATTERBOX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -163,6 +170,7 @@ impl Config {
             outbox_messages: self.outbox_messages,
             max_ws_message_bytes: self.max_ws_message_bytes,
             max_json_object_bytes: self.max_json_object_bytes,
+            allowed_origins: AllowedOrigins::new(&self.allowed_origins),
         }
     }
 

@@ -9,7 +9,9 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, ORIGIN};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
@@ -18,10 +20,12 @@ use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
-use crate::lobby::Lobby;
+use crate::lobby::{Lobby, Protocol};
+use crate::origins::AllowedOrigins;
 use crate::{assets, socketio, telemetry};
 
 /// What the HTTP listener needs beyond the lobby.
@@ -67,10 +71,9 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(CompressionLayer::new())
-        // Placed after the bundle's routes: socketioxide would claim every path under
+        // Merged after the bundle's routes: socketioxide would claim every path under
         // /socket.io, the bundle's included.
-        .route_service("/socket.io/", engine.clone())
-        .route_service("/socket.io", engine)
+        .merge(socketio_routes(engine, &lobby.limits().allowed_origins))
         .layer(TraceLayer::new_for_http())
         .with_state(lobby);
 
@@ -87,6 +90,56 @@ pub async fn serve(
             io.close().await;
         })
         .await
+}
+
+/// The Socket.IO endpoint, behind the origin check and its CORS headers.
+fn socketio_routes<S>(engine: S, origins: &AllowedOrigins) -> Router<Lobby>
+where
+    S: tower::Service<axum::extract::Request, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    let allowed = if origins.is_restricted() {
+        AllowOrigin::list(
+            origins
+                .list()
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    } else {
+        AllowOrigin::any()
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(allowed)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([CONTENT_TYPE]);
+    Router::new()
+        .route_service("/socket.io/", engine.clone())
+        .route_service("/socket.io", engine)
+        .layer(middleware::from_fn_with_state(
+            origins.clone(),
+            check_origin,
+        ))
+        .layer(cors)
+}
+
+/// Refuses a Socket.IO request from an origin that is not allowed, with HTTP 403.
+async fn check_origin(
+    State(origins): State<AllowedOrigins>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let origin = request.headers().get(ORIGIN);
+    if origins.allows_header(origin) {
+        return next.run(request).await;
+    }
+    tracing::info!(?origin, "refused: origin not allowed");
+    telemetry::refused(Protocol::SocketIo, "origin");
+    (StatusCode::FORBIDDEN, "origin not allowed\n").into_response()
 }
 
 async fn metrics() -> Response {

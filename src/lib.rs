@@ -10,6 +10,7 @@
 //!   [`socketio`] (lobby chat and rooms), [`websocket`], [`tcp_json`], [`tcp_text`].
 //! - [`http`]: the HTTP listener: pages, the Socket.IO bundle and endpoint, health.
 //! - [`connection`]: accept loop and outgoing queue of the raw connection protocols.
+//! - [`origins`]: which web origins may connect.
 //! - [`telemetry`]: Prometheus metrics.
 //! - [`assets`]: the files embedded in the binary; [`config`]: flags and environment.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod connection;
 pub mod http;
 pub mod lobby;
+pub mod origins;
 pub mod rooms;
 pub mod socketio;
 pub mod tcp_json;

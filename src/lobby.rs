@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 
+use crate::origins::AllowedOrigins;
 use crate::rooms::{RoomError, Rooms, Seat};
 use crate::telemetry::LobbyMetrics;
 use std::time::SystemTime;
@@ -67,6 +68,8 @@ pub struct Limits {
     pub max_ws_message_bytes: usize,
     /// Largest JSON object on the TCP JSON listener, in bytes.
     pub max_json_object_bytes: usize,
+    /// Web origins allowed to open Socket.IO and WebSocket connections.
+    pub allowed_origins: AllowedOrigins,
 }
 
 impl Default for Limits {
@@ -78,6 +81,7 @@ impl Default for Limits {
             outbox_messages: DEFAULT_OUTBOX_MESSAGES,
             max_ws_message_bytes: DEFAULT_MAX_WS_MESSAGE_BYTES,
             max_json_object_bytes: DEFAULT_MAX_JSON_OBJECT_BYTES,
+            allowed_origins: AllowedOrigins::default(),
         }
     }
 }

@@ -19,7 +19,8 @@
 //! A connection is in the lobby as `guest-<n>` from its first moment; a line's `name`
 //! (cleaned like every name) becomes its name from then on. A message over
 //! [`Limits::max_ws_message_bytes`] closes the connection with code 1009; a handshake
-//! that does not finish within [`HANDSHAKE_TIMEOUT`] is dropped.
+//! that does not finish within [`HANDSHAKE_TIMEOUT`] is dropped; an upgrade from an
+//! origin that `--allowed-origins` does not list gets HTTP 403 (see [`crate::origins`]).
 //!
 //! [`Limits::max_ws_message_bytes`]: crate::lobby::Limits::max_ws_message_bytes
 
@@ -40,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{Ending, QueueOutbox, accept_loop, until_stopped};
 use crate::lobby::{Event, Lobby, Protocol};
+use crate::origins::AllowedOrigins;
 use crate::telemetry;
 
 /// How long a client may take to complete the WebSocket handshake.
@@ -129,15 +131,29 @@ fn text_frame(json: Bytes) -> Message {
     }
 }
 
+/// Accepts an upgrade to `/` from an allowed origin.
 // The signature is tungstenite's handshake callback's.
 #[allow(clippy::result_large_err)]
-fn only_root(request: &Request, response: Response) -> Result<Response, ErrorResponse> {
-    if request.uri().path() == "/" {
-        return Ok(response);
+fn admit(
+    origins: &AllowedOrigins,
+    request: &Request,
+    response: Response,
+) -> Result<Response, ErrorResponse> {
+    let refuse = |status, why: &str| {
+        let mut refusal = ErrorResponse::new(Some(why.to_owned()));
+        *refusal.status_mut() = status;
+        Err(refusal)
+    };
+    if request.uri().path() != "/" {
+        return refuse(StatusCode::NOT_FOUND, "the chat is at /");
     }
-    let mut refusal = ErrorResponse::new(Some("the chat is at /".to_owned()));
-    *refusal.status_mut() = StatusCode::NOT_FOUND;
-    Err(refusal)
+    let origin = request.headers().get("origin");
+    if !origins.allows_header(origin) {
+        tracing::info!(?origin, "refused: origin not allowed");
+        telemetry::refused(Protocol::WebSocket, "origin");
+        return refuse(StatusCode::FORBIDDEN, "origin not allowed");
+    }
+    Ok(response)
 }
 
 async fn connection(
@@ -150,8 +166,11 @@ async fn connection(
     let config = WebSocketConfig::default()
         .max_message_size(Some(limits.max_ws_message_bytes))
         .max_frame_size(Some(limits.max_ws_message_bytes));
-    let handshake =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, only_root, Some(config));
+    let origins = limits.allowed_origins.clone();
+    // The signature is tungstenite's handshake callback's.
+    #[allow(clippy::result_large_err)]
+    let admit = move |request: &Request, response| admit(&origins, request, response);
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, admit, Some(config));
     let socket = tokio::select! {
         () = shutdown.cancelled() => return,
         handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => match handshake {

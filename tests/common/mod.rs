@@ -122,11 +122,29 @@ impl Drop for TestServer {
     }
 }
 
-/// A minimal HTTP/1.1 GET returning the body (tests need no HTTP client crate).
+/// A minimal HTTP/1.1 GET returning the body of a 200 response (tests need no HTTP
+/// client crate).
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let (head, body) = http_request(addr, path, &[]).await;
+    assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
+    body
+}
+
+/// A minimal HTTP/1.1 GET with extra `headers`; returns the response head (status line
+/// and headers, lowercased names) and body.
+pub async fn http_request(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = String::new();
     tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
@@ -134,8 +152,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
         .expect("response in time")
         .expect("read");
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
-    body.to_owned()
+    (head.to_ascii_lowercase(), body.to_owned())
 }
 
 /// A Socket.IO client that records every event it receives, in order.
