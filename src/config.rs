@@ -9,11 +9,15 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
+use crate::connection::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
+use crate::http::DEFAULT_HEADER_TIMEOUT_MS;
 use crate::lobby::{
     DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
     DEFAULT_MAX_ROOM_NAME_CHARS, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_OUTBOX_MESSAGES, Limits,
 };
 use crate::origins::AllowedOrigins;
+use crate::rate::{DEFAULT_RATE_BURST, DEFAULT_RATE_LINES_PER_SEC, DEFAULT_RATE_STRIKES, RateLimit};
 
 /// Default HTTP port: the original Socket.IO lobby server's.
 pub const DEFAULT_PORT: u16 = 8000;
@@ -140,6 +144,47 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_OUTBOX_MESSAGES", default_value_t = DEFAULT_OUTBOX_MESSAGES)]
     pub outbox_messages: usize,
 
+    /// Connections the server holds at once, every listener together; one more gets an
+    /// error (`error: too many connections …` on TCP, HTTP 503 on HTTP and WebSocket)
+    /// and is closed. 0: no limit.
+    #[arg(long, env = "CHATTERBOX_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Connections one client IP address may hold at once, every listener together;
+    /// refused as for `--max-connections`. 0: no limit.
+    #[arg(long, env = "CHATTERBOX_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
+
+    /// Chat lines (and names, room lines, TCP text chunks) each member may send a
+    /// second, sustained; more are refused with an error. 0: no limit.
+    #[arg(long, env = "CHATTERBOX_RATE_LINES_PER_SEC", default_value_t = DEFAULT_RATE_LINES_PER_SEC)]
+    pub rate_lines_per_sec: u32,
+
+    /// Lines a member may send at once before `--rate-lines-per-sec` applies.
+    #[arg(long, env = "CHATTERBOX_RATE_BURST", default_value_t = DEFAULT_RATE_BURST)]
+    pub rate_burst: u32,
+
+    /// Lines refused for the rate in a row that disconnect the member. 0: never.
+    #[arg(long, env = "CHATTERBOX_RATE_STRIKES", default_value_t = DEFAULT_RATE_STRIKES)]
+    pub rate_strikes: u32,
+
+    /// How long a TCP JSON client may stay connected without sending CONNECT, in
+    /// milliseconds; then it gets an error line and is closed. 0: no limit.
+    #[arg(long, env = "CHATTERBOX_CONNECT_TIMEOUT_MS", default_value_t = DEFAULT_CONNECT_TIMEOUT_MS)]
+    pub connect_timeout_ms: u64,
+
+    /// How long a TCP JSON object (or a UTF-8 character on TCP text) may stay
+    /// incomplete, in milliseconds, from its first byte; then the client gets an error
+    /// line and is closed. 0: no limit.
+    #[arg(long, env = "CHATTERBOX_STALL_TIMEOUT_MS", default_value_t = DEFAULT_STALL_TIMEOUT_MS)]
+    pub stall_timeout_ms: u64,
+
+    /// How long an HTTP client may take to send a request's headers (and an idle
+    /// keep-alive connection may wait for its next request), in milliseconds; then the
+    /// connection is closed. 0: no limit.
+    #[arg(long, env = "CHATTERBOX_HEADER_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_TIMEOUT_MS)]
+    pub header_timeout_ms: u64,
+
     /// Web origins allowed to open Socket.IO and WebSocket connections, comma-separated
     /// (`https://chat.example,http://localhost:8000`); none: any. Requests without an
     /// `Origin` header (clients that are not browser pages) are always allowed.
@@ -170,8 +215,26 @@ impl Config {
             outbox_messages: self.outbox_messages,
             max_ws_message_bytes: self.max_ws_message_bytes,
             max_json_object_bytes: self.max_json_object_bytes,
+            rate: RateLimit {
+                lines_per_sec: self.rate_lines_per_sec,
+                burst: self.rate_burst,
+                strikes: self.rate_strikes,
+            },
             allowed_origins: AllowedOrigins::new(&self.allowed_origins),
         }
+    }
+
+    /// The time limits of the raw connection protocols.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: millis(self.connect_timeout_ms),
+            stall: millis(self.stall_timeout_ms),
+        }
+    }
+
+    /// The HTTP header read timeout; `None`: none.
+    pub fn header_timeout(&self) -> Option<Duration> {
+        millis(self.header_timeout_ms)
     }
 
     /// Engine.IO heartbeat interval.
@@ -183,6 +246,11 @@ impl Config {
     pub fn ping_timeout(&self) -> Duration {
         Duration::from_millis(self.ping_timeout_ms)
     }
+}
+
+/// `ms` milliseconds; `None` for 0 (no limit).
+fn millis(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 impl Default for Config {

@@ -1,6 +1,8 @@
 //! What the raw connection protocols (plain WebSocket, TCP JSON, TCP text) share: the
-//! accept loop with one task per connection, and the member's bounded outgoing queue.
+//! accept loop with one task per connection and its admission ([`crate::admission`]),
+//! the member's bounded outgoing queue, and the time limits ([`Timeouts`]).
 
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,32 +10,68 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::admission::{Admission, Permit, REFUSAL_TIMEOUT, Refused};
 use crate::lobby::{Delivery, Event, Outbox, Protocol, Refusal};
 use crate::telemetry;
+
+/// Default for `--connect-timeout-ms`: the original client sends CONNECT as soon as its
+/// user has typed a name at its prompt; half a minute is plenty for that, and a
+/// connection that never names itself holds a place for nothing.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 30_000;
+
+/// Default for `--stall-timeout-ms`: the original clients send each object in one write,
+/// so an object still incomplete after ten seconds is a client trickling bytes to hold
+/// the connection and its buffer (slowloris), not a slow network.
+pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 10_000;
+
+/// The time limits of the raw connection protocols; `None`: no limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timeouts {
+    /// How long a TCP JSON client may stay without sending CONNECT.
+    pub connect: Option<Duration>,
+    /// How long a TCP JSON object (a UTF-8 character on TCP text) may stay incomplete
+    /// from its first byte.
+    pub stall: Option<Duration>,
+}
+
+/// Waits until `deadline`; forever when there is none.
+pub async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Pause after a failed `accept` (out of file descriptors, mostly): retrying at once
 /// would spin while nothing can change.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Accepts connections on `listener` until `shutdown`, running `connection` for each in
-/// a task of its own; returns once every connection task has ended.
-pub async fn accept_loop<F, Fut>(
-    protocol: &'static str,
+/// Accepts connections on `listener` until `shutdown`, running `connection` for each one
+/// `admission` admits (holding its permit) in a task of its own, and `refuse` for each
+/// one it does not; returns once every connection task has ended.
+pub async fn accept_loop<F, Fut, R, RFut>(
+    protocol: Protocol,
     listener: TcpListener,
+    admission: Admission,
     shutdown: CancellationToken,
     connection: F,
+    refuse: R,
 ) -> std::io::Result<()>
 where
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
+    R: Fn(TcpStream, SocketAddr, Refused) -> RFut,
+    RFut: Future<Output = ()> + Send + 'static,
 {
-    tracing::info!("listening {protocol}={}", listener.local_addr()?);
+    let name = protocol.as_str();
+    tracing::info!("listening {name}={}", listener.local_addr()?);
     let tasks = TaskTracker::new();
     loop {
         tokio::select! {
@@ -43,10 +81,19 @@ where
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
                     }
-                    tasks.spawn(connection(stream, peer));
+                    match admission.admit(peer.ip()) {
+                        Ok(permit) => {
+                            let connection = connection(stream, peer);
+                            tasks.spawn(hold(permit, connection));
+                        }
+                        Err(why) => {
+                            refused_connection(protocol, peer, why);
+                            tasks.spawn(refuse(stream, peer, why));
+                        }
+                    }
                 }
                 Err(e) => {
-                    tracing::warn!("{protocol}: cannot accept a connection: {e}");
+                    tracing::warn!("{name}: cannot accept a connection: {e}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
@@ -56,6 +103,38 @@ where
     tasks.close();
     tasks.wait().await;
     Ok(())
+}
+
+/// Runs `connection` holding its admission `permit`, released when it ends.
+async fn hold(permit: Permit, connection: impl Future<Output = ()>) {
+    connection.await;
+    drop(permit);
+}
+
+/// Logs and counts a connection refused by admission.
+pub fn refused_connection(protocol: Protocol, peer: SocketAddr, why: Refused) {
+    tracing::info!(%peer, protocol = protocol.as_str(), %why, "refused");
+    telemetry::refused(protocol, why.reason());
+}
+
+/// Ends a TCP connection with one line `error: <why>`: writes it, closes the sending
+/// side, and reads (and drops) what the client sends until it closes too, all within
+/// [`REFUSAL_TIMEOUT`]. Closing with unread bytes would reset the connection, and a
+/// reset can discard the line before the client reads it.
+pub async fn close_with_error(mut stream: TcpStream, peer: SocketAddr, why: impl fmt::Display) {
+    let line = format!("error: {why}\n");
+    let refusal = async {
+        stream.write_all(line.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    match tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%peer, "cannot send the error line: {e}"),
+        Err(_) => tracing::debug!(%peer, "error line not taken in time"),
+    }
 }
 
 /// How a connection task ended.

@@ -1,8 +1,26 @@
 //! The HTTP listener: the pages (ours at `/`, the original WebSocket chat's at `/ws/`),
 //! the Socket.IO client bundle, the Socket.IO endpoint (`/socket.io/`, Engine.IO v3 and
 //! v4, long-polling and WebSocket), `GET /healthz` and `GET /metrics` (Prometheus).
+//!
+//! Connections are served by hyper's HTTP/1 server directly (axum's `serve` has no
+//! header timeout), with WebSocket upgrades, `TCP_NODELAY` and graceful shutdown:
+//!
+//! - A connection over the connection limits ([`crate::admission`]) gets one response,
+//!   HTTP 503 `{"error": "too many connections …"}` (a Socket.IO client reports a
+//!   `connect_error`), and is closed; `/healthz` and `/metrics` are still answered on
+//!   it so operators can watch a full server. An admitted connection holds its permit
+//!   as long as its socket is open, after a WebSocket upgrade too.
+//! - A request whose headers take longer than the header timeout (a slowloris client
+//!   trickling them), and a keep-alive connection idle that long, is closed without a
+//!   response; the first is counted as a refusal (`header_timeout`).
 
+use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Json;
@@ -14,19 +32,36 @@ use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use socketioxide::SocketIo;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
+use crate::admission::{Admission, Permit, REFUSAL_TIMEOUT, Refused};
+use crate::connection::refused_connection;
 use crate::lobby::{Lobby, Protocol};
 use crate::origins::AllowedOrigins;
 use crate::{assets, socketio, telemetry};
+
+/// Default for `--header-timeout-ms`: a browser sends a request's headers in one
+/// packet, so ten seconds is generous on any network, and short enough that a slowloris
+/// client trickling headers cannot hold many connections for long.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+
+/// Pause after a failed `accept` (out of file descriptors, mostly): retrying at once
+/// would spin while nothing can change.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What the HTTP listener needs beyond the lobby.
 #[derive(Debug, Clone)]
@@ -39,6 +74,8 @@ pub struct HttpSettings {
     pub ping_timeout: Duration,
     /// Largest Engine.IO payload, WebSocket message and WebSocket frame, in bytes.
     pub max_payload_bytes: u64,
+    /// How long a request's headers may take to arrive; `None`: no limit.
+    pub header_timeout: Option<Duration>,
 }
 
 /// Serves HTTP and Socket.IO on `listener` until `shutdown` is cancelled, then disconnects
@@ -46,6 +83,7 @@ pub struct HttpSettings {
 pub async fn serve(
     listener: TcpListener,
     lobby: Lobby,
+    admission: Admission,
     settings: HttpSettings,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -75,21 +113,164 @@ pub async fn serve(
         // /socket.io, the bundle's included.
         .merge(socketio_routes(engine, &lobby.limits().allowed_origins))
         .layer(TraceLayer::new_for_http())
+        .with_state(lobby.clone());
+    // What a connection over the limits is still answered.
+    let operators = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .with_state(lobby);
 
     tracing::info!("listening http={}", listener.local_addr()?);
-    // Chat frames are small and latency matters: no Nagle delay.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
+    let tasks = TaskTracker::new();
+    // Cancelled once every socket is closed: connections finish their request and end.
+    let drain = CancellationToken::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Chat frames are small and latency matters: no Nagle delay.
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
+                    }
+                    match admission.admit(peer.ip()) {
+                        Ok(permit) => {
+                            let stream = Admitted { stream, _permit: permit };
+                            let connection = Connection { peer, header_timeout: settings.header_timeout, drain: drain.clone() };
+                            tasks.spawn(connection.serve(stream, app.clone(), true));
+                        }
+                        Err(why) => {
+                            refused_connection(Protocol::SocketIo, peer, why);
+                            let connection = Connection { peer, header_timeout: Some(REFUSAL_TIMEOUT), drain: drain.clone() };
+                            let refusal = connection.serve(stream, refusal(operators.clone(), why), false);
+                            tasks.spawn(async move {
+                                if tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await.is_err() {
+                                    tracing::debug!(%peer, "refusal not taken in time");
+                                }
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("http: cannot accept a connection: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
         }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            io.close().await;
-        })
-        .await
+    }
+    drop(listener);
+    io.close().await;
+    drain.cancel();
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}
+
+/// What a connection over the limits is answered: `/healthz` and `/metrics` as usual,
+/// anything else HTTP 503 with the reason.
+fn refusal(operators: Router, why: Refused) -> Router {
+    let body = json!({ "error": why.to_string() });
+    operators.fallback(async move || (StatusCode::SERVICE_UNAVAILABLE, Json(body)))
+}
+
+/// One HTTP connection being served.
+struct Connection {
+    peer: SocketAddr,
+    header_timeout: Option<Duration>,
+    /// Cancelled at shutdown.
+    drain: CancellationToken,
+}
+
+impl Connection {
+    /// Serves `app` on `stream` (with WebSocket upgrades) until the client closes, the
+    /// header timeout closes it, or shutdown ends it after its current request.
+    async fn serve<S>(self, stream: S, app: Router, keep_alive: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let service = {
+            let requests = requests.clone();
+            service_fn(move |request: axum::http::Request<Incoming>| {
+                requests.fetch_add(1, Ordering::Relaxed);
+                app.clone().oneshot(request)
+            })
+        };
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .keep_alive(keep_alive);
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        let served = tokio::select! {
+            served = connection.as_mut() => served,
+            () = self.drain.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        let peer = self.peer;
+        match served {
+            Ok(()) => {}
+            // The first request's headers did not come in time; later, the connection
+            // was only idle between requests.
+            Err(e) if e.is_timeout() && requests.load(Ordering::Relaxed) == 0 => {
+                tracing::info!(%peer, "refused, disconnecting: request headers too slow");
+                telemetry::refused(Protocol::SocketIo, "header_timeout");
+            }
+            Err(e) => tracing::debug!(%peer, "http connection ends: {e}"),
+        }
+    }
+}
+
+/// An admitted connection's stream: it holds the admission permit as long as the
+/// socket is open, through a WebSocket upgrade too (hyper hands the stream itself over).
+struct Admitted {
+    stream: TcpStream,
+    _permit: Permit,
+}
+
+impl AsyncRead for Admitted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Admitted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 /// The Socket.IO endpoint, behind the origin check and its CORS headers.

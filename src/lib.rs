@@ -10,16 +10,20 @@
 //!   [`socketio`] (lobby chat and rooms), [`websocket`], [`tcp_json`], [`tcp_text`].
 //! - [`http`]: the HTTP listener: pages, the Socket.IO bundle and endpoint, health.
 //! - [`connection`]: accept loop and outgoing queue of the raw connection protocols.
+//! - [`admission`]: connection limits, total and per client address.
+//! - [`rate`]: the message rate per member.
 //! - [`origins`]: which web origins may connect.
 //! - [`telemetry`]: Prometheus metrics.
 //! - [`assets`]: the files embedded in the binary; [`config`]: flags and environment.
 
+pub mod admission;
 pub mod assets;
 pub mod config;
 pub mod connection;
 pub mod http;
 pub mod lobby;
 pub mod origins;
+pub mod rate;
 pub mod rooms;
 pub mod socketio;
 pub mod tcp_json;
@@ -93,7 +97,10 @@ pub async fn run(
         ping_interval: config.ping_interval(),
         ping_timeout: config.ping_timeout(),
         max_payload_bytes: config.max_payload_bytes,
+        header_timeout: config.header_timeout(),
     };
+    let admission = admission::Admission::new(config.max_connections, config.max_connections_per_ip);
+    let timeouts = config.timeouts();
     let failure = Arc::new(Mutex::new(None));
     let supervise = |listener: &'static str, serve: Box<dyn ServeFuture>| {
         let (shutdown, stop, failure) = (shutdown.clone(), stop.clone(), failure.clone());
@@ -117,20 +124,33 @@ pub async fn run(
         Box::new(http::serve(
             listeners.http,
             lobby.clone(),
+            admission.clone(),
             settings,
             stop.clone(),
         )),
     );
     if let Some(listener) = listeners.websocket {
-        let serve = websocket::serve(listener, lobby.clone(), stop.clone());
+        let serve = websocket::serve(listener, lobby.clone(), admission.clone(), stop.clone());
         supervise("websocket", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_json {
-        let serve = tcp_json::serve(listener, lobby.clone(), stop.clone());
+        let serve = tcp_json::serve(
+            listener,
+            lobby.clone(),
+            admission.clone(),
+            timeouts,
+            stop.clone(),
+        );
         supervise("tcp-json", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_text {
-        let serve = tcp_text::serve(listener, lobby.clone(), stop.clone());
+        let serve = tcp_text::serve(
+            listener,
+            lobby.clone(),
+            admission.clone(),
+            timeouts,
+            stop.clone(),
+        );
         supervise("tcp-text", Box::new(serve));
     }
     tasks.close();

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 
 use crate::origins::AllowedOrigins;
+use crate::rate::{Bucket, RateLimit};
 use crate::rooms::{RoomError, Rooms, Seat};
 use crate::telemetry::LobbyMetrics;
 use std::time::SystemTime;
@@ -68,6 +69,8 @@ pub struct Limits {
     pub max_ws_message_bytes: usize,
     /// Largest JSON object on the TCP JSON listener, in bytes.
     pub max_json_object_bytes: usize,
+    /// The message rate each member is held to (see [`crate::rate`]).
+    pub rate: RateLimit,
     /// Web origins allowed to open Socket.IO and WebSocket connections.
     pub allowed_origins: AllowedOrigins,
 }
@@ -81,6 +84,7 @@ impl Default for Limits {
             outbox_messages: DEFAULT_OUTBOX_MESSAGES,
             max_ws_message_bytes: DEFAULT_MAX_WS_MESSAGE_BYTES,
             max_json_object_bytes: DEFAULT_MAX_JSON_OBJECT_BYTES,
+            rate: RateLimit::default(),
             allowed_origins: AllowedOrigins::default(),
         }
     }
@@ -240,6 +244,18 @@ pub enum LobbyError {
     /// A two-person room refused the request.
     #[error(transparent)]
     Room(#[from] RoomError),
+    /// Over the member's message rate ([`Limits::rate`]): this request is refused.
+    #[error("too many messages: at most {lines_per_sec} a second")]
+    RateLimited {
+        /// The rate in force.
+        lines_per_sec: u32,
+    },
+    /// Over the rate this many times in a row: the member is disconnected.
+    #[error("too many messages refused in a row ({strikes}): disconnecting")]
+    Flooding {
+        /// Refusals in a row.
+        strikes: u32,
+    },
 }
 
 /// A handle to the lobby. Cheap to clone; all clones share one lobby.
@@ -276,7 +292,14 @@ impl LobbyError {
             LobbyError::Room(RoomError::Full) => "room_full",
             LobbyError::Room(RoomError::NotSeated) => "not_seated",
             LobbyError::Room(RoomError::EmptyName | RoomError::NameTooLong { .. }) => "room_name",
+            LobbyError::RateLimited { .. } => "rate",
+            LobbyError::Flooding { .. } => "flood",
         }
+    }
+
+    /// Whether the protocol must disconnect the member after telling it why.
+    pub fn disconnects(&self) -> bool {
+        matches!(self, LobbyError::Flooding { .. })
     }
 }
 
@@ -337,6 +360,7 @@ impl Lobby {
         Member {
             lobby: self.clone(),
             id,
+            rate: Bucket::new(self.inner.limits.rate),
         }
     }
 
@@ -489,6 +513,7 @@ fn cut_off(outboxes: Vec<Arc<dyn Outbox>>) {
 pub struct Member {
     lobby: Lobby,
     id: u64,
+    rate: Bucket,
 }
 
 impl Member {
@@ -500,6 +525,7 @@ impl Member {
     /// Names (or renames) the member and announces its join under the cleaned name to
     /// everyone, the member included. Returns the name as stored.
     pub fn set_name(&self, raw: &str) -> Result<Arc<str>, LobbyError> {
+        self.rate.check()?;
         let name = self.lobby.clean_name(raw);
         let cut = {
             let mut members = self.lobby.lock();
@@ -545,6 +571,7 @@ impl Member {
         text: &str,
         raw: Option<Bytes>,
     ) -> Result<(), LobbyError> {
+        self.rate.check()?;
         self.lobby.check_message(text)?;
         let cut = {
             let mut members = self.lobby.lock();
@@ -595,6 +622,7 @@ impl Member {
 
     /// Sends a line to everyone in the member's room, the member included.
     pub fn say_in_room(&self, text: &str) -> Result<(), LobbyError> {
+        self.rate.check()?;
         self.lobby.check_message(text)?;
         Ok(self.lobby.inner.rooms.say(self.id, text)?)
     }

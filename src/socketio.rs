@@ -19,6 +19,10 @@
 //! | client → server | `chat message` | a string: a line for the room |
 //! | server → everyone in the room, sender included | `chat message` | the same string |
 //!
+//! A request over the member's message rate is refused with an `error` event; too many
+//! refused in a row: the `error` event, then the socket is disconnected. A connection
+//! over the connection limits is refused at the HTTP layer (see [`crate::http`]).
+//!
 //! Every socket joins the lobby when it connects (it receives `update`s before it names
 //! itself, as with the original server) and leaves it when it disconnects.
 //!
@@ -188,6 +192,8 @@ impl ConnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnConnect {
 struct Refused {
     reason: &'static str,
     why: String,
+    /// Disconnect the socket once it is told why.
+    disconnect: bool,
 }
 
 impl From<LobbyError> for Refused {
@@ -195,6 +201,7 @@ impl From<LobbyError> for Refused {
         Self {
             reason: e.reason(),
             why: e.to_string(),
+            disconnect: e.disconnects(),
         }
     }
 }
@@ -204,6 +211,7 @@ impl From<Malformed> for Refused {
         Self {
             reason: "malformed",
             why: e.to_string(),
+            disconnect: false,
         }
     }
 }
@@ -216,11 +224,21 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
         let Some(member) = socket.extensions.get::<Arc<Member>>() else {
             return; // disconnecting
         };
-        if let Err(Refused { reason, why }) = (self.0)(&socket, &member, data) {
-            tracing::info!(socket = %socket.id, member = member.id(), %why, "refused");
+        if let Err(Refused {
+            reason,
+            why,
+            disconnect,
+        }) = (self.0)(&socket, &member, data)
+        {
+            tracing::info!(socket = %socket.id, member = member.id(), %why, disconnect, "refused");
             telemetry::refused(Protocol::SocketIo, reason);
             if let Err(e) = socket.emit("error", &ErrorReply { message: &why }) {
                 tracing::warn!(socket = %socket.id, "cannot send an error reply: {e}");
+            }
+            if disconnect {
+                if let Err(e) = SocketRef::from(socket.clone()).disconnect() {
+                    tracing::warn!(socket = %socket.id, "cannot disconnect a flooding socket: {e}");
+                }
             }
         }
     }

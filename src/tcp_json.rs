@@ -15,36 +15,54 @@
 //! relayed under it: its leading `<X> : ` is taken off when it matches the client's
 //! name, and anything else in it is part of the line, so no client can speak as another.
 //!
-//! Errors: malformed JSON, a value that is not a command object, an unknown `type` or
-//! an object over [`Limits::max_json_object_bytes`]: the client gets one line
-//! `error: <why>` and is disconnected. A CHAT before CONNECT or a line over the length
-//! limit: `error: <why>` and the connection stays.
+//! Errors: malformed JSON, a value that is not a command object, an unknown `type`, an
+//! object over [`Limits::max_json_object_bytes`], no CONNECT within
+//! [`Timeouts::connect`], an object left incomplete for [`Timeouts::stall`] from its
+//! first byte, too many commands refused for the rate in a row, or a connection over the
+//! connection limits ([`crate::admission`]): the client gets one line `error: <why>` and
+//! is disconnected. A CHAT before CONNECT, a line over the length limit or a command over
+//! the member's message rate: `error: <why>` and the connection stays.
 //!
 //! [`Limits::max_json_object_bytes`]: crate::lobby::Limits::max_json_object_bytes
+//! [`Timeouts::connect`]: crate::connection::Timeouts::connect
+//! [`Timeouts::stall`]: crate::connection::Timeouts::stall
 
 use std::net::SocketAddr;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::{Decoder, FramedRead};
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{QueueOutbox, accept_loop, until_stopped, write_delivery};
-use crate::lobby::{Event, Lobby, Member, Protocol};
+use crate::admission::Admission;
+use crate::connection::{
+    QueueOutbox, Timeouts, accept_loop, close_with_error, until, until_stopped, write_delivery,
+};
+use crate::lobby::{Event, Lobby, LobbyError, Member, Protocol};
 use crate::telemetry;
+
+/// Bytes asked of the socket per read.
+const READ_BYTES: usize = 4096;
 
 /// Serves the TCP JSON chat on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     lobby: Lobby,
+    admission: Admission,
+    timeouts: Timeouts,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    accept_loop("tcp-json", listener, shutdown.clone(), |stream, peer| {
-        connection(stream, peer, lobby.clone(), shutdown.clone())
-    })
+    accept_loop(
+        Protocol::TcpJson,
+        listener,
+        admission,
+        shutdown.clone(),
+        |stream, peer| connection(stream, peer, lobby.clone(), timeouts, shutdown.clone()),
+        close_with_error,
+    )
     .await
 }
 
@@ -75,6 +93,21 @@ pub enum StreamError {
         /// The limit in force.
         max: usize,
     },
+    /// No CONNECT within the connect timeout.
+    #[error("no CONNECT within {ms} ms")]
+    ConnectTimeout {
+        /// The limit in force.
+        ms: u128,
+    },
+    /// An object still incomplete a stall timeout after its first byte.
+    #[error("incomplete object for {ms} ms")]
+    Stalled {
+        /// The limit in force.
+        ms: u128,
+    },
+    /// Too many commands refused for the rate in a row.
+    #[error("{0}")]
+    Flooding(LobbyError),
     /// The connection failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -87,6 +120,9 @@ impl StreamError {
             StreamError::Malformed(_) | StreamError::NotACommand => "malformed",
             StreamError::UnknownType(_) => "unknown_type",
             StreamError::TooLarge { .. } => "too_large",
+            StreamError::ConnectTimeout { .. } => "connect_timeout",
+            StreamError::Stalled { .. } => "stall",
+            StreamError::Flooding(e) => e.reason(),
             StreamError::Io(_) => "io",
         }
     }
@@ -204,58 +240,101 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     lobby: Lobby,
+    timeouts: Timeouts,
     shutdown: CancellationToken,
 ) {
-    let (reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = stream.into_split();
     let (outbox, mut inbox) = QueueOutbox::new(lobby.limits().outbox_messages);
     let member = lobby.join(Protocol::TcpJson, outbox);
-    let mut commands = FramedRead::new(reader, Commands::new(lobby.limits().max_json_object_bytes));
+    let mut commands = Commands::new(lobby.limits().max_json_object_bytes);
+    // Holds at most one object over the limit, and one read more.
+    let mut buf = BytesMut::new();
     // The name as the client typed it, and as the lobby stored it.
     let mut names: Option<(String, String)> = None;
+    let connect_deadline = timeouts.connect.map(|connect| Instant::now() + connect);
+    // When the incomplete object at the start of `buf` must be complete.
+    let mut stall_deadline = None;
 
     let ending = until_stopped(&shutdown, &inbox.cut, async {
-            loop {
-                tokio::select! {
-                    delivery = inbox.queue.recv() => {
-                        if let Err(stop) = write_delivery(&mut writer, delivery, Protocol::TcpJson, encode).await {
-                            return stop;
-                        }
+        let fatal = loop {
+            tokio::select! {
+                delivery = inbox.queue.recv() => {
+                    if let Err(stop) = write_delivery(&mut writer, delivery, Protocol::TcpJson, encode).await {
+                        return stop;
                     }
-                    command = commands.next() => match command {
-                        None => return "closed by the client",
-                        Some(Ok(command)) => {
-                            if let Err(why) = handle(&member, &mut names, command) {
+                }
+                () = until(connect_deadline), if names.is_none() => {
+                    break StreamError::ConnectTimeout { ms: millis(timeouts.connect) };
+                }
+                () = until(stall_deadline) => {
+                    break StreamError::Stalled { ms: millis(timeouts.stall) };
+                }
+                read = reader.read_buf(reserve(&mut buf)) => {
+                    match read {
+                        Ok(0) => return "closed by the client",
+                        Ok(_) => {}
+                        Err(_) => return "read failed",
+                    }
+                    let mut decoded = false;
+                    let error = loop {
+                        match commands.decode(&mut buf) {
+                            Ok(None) => break None,
+                            Ok(Some(command)) => {
+                                decoded = true;
+                                let Err(why) = handle(&member, &mut names, command) else {
+                                    continue;
+                                };
+                                if why.disconnects() {
+                                    break Some(StreamError::Flooding(why));
+                                }
                                 tracing::info!(%peer, member = member.id(), %why, "refused");
                                 telemetry::refused(Protocol::TcpJson, why.reason());
                                 if writer.write_all(format!("error: {why}\n").as_bytes()).await.is_err() {
                                     return "write failed";
                                 }
                             }
+                            Err(why) => break Some(why),
                         }
-                        Some(Err(StreamError::Io(_))) => return "read failed",
-                        Some(Err(why)) => {
-                            tracing::info!(%peer, member = member.id(), %why, "refused, disconnecting");
-                            telemetry::refused(Protocol::TcpJson, why.reason());
-                            // The client is being dropped for what it sent: a failed
-                            // write of the reason changes nothing.
-                            if let Err(e) = writer.write_all(format!("error: {why}\n").as_bytes()).await {
-                                tracing::debug!(%peer, "cannot send the error line: {e}");
-                            }
-                            return "bad input";
-                        }
-                    },
+                    };
+                    if let Some(why) = error {
+                        break why;
+                    }
+                    stall_deadline = match stall_deadline {
+                        _ if buf.is_empty() => None,
+                        Some(deadline) if !decoded => Some(deadline),
+                        _ => timeouts.stall.map(|stall| Instant::now() + stall),
+                    };
                 }
             }
-        })
+        };
+        tracing::info!(%peer, member = member.id(), why = %fatal, "refused, disconnecting");
+        telemetry::refused(Protocol::TcpJson, fatal.reason());
+        // The client is being dropped: a failed write of the reason changes nothing.
+        if let Err(e) = writer.write_all(format!("error: {fatal}\n").as_bytes()).await {
+            tracing::debug!(%peer, "cannot send the error line: {e}");
+        }
+        "refused"
+    })
     .await;
     tracing::debug!(%peer, member = member.id(), "tcp-json connection ends: {}", ending.reason());
+}
+
+/// `buf`, with room for one more read.
+fn reserve(buf: &mut BytesMut) -> &mut BytesMut {
+    buf.reserve(READ_BYTES);
+    buf
+}
+
+/// A time limit in milliseconds, for error lines.
+fn millis(limit: Option<std::time::Duration>) -> u128 {
+    limit.map_or(0, |limit| limit.as_millis())
 }
 
 fn handle(
     member: &Member,
     names: &mut Option<(String, String)>,
     command: Command,
-) -> Result<(), crate::lobby::LobbyError> {
+) -> Result<(), LobbyError> {
     match command {
         Command::Connect(typed) => {
             let stored = member.set_name(&typed)?;

@@ -17,28 +17,46 @@
 //! whole for the next chunk. Other protocols see the chunk as text (invalid UTF-8
 //! replaced, one trailing line end taken off).
 //!
+//! Errors, each one line `error: <why>`: a chunk over the member's message rate is
+//! refused and the connection stays; too many refused in a row, a UTF-8 character left
+//! incomplete for [`Timeouts::stall`], or a connection over the connection limits
+//! ([`crate::admission`]): the line, then the connection is closed.
+//!
+//! [`Timeouts::stall`]: crate::connection::Timeouts::stall
 //! [`Limits::max_message_chars`]: crate::lobby::Limits::max_message_chars
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{QueueOutbox, accept_loop, until_stopped, write_delivery};
-use crate::lobby::{Event, Lobby, Protocol};
+use crate::admission::Admission;
+use crate::connection::{
+    QueueOutbox, Timeouts, accept_loop, close_with_error, until, until_stopped, write_delivery,
+};
+use crate::lobby::{Event, Lobby, LobbyError, Protocol};
 use crate::telemetry;
 
 /// Serves the TCP text chat on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     lobby: Lobby,
+    admission: Admission,
+    timeouts: Timeouts,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    accept_loop("tcp-text", listener, shutdown.clone(), |stream, peer| {
-        connection(stream, peer, lobby.clone(), shutdown.clone())
-    })
+    accept_loop(
+        Protocol::TcpText,
+        listener,
+        admission,
+        shutdown.clone(),
+        |stream, peer| connection(stream, peer, lobby.clone(), timeouts, shutdown.clone()),
+        close_with_error,
+    )
     .await
 }
 
@@ -69,6 +87,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     lobby: Lobby,
+    timeouts: Timeouts,
     shutdown: CancellationToken,
 ) {
     let (mut reader, mut writer) = stream.into_split();
@@ -77,6 +96,8 @@ async fn connection(
     // Holds one chunk; `filled` bytes of it are read, a split character's start first.
     let mut buf = vec![0; lobby.limits().max_message_chars.max(4)];
     let mut filled = 0;
+    // When the split character at the start of `buf` must be complete.
+    let mut stall_deadline = None;
 
     let ending = until_stopped(&shutdown, &inbox.cut, async {
             loop {
@@ -86,29 +107,54 @@ async fn connection(
                             return stop;
                         }
                     }
+                    () = until(stall_deadline) => {
+                        tracing::info!(%peer, member = member.id(), "refused, disconnecting: incomplete character stalled");
+                        telemetry::refused(Protocol::TcpText, "stall");
+                        let why = format!("error: incomplete UTF-8 character for {} ms\n", millis(timeouts.stall));
+                        if let Err(e) = writer.write_all(why.as_bytes()).await {
+                            tracing::debug!(%peer, "cannot send the error line: {e}");
+                        }
+                        return "stalled";
+                    }
                     read = reader.read(&mut buf[filled..]) => {
                         match read {
                             Ok(0) | Err(_) => return "closed by the client",
                             Ok(n) => filled += n,
                         }
                         let ready = complete_prefix(&buf[..filled]);
-                        if ready == 0 {
-                            continue;
+                        if ready > 0 {
+                            let chunk = Bytes::copy_from_slice(&buf[..ready]);
+                            buf.copy_within(ready..filled, 0);
+                            filled -= ready;
+                            if let Err(why) = member.say_chunk(chunk) {
+                                tracing::info!(%peer, member = member.id(), %why, "refused");
+                                telemetry::refused(Protocol::TcpText, why.reason());
+                                let line = format!("error: {why}\n");
+                                if let Err(e) = writer.write_all(line.as_bytes()).await {
+                                    tracing::debug!(%peer, "cannot send the error line: {e}");
+                                    return "write failed";
+                                }
+                                if why.disconnects() || why == LobbyError::Gone {
+                                    return "refused";
+                                }
+                            }
                         }
-                        let chunk = Bytes::copy_from_slice(&buf[..ready]);
-                        buf.copy_within(ready..filled, 0);
-                        filled -= ready;
-                        if let Err(why) = member.say_chunk(chunk) {
-                            tracing::info!(%peer, member = member.id(), %why, "refused");
-                            telemetry::refused(Protocol::TcpText, why.reason());
-                            return "refused";
-                        }
+                        stall_deadline = match (filled, stall_deadline) {
+                            (0, _) => None,
+                            (_, Some(deadline)) if ready == 0 => Some(deadline),
+                            _ => timeouts.stall.map(|stall| Instant::now() + stall),
+                        };
                     }
                 }
             }
         })
     .await;
     tracing::debug!(%peer, member = member.id(), "tcp-text connection ends: {}", ending.reason());
+}
+
+/// A time limit in milliseconds, for error lines.
+fn millis(limit: Option<std::time::Duration>) -> u128 {
+    limit.map_or(0, |limit| limit.as_millis())
 }
 
 #[cfg(test)]

@@ -20,7 +20,10 @@
 //! (cleaned like every name) becomes its name from then on. A message over
 //! [`Limits::max_ws_message_bytes`] closes the connection with code 1009; a handshake
 //! that does not finish within [`HANDSHAKE_TIMEOUT`] is dropped; an upgrade from an
-//! origin that `--allowed-origins` does not list gets HTTP 403 (see [`crate::origins`]).
+//! origin that `--allowed-origins` does not list gets HTTP 403 (see [`crate::origins`]);
+//! an upgrade over the connection limits gets HTTP 503 with the reason as its body (see
+//! [`crate::admission`]). A line over the member's message rate gets an `error` frame;
+//! too many in a row close the connection with code 1008 (policy) `too many messages`.
 //!
 //! [`Limits::max_ws_message_bytes`]: crate::lobby::Limits::max_ws_message_bytes
 
@@ -39,6 +42,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{Admission, REFUSAL_TIMEOUT, Refused};
 use crate::connection::{Ending, QueueOutbox, accept_loop, until_stopped};
 use crate::lobby::{Event, Lobby, Protocol};
 use crate::origins::AllowedOrigins;
@@ -51,12 +55,36 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(
     listener: TcpListener,
     lobby: Lobby,
+    admission: Admission,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    accept_loop("websocket", listener, shutdown.clone(), |stream, peer| {
-        connection(stream, peer, lobby.clone(), shutdown.clone())
-    })
+    accept_loop(
+        Protocol::WebSocket,
+        listener,
+        admission,
+        shutdown.clone(),
+        |stream, peer| connection(stream, peer, lobby.clone(), shutdown.clone()),
+        refuse,
+    )
     .await
+}
+
+/// Answers the upgrade of a connection over the connection limits with HTTP 503 and
+/// the reason as the body, within [`REFUSAL_TIMEOUT`].
+async fn refuse(stream: TcpStream, peer: SocketAddr, why: Refused) {
+    // The signature is tungstenite's handshake callback's.
+    #[allow(clippy::result_large_err)]
+    let refusal = move |_: &Request, _: Response| -> Result<Response, ErrorResponse> {
+        let mut refusal = ErrorResponse::new(Some(format!("{why}\n")));
+        *refusal.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        Err(refusal)
+    };
+    let handshake = tokio_tungstenite::accept_hdr_async(stream, refusal);
+    match tokio::time::timeout(REFUSAL_TIMEOUT, handshake).await {
+        Ok(Ok(_)) => tracing::error!(%peer, "a refused upgrade was accepted"),
+        Ok(Err(e)) => tracing::debug!(%peer, "refused upgrade: {e}"),
+        Err(_) => tracing::debug!(%peer, "refused upgrade: timed out"),
+    }
 }
 
 /// A frame to the client.
@@ -221,10 +249,19 @@ async fn connection(
                                 return None;
                             }
                             Some(Ok(Message::Text(text))) => match serde_json::from_str::<Line>(&text) {
-                                Ok(line) => member
-                                    .say_as(&line.name, &line.msg)
-                                    .err()
-                                    .map(|e| (e.reason(), e.to_string())),
+                                Ok(line) => match member.say_as(&line.name, &line.msg) {
+                                    Ok(()) => None,
+                                    Err(e) if e.disconnects() => {
+                                        tracing::info!(%peer, member = member.id(), why = %e, "refused, disconnecting");
+                                        telemetry::refused(Protocol::WebSocket, e.reason());
+                                        let reply = to_json(&Outgoing::Error { msg: &e.to_string() });
+                                        if sink.send(text_frame(reply)).await.is_err() {
+                                            return None;
+                                        }
+                                        return Some((CloseCode::Policy, "too many messages"));
+                                    }
+                                    Err(e) => Some((e.reason(), e.to_string())),
+                                },
                                 Err(_) => Some(("malformed", NOT_A_LINE.to_owned())),
                             },
                             Some(Ok(Message::Binary(_))) => Some(("malformed", NOT_A_LINE.to_owned())),

@@ -22,6 +22,7 @@ start_server() {
   local log="$out/server.log"
   case "$1" in
     chatterbox) taskset -c 0 target/release/chatterbox --host 127.0.0.1 --port 0 \
+        --max-connections 0 --max-connections-per-ip 0 --rate-lines-per-sec 0 \
         --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 2>"$log" & ;;
     node) taskset -c 0 node js-client/bench-node/server.js 2>"$log" & ;;
   esac

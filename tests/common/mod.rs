@@ -30,17 +30,24 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// A server with the default configuration.
+    /// A server with the default configuration (but for the limits [`Self::spawn_with`]
+    /// switches off).
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
     }
 
     /// A server with the default configuration changed by `configure`; a listener
     /// whose port `configure` sets to `off` is switched off.
+    ///
+    /// Unlike the binary's defaults, the per-address connection limit and the message
+    /// rate are off: every test client comes from 127.0.0.1 and many tests send as fast
+    /// as they can. Tests of those limits set them in `configure`.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config {
             host: [127, 0, 0, 1].into(),
             port: 0,
+            max_connections_per_ip: 0,
+            rate_lines_per_sec: 0,
             ..Config::default()
         };
         configure(&mut config);
