@@ -193,6 +193,9 @@ mod tests {
         let admission = Admission::new(0, 1);
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         let _a = admission.admit(A).unwrap();
-        assert_eq!(admission.admit(mapped).err(), Some(Refused::PerIp { max: 1 }));
+        assert_eq!(
+            admission.admit(mapped).err(),
+            Some(Refused::PerIp { max: 1 })
+        );
     }
 }

@@ -17,7 +17,9 @@ use crate::lobby::{
     DEFAULT_MAX_ROOM_NAME_CHARS, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_OUTBOX_MESSAGES, Limits,
 };
 use crate::origins::AllowedOrigins;
-use crate::rate::{DEFAULT_RATE_BURST, DEFAULT_RATE_LINES_PER_SEC, DEFAULT_RATE_STRIKES, RateLimit};
+use crate::rate::{
+    DEFAULT_RATE_BURST, DEFAULT_RATE_LINES_PER_SEC, DEFAULT_RATE_STRIKES, RateLimit,
+};
 
 /// Default HTTP port: the original Socket.IO lobby server's.
 pub const DEFAULT_PORT: u16 = 8000;
@@ -179,9 +181,9 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_STALL_TIMEOUT_MS", default_value_t = DEFAULT_STALL_TIMEOUT_MS)]
     pub stall_timeout_ms: u64,
 
-    /// How long an HTTP client may take to send a request's headers (and an idle
-    /// keep-alive connection may wait for its next request), in milliseconds; then the
-    /// connection is closed. 0: no limit.
+    /// How long an HTTP client may take to send a request's headers (a WebSocket
+    /// upgrade's too, on either port), and an idle keep-alive connection may wait for its
+    /// next request, in milliseconds; then the connection is closed. 0: no limit.
     #[arg(long, env = "CHATTERBOX_HEADER_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_TIMEOUT_MS)]
     pub header_timeout_ms: u64,
 
@@ -229,6 +231,7 @@ impl Config {
         Timeouts {
             connect: millis(self.connect_timeout_ms),
             stall: millis(self.stall_timeout_ms),
+            header: millis(self.header_timeout_ms),
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Timeouts {
     /// How long a TCP JSON object (a UTF-8 character on TCP text) may stay incomplete
     /// from its first byte.
     pub stall: Option<Duration>,
+    /// How long an HTTP request's headers (a WebSocket upgrade's included) may take.
+    pub header: Option<Duration>,
 }
 
 /// Waits until `deadline`; forever when there is none.

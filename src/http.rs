@@ -141,7 +141,8 @@ pub async fn serve(
                         }
                         Err(why) => {
                             refused_connection(Protocol::SocketIo, peer, why);
-                            let connection = Connection { peer, header_timeout: Some(REFUSAL_TIMEOUT), drain: drain.clone() };
+                            // Bounded by REFUSAL_TIMEOUT as a whole, not counted as slow.
+                            let connection = Connection { peer, header_timeout: None, drain: drain.clone() };
                             let refusal = connection.serve(stream, refusal(operators.clone(), why), false);
                             tasks.spawn(async move {
                                 if tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await.is_err() {

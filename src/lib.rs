@@ -99,7 +99,8 @@ pub async fn run(
         max_payload_bytes: config.max_payload_bytes,
         header_timeout: config.header_timeout(),
     };
-    let admission = admission::Admission::new(config.max_connections, config.max_connections_per_ip);
+    let admission =
+        admission::Admission::new(config.max_connections, config.max_connections_per_ip);
     let timeouts = config.timeouts();
     let failure = Arc::new(Mutex::new(None));
     let supervise = |listener: &'static str, serve: Box<dyn ServeFuture>| {
@@ -130,7 +131,13 @@ pub async fn run(
         )),
     );
     if let Some(listener) = listeners.websocket {
-        let serve = websocket::serve(listener, lobby.clone(), admission.clone(), stop.clone());
+        let serve = websocket::serve(
+            listener,
+            lobby.clone(),
+            admission.clone(),
+            timeouts,
+            stop.clone(),
+        );
         supervise("websocket", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_json {

@@ -110,10 +110,7 @@ mod tests {
             assert_eq!(bucket.check(), Err(refused.clone()));
         }
         assert_eq!(bucket.check(), Err(LobbyError::Flooding { strikes: 4 }));
-        assert_eq!(
-            refused.to_string(),
-            "too many messages: at most 1 a second"
-        );
+        assert_eq!(refused.to_string(), "too many messages: at most 1 a second");
         assert_eq!(refused.reason(), "rate");
     }
 

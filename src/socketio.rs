@@ -235,10 +235,8 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
             if let Err(e) = socket.emit("error", &ErrorReply { message: &why }) {
                 tracing::warn!(socket = %socket.id, "cannot send an error reply: {e}");
             }
-            if disconnect {
-                if let Err(e) = SocketRef::from(socket.clone()).disconnect() {
-                    tracing::warn!(socket = %socket.id, "cannot disconnect a flooding socket: {e}");
-                }
+            if disconnect && let Err(e) = SocketRef::from(socket.clone()).disconnect() {
+                tracing::warn!(socket = %socket.id, "cannot disconnect a flooding socket: {e}");
             }
         }
     }

@@ -19,7 +19,8 @@
 //! A connection is in the lobby as `guest-<n>` from its first moment; a line's `name`
 //! (cleaned like every name) becomes its name from then on. A message over
 //! [`Limits::max_ws_message_bytes`] closes the connection with code 1009; a handshake
-//! that does not finish within [`HANDSHAKE_TIMEOUT`] is dropped; an upgrade from an
+//! that does not finish within `--header-timeout-ms` ([`Timeouts::header`]) is dropped
+//! and counted (`header_timeout`); an upgrade from an
 //! origin that `--allowed-origins` does not list gets HTTP 403 (see [`crate::origins`]);
 //! an upgrade over the connection limits gets HTTP 503 with the reason as its body (see
 //! [`crate::admission`]). A line over the member's message rate gets an `error` frame;
@@ -35,6 +36,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -43,19 +45,21 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Admission, REFUSAL_TIMEOUT, Refused};
-use crate::connection::{Ending, QueueOutbox, accept_loop, until_stopped};
+use crate::connection::{Ending, QueueOutbox, Timeouts, accept_loop, until, until_stopped};
 use crate::lobby::{Event, Lobby, Protocol};
 use crate::origins::AllowedOrigins;
 use crate::telemetry;
 
-/// How long a client may take to complete the WebSocket handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client that is being closed may take to read its close frame: a client
+/// that does not read cannot hold its connection open longer than this.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the plain WebSocket chat on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     lobby: Lobby,
     admission: Admission,
+    timeouts: Timeouts,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     accept_loop(
@@ -63,7 +67,7 @@ pub async fn serve(
         listener,
         admission,
         shutdown.clone(),
-        |stream, peer| connection(stream, peer, lobby.clone(), shutdown.clone()),
+        |stream, peer| connection(stream, peer, lobby.clone(), timeouts, shutdown.clone()),
         refuse,
     )
     .await
@@ -188,6 +192,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     lobby: Lobby,
+    timeouts: Timeouts,
     shutdown: CancellationToken,
 ) {
     let limits = lobby.limits();
@@ -201,14 +206,15 @@ async fn connection(
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, admit, Some(config));
     let socket = tokio::select! {
         () = shutdown.cancelled() => return,
-        handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => match handshake {
-            Ok(Ok(socket)) => socket,
-            Ok(Err(e)) => {
+        () = until(timeouts.header.map(|header| Instant::now() + header)) => {
+            tracing::info!(%peer, "refused, disconnecting: upgrade request too slow");
+            telemetry::refused(Protocol::WebSocket, "header_timeout");
+            return;
+        }
+        handshake = handshake => match handshake {
+            Ok(socket) => socket,
+            Err(e) => {
                 tracing::debug!(%peer, "websocket handshake failed: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "websocket handshake timed out");
                 return;
             }
         },
@@ -293,8 +299,7 @@ async fn connection(
         };
         // A client that is gone cannot be told why; a client that does not read gets
         // no longer than the handshake's timeout to take it.
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await
-        {
+        match tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(%peer, "cannot send the close frame: {e}"),
             Err(_) => tracing::debug!(%peer, "close frame not taken in time"),

@@ -2,6 +2,8 @@
 //! (`rust_socketio`) whose every receive is bounded by a timeout.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod crowd;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -112,6 +114,11 @@ impl TestServer {
         }
     }
 
+    /// `/metrics`, read once: [`Metrics::value`] of any metric in it.
+    pub async fn metrics(&self) -> Metrics {
+        Metrics(http_get(self.http, "/metrics").await)
+    }
+
     /// Stops the server as Ctrl-C would and returns what `run` returned.
     pub async fn stop(mut self) -> Result<(), RunError> {
         self.shutdown.cancel();
@@ -120,6 +127,19 @@ impl TestServer {
             .await
             .expect("server stops in time")
             .expect("server task")
+    }
+}
+
+/// The Prometheus text of `/metrics`.
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of `metric` (name and labels, as Prometheus prints them); `None` while
+    /// it has never been recorded.
+    pub fn value(&self, metric: &str) -> Option<f64> {
+        self.0
+            .lines()
+            .find_map(|line| line.strip_prefix(metric)?.strip_prefix(' ')?.parse().ok())
     }
 }
 
@@ -144,8 +164,26 @@ pub async fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (String, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    http_exchange(stream, addr, path, headers).await
+}
+
+/// [`http_request`] from the local address `from`.
+pub async fn http_request_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    path: &str,
+) -> (String, String) {
+    http_exchange(connect_from(from, addr).await, addr, path, &[]).await
+}
+
+async fn http_exchange(
+    mut stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let extra: String = headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
@@ -160,6 +198,13 @@ pub async fn http_request(
         .expect("read");
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
     (head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// A TCP connection to `addr` from the local address `from`.
+pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(from, 0)).expect("bind");
+    socket.connect(addr).await.expect("connect")
 }
 
 /// A Socket.IO client that records every event it receives, in order.
@@ -214,6 +259,19 @@ impl Client {
         client.emit("newUser", json!(name)).await;
         client.expect_update(joined(name)).await;
         client
+    }
+
+    /// Connects and names itself `name` while others chat: skips the updates that
+    /// come before its own join announcement.
+    pub async fn named_amid_chat(server: &TestServer, name: &str) -> Self {
+        let mut client = Self::connect(server).await;
+        client.emit("newUser", json!(name)).await;
+        loop {
+            let update = client.expect_event("update").await;
+            if update == joined(name) {
+                return client;
+            }
+        }
     }
 
     /// Emits `event` with one argument.
@@ -331,6 +389,15 @@ impl TcpClient {
         }
     }
 
+    /// Connects to `addr` from the local address `from` (any of 127.0.0.0/8 on
+    /// Linux: a client of another address).
+    pub async fn connect_from(from: std::net::IpAddr, addr: Option<SocketAddr>) -> Self {
+        Self {
+            stream: connect_from(from, addr.expect("listener on")).await,
+            received: Vec::new(),
+        }
+    }
+
     /// Writes `bytes`.
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
         use tokio::io::AsyncWriteExt;
@@ -398,6 +465,59 @@ impl TcpClient {
             String::from_utf8_lossy(&self.received)
         );
         self.received.extend_from_slice(&buf[..n]);
+    }
+
+    /// Reads until `expected` has come, whatever comes before it (other members'
+    /// lines included).
+    pub async fn expect_somewhere(&mut self, expected: impl AsRef<[u8]>) {
+        let expected = expected.as_ref();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(at) = self
+                .received
+                .windows(expected.len())
+                .position(|window| window == expected)
+            {
+                self.received.drain(..at + expected.len());
+                return;
+            }
+            self.read_more(deadline, expected).await;
+        }
+    }
+
+    /// Reads until `marker` has come; returns everything up to and including it.
+    pub async fn take_until(&mut self, marker: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let found = self
+                .received
+                .windows(marker.len())
+                .position(|window| window == marker.as_bytes());
+            if let Some(at) = found {
+                let taken: Vec<u8> = self.received.drain(..at + marker.len()).collect();
+                return String::from_utf8_lossy(&taken).into_owned();
+            }
+            self.read_more(deadline, marker.as_bytes()).await;
+        }
+    }
+
+    /// Reads until the server closes the connection; the last bytes it sent must be
+    /// `last`, whatever came before them.
+    pub async fn expect_closed_with(&mut self, last: impl AsRef<[u8]>) {
+        use tokio::io::AsyncReadExt;
+        let last = last.as_ref();
+        let mut rest = Vec::new();
+        tokio::time::timeout(WAIT, self.stream.read_to_end(&mut rest))
+            .await
+            .expect("closed in time")
+            .expect("read");
+        self.received.extend_from_slice(&rest);
+        let received = String::from_utf8_lossy(&self.received);
+        assert!(
+            self.received.ends_with(last),
+            "expected to end with {:?}, got {received:?}",
+            String::from_utf8_lossy(last)
+        );
     }
 
     /// The server must close the connection after sending exactly `last`.
