@@ -38,13 +38,13 @@ pub const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     /// The server holds `--max-connections` connections already.
-    #[error("too many connections: the server is full ({max} connections)")]
+    #[error("too many connections: the server is full (limit {max})")]
     Total {
         /// The limit in force.
         max: usize,
     },
     /// The client's address holds `--max-connections-per-ip` connections already.
-    #[error("too many connections from your address (at most {max})")]
+    #[error("too many connections from your address (limit {max})")]
     PerIp {
         /// The limit in force.
         max: usize,
@@ -177,7 +177,7 @@ mod tests {
         let _a3 = admission.admit(A).unwrap();
         assert_eq!(
             Refused::PerIp { max: 2 }.to_string(),
-            "too many connections from your address (at most 2)"
+            "too many connections from your address (limit 2)"
         );
     }
 

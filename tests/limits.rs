@@ -72,7 +72,7 @@ async fn connections_over_the_total_limit_are_refused_on_every_listener() {
     let crowd = Crowd::join(&server, 0)
         .await
         .start(Duration::from_millis(50));
-    let full = "too many connections: the server is full (60 connections)";
+    let full = "too many connections: the server is full (limit 60)";
     let line = format!("error: {full}\n");
 
     // Another address fills the server; the connection that finds it full is told.
@@ -122,6 +122,21 @@ async fn connections_over_the_total_limit_are_refused_on_every_listener() {
     sio.say("hello").await;
     tt.expect_somewhere("later : hello").await;
     crowd.finish().await;
+
+    // A Socket.IO WebSocket's one connection is handed from the HTTP server to the
+    // WebSocket: its place goes with it, so a server of one place is full with it.
+    // (After the counts above: the refusals here are of the same reason.)
+    let server = TestServer::spawn_with(|config| config.max_connections = 1).await;
+    let sio = Client::connect_with(&server, rust_socketio::TransportType::Websocket).await;
+    server.wait_for_members(1).await;
+    let mut tj = TcpClient::connect(server.tcp_json).await;
+    tj.expect_closed_after("error: too many connections: the server is full (limit 1)\n")
+        .await;
+    sio.disconnect().await;
+    server.wait_for_members(0).await;
+    let mut tj = TcpClient::connect(server.tcp_json).await;
+    tj.command("CONNECT", "next").await;
+    tj.expect("next connected!").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,7 +145,7 @@ async fn connections_over_the_per_address_limit_are_refused_on_every_listener() 
     let crowd = Crowd::join(&server, 0)
         .await
         .start(Duration::from_millis(50));
-    let why = "too many connections from your address (at most 40)";
+    let why = "too many connections from your address (limit 40)";
     let line = format!("error: {why}\n");
 
     let (fillers, refused) = fill(&server, OTHER).await;
