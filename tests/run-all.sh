@@ -29,4 +29,6 @@ if [ ! -d js-client/node_modules/playwright-core ] \
 fi
 
 cargo test
+# The soak (~45 s, ignored by plain `cargo test`).
+cargo test --test soak -- --ignored
 (cd js-client && npm test)

@@ -1,6 +1,9 @@
 //! Twenty well-behaved clients, five of each protocol, chatting while a test misbehaves
 //! elsewhere: every round each of them sends one numbered line, and each of them must
 //! receive every other's lines, complete and in order, until the test stops them.
+//!
+//! Lines carry tokens `[<sender>.<number>]`, found again in whatever a client receives
+//! ([`take_tokens`]): chat texts of Socket.IO and WebSocket, the unframed TCP streams.
 
 use std::time::Duration;
 
@@ -15,27 +18,92 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use std::net::SocketAddr;
+
+use rust_socketio::TransportType;
+
 use super::{Client, SioClient, TcpClient, TestServer, WAIT, WsClient};
 
 /// Members of the crowd: five per protocol.
 pub const SIZE: usize = 20;
 
-/// Bytes of a line's token: `[ss.rrrr]`, member ss, round rrrr.
-const TOKEN_BYTES: usize = 9;
+/// Longest token: `[` and `]` around two numbers of up to 7 digits and a dot.
+const MAX_TOKEN_BYTES: usize = 17;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-enum Sender {
+/// Where a server listens, every listener on.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    pub http: SocketAddr,
+    pub websocket: SocketAddr,
+    pub tcp_json: SocketAddr,
+    pub tcp_text: SocketAddr,
+}
+
+/// A client's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    SocketIo,
+    WebSocket,
+    TcpJson,
+    TcpText,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [
+        Kind::SocketIo,
+        Kind::WebSocket,
+        Kind::TcpJson,
+        Kind::TcpText,
+    ];
+}
+
+/// A client's sending side.
+pub enum Sender {
     Sio(SioClient),
     Ws(SplitSink<Ws, Message>, String),
     TcpJson(OwnedWriteHalf, String),
     TcpText(OwnedWriteHalf),
 }
 
-enum Receiver {
+/// A client's receiving side.
+pub enum Receiver {
     Sio(mpsc::UnboundedReceiver<(String, Value)>),
     Ws(SplitStream<Ws>),
     Tcp(OwnedReadHalf),
+}
+
+/// Connects a client of `kind` and names it `name` where its protocol has names
+/// (Socket.IO, TCP JSON: once its join has come back; WebSocket: with its lines; TCP
+/// text: none, it is a guest), while others may be chatting.
+pub async fn connect(kind: Kind, at: &Addresses, name: &str) -> (Sender, Receiver) {
+    match kind {
+        Kind::SocketIo => {
+            let url = format!("http://{}/", at.http);
+            let mut client = Client::connect_to(&url, TransportType::Any).await;
+            client.name_amid_chat(name).await;
+            let Client { socket, events } = client;
+            (Sender::Sio(socket), Receiver::Sio(events))
+        }
+        Kind::WebSocket => {
+            let ws = WsClient::connect(Some(at.websocket)).await;
+            let (sink, stream) = ws.socket.split();
+            (Sender::Ws(sink, name.to_owned()), Receiver::Ws(stream))
+        }
+        Kind::TcpJson => {
+            let mut tj = TcpClient::connect(Some(at.tcp_json)).await;
+            tj.command("CONNECT", name).await;
+            tj.expect_somewhere(format!("{name} connected!")).await;
+            let (read, write) = tj.stream.into_split();
+            (Sender::TcpJson(write, name.to_owned()), Receiver::Tcp(read))
+        }
+        Kind::TcpText => {
+            let tt = TcpClient::connect(Some(at.tcp_text)).await;
+            let (read, write) = tt.stream.into_split();
+            (Sender::TcpText(write), Receiver::Tcp(read))
+        }
+    }
 }
 
 /// The crowd, connected and named, not chatting yet.
@@ -64,28 +132,13 @@ impl Crowd {
     /// holds them and `others` members more.
     pub async fn join(server: &TestServer, others: usize) -> Self {
         let (mut senders, mut receivers) = (Vec::new(), Vec::new());
+        let at = server.addresses();
         for i in 0..SIZE / 4 {
-            let Client { socket, events } = Client::named(server, &format!("sio{i}")).await;
-            senders.push(Sender::Sio(socket));
-            receivers.push(Receiver::Sio(events));
-
-            let ws = WsClient::connect(server.websocket).await;
-            let (sink, stream) = ws.socket.split();
-            senders.push(Sender::Ws(sink, format!("ws{i}")));
-            receivers.push(Receiver::Ws(stream));
-
-            let mut tj = TcpClient::connect(server.tcp_json).await;
-            let name = format!("tj{i}");
-            tj.command("CONNECT", &name).await;
-            tj.expect_eventually(format!("{name} connected!")).await;
-            let (read, write) = tj.stream.into_split();
-            senders.push(Sender::TcpJson(write, name));
-            receivers.push(Receiver::Tcp(read));
-
-            let tt = TcpClient::connect(server.tcp_text).await;
-            let (read, write) = tt.stream.into_split();
-            senders.push(Sender::TcpText(write));
-            receivers.push(Receiver::Tcp(read));
+            for kind in Kind::ALL {
+                let (sender, receiver) = connect(kind, &at, &format!("{kind:?}{i}")).await;
+                senders.push(sender);
+                receivers.push(receiver);
+            }
         }
         server.wait_for_members(SIZE + others).await;
         Self { senders, receivers }
@@ -129,7 +182,8 @@ impl Crowd {
 }
 
 impl Sender {
-    async fn say(&mut self, text: &str) {
+    /// Sends a chat line as the protocol's original client does.
+    pub async fn say(&mut self, text: &str) {
         match self {
             Sender::Sio(socket) => socket
                 .emit("message", json!({"type": "message", "message": text}))
@@ -149,11 +203,26 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// Leaves: disconnects (Socket.IO), closes (WebSocket) or shuts the connection's
+    /// sending side (TCP: the server then closes it).
+    pub async fn leave(self) {
+        match self {
+            Sender::Sio(socket) => socket.disconnect().await.expect("disconnect"),
+            Sender::Ws(mut sink, _) => {
+                // The server may have closed first; either way the connection ends.
+                let _ = sink.close().await;
+            }
+            Sender::TcpJson(write, _) | Sender::TcpText(write) => drop(write),
+        }
+    }
+}
+
 impl Receiver {
     /// The text of what came next: a chat line's text (Socket.IO, WebSocket), or the
     /// bytes read (TCP); empty for presence notices. A crowd member is never refused
     /// nor disconnected.
-    async fn next(&mut self, me: usize) -> Vec<u8> {
+    pub async fn next(&mut self, me: usize) -> Vec<u8> {
         match self {
             Receiver::Sio(events) => {
                 let (event, value) = events.recv().await.expect("open");
@@ -220,23 +289,25 @@ async fn receive(me: usize, mut receiver: Receiver, mut totals: watch::Receiver<
     }
 }
 
-/// Takes every complete token out of `pending`, keeping the start of a token that the
-/// next read completes.
-fn take_tokens(pending: &mut Vec<u8>) -> Vec<(usize, usize)> {
+/// Takes every complete token `[<sender>.<number>]` out of `pending`, keeping the
+/// start of a token that the next read completes.
+pub fn take_tokens(pending: &mut Vec<u8>) -> Vec<(usize, usize)> {
     let (mut tokens, mut at) = (Vec::new(), 0);
     while at < pending.len() {
         if pending[at] != b'[' {
             at += 1;
             continue;
         }
-        if pending.len() - at < TOKEN_BYTES {
-            break;
-        }
-        match parse(&pending[at..at + TOKEN_BYTES]) {
-            Some(token) => {
-                tokens.push(token);
-                at += TOKEN_BYTES;
-            }
+        let window = &pending[at..pending.len().min(at + MAX_TOKEN_BYTES)];
+        match window.iter().position(|&b| b == b']') {
+            Some(end) => match parse(&window[1..end]) {
+                Some(token) => {
+                    tokens.push(token);
+                    at += end + 1;
+                }
+                None => at += 1,
+            },
+            None if window.len() < MAX_TOKEN_BYTES => break,
             None => at += 1,
         }
     }
@@ -245,9 +316,12 @@ fn take_tokens(pending: &mut Vec<u8>) -> Vec<(usize, usize)> {
 }
 
 fn parse(token: &[u8]) -> Option<(usize, usize)> {
-    let text = std::str::from_utf8(token).ok()?;
-    let (member, round) = text.strip_prefix('[')?.strip_suffix(']')?.split_once('.')?;
-    Some((member.parse().ok()?, round.parse().ok()?))
+    let (sender, number) = std::str::from_utf8(token).ok()?.split_once('.')?;
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits(sender) || !digits(number) {
+        return None;
+    }
+    Some((sender.parse().ok()?, number.parse().ok()?))
 }
 
 impl Chatting {

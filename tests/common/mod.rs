@@ -99,18 +99,16 @@ impl TestServer {
 
     /// Polls `/healthz` until it reports `members` (a condition, not a delay).
     pub async fn wait_for_members(&self, members: usize) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let health = self.get_json("/healthz").await;
-            if health["members"] == members {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "members stayed {} (expected {members})",
-                health["members"]
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        wait_for_members(self.http, members).await;
+    }
+
+    /// The addresses of its listeners (all of them on).
+    pub fn addresses(&self) -> crowd::Addresses {
+        crowd::Addresses {
+            http: self.http,
+            websocket: self.websocket.expect("on"),
+            tcp_json: self.tcp_json.expect("on"),
+            tcp_text: self.tcp_text.expect("on"),
         }
     }
 
@@ -146,6 +144,24 @@ impl Metrics {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// Polls `/healthz` at `http` until it reports `members` (a condition, not a delay).
+pub async fn wait_for_members(http: SocketAddr, members: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let body = http_get(http, "/healthz").await;
+        let health: Value = serde_json::from_str(&body).expect("JSON");
+        if health["members"] == members {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "members stayed {} (expected {members})",
+            health["members"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -221,6 +237,12 @@ impl Client {
 
     /// Connects with `transport` and waits for the namespace to be joined.
     pub async fn connect_with(server: &TestServer, transport: TransportType) -> Self {
+        Self::connect_to(&server.url(), transport).await
+    }
+
+    /// Connects to the server at `url` with `transport` and waits for the namespace to
+    /// be joined.
+    pub async fn connect_to(url: &str, transport: TransportType) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         // rust_socketio reports `connect`, `error` and `close` only to `on`, and every
         // other event only to `on_any`.
@@ -238,7 +260,7 @@ impl Client {
                 async {}.boxed()
             }
         };
-        let socket = ClientBuilder::new(server.url())
+        let socket = ClientBuilder::new(url)
             .transport_type(transport)
             .reconnect(false)
             .on("open", on("connect"))
@@ -265,11 +287,18 @@ impl Client {
     /// come before its own join announcement.
     pub async fn named_amid_chat(server: &TestServer, name: &str) -> Self {
         let mut client = Self::connect(server).await;
-        client.emit("newUser", json!(name)).await;
+        client.name_amid_chat(name).await;
+        client
+    }
+
+    /// Names itself `name` while others chat: skips the updates that come before its
+    /// own join announcement.
+    pub async fn name_amid_chat(&mut self, name: &str) {
+        self.emit("newUser", json!(name)).await;
         loop {
-            let update = client.expect_event("update").await;
+            let update = self.expect_event("update").await;
             if update == joined(name) {
-                return client;
+                return;
             }
         }
     }
