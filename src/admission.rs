@@ -13,13 +13,16 @@
 //! | plain WebSocket | HTTP 503 at the upgrade, the reason as the body |
 //! | HTTP (Socket.IO) | HTTP 503 with `{"error": "too many connections …"}` to its one request (a Socket.IO client reports a `connect_error`); `/healthz` and `/metrics` are still answered |
 //!
-//! The counts live under one `std` mutex, taken for a few instructions and never across
+//! The count is also the gauge [`telemetry::CONNECTIONS`]. The counts live under one
+//! `std` mutex, taken for a few instructions and never across
 //! an `.await`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use crate::telemetry;
 
 /// Default for `--max-connections`: far more than one chat needs, far fewer than the
 /// file descriptors (65,536 on a tuned host) the process may hold, so a flood of
@@ -68,6 +71,8 @@ pub struct Admission {
 }
 
 struct Inner {
+    /// [`telemetry::CONNECTIONS`].
+    gauge: metrics::Gauge,
     /// 0: no limit.
     max_total: usize,
     /// 0: no limit.
@@ -87,6 +92,7 @@ impl Admission {
     pub fn new(max_total: usize, max_per_ip: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
+                gauge: metrics::gauge!(telemetry::CONNECTIONS),
                 max_total,
                 max_per_ip,
                 counts: Mutex::default(),
@@ -114,6 +120,7 @@ impl Admission {
         }
         *from_ip += 1;
         counts.total += 1;
+        inner.gauge.increment(1.0);
         Ok(Permit {
             inner: inner.clone(),
             ip,
@@ -145,6 +152,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let mut counts = self.inner.lock();
         counts.total = counts.total.saturating_sub(1);
+        self.inner.gauge.decrement(1.0);
         if let Some(from_ip) = counts.per_ip.get_mut(&self.ip) {
             *from_ip -= 1;
             if *from_ip == 0 {

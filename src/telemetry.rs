@@ -4,12 +4,13 @@
 //! | metric | type | labels | what |
 //! |---|---|---|---|
 //! | `chatterbox_members` | gauge | protocol | connections in the lobby now |
+//! | `chatterbox_connections` | gauge | | TCP connections admitted and open now, every listener (HTTP included), as `--max-connections` counts them |
 //! | `chatterbox_joins_total` | counter | protocol | announced joins (a name taken, a guest connected, a rename) |
 //! | `chatterbox_leaves_total` | counter | protocol | departures of named members |
 //! | `chatterbox_lines_in_total` | counter | protocol | chat lines accepted from members |
 //! | `chatterbox_lines_out_total` | counter | protocol | lobby events queued for members |
 //! | `chatterbox_bytes_out_total` | counter | protocol | bytes of lobby events written to WebSocket and TCP members (Socket.IO's are written by socketioxide, not counted) |
-//! | `chatterbox_refusals_total` | counter | protocol, reason | requests refused with an error |
+//! | `chatterbox_refusals_total` | counter | protocol, reason | requests and connections refused with an error (reasons: `malformed`, `unknown_type`, `too_large`, `unnamed`, `message_too_long`, `room_name`, `room_full`, `not_seated`, `gone`, `origin`, `rate`, `flood`, `connections`, `connections_per_ip`, `connect_timeout`, `stall`, `header_timeout`; the HTTP listener's under `socketio`) |
 //! | `chatterbox_slow_consumer_cutoffs_total` | counter | protocol | members cut off because their queue was full |
 //!
 //! The recorder is process-wide (the `metrics` crate has one global recorder): several
@@ -24,6 +25,8 @@ use crate::lobby::Protocol;
 
 /// Connections in the lobby, by protocol.
 pub const MEMBERS: &str = "chatterbox_members";
+/// TCP connections admitted and open, every listener.
+pub const CONNECTIONS: &str = "chatterbox_connections";
 /// Announced joins, by protocol.
 pub const JOINS: &str = "chatterbox_joins_total";
 /// Departures of named members, by protocol.
@@ -60,6 +63,10 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
 
 fn describe() {
     metrics::describe_gauge!(MEMBERS, "Connections in the lobby now, by protocol.");
+    metrics::describe_gauge!(
+        CONNECTIONS,
+        "TCP connections admitted and open now, every listener."
+    );
     metrics::describe_counter!(JOINS, "Announced joins, by protocol.");
     metrics::describe_counter!(LEAVES, "Departures of named members, by protocol.");
     metrics::describe_counter!(LINES_IN, "Chat lines accepted from members, by protocol.");
