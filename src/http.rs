@@ -1,6 +1,7 @@
 //! The HTTP listener: the pages (ours at `/`, the original WebSocket chat's at `/ws/`),
 //! the Socket.IO client bundle, the Socket.IO endpoint (`/socket.io/`, Engine.IO v3 and
-//! v4, long-polling and WebSocket), `GET /healthz` and `GET /metrics` (Prometheus).
+//! v4, long-polling and WebSocket), `GET /healthz`, `GET /metrics` (Prometheus) and
+//! the JSON API ([`crate::api`]: `/api/history`, `/api/members`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::lobby::{Lobby, Protocol};
 use crate::origins::AllowedOrigins;
-use crate::{assets, socketio, telemetry};
+use crate::{api, assets, socketio, telemetry};
 
 /// What the HTTP listener needs beyond the lobby.
 #[derive(Debug, Clone)]
@@ -69,6 +70,8 @@ pub async fn serve(
         .merge(assets::router(assets::WS_CHAT_PAGE))
         .merge(pages)
         .route("/healthz", get(healthz))
+        .route("/api/history", get(api::history))
+        .route("/api/members", get(api::members))
         .route("/metrics", get(metrics))
         .layer(CompressionLayer::new())
         // Merged after the bundle's routes: socketioxide would claim every path under

@@ -6,10 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --bins --quiet
-log=$(mktemp)
-target/debug/chatterbox --host 127.0.0.1 --port 0 --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 2>"$log" &
+dir=$(mktemp -d)
+log="$dir/server.log"
+target/debug/chatterbox --host 127.0.0.1 --port 0 --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 \
+  --db "$dir/chatterbox.db" 2>"$log" &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
+trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 address() { grep -o "listening $1=[0-9.:]*" "$log" | head -1 | cut -d= -f2; }
 for _ in $(seq 100); do
   [ -n "$(address tcp-json)" ] && [ -n "$(address http)" ] && [ -n "$(address websocket)" ] && break

@@ -21,8 +21,12 @@ bench=target/release/chatterbox-bench
 start_server() {
   local log="$out/server.log"
   case "$1" in
-    chatterbox) taskset -c 0 target/release/chatterbox --host 127.0.0.1 --port 0 \
-        --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 2>"$log" & ;;
+    # CHATTERBOX_ARGS: extra flags, e.g. --no-history to measure what the history costs.
+    chatterbox) rm -f "$out"/chatterbox.db*
+      # shellcheck disable=SC2086
+      taskset -c 0 target/release/chatterbox --host 127.0.0.1 --port 0 \
+        --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 --db "$out/chatterbox.db" \
+        ${CHATTERBOX_ARGS:-} 2>"$log" & ;;
     node) taskset -c 0 node js-client/bench-node/server.js 2>"$log" & ;;
   esac
   pid=$!

@@ -25,8 +25,11 @@ pub struct TestServer {
     pub websocket: Option<SocketAddr>,
     pub tcp_json: Option<SocketAddr>,
     pub tcp_text: Option<SocketAddr>,
+    /// The history file (in a directory of the server's own, removed with it).
+    pub db: std::path::PathBuf,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), RunError>>>,
+    _dir: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -36,14 +39,18 @@ impl TestServer {
     }
 
     /// A server with the default configuration changed by `configure`; a listener
-    /// whose port `configure` sets to `off` is switched off.
+    /// whose port `configure` sets to `off` is switched off. Its history is in a new
+    /// directory of its own unless `configure` sets `db`.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("a directory for the history");
         let mut config = Config {
             host: [127, 0, 0, 1].into(),
             port: 0,
+            db: dir.path().join("chatterbox.db"),
             ..Config::default()
         };
         configure(&mut config);
+        let db = config.db.clone();
         async fn bind(port: ListenPort) -> Option<TcpListener> {
             match port {
                 ListenPort::Off => None,
@@ -72,8 +79,10 @@ impl TestServer {
             websocket,
             tcp_json,
             tcp_text,
+            db,
             shutdown,
             task: Some(task),
+            _dir: dir,
         }
     }
 
