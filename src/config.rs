@@ -11,6 +11,7 @@ use clap::Parser;
 
 use crate::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
 use crate::connection::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
+use crate::history::DEFAULT_HISTORY_QUEUE_LINES;
 use crate::http::DEFAULT_HEADER_TIMEOUT_MS;
 use crate::lobby::{
     DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
@@ -42,6 +43,9 @@ pub const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
 /// Default largest Engine.IO payload, as the Node server's `maxHttpBufferSize` (1 MB).
 /// Applies to long-polling requests and to WebSocket messages and frames alike.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 1_000_000;
+
+/// Default history file, in the working directory.
+pub const DEFAULT_DB: &str = "chatterbox.db";
 
 /// A listener's port, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +197,26 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// The chat history: a SQLite file, created if missing. Every lobby chat line is
+    /// committed here before it is relayed.
+    #[arg(long, env = "CHATTERBOX_DB", default_value = DEFAULT_DB)]
+    pub db: PathBuf,
+
+    /// Keep no history: lines are relayed at once and never written anywhere.
+    #[arg(long, env = "CHATTERBOX_NO_HISTORY")]
+    pub no_history: bool,
+
+    /// Send a Socket.IO lobby member this many of the latest lines (as `update`
+    /// messages) when it first names itself, before its join is announced; 0: none, as
+    /// the original server. At most 1000.
+    #[arg(long, env = "CHATTERBOX_REPLAY", default_value_t = 0)]
+    pub replay: usize,
+
+    /// Chat lines (at most) waiting for their commit to the history; past it, a line is
+    /// refused with an error (the disk does not keep up).
+    #[arg(long, env = "CHATTERBOX_HISTORY_QUEUE_LINES", default_value_t = DEFAULT_HISTORY_QUEUE_LINES)]
+    pub history_queue_lines: usize,
+
     /// Log format: one line per join, leave and refusal (never per relayed line) at the
     /// default level; `RUST_LOG` sets the level.
     #[arg(long, env = "CHATTERBOX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -223,6 +247,8 @@ impl Config {
                 strikes: self.rate_strikes,
             },
             allowed_origins: AllowedOrigins::new(&self.allowed_origins),
+            history_queue_lines: self.history_queue_lines,
+            replay_lines: self.replay,
         }
     }
 
@@ -238,6 +264,11 @@ impl Config {
     /// The HTTP header read timeout; `None`: none.
     pub fn header_timeout(&self) -> Option<Duration> {
         millis(self.header_timeout_ms)
+    }
+
+    /// The history file, unless the history is off.
+    pub fn history_path(&self) -> Option<&std::path::Path> {
+        (!self.no_history).then_some(self.db.as_path())
     }
 
     /// Engine.IO heartbeat interval.

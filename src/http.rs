@@ -1,6 +1,7 @@
 //! The HTTP listener: the pages (ours at `/`, the original WebSocket chat's at `/ws/`),
 //! the Socket.IO client bundle, the Socket.IO endpoint (`/socket.io/`, Engine.IO v3 and
-//! v4, long-polling and WebSocket), `GET /healthz` and `GET /metrics` (Prometheus).
+//! v4, long-polling and WebSocket), `GET /healthz`, `GET /metrics` (Prometheus) and
+//! the JSON API ([`crate::api`]: `/api/history`, `/api/members`).
 //!
 //! Connections are served by hyper's HTTP/1 server directly (axum's `serve` has no
 //! header timeout), with WebSocket upgrades, `TCP_NODELAY` and graceful shutdown:
@@ -52,7 +53,7 @@ use crate::admission::{Admission, Permit, REFUSAL_TIMEOUT, Refused};
 use crate::connection::refused_connection;
 use crate::lobby::{Lobby, Protocol};
 use crate::origins::AllowedOrigins;
-use crate::{assets, socketio, telemetry};
+use crate::{api, assets, socketio, telemetry};
 
 /// Default for `--header-timeout-ms`: a browser sends a request's headers in one
 /// packet, so ten seconds is generous on any network, and short enough that a slowloris
@@ -107,6 +108,8 @@ pub async fn serve(
         .merge(assets::router(assets::WS_CHAT_PAGE))
         .merge(pages)
         .route("/healthz", get(healthz))
+        .route("/api/history", get(api::history))
+        .route("/api/members", get(api::members))
         .route("/metrics", get(metrics))
         .layer(CompressionLayer::new())
         // Merged after the bundle's routes: socketioxide would claim every path under

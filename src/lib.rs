@@ -8,7 +8,10 @@
 //!   slow consumers; [`rooms`]: the two-person rooms it holds.
 //! - One module per protocol, each translating between its wire format and the lobby:
 //!   [`socketio`] (lobby chat and rooms), [`websocket`], [`tcp_json`], [`tcp_text`].
-//! - [`http`]: the HTTP listener: pages, the Socket.IO bundle and endpoint, health.
+//! - [`http`]: the HTTP listener: pages, the Socket.IO bundle and endpoint, health;
+//!   [`api`]: its JSON API (history, members).
+//! - [`history`]: the chat history (SQLite) and the sequencer that commits each line
+//!   before it is relayed.
 //! - [`connection`]: accept loop and outgoing queue of the raw connection protocols.
 //! - [`admission`]: connection limits, total and per client address.
 //! - [`rate`]: the message rate per member.
@@ -17,9 +20,11 @@
 //! - [`assets`]: the files embedded in the binary; [`config`]: flags and environment.
 
 pub mod admission;
+pub mod api;
 pub mod assets;
 pub mod config;
 pub mod connection;
+pub mod history;
 pub mod http;
 pub mod lobby;
 pub mod origins;
@@ -60,13 +65,19 @@ pub struct Listeners {
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The history cannot be opened.
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
+    /// The history's writer thread cannot start.
+    #[error("cannot start the history writer: {0}")]
+    Writer(std::io::Error),
     /// A listener failed or stopped on its own.
-    #[error("the {listener} listener failed: {source}")]
+    #[error("the {listener} listener failed: {cause}")]
     Listener {
         /// Which listener.
         listener: &'static str,
-        /// What failed.
-        source: std::io::Error,
+        /// What failed (in the message, so not also a `source`).
+        cause: std::io::Error,
     },
 }
 
@@ -79,7 +90,16 @@ pub async fn run(
 ) -> Result<(), RunError> {
     // Installed before the lobby takes its metric handles.
     telemetry::prometheus();
-    let lobby = Lobby::new(config.limits());
+    let lobby = match config.history_path() {
+        Some(path) => {
+            let path = path.to_owned();
+            let store = tokio::task::spawn_blocking(move || history::Store::open(&path))
+                .await
+                .map_err(|e| RunError::Writer(std::io::Error::other(e)))??;
+            Lobby::with_history(config.limits(), store).map_err(RunError::Writer)?
+        }
+        None => Lobby::new(config.limits()),
+    };
     // The listeners stop on their own token, cancelled once the lobby is closed, so no
     // connection sees the shutdown before the lobby does.
     let stop = CancellationToken::new();
@@ -110,12 +130,12 @@ pub async fn run(
             if stop.is_cancelled() {
                 return;
             }
-            let source = result
+            let cause = result
                 .err()
                 .unwrap_or_else(|| std::io::Error::other("stopped on its own"));
-            tracing::error!("the {listener} listener failed: {source}");
+            tracing::error!("the {listener} listener failed: {cause}");
             if let Ok(mut failure) = failure.lock() {
-                failure.get_or_insert(RunError::Listener { listener, source });
+                failure.get_or_insert(RunError::Listener { listener, cause });
             }
             shutdown.cancel();
         });
@@ -168,6 +188,12 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}: dropping them");
+    }
+    // Every line accepted before the shutdown is committed (and relayed, to whoever is
+    // still there) before `run` returns.
+    let history = lobby.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || history.finish_history()).await {
+        tracing::error!("the history writer did not finish: {e}");
     }
     tracing::info!("stopped");
     match failure.lock().map(|mut failure| failure.take()) {

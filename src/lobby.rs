@@ -13,13 +13,22 @@
 //!   cut off ([`Outbox::cut_off`]). Nobody else waits for it.
 //! - A member that never named itself is present (it receives events and counts as a
 //!   connection) but its arrival and departure are not announced.
+//!
+//! With a history ([`Lobby::with_history`]), every event goes through the history's
+//! [`Sequencer`] instead of straight to the outboxes: chat lines are committed to disk
+//! first, and every event (joins and leaves too, so that their order with the lines
+//! stays) is fanned out by the writer thread, in the order the lobby accepted it. A
+//! member receives what is fanned out while it is present: a member that joins may
+//! receive a line said a few milliseconds before its join, still on its way to disk.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
+use tokio::sync::watch;
 
+use crate::history::{self, Committed, NewLine, QueueFull, Queued, Sequencer, Store};
 use crate::origins::AllowedOrigins;
 use crate::rate::{Bucket, RateLimit};
 use crate::rooms::{RoomError, Rooms, Seat};
@@ -73,6 +82,12 @@ pub struct Limits {
     pub rate: RateLimit,
     /// Web origins allowed to open Socket.IO and WebSocket connections.
     pub allowed_origins: AllowedOrigins,
+    /// Chat lines (at most) waiting for their commit to the history; past it, lines are
+    /// refused with [`LobbyError::Busy`].
+    pub history_queue_lines: usize,
+    /// Latest stored lines sent to a Socket.IO member when it first names itself, before
+    /// its join is announced (needs a history).
+    pub replay_lines: usize,
 }
 
 impl Default for Limits {
@@ -86,6 +101,8 @@ impl Default for Limits {
             max_json_object_bytes: DEFAULT_MAX_JSON_OBJECT_BYTES,
             rate: RateLimit::default(),
             allowed_origins: AllowedOrigins::default(),
+            history_queue_lines: history::DEFAULT_HISTORY_QUEUE_LINES,
+            replay_lines: 0,
         }
     }
 }
@@ -136,6 +153,11 @@ impl Protocol {
             Protocol::TcpJson => "tcp-json",
             Protocol::TcpText => "tcp-text",
         }
+    }
+
+    /// The protocol named by [`Protocol::as_str`].
+    pub fn parse(name: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
     }
 
     /// A dense index, for per-protocol tables.
@@ -256,6 +278,9 @@ pub enum LobbyError {
         /// Refusals in a row.
         strikes: u32,
     },
+    /// The history does not keep up with the lines coming in: the line was not sent.
+    #[error("{0}")]
+    Busy(#[from] QueueFull),
 }
 
 /// A handle to the lobby. Cheap to clone; all clones share one lobby.
@@ -272,14 +297,59 @@ struct Inner {
     /// Set once the server shuts down: members leave silently from then on.
     closed: AtomicBool,
     metrics: LobbyMetrics,
+    /// The history's writer, through which every event goes when there is a history.
+    sequencer: Option<Sequencer<Announcement>>,
+    /// Reads the history for the API.
+    reader: Option<history::Reader>,
+    /// Bumped whenever the list of named members changes.
+    presence: watch::Sender<u64>,
 }
 
 struct Entry {
     protocol: Protocol,
     name: Option<Arc<str>>,
-    #[allow(dead_code)] // read by the presence API
     since: SystemTime,
     outbox: Arc<dyn Outbox>,
+}
+
+/// An event waiting in the sequencer for its turn (and its line's commit).
+struct Announcement {
+    event: Event,
+    /// The sender, skipped if its protocol does not echo.
+    from: Option<u64>,
+    /// A member to send the replayed lines to before the event.
+    replay_to: Option<u64>,
+}
+
+/// A named member present in the lobby, for the presence API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Present {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// When it connected.
+    pub since: SystemTime,
+}
+
+impl Inner {
+    fn new(
+        limits: Limits,
+        sequencer: Option<Sequencer<Announcement>>,
+        reader: Option<history::Reader>,
+    ) -> Self {
+        Self {
+            limits,
+            next_id: AtomicU64::new(1),
+            members: Mutex::new(HashMap::new()),
+            rooms: Rooms::default(),
+            closed: AtomicBool::new(false),
+            metrics: LobbyMetrics::new(),
+            sequencer,
+            reader,
+            presence: watch::Sender::new(0),
+        }
+    }
 }
 
 impl LobbyError {
@@ -294,6 +364,7 @@ impl LobbyError {
             LobbyError::Room(RoomError::EmptyName | RoomError::NameTooLong { .. }) => "room_name",
             LobbyError::RateLimited { .. } => "rate",
             LobbyError::Flooding { .. } => "flood",
+            LobbyError::Busy(_) => "busy",
         }
     }
 
@@ -304,18 +375,156 @@ impl LobbyError {
 }
 
 impl Lobby {
-    /// An empty lobby applying `limits`.
+    /// An empty lobby applying `limits`, without history: events go straight out.
     pub fn new(limits: Limits) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                limits,
-                next_id: AtomicU64::new(1),
-                members: Mutex::new(HashMap::new()),
-                rooms: Rooms::default(),
-                closed: AtomicBool::new(false),
-                metrics: LobbyMetrics::new(),
-            }),
+            inner: Arc::new(Inner::new(limits, None, None)),
         }
+    }
+
+    /// An empty lobby applying `limits` that commits every chat line to `store` before
+    /// relaying it (see the module doc). Fails only if the writer thread cannot start.
+    pub fn with_history(limits: Limits, store: Store) -> std::io::Result<Self> {
+        let reader = store.reader();
+        let capacity = limits.history_queue_lines;
+        let mut failure = None;
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            let deliver = move |batch: Vec<Committed<Announcement>>| {
+                if let Some(inner) = weak.upgrade() {
+                    Lobby { inner }.deliver(batch);
+                }
+            };
+            let sequencer = match Sequencer::start(store, capacity, deliver) {
+                Ok(sequencer) => Some(sequencer),
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
+            };
+            Inner::new(limits, sequencer, Some(reader))
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(Self { inner }),
+        }
+    }
+
+    /// Commits and relays whatever is still queued for the history, then stops its
+    /// writer. Blocking: call it from `spawn_blocking`, once the listeners have stopped.
+    pub fn finish_history(&self) {
+        if let Some(sequencer) = &self.inner.sequencer {
+            sequencer.finish();
+        }
+    }
+
+    /// Reads the history, if there is one.
+    pub fn history(&self) -> Option<&history::Reader> {
+        self.inner.reader.as_ref()
+    }
+
+    /// The named members present now, in the order they connected.
+    pub fn present(&self) -> Vec<Present> {
+        let members = self.lock();
+        let mut present: Vec<(u64, Present)> = members
+            .iter()
+            .filter_map(|(&id, entry)| {
+                let name = entry.name.clone()?;
+                Some((
+                    id,
+                    Present {
+                        name,
+                        protocol: entry.protocol,
+                        since: entry.since,
+                    },
+                ))
+            })
+            .collect();
+        drop(members);
+        present.sort_unstable_by_key(|(id, _)| *id);
+        present.into_iter().map(|(_, present)| present).collect()
+    }
+
+    /// Changes whenever [`Lobby::present`] may have changed.
+    pub fn watch_presence(&self) -> watch::Receiver<u64> {
+        self.inner.presence.subscribe()
+    }
+
+    fn presence_changed(&self) {
+        self.inner.presence.send_modify(|version| *version += 1);
+    }
+
+    /// Sends `event` on its way: straight to every member, or through the history's
+    /// sequencer. Called with the members' lock held, so that the sequencer's order is
+    /// the lobby's. Returns the outboxes to cut off once the lock is released.
+    fn announce(
+        &self,
+        members: &mut HashMap<u64, Entry>,
+        event: Event,
+        from: Option<u64>,
+        replay_to: Option<u64>,
+    ) -> Result<Vec<Arc<dyn Outbox>>, QueueFull> {
+        let Some(sequencer) = &self.inner.sequencer else {
+            return Ok(fan_out(members, &self.inner.metrics, event, from));
+        };
+        let line = match &event {
+            Event::Message {
+                name, text, origin, ..
+            } => Some(NewLine {
+                time: SystemTime::now(),
+                name: name.clone(),
+                protocol: origin.as_str(),
+                text: text.clone(),
+            }),
+            _ => None,
+        };
+        let replay = match replay_to {
+            Some(_) => self.inner.limits.replay_lines.min(history::MAX_PAGE_LINES),
+            None => 0,
+        };
+        let item = Announcement {
+            event,
+            from,
+            replay_to,
+        };
+        sequencer.push(Queued { item, line, replay })?;
+        Ok(Vec::new())
+    }
+
+    /// [`Lobby::announce`] for a join or leave, which the sequencer never refuses (only
+    /// chat lines count against its queue).
+    fn announce_presence(
+        &self,
+        members: &mut HashMap<u64, Entry>,
+        event: Event,
+        replay_to: Option<u64>,
+    ) -> Vec<Arc<dyn Outbox>> {
+        self.announce(members, event, None, replay_to)
+            .unwrap_or_default()
+    }
+
+    /// Fans out a committed batch, in order (the sequencer's writer thread calls this).
+    fn deliver(&self, batch: Vec<Committed<Announcement>>) {
+        let cut = {
+            let mut members = self.lock();
+            let mut cut = Vec::new();
+            for done in batch {
+                let Announcement {
+                    event,
+                    from,
+                    replay_to,
+                } = done.item;
+                if let Some(entry) = replay_to.and_then(|id| members.get(&id)) {
+                    replay(entry, done.replayed);
+                }
+                cut.extend(fan_out(&mut members, &self.inner.metrics, event, from));
+            }
+            cut
+        };
+        if !cut.is_empty() {
+            self.presence_changed();
+        }
+        cut_off(cut);
     }
 
     /// The limits in force.
@@ -351,11 +560,14 @@ impl Lobby {
                         name,
                         members: members.len(),
                     };
-                    fan_out(&mut members, &self.inner.metrics, event, None)
+                    self.announce_presence(&mut members, event, None)
                 }
                 None => Vec::new(),
             }
         };
+        if protocol.announced_on_connect() {
+            self.presence_changed();
+        }
         cut_off(cut);
         Member {
             lobby: self.clone(),
@@ -419,11 +631,13 @@ impl Lobby {
 
     fn leave(&self, id: u64) {
         self.inner.rooms.leave(id);
+        let named;
         let cut = {
             let mut members = self.lock();
             let Some(entry) = members.remove(&id) else {
                 return; // already cut off
             };
+            named = entry.name.is_some();
             tracing::debug!(
                 member = id,
                 protocol = entry.protocol.as_str(),
@@ -442,11 +656,14 @@ impl Lobby {
                         name,
                         members: members.len(),
                     };
-                    fan_out(&mut members, &self.inner.metrics, event, None)
+                    self.announce_presence(&mut members, event, None)
                 }
                 None => Vec::new(),
             }
         };
+        if named {
+            self.presence_changed();
+        }
         cut_off(cut);
     }
 }
@@ -502,6 +719,30 @@ fn fan_out(
     cut
 }
 
+/// Sends a member the lines replayed for it (oldest first), as chat lines. A member
+/// whose queue cannot take them all gets the first that fit: replay is a courtesy, the
+/// live chat after it must not be lost.
+fn replay(entry: &Entry, lines: Vec<history::StoredLine>) {
+    let total = lines.len();
+    for (sent, line) in lines.into_iter().enumerate() {
+        let event = Event::Message {
+            name: Arc::from(line.name),
+            text: Arc::from(line.text),
+            origin: Protocol::parse(&line.protocol).unwrap_or(entry.protocol),
+            raw: None,
+        };
+        if let Err(refusal) = entry.outbox.offer(&Delivery::new(event)) {
+            tracing::warn!(
+                sent,
+                total,
+                ?refusal,
+                "replay stopped: the member's queue is full"
+            );
+            return;
+        }
+    }
+}
+
 fn cut_off(outboxes: Vec<Arc<dyn Outbox>>) {
     for outbox in outboxes {
         outbox.cut_off();
@@ -530,15 +771,21 @@ impl Member {
         let cut = {
             let mut members = self.lobby.lock();
             let entry = members.get_mut(&self.id).ok_or(LobbyError::Gone)?;
-            entry.name = Some(name.clone());
-            tracing::info!(member = self.id, %name, protocol = entry.protocol.as_str(), "joined");
-            self.lobby.inner.metrics.joins[entry.protocol.index()].increment(1);
+            let first = entry.name.replace(name.clone()).is_none();
+            let protocol = entry.protocol;
+            tracing::info!(member = self.id, %name, protocol = protocol.as_str(), "joined");
+            self.lobby.inner.metrics.joins[protocol.index()].increment(1);
+            let replay_to = (first
+                && protocol == Protocol::SocketIo
+                && self.lobby.inner.limits.replay_lines > 0)
+                .then_some(self.id);
             let event = Event::Joined {
                 name: name.clone(),
                 members: members.len(),
             };
-            fan_out(&mut members, &self.lobby.inner.metrics, event, None)
+            self.lobby.announce_presence(&mut members, event, replay_to)
         };
+        self.lobby.presence_changed();
         cut_off(cut);
         Ok(name)
     }
@@ -575,24 +822,26 @@ impl Member {
         self.lobby.check_message(text)?;
         let cut = {
             let mut members = self.lobby.lock();
-            let entry = members.get_mut(&self.id).ok_or(LobbyError::Gone)?;
-            if let Some(name) = rename {
-                entry.name = Some(name);
-            }
-            let name = entry.name.clone().ok_or(LobbyError::Unnamed)?;
-            self.lobby.inner.metrics.lines_in[entry.protocol.index()].increment(1);
+            let entry = members.get(&self.id).ok_or(LobbyError::Gone)?;
+            let protocol = entry.protocol;
+            let name = match &rename {
+                Some(name) => name.clone(),
+                None => entry.name.clone().ok_or(LobbyError::Unnamed)?,
+            };
             let event = Event::Message {
                 name,
                 text: Arc::from(text),
-                origin: entry.protocol,
+                origin: protocol,
                 raw,
             };
-            fan_out(
-                &mut members,
-                &self.lobby.inner.metrics,
-                event,
-                Some(self.id),
-            )
+            let cut = self
+                .lobby
+                .announce(&mut members, event, Some(self.id), None)?;
+            self.lobby.inner.metrics.lines_in[protocol.index()].increment(1);
+            if let (Some(name), Some(entry)) = (rename, members.get_mut(&self.id)) {
+                entry.name = Some(name);
+            }
+            cut
         };
         cut_off(cut);
         Ok(())

@@ -9,6 +9,11 @@
 //! | server → client | `update` | `{type: "connect" \| "disconnect", name: "SERVER", message: "<X>님이 접속하였습니다." \| "<X>님이 나가셨습니다."}` |
 //! | server → client | `update` | `{type: "message", name: "<stored name>", message: "<text>"}` |
 //! | server → sender | `error` | `{message: "<why>"}`: its request was refused, nothing was relayed |
+//! | client → server | `members` | none: subscribe to the member list (our page; original clients never send it) |
+//! | server → subscriber | `members` | `{count, members: [{name, protocol, since}]}` (as `GET /api/members`), at once and after every change |
+//!
+//! With `--replay N`, a member's first `newUser` is answered with the latest N stored
+//! lines as `update` messages, before its join is announced.
 //!
 //! The two-person rooms (section 2) share the namespace:
 //!
@@ -41,9 +46,11 @@ use socketioxide::handler::{ConnectHandler, MessageHandler, Value};
 use socketioxide::socket::Socket;
 use socketioxide::{SendError, SocketError};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::lobby::{Delivery, Event, Lobby, LobbyError, Member, Outbox, Protocol, Refusal};
 use crate::rooms::{RoomError, Seat};
-use crate::telemetry;
+use crate::{api, telemetry};
 
 /// The `name` of server announcements, as the original server sent it.
 const SERVER_NAME: &str = "SERVER";
@@ -180,10 +187,14 @@ impl ConnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnConnect {
         socket.on("message", OnEvent(message));
         socket.on("room", OnEvent(room));
         socket.on("chat message", OnEvent(room_line));
+        socket.on("members", SubscribeMembers(self.lobby.clone()));
         socket.on_disconnect(async |socket: SocketRef| {
             // Dropping the member leaves the lobby and breaks the cycle socket → member →
             // lobby → outbox → socket.
             socket.extensions.remove::<Arc<Member>>();
+            if let Some(PresenceWatch(watch)) = socket.extensions.remove::<PresenceWatch>() {
+                watch.cancel();
+            }
         });
     }
 }
@@ -239,6 +250,46 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
                 tracing::warn!(socket = %socket.id, "cannot disconnect a flooding socket: {e}");
             }
         }
+    }
+}
+
+/// A socket's subscription to the member list: cancelled when it disconnects.
+#[derive(Clone)]
+struct PresenceWatch(CancellationToken);
+
+/// The `members` handler: sends the member list now and after every change, until the
+/// socket disconnects. A list that finds the socket's queue full is skipped: the next
+/// change sends the whole list again.
+struct SubscribeMembers(Lobby);
+
+impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for SubscribeMembers {
+    fn call(&self, socket: Arc<Socket>, _data: Value, _ack_id: Option<i64>) {
+        if socket.extensions.get::<PresenceWatch>().is_some() {
+            return; // subscribed already
+        }
+        let stop = CancellationToken::new();
+        socket.extensions.insert(PresenceWatch(stop.clone()));
+        let (lobby, socket) = (self.0.clone(), SocketRef::from(socket));
+        let mut changes = lobby.watch_presence();
+        tokio::spawn(async move {
+            loop {
+                changes.borrow_and_update();
+                match socket.emit("members", &api::members_json(&lobby)) {
+                    Ok(()) => {}
+                    Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                        tracing::debug!(socket = %socket.id, "member list skipped: queue full");
+                    }
+                    Err(e) => {
+                        tracing::debug!(socket = %socket.id, "member list not sent: {e}");
+                        return;
+                    }
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
+            }
+        });
     }
 }
 

@@ -10,8 +10,11 @@
 //! | `chatterbox_lines_in_total` | counter | protocol | chat lines accepted from members |
 //! | `chatterbox_lines_out_total` | counter | protocol | lobby events queued for members |
 //! | `chatterbox_bytes_out_total` | counter | protocol | bytes of lobby events written to WebSocket and TCP members (Socket.IO's are written by socketioxide, not counted) |
-//! | `chatterbox_refusals_total` | counter | protocol, reason | requests and connections refused with an error (reasons: `malformed`, `unknown_type`, `too_large`, `unnamed`, `message_too_long`, `room_name`, `room_full`, `not_seated`, `gone`, `origin`, `rate`, `flood`, `connections`, `connections_per_ip`, `connect_timeout`, `stall`, `header_timeout`; the HTTP listener's under `socketio`) |
+//! | `chatterbox_refusals_total` | counter | protocol, reason | requests and connections refused with an error (reasons: `malformed`, `unknown_type`, `too_large`, `unnamed`, `message_too_long`, `room_name`, `room_full`, `not_seated`, `gone`, `busy`, `origin`, `rate`, `flood`, `connections`, `connections_per_ip`, `connect_timeout`, `stall`, `header_timeout`; the HTTP listener's under `socketio`) |
 //! | `chatterbox_slow_consumer_cutoffs_total` | counter | protocol | members cut off because their queue was full |
+//! | `chatterbox_history_lines_total` | counter | | chat lines committed to the history |
+//! | `chatterbox_history_commit_seconds` | summary | | time of one group commit (one transaction, one fsync) |
+//! | `chatterbox_history_commit_failures_total` | counter | | commits that failed and were retried |
 //!
 //! The recorder is process-wide (the `metrics` crate has one global recorder): several
 //! servers in one process share it.
@@ -41,6 +44,13 @@ pub const BYTES_OUT: &str = "chatterbox_bytes_out_total";
 pub const REFUSALS: &str = "chatterbox_refusals_total";
 /// Slow consumers cut off, by protocol.
 pub const CUTOFFS: &str = "chatterbox_slow_consumer_cutoffs_total";
+
+/// Chat lines committed to the history.
+pub const HISTORY_LINES: &str = "chatterbox_history_lines_total";
+/// Duration of each group commit.
+pub const HISTORY_COMMIT: &str = "chatterbox_history_commit_seconds";
+/// Failed (and retried) commits.
+pub const HISTORY_COMMIT_FAILURES: &str = "chatterbox_history_commit_failures_total";
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -77,11 +87,32 @@ fn describe() {
         "Requests refused with an error, by protocol and reason."
     );
     metrics::describe_counter!(CUTOFFS, "Members cut off as slow consumers, by protocol.");
+    metrics::describe_counter!(HISTORY_LINES, "Chat lines committed to the history.");
+    metrics::describe_histogram!(
+        HISTORY_COMMIT,
+        metrics::Unit::Seconds,
+        "Duration of one group commit of the history (one transaction, one fsync)."
+    );
+    metrics::describe_counter!(
+        HISTORY_COMMIT_FAILURES,
+        "History commits that failed and were retried."
+    );
 }
 
 /// Counts a refused request.
 pub fn refused(protocol: Protocol, reason: &'static str) {
     metrics::counter!(REFUSALS, "protocol" => protocol.as_str(), "reason" => reason).increment(1);
+}
+
+/// Records a group commit of `lines` lines that took `took`.
+pub fn history_committed(lines: usize, took: std::time::Duration) {
+    metrics::counter!(HISTORY_LINES).increment(lines as u64);
+    metrics::histogram!(HISTORY_COMMIT).record(took.as_secs_f64());
+}
+
+/// Counts a failed history commit.
+pub fn history_commit_failed() {
+    metrics::counter!(HISTORY_COMMIT_FAILURES).increment(1);
 }
 
 /// Counts bytes written to a member.

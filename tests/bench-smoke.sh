@@ -6,13 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --bins --quiet
-log=$(mktemp)
+dir=$(mktemp -d)
+log="$dir/server.log"
 # The generator's members all come from 127.0.0.1 and its senders are scripts: the
 # per-address connection limit and the message rate are off, as in compare.sh.
 target/debug/chatterbox --host 127.0.0.1 --port 0 --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 \
-  --max-connections-per-ip 0 --rate-lines-per-sec 0 2>"$log" &
+  --db "$dir/chatterbox.db" --max-connections-per-ip 0 --rate-lines-per-sec 0 2>"$log" &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
+trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 address() { grep -o "listening $1=[0-9.:]*" "$log" | head -1 | cut -d= -f2; }
 for _ in $(seq 100); do
   [ -n "$(address tcp-json)" ] && [ -n "$(address http)" ] && [ -n "$(address websocket)" ] && break

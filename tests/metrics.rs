@@ -88,4 +88,8 @@ async fn metrics_count_members_joins_lines_refusals_and_leaves() {
     let written = "tj connected!sio : onetj : twoSomeone's out.".len() as f64;
     assert_eq!(bytes, written);
     assert!(text.contains("# HELP chatterbox_refusals_total"));
+    // Two lines, committed in one or two group commits.
+    assert_eq!(value("chatterbox_history_lines_total"), Some(2.0));
+    let commits = value("chatterbox_history_commit_seconds_count").expect("commit latency");
+    assert!(commits == 1.0 || commits == 2.0, "{commits} commits");
 }

@@ -21,9 +21,15 @@ bench=target/release/chatterbox-bench
 start_server() {
   local log="$out/server.log"
   case "$1" in
-    chatterbox) taskset -c 0 target/release/chatterbox --host 127.0.0.1 --port 0 \
+    # CHATTERBOX_ARGS: extra flags, e.g. --no-history to measure what the history costs.
+    # The generator's members all come from one address and its senders are scripts:
+    # the connection limits and the message rate are off.
+    chatterbox) rm -f "$out"/chatterbox.db*
+      # shellcheck disable=SC2086
+      taskset -c 0 target/release/chatterbox --host 127.0.0.1 --port 0 \
+        --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 --db "$out/chatterbox.db" \
         --max-connections 0 --max-connections-per-ip 0 --rate-lines-per-sec 0 \
-        --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 2>"$log" & ;;
+        ${CHATTERBOX_ARGS:-} 2>"$log" & ;;
     node) taskset -c 0 node js-client/bench-node/server.js 2>"$log" & ;;
   esac
   pid=$!

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { repoRoot, startServer, terminalClient, until } from './helpers.mjs';
+import { joined, line, named, repoRoot, startServer, terminalClient, until } from './helpers.mjs';
 
 const screenshots = path.join(repoRoot, 'js-client/screenshots');
 let browser;
@@ -79,7 +79,7 @@ test('our page: two visitors chat, see joins, leaves and each other\'s lines', a
     assert.equal(await alice.page.inputValue('#test'), '');
 
     await bob.page.fill('#test', 'hi alice');
-    await bob.page.click('button');
+    await bob.page.click('#composer button');
     await expectLines(alice, ['alice님이 접속하였습니다.', 'bob님이 접속하였습니다.', 'alice : hello bob',
       'bob : hi alice']);
     await expectLines(bob, ['bob님이 접속하였습니다.', 'alice : hello bob', 'bob : hi alice']);
@@ -93,6 +93,70 @@ test('our page: two visitors chat, see joins, leaves and each other\'s lines', a
     await alice.page.screenshot({ path: path.join(screenshots, 'lobby.png') });
     await alice.context.close();
   } finally {
+    await server.stop();
+  }
+});
+
+test('our page: earlier lines from the history, load older, and who is here, live', async () => {
+  const server = await startServer();
+  const sockets = [];
+  try {
+    // 60 lines before anyone opens the page, from three clients (20 each: a burst any
+    // rate limit allows); the watcher has them all, so all are stored.
+    const watcher = await named(server.url, 'watcher');
+    sockets.push(watcher);
+    const names = ['amy', 'ben', 'cat'];
+    const talkers = [];
+    for (const name of names) {
+      talkers.push(await named(server.url, name));
+      assert.deepEqual(await watcher.expect('update'), joined(name));
+    }
+    sockets.push(...talkers);
+    const said = [];
+    for (let n = 1; n <= 60; n += 1) {
+      const who = (n - 1) % 3;
+      talkers[who].socket.emit('message', { type: 'message', message: `line ${n}` });
+      said.push(`${names[who]} : line ${n}`);
+      assert.deepEqual(await watcher.expect('update'), line(names[who], `line ${n}`));
+    }
+
+    const viewer = await openAs(server.url, 'viewer');
+    const earlier = () => viewer.page.locator('#earlier li').allInnerTexts();
+    await until(async () => (await earlier()).length === 50, '50 earlier lines');
+    assert.deepEqual(await earlier(), said.slice(10));
+    await expectLines(viewer, ['viewer님이 접속하였습니다.']);
+    await viewer.page.click('#older');
+    await until(async () => (await earlier()).length === 60, '60 earlier lines');
+    assert.deepEqual(await earlier(), said);
+    assert.equal(await viewer.page.locator('#older').isHidden(), true);
+
+    const members = () => viewer.page.locator('#member-list li').allInnerTexts();
+    const expectMembers = async (expected) => {
+      await until(async () => JSON.stringify(await members()) === JSON.stringify(expected),
+        `members ${expected}`);
+      assert.equal(await viewer.page.locator('#member-count').innerText(), String(expected.length));
+    };
+    const sio = ['watcher socketio', 'amy socketio', 'ben socketio', 'cat socketio', 'viewer socketio'];
+    await expectMembers(sio);
+    const ws = await openAs(`${server.url}/ws/`, null, server.ports.websocket);
+    await expectMembers([...sio, 'guest-6 websocket']);
+    const kim = terminalClient('tcp-json/socket-client.js', server);
+    await kim.answer('Name : ', 'kim');
+    await expectMembers([...sio, 'guest-6 websocket', 'kim tcp-json']);
+    const text = terminalClient('tcp-text/client_chat.js', server);
+    await expectMembers([...sio, 'guest-6 websocket', 'kim tcp-json', 'guest-8 tcp-text']);
+    await viewer.page.locator('#log li').last().scrollIntoViewIfNeeded();
+    await viewer.page.screenshot({ path: path.join(screenshots, 'presence.png') });
+
+    await ws.context.close();
+    kim.close();
+    text.close();
+    watcher.close();
+    await expectMembers(sio.slice(1));
+    assert.deepEqual(viewer.alerts, []);
+    await viewer.context.close();
+  } finally {
+    for (const client of sockets) client.close();
     await server.stop();
   }
 });

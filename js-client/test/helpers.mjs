@@ -1,6 +1,8 @@
 // Test support: starts the chatterbox binary on port 0 and gives Socket.IO clients whose
 // every receive is bounded by a timeout.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import assert from 'node:assert/strict';
@@ -20,9 +22,13 @@ export function within(promise, what, ms = WAIT_MS) {
 }
 
 // Starts the binary with `args` on 127.0.0.1, port 0, and waits for its "listening" line.
+// Its history is in a new directory of its own (removed when it stops) unless `args`
+// says where.
 export async function startServer(args = []) {
   const ports = ['--port', '0', '--ws-port', '0', '--tcp-json-port', '0', '--tcp-text-port', '0'];
-  const child = spawn(binary, ['--host', '127.0.0.1', ...ports, ...args], {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'chatterbox-'));
+  const db = args.includes('--db') || args.includes('--no-history') ? [] : ['--db', path.join(dir, 'chatterbox.db')];
+  const child = spawn(binary, ['--host', '127.0.0.1', ...ports, ...db, ...args], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -52,11 +58,14 @@ export async function startServer(args = []) {
     },
     child,
     exited,
+    dir,
     output: () => output,
     async stop() {
       for (const client of clients) client.kill();
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      return within(exited, 'server exit');
+      const exit = await within(exited, 'server exit');
+      rmSync(dir, { recursive: true, force: true });
+      return exit;
     },
   };
 }

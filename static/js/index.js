@@ -1,13 +1,23 @@
 // chatterbox's lobby page. It speaks the original Socket.IO lobby protocol exactly as
 // the original page does (prompt on every connect, `newUser`, `message`, console.log of
-// every `update`) and also shows the chat. Every text a client sent is rendered with
-// textContent, never as HTML.
+// every `update`) and also shows the chat: the earlier lines from the history API, the
+// live chat, and who is here (the `members` event it subscribes to, which original
+// pages never do). Every text a client sent is rendered with textContent, never as HTML.
 'use strict';
 
+/** Lines fetched from the history per page. */
+const HISTORY_PAGE_LINES = 50;
+
+const scroller = document.getElementById('scroll');
 const log = document.getElementById('log');
+const earlier = document.getElementById('earlier');
+const older = document.getElementById('older');
 const input = document.getElementById('test');
 const state = document.getElementById('state');
+const memberCount = document.getElementById('member-count');
+const memberList = document.getElementById('member-list');
 let myName = '익명';
+let olderThan = null;
 
 const socket = io();
 
@@ -16,9 +26,8 @@ function setState(kind, text) {
   state.textContent = text;
 }
 
-// Appends one line; `who` is null for server notices and errors.
-function append(kind, who, text) {
-  const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 48;
+// One line of the chat; `who` is null for server notices and errors.
+function lineItem(kind, who, text) {
   const item = document.createElement('li');
   item.className = kind;
   if (who !== null) {
@@ -31,9 +40,41 @@ function append(kind, who, text) {
   body.className = 'text';
   body.textContent = text;
   item.append(body);
-  log.append(item);
-  if (nearBottom || kind === 'mine') log.scrollTop = log.scrollHeight;
+  return item;
 }
+
+function append(kind, who, text) {
+  const nearBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
+  log.append(lineItem(kind, who, text));
+  if (nearBottom || kind === 'mine') scroller.scrollTop = scroller.scrollHeight;
+}
+
+// Puts a page of the history (older than `before`, or the latest) above what is shown,
+// keeping the view where it was.
+async function loadEarlier(before) {
+  const query = before === null ? `limit=${HISTORY_PAGE_LINES}` : `limit=${HISTORY_PAGE_LINES}&before=${before}`;
+  let page;
+  try {
+    const response = await fetch(`/api/history?${query}`);
+    if (!response.ok) return; // no history on this server
+    page = await response.json();
+  } catch {
+    return;
+  }
+  const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+  earlier.prepend(...page.lines.map((line) => {
+    const item = lineItem('earlier', String(line.name), String(line.text));
+    item.title = new Date(line.time).toLocaleString();
+    return item;
+  }));
+  scroller.scrollTop = before === null ? scroller.scrollHeight : scroller.scrollHeight - fromBottom;
+  olderThan = page.older;
+  older.hidden = olderThan === null;
+}
+
+older.addEventListener('click', () => {
+  if (olderThan !== null) loadEarlier(olderThan);
+});
 
 socket.on('connect', () => {
   setState('connected', 'connected');
@@ -41,9 +82,14 @@ socket.on('connect', () => {
   if (!name) name = '익명';
   myName = name.trim() || '익명';
   socket.emit('newUser', name);
+  socket.emit('members');
 });
 
-socket.on('disconnect', () => setState('disconnected', 'disconnected — reconnecting…'));
+socket.on('disconnect', () => {
+  setState('disconnected', 'disconnected — reconnecting…');
+  memberCount.textContent = '–';
+  memberList.replaceChildren();
+});
 socket.on('connect_error', () => setState('disconnected', 'cannot reach the server — retrying…'));
 
 socket.on('update', (data) => {
@@ -53,6 +99,22 @@ socket.on('update', (data) => {
   } else {
     append('notice', null, String(data.message));
   }
+});
+
+socket.on('members', (data) => {
+  memberCount.textContent = String(data.count);
+  memberList.replaceChildren(...data.members.map((member) => {
+    const item = document.createElement('li');
+    const name = document.createElement('span');
+    name.className = 'member-name';
+    name.textContent = String(member.name);
+    const protocol = document.createElement('span');
+    protocol.className = 'protocol';
+    protocol.textContent = String(member.protocol);
+    item.title = `since ${new Date(member.since).toLocaleTimeString()}`;
+    item.append(name, ' ', protocol);
+    return item;
+  }));
 });
 
 socket.on('error', (data) => {
@@ -72,3 +134,5 @@ document.getElementById('composer').addEventListener('submit', (event) => {
   send();
   input.focus();
 });
+
+loadEarlier(null);

@@ -81,7 +81,7 @@ pub async fn connect(kind: Kind, at: &Addresses, name: &str) -> (Sender, Receive
     match kind {
         Kind::SocketIo => {
             let url = format!("http://{}/", at.http);
-            let mut client = Client::connect_to(&url, TransportType::Any).await;
+            let mut client = Client::connect_to(url, TransportType::Any).await;
             client.name_amid_chat(name).await;
             let Client { socket, events } = client;
             (Sender::Sio(socket), Receiver::Sio(events))

@@ -27,8 +27,11 @@ pub struct TestServer {
     pub websocket: Option<SocketAddr>,
     pub tcp_json: Option<SocketAddr>,
     pub tcp_text: Option<SocketAddr>,
+    /// The history file (in a directory of the server's own, removed with it).
+    pub db: std::path::PathBuf,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), RunError>>>,
+    _dir: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -39,20 +42,24 @@ impl TestServer {
     }
 
     /// A server with the default configuration changed by `configure`; a listener
-    /// whose port `configure` sets to `off` is switched off.
+    /// whose port `configure` sets to `off` is switched off. Its history is in a new
+    /// directory of its own unless `configure` sets `db`.
     ///
     /// Unlike the binary's defaults, the per-address connection limit and the message
     /// rate are off: every test client comes from 127.0.0.1 and many tests send as fast
     /// as they can. Tests of those limits set them in `configure`.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("a directory for the history");
         let mut config = Config {
             host: [127, 0, 0, 1].into(),
             port: 0,
             max_connections_per_ip: 0,
             rate_lines_per_sec: 0,
+            db: dir.path().join("chatterbox.db"),
             ..Config::default()
         };
         configure(&mut config);
+        let db = config.db.clone();
         async fn bind(port: ListenPort) -> Option<TcpListener> {
             match port {
                 ListenPort::Off => None,
@@ -81,8 +88,10 @@ impl TestServer {
             websocket,
             tcp_json,
             tcp_text,
+            db,
             shutdown,
             task: Some(task),
+            _dir: dir,
         }
     }
 
@@ -165,6 +174,65 @@ pub async fn wait_for_members(http: SocketAddr, members: usize) {
     }
 }
 
+/// The chatterbox binary in a process of its own, every listener on port 0.
+pub struct BinaryServer {
+    pub child: std::process::Child,
+    /// The HTTP listener's address.
+    pub http: SocketAddr,
+}
+
+impl BinaryServer {
+    /// Starts `target/…/chatterbox` with `args` and waits for its HTTP listener.
+    pub fn spawn(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args([
+                "--ws-port",
+                "0",
+                "--tcp-json-port",
+                "0",
+                "--tcp-text-port",
+                "0",
+            ])
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start chatterbox");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the log to its end, so that the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(at) = line.find("listening http=") {
+                    let address = line[at + "listening http=".len()..].trim().to_owned();
+                    let _ = tx.send(address);
+                }
+            }
+        });
+        let address = rx.recv_timeout(WAIT).expect("the server listens in time");
+        Self {
+            child,
+            http: address.parse().expect("an address"),
+        }
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.http)
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A minimal HTTP/1.1 GET returning the body of a 200 response (tests need no HTTP
 /// client crate).
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
@@ -237,12 +305,11 @@ impl Client {
 
     /// Connects with `transport` and waits for the namespace to be joined.
     pub async fn connect_with(server: &TestServer, transport: TransportType) -> Self {
-        Self::connect_to(&server.url(), transport).await
+        Self::connect_to(server.url(), transport).await
     }
 
-    /// Connects to the server at `url` with `transport` and waits for the namespace to
-    /// be joined.
-    pub async fn connect_to(url: &str, transport: TransportType) -> Self {
+    /// Connects to the server at `url` with `transport`.
+    pub async fn connect_to(url: String, transport: TransportType) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         // rust_socketio reports `connect`, `error` and `close` only to `on`, and every
         // other event only to `on_any`.
@@ -277,7 +344,13 @@ impl Client {
 
     /// Connects and names itself `name`, consuming its own join announcement.
     pub async fn named(server: &TestServer, name: &str) -> Self {
-        let mut client = Self::connect(server).await;
+        Self::named_at(server.url(), name).await
+    }
+
+    /// Connects to the server at `url` and names itself `name`, consuming its own join
+    /// announcement.
+    pub async fn named_at(url: String, name: &str) -> Self {
+        let mut client = Self::connect_to(url, TransportType::Any).await;
         client.emit("newUser", json!(name)).await;
         client.expect_update(joined(name)).await;
         client
@@ -301,6 +374,11 @@ impl Client {
                 return;
             }
         }
+    }
+
+    /// A handle that emits for this client (from another task).
+    pub fn sender(&self) -> SioClient {
+        self.socket.clone()
     }
 
     /// Emits `event` with one argument.

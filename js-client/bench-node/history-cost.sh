@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# What the durable history costs: the same chatterbox-bench searches against chatterbox
+# with its history (every line committed to SQLite before it is relayed) and with
+# --no-history, a fresh server per run pinned to core 0, the generator to core 1.
+#
+#   js-client/bench-node/history-cost.sh          # 5-second rounds
+#   ROUND_SECS=3 js-client/bench-node/history-cost.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUND_SECS=${ROUND_SECS:-5}
+out=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
+cargo build --release --bins --quiet
+
+for mode in history no-history; do
+  for scenario in "10 10 50" "100 10 20"; do
+    read -r members senders rate <<<"$scenario"
+    rm -f "$out"/h.db*
+    flags=(--db "$out/h.db")
+    [ "$mode" = no-history ] && flags=(--no-history)
+    taskset -c 0 target/release/chatterbox --host 127.0.0.1 --port 0 --ws-port off \
+      --tcp-json-port off --tcp-text-port off "${flags[@]}" 2>"$out/server.log" &
+    pid=$!
+    addr=
+    for _ in $(seq 100); do
+      addr=$(grep -o 'listening http=[0-9.:]*' "$out/server.log" | head -1 | cut -d= -f2 || true)
+      [ -n "$addr" ] && break
+      sleep 0.1
+    done
+    echo "== $mode: N=$members K=$senders"
+    taskset -c 1 target/release/chatterbox-bench --addr "$addr" --server-pid "$pid" \
+      --members "$members" --senders "$senders" --rate "$rate" --search \
+      --duration-secs "$ROUND_SECS" | tail -n 4
+    if [ "$mode" = history ]; then
+      echo "lines stored: $(curl -s "http://$addr/metrics" | grep '^chatterbox_history_lines_total' | awk '{print $2}')"
+      curl -s "http://$addr/metrics" | grep '^chatterbox_history_commit_seconds' || true
+    fi
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+  done
+done

@@ -1,0 +1,563 @@
+//! Durable chat history in SQLite, and the sequencer that commits every lobby chat line
+//! before it is relayed.
+//!
+//! Storage: one table, `lines(id, time_ms, name, protocol, text)`, in a SQLite file
+//! (`rusqlite`, SQLite compiled in: nothing to install). The schema is created and
+//! migrated at start (`PRAGMA user_version`). The file is in WAL mode with
+//! `synchronous = FULL`: a committed line survives a crash of the process and of the
+//! machine.
+//!
+//! The [`Sequencer`] is the lobby's one writer: a thread of its own (SQLite is blocking;
+//! no tokio worker ever waits for the disk) that takes what is queued, commits every
+//! chat line that arrived while the previous commit ran in one transaction (group
+//! commit: one fsync per batch, never one per line), and only then hands the batch, in
+//! queue order, back to the lobby for relaying. Relay order is therefore commit order,
+//! which is id order, and nothing is relayed that is not on disk.
+//!
+//! Readers ([`Reader`]) open their own connections; WAL lets them read while the writer
+//! commits.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use crate::telemetry;
+
+/// Default for the sequencer's queue, in chat lines waiting for their commit. One
+/// commit takes a few milliseconds; thousands of lines queued means the disk does not
+/// keep up, and senders are better told so than kept waiting without bound.
+pub const DEFAULT_HISTORY_QUEUE_LINES: usize = 8_192;
+
+/// Most lines `GET /api/history` returns by default.
+pub const DEFAULT_PAGE_LINES: usize = 100;
+
+/// Most lines `GET /api/history` returns at all: a page is one SQLite read and one JSON
+/// body, held in memory while it is written.
+pub const MAX_PAGE_LINES: usize = 1_000;
+
+/// Pause before retrying a commit that failed (disk full, I/O error): the batch stays
+/// queued meanwhile, nothing of it is relayed or dropped.
+const COMMIT_RETRY: Duration = Duration::from_millis(500);
+
+/// The schema, one entry per version: `migrations[n]` takes a database from version `n`
+/// to `n + 1`.
+const MIGRATIONS: &[&str] = &["CREATE TABLE lines (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        text TEXT NOT NULL
+    );"];
+
+/// Why the history cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The file cannot be opened, is not a SQLite database, or cannot be written.
+    #[error("cannot open the history database {path}: {cause}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite said (in the message, so not also a `source`).
+        cause: rusqlite::Error,
+    },
+    /// The file was written by a newer chatterbox.
+    #[error(
+        "the history database {path} has schema version {found}; this chatterbox knows up to {known}"
+    )]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest version this build knows.
+        known: usize,
+    },
+    /// A read failed.
+    #[error("cannot read the history: {0}")]
+    Read(rusqlite::Error),
+}
+
+/// A chat line to store.
+#[derive(Debug, Clone)]
+pub struct NewLine {
+    /// When the lobby accepted it.
+    pub time: SystemTime,
+    /// The sender's name.
+    pub name: Arc<str>,
+    /// The sender's protocol (`socketio`, `websocket`, `tcp-json`, `tcp-text`).
+    pub protocol: &'static str,
+    /// The line.
+    pub text: Arc<str>,
+}
+
+/// A stored chat line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredLine {
+    /// Its place in the history: ids only grow, in relay order.
+    pub id: i64,
+    /// When the lobby accepted it, in milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// The sender's name.
+    pub name: String,
+    /// The sender's protocol.
+    pub protocol: String,
+    /// The line.
+    pub text: String,
+}
+
+/// The history file, opened and migrated.
+pub struct Store {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating it if needed) and migrates the history file at `path`.
+    pub fn open(path: &Path) -> Result<Self, HistoryError> {
+        let open_error = |cause| HistoryError::Open {
+            path: path.to_owned(),
+            cause,
+        };
+        let mut connection = Connection::open(path).map_err(open_error)?;
+        // The first statement reads the file: a file that is not SQLite fails here.
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_error)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(open_error)?;
+        let version: i64 = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(open_error)?;
+        let known = MIGRATIONS.len();
+        let start = usize::try_from(version).ok().filter(|v| *v <= known);
+        let Some(start) = start else {
+            return Err(HistoryError::TooNew {
+                path: path.to_owned(),
+                found: version,
+                known,
+            });
+        };
+        if start < known {
+            let migrate = connection.transaction().map_err(open_error)?;
+            for migration in &MIGRATIONS[start..] {
+                migrate.execute_batch(migration).map_err(open_error)?;
+            }
+            migrate
+                .pragma_update(None, "user_version", known as i64)
+                .map_err(open_error)?;
+            migrate.commit().map_err(open_error)?;
+            tracing::info!(path = %path.display(), version = known, "history schema migrated");
+        }
+        Ok(Self {
+            connection,
+            path: path.to_owned(),
+        })
+    }
+
+    /// A reader of the same file, for the API.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            path: Arc::from(self.path.as_path()),
+            idle: Arc::default(),
+        }
+    }
+
+    /// Commits `lines` in one transaction; returns their ids, in order.
+    fn append<'a>(
+        &mut self,
+        lines: impl Iterator<Item = &'a NewLine>,
+    ) -> rusqlite::Result<Vec<i64>> {
+        let transaction = self.connection.transaction()?;
+        let mut ids = Vec::new();
+        {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO lines (time_ms, name, protocol, text) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for line in lines {
+                insert.execute(params![
+                    unix_ms(line.time),
+                    &*line.name,
+                    line.protocol,
+                    &*line.text
+                ])?;
+                ids.push(transaction.last_insert_rowid());
+            }
+        }
+        transaction.commit()?;
+        Ok(ids)
+    }
+}
+
+/// Reads pages of the history on connections of its own (cheap to clone).
+#[derive(Clone)]
+pub struct Reader {
+    path: Arc<Path>,
+    /// Connections kept for the next read.
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// Connections a [`Reader`] keeps open between reads.
+const IDLE_READERS: usize = 4;
+
+impl Reader {
+    /// Up to `limit` lines before id `before` (the newest if `None`), oldest first.
+    /// Blocking: call it from `spawn_blocking`.
+    pub fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
+        let connection = match lock(&self.idle).pop() {
+            Some(connection) => connection,
+            None => Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(HistoryError::Read)?,
+        };
+        let page = read_page(&connection, before, limit).map_err(HistoryError::Read)?;
+        let mut idle = lock(&self.idle);
+        if idle.len() < IDLE_READERS {
+            idle.push(connection);
+        }
+        Ok(page)
+    }
+}
+
+fn read_page(
+    connection: &Connection,
+    before: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredLine>> {
+    let mut select = connection.prepare_cached(
+        "SELECT id, time_ms, name, protocol, text FROM lines
+         WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = select.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |row| {
+        Ok(StoredLine {
+            id: row.get(0)?,
+            time_ms: row.get(1)?,
+            name: row.get(2)?,
+            protocol: row.get(3)?,
+            text: row.get(4)?,
+        })
+    })?;
+    let mut page = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    page.reverse();
+    Ok(page)
+}
+
+fn unix_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Something for the sequencer to put in order: an item of the lobby's, with the chat
+/// line to commit before it is handed back, if any.
+pub struct Queued<T> {
+    /// The lobby's item, handed back after the commit.
+    pub item: T,
+    /// The line to commit first.
+    pub line: Option<NewLine>,
+    /// How many of the latest stored lines to read for the item, after every line
+    /// queued before it is committed (replay to a new member).
+    pub replay: usize,
+}
+
+/// An item handed back by the sequencer, in queue order.
+pub struct Committed<T> {
+    /// The lobby's item.
+    pub item: T,
+    /// The id its line was stored under, if it had one.
+    pub id: Option<i64>,
+    /// The lines read for it (oldest first) when it asked for a replay.
+    pub replayed: Vec<StoredLine>,
+}
+
+/// The sequencer's queue is full of lines waiting for their commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the history does not keep up: line not sent, try again")]
+pub struct QueueFull;
+
+struct Queue<T> {
+    items: VecDeque<Queued<T>>,
+    /// Chat lines among `items`.
+    lines: usize,
+    closed: bool,
+}
+
+struct Shared<T> {
+    queue: Mutex<Queue<T>>,
+    wake: Condvar,
+    capacity_lines: usize,
+}
+
+/// The lobby's one writer: commits queued lines in batches, then hands every queued
+/// item back in order (see the module doc).
+pub struct Sequencer<T> {
+    shared: Arc<Shared<T>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<T: Send + 'static> Sequencer<T> {
+    /// Starts the writer thread on `store`; `deliver` gets each committed batch.
+    /// At most `capacity_lines` lines wait for a commit at once.
+    pub fn start(
+        store: Store,
+        capacity_lines: usize,
+        deliver: impl FnMut(Vec<Committed<T>>) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                lines: 0,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            capacity_lines,
+        });
+        let thread = std::thread::Builder::new()
+            .name("history-writer".into())
+            .spawn({
+                let shared = shared.clone();
+                move || write_loop(&shared, store, deliver)
+            })?;
+        Ok(Self {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues `queued`. Refused only for a chat line, when the queue already holds
+    /// `capacity_lines` lines; other items (presence) are bounded by the connections.
+    pub fn push(&self, queued: Queued<T>) -> Result<(), QueueFull> {
+        let mut queue = lock(&self.shared.queue);
+        if queued.line.is_some() {
+            // After `finish`, nothing would commit the line.
+            if queue.lines >= self.shared.capacity_lines || queue.closed {
+                return Err(QueueFull);
+            }
+            queue.lines += 1;
+        }
+        queue.items.push_back(queued);
+        drop(queue);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Commits and hands back everything queued, then stops the writer. Blocking.
+    pub fn finish(&self) {
+        self.close();
+        if let Some(thread) = lock(&self.thread).take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the history writer panicked");
+        }
+    }
+
+    fn close(&self) {
+        lock(&self.shared.queue).closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+impl<T> Drop for Sequencer<T> {
+    fn drop(&mut self) {
+        // The writer drains what is queued, then ends on its own.
+        lock(&self.shared.queue).closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn write_loop<T>(shared: &Shared<T>, mut store: Store, mut deliver: impl FnMut(Vec<Committed<T>>)) {
+    loop {
+        let batch: Vec<Queued<T>> = {
+            let mut queue = lock(&shared.queue);
+            while queue.items.is_empty() && !queue.closed {
+                queue = shared
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            if queue.items.is_empty() {
+                return; // closed and drained
+            }
+            // The lines stay counted until committed: the queue's bound covers them.
+            queue.items.drain(..).collect()
+        };
+        let ids = commit(shared, &mut store, &batch);
+        let mut ids = ids.into_iter();
+        let committed = batch
+            .into_iter()
+            .map(|queued| {
+                let id = queued.line.as_ref().and_then(|_| ids.next());
+                let replayed = match queued.replay {
+                    0 => Vec::new(),
+                    n => read_page(&store.connection, None, n).unwrap_or_else(|e| {
+                        tracing::error!("cannot read the history to replay: {e}");
+                        Vec::new()
+                    }),
+                };
+                Committed {
+                    item: queued.item,
+                    id,
+                    replayed,
+                }
+            })
+            .collect();
+        deliver(committed);
+    }
+}
+
+/// Commits the batch's lines, retrying until the disk takes them: what was accepted is
+/// never dropped. Returns their ids.
+fn commit<T>(shared: &Shared<T>, store: &mut Store, batch: &[Queued<T>]) -> Vec<i64> {
+    let lines = batch.iter().filter_map(|queued| queued.line.as_ref());
+    let count = lines.clone().count();
+    if count == 0 {
+        return Vec::new();
+    }
+    loop {
+        let started = Instant::now();
+        match store.append(lines.clone()) {
+            Ok(ids) => {
+                telemetry::history_committed(count, started.elapsed());
+                lock(&shared.queue).lines -= count;
+                return ids;
+            }
+            Err(e) => {
+                telemetry::history_commit_failed();
+                tracing::error!(
+                    path = %store.path.display(),
+                    lines = count,
+                    "cannot commit to the history, retrying: {e}"
+                );
+                std::thread::sleep(COMMIT_RETRY);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent: a poisoned lock is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str) -> NewLine {
+        NewLine {
+            time: SystemTime::now(),
+            name: "ann".into(),
+            protocol: "socketio",
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn batches_come_back_in_order_with_ids_after_their_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let store = Store::open(&path).unwrap();
+        let reader = store.reader();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sequencer = Sequencer::start(store, 100, move |batch: Vec<Committed<u32>>| {
+            for done in batch {
+                tx.send((done.item, done.id, done.replayed.len())).unwrap();
+            }
+        })
+        .unwrap();
+        for n in 0..50u32 {
+            let line = (n % 5 != 0).then(|| line(&format!("line {n}")));
+            let replay = if n == 49 { 10 } else { 0 };
+            sequencer
+                .push(Queued {
+                    item: n,
+                    line,
+                    replay,
+                })
+                .unwrap();
+        }
+        sequencer.finish();
+        let got: Vec<_> = rx.iter().collect();
+        assert_eq!(got.len(), 50);
+        let mut last_id = 0;
+        for (n, (item, id, replayed)) in got.into_iter().enumerate() {
+            assert_eq!(item, n as u32);
+            assert_eq!(id.is_some(), n % 5 != 0);
+            if let Some(id) = id {
+                assert!(id > last_id);
+                last_id = id;
+            }
+            assert_eq!(replayed, if n == 49 { 10 } else { 0 });
+        }
+        let page = reader.page(None, 1000).unwrap();
+        assert_eq!(page.len(), 40);
+        assert_eq!(page[0].text, "line 1");
+        assert_eq!(page[39].text, "line 49");
+        let older = reader.page(Some(page[2].id), 2).unwrap();
+        assert_eq!(older, page[..2].to_vec());
+    }
+
+    #[test]
+    fn a_full_queue_refuses_lines_but_not_presence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.db")).unwrap();
+        let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        // Each delivery says it has begun, then waits for `go`: the queue fills behind it.
+        let sequencer = Sequencer::start(store, 2, move |_: Vec<Committed<u32>>| {
+            let _ = in_tx.send(());
+            let _ = go_rx.recv();
+        })
+        .unwrap();
+        let queued = |line: Option<NewLine>| Queued {
+            item: 0,
+            line,
+            replay: 0,
+        };
+        sequencer.push(queued(Some(line("first")))).unwrap();
+        in_rx.recv().unwrap(); // committed, and its delivery is held
+        sequencer.push(queued(Some(line("a")))).unwrap();
+        sequencer.push(queued(Some(line("b")))).unwrap();
+        assert_eq!(sequencer.push(queued(Some(line("c")))), Err(QueueFull));
+        sequencer.push(queued(None)).unwrap();
+        go_tx.send(()).unwrap();
+        in_rx.recv().unwrap(); // a, b and the presence item committed together
+        assert_eq!(sequencer.push(queued(Some(line("c")))), Ok(()));
+        drop(go_tx);
+        sequencer.finish();
+    }
+
+    #[test]
+    fn a_file_that_is_not_sqlite_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(
+            &path,
+            "these are not the droids you are looking for\n".repeat(100),
+        )
+        .unwrap();
+        let error = Store::open(&path).err().unwrap().to_string();
+        assert!(error.contains("notes.txt"), "{error}");
+        assert!(error.contains("not a database"), "{error}");
+    }
+
+    #[test]
+    fn reopening_keeps_lines_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let mut store = Store::open(&path).unwrap();
+        store.append([line("kept")].iter()).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let page = store.reader().page(None, 10).unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].text, "kept");
+    }
+}
