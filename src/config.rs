@@ -161,7 +161,7 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
 
-    /// Chat lines (and names, room lines, TCP text chunks) each member may send a
+    /// Chat lines (and renames, room lines, TCP text chunks) each member may send a
     /// second, sustained; more are refused with an error. 0: no limit.
     #[arg(long, env = "CHATTERBOX_RATE_LINES_PER_SEC", default_value_t = DEFAULT_RATE_LINES_PER_SEC)]
     pub rate_lines_per_sec: u32,

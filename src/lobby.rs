@@ -766,11 +766,15 @@ impl Member {
     /// Names (or renames) the member and announces its join under the cleaned name to
     /// everyone, the member included. Returns the name as stored.
     pub fn set_name(&self, raw: &str) -> Result<Arc<str>, LobbyError> {
-        self.rate.check()?;
         let name = self.lobby.clean_name(raw);
         let cut = {
             let mut members = self.lobby.lock();
             let entry = members.get_mut(&self.id).ok_or(LobbyError::Gone)?;
+            // The first name is part of connecting; a rename is announced to everyone
+            // like a line, and costs one.
+            if entry.name.is_some() {
+                self.rate.check()?;
+            }
             let first = entry.name.replace(name.clone()).is_none();
             let protocol = entry.protocol;
             tracing::info!(member = self.id, %name, protocol = protocol.as_str(), "joined");

@@ -1,6 +1,7 @@
 //! Message rate per member: a token bucket (`governor`) in each lobby member, checked
 //! once at the start of everything a member asks the lobby to send to others (a chat
-//! line, a TCP text chunk, a name or rename, a room line).
+//! line, a TCP text chunk, a rename, a room line; a member's first name is free: it is
+//! part of connecting).
 //!
 //! A request over the rate is refused with [`LobbyError::RateLimited`]: the sender gets
 //! its protocol's usual error (Socket.IO `error` event, `error: …` line on TCP, an

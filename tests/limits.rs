@@ -242,11 +242,12 @@ async fn a_member_over_the_message_rate_is_refused_then_disconnected_on_every_pr
         .await
         .start(Duration::from_millis(1_200));
 
-    // Socket.IO: its name takes a token, three lines the rest of the burst.
+    // Socket.IO: its first name is free; three lines and a rename are the burst.
     let mut sio = Client::named_amid_chat(&server, "fast-sio").await;
     for n in 0..3 {
         sio.say(&format!("sio {n}")).await;
     }
+    sio.emit("newUser", json!("faster-sio")).await;
     for _ in 0..5 {
         sio.say("too fast").await;
         sio_expect_error(&mut sio, RATE).await;
@@ -278,10 +279,10 @@ async fn a_member_over_the_message_rate_is_refused_then_disconnected_on_every_pr
     };
     ws_expect(&mut ws, Message::Close(Some(close))).await;
 
-    // TCP JSON: CONNECT and three lines, then refusals on the same connection.
+    // TCP JSON: CONNECT (free) and four lines, then refusals on the same connection.
     let mut tj = TcpClient::connect(server.tcp_json).await;
     tj.command("CONNECT", "fast-tj").await;
-    for n in 0..3 {
+    for n in 0..4 {
         tj.command("CHAT", &format!("fast-tj : tj {n}")).await;
     }
     for _ in 0..5 {
