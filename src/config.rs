@@ -180,8 +180,9 @@ pub struct Config {
     pub connect_timeout_ms: u64,
 
     /// How long a TCP JSON object (or a UTF-8 character on TCP text) may stay
-    /// incomplete, in milliseconds, from its first byte; then the client gets an error
-    /// line and is closed. 0: no limit.
+    /// incomplete, in milliseconds, from its first byte, and a Socket.IO long-polling
+    /// request's body from the end of its headers; then the client gets an error (line,
+    /// HTTP 400) and is closed. 0: no limit.
     #[arg(long, env = "CHATTERBOX_STALL_TIMEOUT_MS", default_value_t = DEFAULT_STALL_TIMEOUT_MS)]
     pub stall_timeout_ms: u64,
 

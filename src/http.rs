@@ -14,7 +14,11 @@
 //! - A request whose headers take longer than the header timeout (a slowloris client
 //!   trickling them), and a keep-alive connection idle that long, is closed without a
 //!   response; the first is counted as a refusal (`header_timeout`).
+//! - A Socket.IO request whose body has not all come within the stall timeout of its
+//!   headers' end gets HTTP 400 (socketioxide's answer to a body that fails) and is
+//!   closed; counted as `stall`.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,7 +37,7 @@ use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper::body::Incoming;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -77,6 +81,9 @@ pub struct HttpSettings {
     pub max_payload_bytes: u64,
     /// How long a request's headers may take to arrive; `None`: no limit.
     pub header_timeout: Option<Duration>,
+    /// How long a Socket.IO request's body may take to arrive, from its headers' end;
+    /// `None`: no limit.
+    pub stall_timeout: Option<Duration>,
 }
 
 /// Serves HTTP and Socket.IO on `listener` until `shutdown` is cancelled, then disconnects
@@ -114,7 +121,11 @@ pub async fn serve(
         .layer(CompressionLayer::new())
         // Merged after the bundle's routes: socketioxide would claim every path under
         // /socket.io, the bundle's included.
-        .merge(socketio_routes(engine, &lobby.limits().allowed_origins))
+        .merge(
+            socketio_routes(engine, &lobby.limits().allowed_origins).layer(
+                middleware::map_request_with_state(settings.stall_timeout, body_deadline),
+            ),
+        )
         .layer(TraceLayer::new_for_http())
         .with_state(lobby.clone());
     // What a connection over the limits is still answered.
@@ -310,6 +321,74 @@ where
             check_origin,
         ))
         .layer(cors)
+}
+
+/// Gives a Socket.IO request's body `limit` to arrive whole (a long-polling POST
+/// trickled to hold the connection and its buffer: slowloris).
+async fn body_deadline(
+    State(limit): State<Option<Duration>>,
+    request: axum::extract::Request,
+) -> axum::extract::Request {
+    let Some(limit) = limit else {
+        return request;
+    };
+    request.map(|body| {
+        axum::body::Body::new(Deadline {
+            body,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            limit,
+            expired: false,
+        })
+    })
+}
+
+/// A request body that fails once its deadline has passed before its end.
+struct Deadline {
+    body: axum::body::Body,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+    expired: bool,
+}
+
+/// Why a request body was cut off.
+#[derive(Debug, thiserror::Error)]
+#[error("request body incomplete after {} ms", limit.as_millis())]
+pub struct BodyStalled {
+    limit: Duration,
+}
+
+impl HttpBody for Deadline {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if this.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.expired = true;
+        tracing::info!("refused, disconnecting: Socket.IO request body too slow");
+        telemetry::refused(Protocol::SocketIo, "stall");
+        let why = BodyStalled { limit: this.limit };
+        Poll::Ready(Some(Err(axum::Error::new(why))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.expired || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Refuses a Socket.IO request from an origin that is not allowed, with HTTP 403.

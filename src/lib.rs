@@ -118,6 +118,7 @@ pub async fn run(
         ping_timeout: config.ping_timeout(),
         max_payload_bytes: config.max_payload_bytes,
         header_timeout: config.header_timeout(),
+        stall_timeout: config.timeouts().stall,
     };
     let admission =
         admission::Admission::new(config.max_connections, config.max_connections_per_ip);

@@ -420,11 +420,31 @@ async fn silent_stalled_and_trickling_clients_are_cut_off() {
         assert_eq!(read_until_closed(&mut stream).await, b"");
     }
 
+    // Socket.IO long-polling: a POST whose body stops halfway.
+    let (head, body) =
+        common::http_request(server.http, "/socket.io/?EIO=4&transport=polling", &[]).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let open: Value = serde_json::from_str(body.trim_start_matches('0')).expect("open packet");
+    let sid = open["sid"].as_str().expect("sid");
+    let mut stream = tokio::net::TcpStream::connect(server.http)
+        .await
+        .expect("connect");
+    let post = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: text/plain\r\nContent-Length: 40\r\n\r\n42[\"message\""
+    );
+    stream.write_all(post.as_bytes()).await.expect("write");
+    let response = String::from_utf8(read_until_closed(&mut stream).await).expect("text");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response");
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+    assert_eq!(body, "");
+
     let expected = [
         (refusals("tcp-json", "connect_timeout"), 1.0),
         (refusals("tcp-json", "stall"), 2.0),
         (refusals("tcp-text", "stall"), 1.0),
         (refusals("socketio", "header_timeout"), 1.0),
+        (refusals("socketio", "stall"), 1.0),
         (refusals("websocket", "header_timeout"), 1.0),
     ];
     let metrics = server.metrics().await;
