@@ -311,4 +311,34 @@ mod tests {
         assert_eq!(config.tcp_text_port, ListenPort::On(0));
         assert_eq!(config.tcp_json_port, ListenPort::On(5000));
     }
+
+    #[test]
+    fn limits_have_their_defaults_and_zero_switches_them_off() {
+        let config = Config::parse_from(["chatterbox"]);
+        assert_eq!(
+            (config.max_connections, config.max_connections_per_ip),
+            (10_000, 256)
+        );
+        assert_eq!(config.limits().rate, RateLimit::default());
+        let timeouts = config.timeouts();
+        assert_eq!(timeouts.connect, Some(Duration::from_secs(30)));
+        assert_eq!(timeouts.stall, Some(Duration::from_secs(10)));
+        assert_eq!(config.header_timeout(), Some(Duration::from_secs(10)));
+
+        let config = Config::parse_from([
+            "chatterbox",
+            "--rate-lines-per-sec",
+            "0",
+            "--connect-timeout-ms",
+            "0",
+            "--stall-timeout-ms",
+            "250",
+            "--header-timeout-ms",
+            "0",
+        ]);
+        assert_eq!(config.limits().rate.lines_per_sec, 0);
+        assert_eq!(config.timeouts().connect, None);
+        assert_eq!(config.timeouts().stall, Some(Duration::from_millis(250)));
+        assert_eq!(config.header_timeout(), None);
+    }
 }
