@@ -39,6 +39,12 @@ pub const DEFAULT_PAGE_LINES: usize = 100;
 /// body, held in memory while it is written.
 pub const MAX_PAGE_LINES: usize = 1_000;
 
+/// Commits between two checkpoints of the write-ahead log into the database file. The
+/// checkpoint runs on a thread of its own: done by the writer (SQLite's default), its
+/// fsync of the database file would hold up every line behind it, for hundreds of
+/// milliseconds on a slow disk.
+const CHECKPOINT_COMMITS: usize = 256;
+
 /// Pause before retrying a commit that failed (disk full, I/O error): the batch stays
 /// queued meanwhile, nothing of it is relayed or dropped.
 const COMMIT_RETRY: Duration = Duration::from_millis(500);
@@ -129,6 +135,10 @@ impl Store {
             .map_err(open_error)?;
         connection
             .pragma_update(None, "synchronous", "FULL")
+            .map_err(open_error)?;
+        // Checkpoints are the checkpointer thread's (see CHECKPOINT_COMMITS).
+        connection
+            .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(open_error)?;
         let version: i64 = connection
             .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -317,11 +327,30 @@ impl<T: Send + 'static> Sequencer<T> {
             wake: Condvar::new(),
             capacity_lines,
         });
+        // The writer pokes the checkpointer every CHECKPOINT_COMMITS commits; a poke
+        // that finds one waiting is not needed. The checkpointer ends with the writer.
+        let (poke, pokes) = std::sync::mpsc::sync_channel::<()>(1);
+        let checkpoints = Connection::open(&store.path).map_err(|e| {
+            std::io::Error::other(format!("cannot open the history to checkpoint it: {e}"))
+        })?;
+        std::thread::Builder::new()
+            .name("history-checkpoint".into())
+            .spawn(move || {
+                for () in pokes {
+                    let started = Instant::now();
+                    match checkpoints.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        Ok(()) => {
+                            tracing::debug!(took = ?started.elapsed(), "history checkpointed")
+                        }
+                        Err(e) => tracing::warn!("cannot checkpoint the history: {e}"),
+                    }
+                }
+            })?;
         let thread = std::thread::Builder::new()
             .name("history-writer".into())
             .spawn({
                 let shared = shared.clone();
-                move || write_loop(&shared, store, deliver)
+                move || write_loop(&shared, store, deliver, &poke)
             })?;
         Ok(Self {
             shared,
@@ -370,7 +399,13 @@ impl<T> Drop for Sequencer<T> {
     }
 }
 
-fn write_loop<T>(shared: &Shared<T>, mut store: Store, mut deliver: impl FnMut(Vec<Committed<T>>)) {
+fn write_loop<T>(
+    shared: &Shared<T>,
+    mut store: Store,
+    mut deliver: impl FnMut(Vec<Committed<T>>),
+    checkpoint: &std::sync::mpsc::SyncSender<()>,
+) {
+    let mut commits = 0;
     loop {
         let batch: Vec<Queued<T>> = {
             let mut queue = lock(&shared.queue);
@@ -387,6 +422,13 @@ fn write_loop<T>(shared: &Shared<T>, mut store: Store, mut deliver: impl FnMut(V
             queue.items.drain(..).collect()
         };
         let ids = commit(shared, &mut store, &batch);
+        if !ids.is_empty() {
+            commits += 1;
+            if commits % CHECKPOINT_COMMITS == 0 {
+                // Full: a checkpoint is waiting to run already.
+                let _ = checkpoint.try_send(());
+            }
+        }
         let mut ids = ids.into_iter();
         let committed = batch
             .into_iter()
