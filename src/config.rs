@@ -11,7 +11,7 @@ use clap::Parser;
 
 use crate::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
 use crate::connection::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
-use crate::history::DEFAULT_HISTORY_QUEUE_LINES;
+use crate::history::{DEFAULT_HISTORY_QUEUE_LINES, Durability};
 use crate::http::DEFAULT_HEADER_TIMEOUT_MS;
 use crate::lobby::{
     DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
@@ -202,6 +202,12 @@ pub struct Config {
     /// committed here before it is relayed.
     #[arg(long, env = "CHATTERBOX_DB", default_value = DEFAULT_DB)]
     pub db: PathBuf,
+
+    /// What a line's commit waits for before the line is relayed: `full`, the disk (it
+    /// survives a power cut; every group commit waits for an fsync), or `normal`, the
+    /// operating system (it survives a crash of chatterbox, not of the machine).
+    #[arg(long, env = "CHATTERBOX_DB_DURABILITY", value_enum, default_value_t = Durability::Full)]
+    pub db_durability: Durability,
 
     /// Keep no history: lines are relayed at once and never written anywhere.
     #[arg(long, env = "CHATTERBOX_NO_HISTORY")]

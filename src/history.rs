@@ -3,9 +3,11 @@
 //!
 //! Storage: one table, `lines(id, time_ms, name, protocol, text)`, in a SQLite file
 //! (`rusqlite`, SQLite compiled in: nothing to install). The schema is created and
-//! migrated at start (`PRAGMA user_version`). The file is in WAL mode with
-//! `synchronous = FULL`: a committed line survives a crash of the process and of the
-//! machine.
+//! migrated at start (`PRAGMA user_version`). The file is in WAL mode; with
+//! [`Durability::Full`] (the default, `synchronous = FULL`) a committed line survives a
+//! crash of the process and of the machine, with [`Durability::Normal`] (`synchronous =
+//! NORMAL`) a crash of the process only: a power cut may take the latest commits back,
+//! and commits wait for no fsync.
 //!
 //! The [`Sequencer`] is the lobby's one writer: a thread of its own (SQLite is blocking;
 //! no tokio worker ever waits for the disk) that takes what is queued, commits every
@@ -87,6 +89,17 @@ pub enum HistoryError {
     Read(rusqlite::Error),
 }
 
+/// What a commit waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Durability {
+    /// The disk (an fsync per group commit): committed lines survive a power cut.
+    #[default]
+    Full,
+    /// The operating system: committed lines survive a crash of chatterbox (`kill -9`),
+    /// not of the machine; no fsync on the way of a line.
+    Normal,
+}
+
 /// A chat line to store.
 #[derive(Debug, Clone)]
 pub struct NewLine {
@@ -122,8 +135,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating it if needed) and migrates the history file at `path`.
+    /// Opens (creating it if needed) and migrates the history file at `path`, with
+    /// [`Durability::Full`].
     pub fn open(path: &Path) -> Result<Self, HistoryError> {
+        Self::open_with(path, Durability::Full)
+    }
+
+    /// Opens (creating it if needed) and migrates the history file at `path`.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Self, HistoryError> {
         let open_error = |cause| HistoryError::Open {
             path: path.to_owned(),
             cause,
@@ -134,7 +153,14 @@ impl Store {
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(open_error)?;
         connection
-            .pragma_update(None, "synchronous", "FULL")
+            .pragma_update(
+                None,
+                "synchronous",
+                match durability {
+                    Durability::Full => "FULL",
+                    Durability::Normal => "NORMAL",
+                },
+            )
             .map_err(open_error)?;
         // Checkpoints are the checkpointer thread's (see CHECKPOINT_COMMITS).
         connection
@@ -588,6 +614,19 @@ mod tests {
         let error = Store::open(&path).err().unwrap().to_string();
         assert!(error.contains("notes.txt"), "{error}");
         assert!(error.contains("not a database"), "{error}");
+    }
+
+    #[test]
+    fn durability_sets_what_a_commit_waits_for() {
+        let dir = tempfile::tempdir().unwrap();
+        for (durability, synchronous) in [(Durability::Full, 2), (Durability::Normal, 1)] {
+            let store = Store::open_with(&dir.path().join("h.db"), durability).unwrap();
+            let got: i64 = store
+                .connection
+                .pragma_query_value(None, "synchronous", |row| row.get(0))
+                .unwrap();
+            assert_eq!(got, synchronous, "{durability:?}");
+        }
     }
 
     #[test]

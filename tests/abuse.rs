@@ -1,6 +1,6 @@
-//! Resilience: a slow reader is cut off while everyone else keeps every line in order;
-//! bad input and connection storms on every listener leave the clients of all four
-//! protocols chatting.
+//! Resilience: slow readers (TCP, WebSocket, Socket.IO) are cut off while everyone else
+//! keeps every line in order; bad input and connection storms on every listener leave
+//! the clients of all four protocols chatting.
 
 mod common;
 
@@ -294,4 +294,128 @@ async fn two_hundred_connections_opened_and_dropped_at_once_on_every_listener() 
 
     server.wait_for_members(4).await;
     everyone.chat("after the storm").await;
+}
+
+/// A socket to `address` with a receive buffer of 1 KiB: a reader that never reads
+/// fills it, and then the server's side, fast.
+async fn tiny_window(address: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(1_024).expect("rcvbuf");
+    socket.connect(address).await.expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_websocket_and_socketio_readers_are_cut_off_and_announced_as_left() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    const LINE_CHARS: usize = 16_000;
+    let server = TestServer::spawn_with(|c| {
+        c.outbox_messages = 16;
+        c.max_message_chars = LINE_CHARS;
+    })
+    .await;
+    let mut observer = Client::named(&server, "observer").await;
+
+    // A Socket.IO client of its own making (Engine.IO v4 over WebSocket) that names
+    // itself and then never reads again.
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.http);
+    let (mut slow_sio, _) = tokio_tungstenite::client_async(url, tiny_window(server.http).await)
+        .await
+        .expect("socket.io handshake");
+    let open = tokio::time::timeout(WAIT, slow_sio.next())
+        .await
+        .expect("open packet");
+    assert!(
+        open.expect("open")
+            .expect("frame")
+            .to_text()
+            .expect("text")
+            .starts_with('0')
+    );
+    slow_sio.send(Message::text("40")).await.expect("connect");
+    let connected = tokio::time::timeout(WAIT, slow_sio.next())
+        .await
+        .expect("connected");
+    assert!(
+        connected
+            .expect("open")
+            .expect("frame")
+            .to_text()
+            .expect("text")
+            .starts_with("40")
+    );
+    slow_sio
+        .send(Message::text(r#"42["newUser","slowsio"]"#))
+        .await
+        .expect("newUser");
+    observer.expect_update(common::joined("slowsio")).await;
+
+    // A plain WebSocket client that never reads: announced as a guest when it connects.
+    let url = format!("ws://{}/", server.websocket.expect("on"));
+    let websocket = tiny_window(server.websocket.expect("on")).await;
+    let (slow_ws, _) = tokio_tungstenite::client_async(url, websocket)
+        .await
+        .expect("websocket handshake");
+    let guest_join = observer.expect_event("update").await;
+    let guest = guest_join["message"]
+        .as_str()
+        .and_then(|m| m.strip_suffix("님이 접속하였습니다."))
+        .expect("a guest's join")
+        .to_owned();
+
+    let mut writer = TcpClient::connect(server.tcp_json).await;
+    writer.command("CONNECT", "w").await;
+    observer.expect_update(common::joined("w")).await;
+    let (echo, mut writer) = writer.stream.into_split();
+    let echoes = tokio::spawn(async move {
+        let mut echo = echo;
+        let mut sink = vec![0; 256 * 1024];
+        while matches!(echo.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+
+    // Long lines, each sent once the observer has the one before: the observer reads
+    // every line in order while the two that never read are cut off and announced.
+    let mut leaves = Vec::new();
+    let mut after_both = 0;
+    for n in 0.. {
+        assert!(n < 5_000, "not cut off; leaves so far: {leaves:?}");
+        let text = format!("{n:06}{}", "y".repeat(LINE_CHARS - 6));
+        let command = json!({"type": "CHAT", "content": text}).to_string();
+        writer.write_all(command.as_bytes()).await.expect("write");
+        loop {
+            let update = observer.expect_event("update").await;
+            if update["type"] == "disconnect" {
+                leaves.push(update["message"].as_str().expect("text").to_owned());
+                continue;
+            }
+            assert_eq!(update, line("w", &text));
+            break;
+        }
+        if leaves.len() == 2 {
+            after_both += 1;
+            if after_both == 20 {
+                break;
+            }
+        }
+    }
+    leaves.sort();
+    let mut expected = vec![
+        format!("{guest}님이 나가셨습니다."),
+        "slowsio님이 나가셨습니다.".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(leaves, expected);
+    // Gone from the lobby: the observer and the writer are left.
+    server.wait_for_members(2).await;
+    let metrics = common::http_get(server.http, "/metrics").await;
+    for protocol in ["socketio", "websocket"] {
+        let counter =
+            format!(r#"chatterbox_slow_consumer_cutoffs_total{{protocol="{protocol}"}} 1"#);
+        assert!(
+            metrics.lines().any(|l| l == counter),
+            "{counter} in\n{metrics}"
+        );
+    }
+    echoes.abort();
+    drop((slow_sio, slow_ws));
 }
