@@ -433,7 +433,7 @@ fn write_loop<T>(
 ) {
     let mut commits = 0;
     loop {
-        let batch: Vec<Queued<T>> = {
+        let batch: VecDeque<Queued<T>> = {
             let mut queue = lock(&shared.queue);
             while queue.items.is_empty() && !queue.closed {
                 queue = shared
@@ -445,7 +445,8 @@ fn write_loop<T>(
                 return; // closed and drained
             }
             // The lines stay counted until committed: the queue's bound covers them.
-            queue.items.drain(..).collect()
+            // Taken whole: the queue starts again small, not at the size of its last burst.
+            std::mem::take(&mut queue.items)
         };
         let ids = commit(shared, &mut store, &batch);
         if !ids.is_empty() {
@@ -480,7 +481,7 @@ fn write_loop<T>(
 
 /// Commits the batch's lines, retrying until the disk takes them: what was accepted is
 /// never dropped. Returns their ids.
-fn commit<T>(shared: &Shared<T>, store: &mut Store, batch: &[Queued<T>]) -> Vec<i64> {
+fn commit<T>(shared: &Shared<T>, store: &mut Store, batch: &VecDeque<Queued<T>>) -> Vec<i64> {
     let lines = batch.iter().filter_map(|queued| queued.line.as_ref());
     let count = lines.clone().count();
     if count == 0 {
