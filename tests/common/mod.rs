@@ -534,21 +534,8 @@ impl TcpClient {
     /// Reads until `expected` has come; what came before it must hold no chat line
     /// (` : `): presence notices of other connections only.
     pub async fn expect_eventually(&mut self, expected: impl AsRef<[u8]>) {
-        let expected = expected.as_ref();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(at) = self
-                .received
-                .windows(expected.len())
-                .position(|window| window == expected)
-            {
-                let skipped: Vec<u8> = self.received.drain(..at + expected.len()).collect();
-                let skipped = String::from_utf8_lossy(&skipped[..at]).into_owned();
-                assert!(!skipped.contains(" : "), "skipped a line: {skipped:?}");
-                return;
-            }
-            self.read_more(deadline, expected).await;
-        }
+        let skipped = self.expect_somewhere(expected).await;
+        assert!(!skipped.contains(" : "), "skipped a line: {skipped:?}");
     }
 
     /// Reads what has come (at least a byte) before `deadline`, waiting for `expected`.
@@ -575,8 +562,8 @@ impl TcpClient {
     }
 
     /// Reads until `expected` has come, whatever comes before it (other members'
-    /// lines included).
-    pub async fn expect_somewhere(&mut self, expected: impl AsRef<[u8]>) {
+    /// lines included); returns what came before it.
+    pub async fn expect_somewhere(&mut self, expected: impl AsRef<[u8]>) -> String {
         let expected = expected.as_ref();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -585,8 +572,8 @@ impl TcpClient {
                 .windows(expected.len())
                 .position(|window| window == expected)
             {
-                self.received.drain(..at + expected.len());
-                return;
+                let skipped: Vec<u8> = self.received.drain(..at + expected.len()).collect();
+                return String::from_utf8_lossy(&skipped[..at]).into_owned();
             }
             self.read_more(deadline, expected).await;
         }
