@@ -305,7 +305,7 @@ async fn tiny_window(address: std::net::SocketAddr) -> tokio::net::TcpStream {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn slow_websocket_and_socketio_readers_are_cut_off_and_announced_as_left() {
+async fn slow_websocket_socketio_and_tcp_text_readers_are_cut_off_and_announced_as_left() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     const LINE_CHARS: usize = 16_000;
@@ -333,17 +333,21 @@ async fn slow_websocket_and_socketio_readers_are_cut_off_and_announced_as_left()
             .starts_with('0')
     );
     slow_sio.send(Message::text("40")).await.expect("connect");
-    let connected = tokio::time::timeout(WAIT, slow_sio.next())
-        .await
-        .expect("connected");
-    assert!(
-        connected
+    // Until the namespace is joined, the heartbeat is answered (a ping may come first).
+    loop {
+        let frame = tokio::time::timeout(WAIT, slow_sio.next())
+            .await
+            .expect("connected")
             .expect("open")
-            .expect("frame")
-            .to_text()
-            .expect("text")
-            .starts_with("40")
-    );
+            .expect("frame");
+        match frame.to_text().expect("text") {
+            "2" => slow_sio.send(Message::text("3")).await.expect("pong"),
+            connected => {
+                assert!(connected.starts_with("40"), "{connected}");
+                break;
+            }
+        }
+    }
     slow_sio
         .send(Message::text(r#"42["newUser","slowsio"]"#))
         .await
@@ -356,12 +360,18 @@ async fn slow_websocket_and_socketio_readers_are_cut_off_and_announced_as_left()
     let (slow_ws, _) = tokio_tungstenite::client_async(url, websocket)
         .await
         .expect("websocket handshake");
-    let guest_join = observer.expect_event("update").await;
-    let guest = guest_join["message"]
-        .as_str()
-        .and_then(|m| m.strip_suffix("님이 접속하였습니다."))
-        .expect("a guest's join")
-        .to_owned();
+    async fn guest_joins(observer: &mut Client) -> String {
+        let join = observer.expect_event("update").await;
+        join["message"]
+            .as_str()
+            .and_then(|m| m.strip_suffix("님이 접속하였습니다."))
+            .expect("a guest's join")
+            .to_owned()
+    }
+    let guest = guest_joins(&mut observer).await;
+    // A TCP text client that never reads, a guest too.
+    let slow_text = tiny_window(server.tcp_text.expect("on")).await;
+    let text_guest = guest_joins(&mut observer).await;
 
     let mut writer = TcpClient::connect(server.tcp_json).await;
     writer.command("CONNECT", "w").await;
@@ -374,7 +384,7 @@ async fn slow_websocket_and_socketio_readers_are_cut_off_and_announced_as_left()
     });
 
     // Long lines, each sent once the observer has the one before: the observer reads
-    // every line in order while the two that never read are cut off and announced.
+    // every line in order while the three that never read are cut off and announced.
     let mut leaves = Vec::new();
     let mut after_both = 0;
     for n in 0.. {
@@ -391,7 +401,7 @@ async fn slow_websocket_and_socketio_readers_are_cut_off_and_announced_as_left()
             assert_eq!(update, line("w", &text));
             break;
         }
-        if leaves.len() == 2 {
+        if leaves.len() == 3 {
             after_both += 1;
             if after_both == 20 {
                 break;
@@ -401,6 +411,7 @@ async fn slow_websocket_and_socketio_readers_are_cut_off_and_announced_as_left()
     leaves.sort();
     let mut expected = vec![
         format!("{guest}님이 나가셨습니다."),
+        format!("{text_guest}님이 나가셨습니다."),
         "slowsio님이 나가셨습니다.".to_owned(),
     ];
     expected.sort();
@@ -408,7 +419,7 @@ async fn slow_websocket_and_socketio_readers_are_cut_off_and_announced_as_left()
     // Gone from the lobby: the observer and the writer are left.
     server.wait_for_members(2).await;
     let metrics = common::http_get(server.http, "/metrics").await;
-    for protocol in ["socketio", "websocket"] {
+    for protocol in ["socketio", "websocket", "tcp-text"] {
         let counter =
             format!(r#"chatterbox_slow_consumer_cutoffs_total{{protocol="{protocol}"}} 1"#);
         assert!(
@@ -417,5 +428,5 @@ async fn slow_websocket_and_socketio_readers_are_cut_off_and_announced_as_left()
         );
     }
     echoes.abort();
-    drop((slow_sio, slow_ws));
+    drop((slow_sio, slow_ws, slow_text));
 }
