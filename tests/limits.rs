@@ -1,4 +1,4 @@
-//! The limits on connections, message rate and time: each one hit on every protocol
+//! The limits on connections, message rate, time and size: each one hit on every protocol
 //! where it applies, with the exact error the offender gets and the refusal counted in
 //! `/metrics`, while a crowd of twenty well-behaved clients (tests/common/crowd.rs)
 //! gets every line in order.
@@ -453,5 +453,65 @@ async fn silent_stalled_and_trickling_clients_are_cut_off() {
     }
     // Pages are still served.
     http_get(server.http, "/healthz").await;
+    crowd.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sizes_over_their_limits_are_refused_on_every_protocol() {
+    let server = TestServer::spawn_with(|config| {
+        // The crowd's names (`WebSocket4` …) fit.
+        config.max_name_chars = 12;
+        config.max_message_chars = 50;
+        config.max_ws_message_bytes = 1_000;
+        config.max_json_object_bytes = 1_000;
+    })
+    .await;
+    let crowd = Crowd::join(&server, 0)
+        .await
+        .start(Duration::from_millis(100));
+    let long_line = "가".repeat(51);
+    let too_long = "message is longer than 50 characters";
+
+    // A name over the limit is cut, not refused.
+    let mut sio = Client::connect(&server).await;
+    sio.emit("newUser", json!("averyverylongname")).await;
+    loop {
+        let update = sio.expect_event("update").await;
+        if update == common::joined("averyverylon") {
+            break;
+        }
+        assert_ne!(update["type"], "connect", "{update}");
+    }
+    sio.say(&long_line).await;
+    sio_expect_error(&mut sio, too_long).await;
+
+    let mut ws = WsClient::connect(server.websocket).await;
+    ws.say("ws", &long_line).await;
+    ws_expect(&mut ws, ws_error(too_long)).await;
+    ws.send_text(json!({"name": "ws", "msg": "x".repeat(1_000)}).to_string())
+        .await;
+    let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: CloseCode::Size,
+        reason: "message too big".into(),
+    };
+    ws_expect(&mut ws, Message::Close(Some(close))).await;
+
+    let mut tj = TcpClient::connect(server.tcp_json).await;
+    tj.command("CONNECT", "tj").await;
+    tj.command("CHAT", &long_line).await;
+    tj.expect_somewhere(format!("error: {too_long}\n")).await;
+    tj.command("CHAT", &"x".repeat(1_000)).await;
+    tj.expect_closed_with("error: object larger than 1000 bytes\n")
+        .await;
+
+    let metrics = server.metrics().await;
+    for protocol in ["socketio", "websocket", "tcp-json"] {
+        let count = metrics.value(&refusals(protocol, "message_too_long"));
+        assert_eq!(count, Some(1.0), "{protocol}");
+    }
+    for protocol in ["websocket", "tcp-json"] {
+        let count = metrics.value(&refusals(protocol, "too_large"));
+        assert_eq!(count, Some(1.0), "{protocol}");
+    }
     crowd.finish().await;
 }
