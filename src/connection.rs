@@ -72,7 +72,55 @@ where
     R: Fn(TcpStream, SocketAddr, Refused) -> RFut,
     RFut: Future<Output = ()> + Send + 'static,
 {
-    let name = protocol.as_str();
+    let accepting = Accepting {
+        name: protocol.as_str(),
+        protocol,
+        listener,
+        admission,
+        shutdown,
+    };
+    let connection = |stream, peer, permit| hold(permit, connection(stream, peer));
+    accept_with(accepting, connection, refuse, async {}).await
+}
+
+/// A listener for [`accept_with`], with what it is called in the log and the metrics.
+pub struct Accepting {
+    /// Its name in the log: `listening NAME=ADDRESS`.
+    pub name: &'static str,
+    /// The protocol its refused connections are counted under.
+    pub protocol: Protocol,
+    /// The listener.
+    pub listener: TcpListener,
+    /// Who may connect.
+    pub admission: Admission,
+    /// Stops accepting.
+    pub shutdown: CancellationToken,
+}
+
+/// The accept loop of every listener: accepts until `shutdown`, runs `connection` with
+/// its admission permit for each connection admitted and `refuse` for each other one,
+/// each in a task of its own; once accepting has stopped, runs `stopped` (which ends
+/// the connections, for listeners whose connections do not end on `shutdown` alone),
+/// and returns when every connection task has ended.
+pub async fn accept_with<F, Fut, R, RFut>(
+    accepting: Accepting,
+    connection: F,
+    refuse: R,
+    stopped: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    F: Fn(TcpStream, SocketAddr, Permit) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+    R: Fn(TcpStream, SocketAddr, Refused) -> RFut,
+    RFut: Future<Output = ()> + Send + 'static,
+{
+    let Accepting {
+        name,
+        protocol,
+        listener,
+        admission,
+        shutdown,
+    } = accepting;
     tracing::info!("listening {name}={}", listener.local_addr()?);
     let tasks = TaskTracker::new();
     loop {
@@ -80,13 +128,13 @@ where
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Chat frames are small and latency matters: no Nagle delay.
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
                     }
                     match admission.admit(peer.ip()) {
                         Ok(permit) => {
-                            let connection = connection(stream, peer);
-                            tasks.spawn(hold(permit, connection));
+                            tasks.spawn(connection(stream, peer, permit));
                         }
                         Err(why) => {
                             refused_connection(protocol, peer, why);
@@ -102,6 +150,7 @@ where
         }
     }
     drop(listener);
+    stopped.await;
     tasks.close();
     tasks.wait().await;
     Ok(())

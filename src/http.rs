@@ -46,7 +46,6 @@ use socketioxide::SocketIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -54,7 +53,7 @@ use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use crate::admission::{Admission, Permit, REFUSAL_TIMEOUT, Refused};
-use crate::connection::refused_connection;
+use crate::connection::{Accepting, accept_with};
 use crate::lobby::{Lobby, Protocol};
 use crate::origins::AllowedOrigins;
 use crate::{api, assets, socketio, telemetry};
@@ -63,10 +62,6 @@ use crate::{api, assets, socketio, telemetry};
 /// packet, so ten seconds is generous on any network, and short enough that a slowloris
 /// client trickling headers cannot hold many connections for long.
 pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
-
-/// Pause after a failed `accept` (out of file descriptors, mostly): retrying at once
-/// would spin while nothing can change.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What the HTTP listener needs beyond the lobby.
 #[derive(Debug, Clone)]
@@ -134,51 +129,49 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .with_state(lobby);
 
-    tracing::info!("listening http={}", listener.local_addr()?);
-    let tasks = TaskTracker::new();
     // Cancelled once every socket is closed: connections finish their request and end.
     let drain = CancellationToken::new();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    // Chat frames are small and latency matters: no Nagle delay.
-                    if let Err(e) = stream.set_nodelay(true) {
-                        tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
-                    }
-                    match admission.admit(peer.ip()) {
-                        Ok(permit) => {
-                            let stream = Admitted { stream, _permit: permit };
-                            let connection = Connection { peer, header_timeout: settings.header_timeout, drain: drain.clone() };
-                            tasks.spawn(connection.serve(stream, app.clone(), true));
-                        }
-                        Err(why) => {
-                            refused_connection(Protocol::SocketIo, peer, why);
-                            // Bounded by REFUSAL_TIMEOUT as a whole, not counted as slow.
-                            let connection = Connection { peer, header_timeout: None, drain: drain.clone() };
-                            let refusal = connection.serve(stream, refusal(operators.clone(), why), false);
-                            tasks.spawn(async move {
-                                if tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await.is_err() {
-                                    tracing::debug!(%peer, "refusal not taken in time");
-                                }
-                            });
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("http: cannot accept a connection: {e}");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
+    let accepting = Accepting {
+        name: "http",
+        protocol: Protocol::SocketIo,
+        listener,
+        admission,
+        shutdown,
+    };
+    let connection = |stream, peer, permit| {
+        let stream = Admitted {
+            stream,
+            _permit: permit,
+        };
+        let connection = Connection {
+            peer,
+            header_timeout: settings.header_timeout,
+            drain: drain.clone(),
+        };
+        connection.serve(stream, app.clone(), true)
+    };
+    let refuse = |stream, peer, why| {
+        // Bounded by REFUSAL_TIMEOUT as a whole, not counted as slow.
+        let connection = Connection {
+            peer,
+            header_timeout: None,
+            drain: drain.clone(),
+        };
+        let refusal = connection.serve(stream, refusal(operators.clone(), why), false);
+        async move {
+            if tokio::time::timeout(REFUSAL_TIMEOUT, refusal)
+                .await
+                .is_err()
+            {
+                tracing::debug!(%peer, "refusal not taken in time");
+            }
         }
-    }
-    drop(listener);
-    io.close().await;
-    drain.cancel();
-    tasks.close();
-    tasks.wait().await;
-    Ok(())
+    };
+    let stopped = async {
+        io.close().await;
+        drain.cancel();
+    };
+    accept_with(accepting, connection, refuse, stopped).await
 }
 
 /// What a connection over the limits is answered: `/healthz` and `/metrics` as usual,
