@@ -410,7 +410,10 @@ impl<T: Send + 'static> Sequencer<T> {
             tracing::error!("the history writer panicked");
         }
     }
+}
 
+impl<T> Sequencer<T> {
+    /// Lets the writer end once it has drained what is queued.
     fn close(&self) {
         lock(&self.shared.queue).closed = true;
         self.shared.wake.notify_one();
@@ -419,9 +422,7 @@ impl<T: Send + 'static> Sequencer<T> {
 
 impl<T> Drop for Sequencer<T> {
     fn drop(&mut self) {
-        // The writer drains what is queued, then ends on its own.
-        lock(&self.shared.queue).closed = true;
-        self.shared.wake.notify_one();
+        self.close();
     }
 }
 
