@@ -33,11 +33,15 @@
 //!
 //! Event handlers run inline, in the order the socket's packets arrive: socketioxide
 //! spawns one task per event for `async` handlers, which may run a socket's second line
-//! before its first, and may run a `newUser` before the handlers are registered. The
-//! handlers here implement socketioxide's handler traits directly so that nothing is
-//! spawned and nothing is reordered.
+//! before its first. The handlers here implement socketioxide's handler traits directly
+//! so that nothing is spawned and nothing is reordered. They are registered, and the
+//! socket joins the lobby, in the namespace's connect *middleware*: socketioxide sends
+//! the connect packet (`40`) after its middlewares and before its connect handler, and a
+//! client may emit the moment `40` arrives (the official client sends what it buffered).
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
 use socketioxide::SocketIo;
@@ -96,19 +100,33 @@ enum Malformed {
 
 /// A lobby member's outbox and room seat: the socket's own bounded queue, filled with
 /// `try_send` (socketioxide's `emit` never waits; it fails when the queue is full).
+///
+/// It holds the socket weakly: the socket holds the member (in its extensions), the
+/// member the lobby, and the lobby this outbox, so a strong reference would be a cycle
+/// that keeps a socket socketioxide has let go of (say, one whose `40` could not be
+/// sent) in the lobby for ever.
 #[derive(Clone)]
 struct SocketOutbox {
-    socket: SocketRef,
+    socket: Weak<Socket>,
 }
 
 impl SocketOutbox {
+    fn new(socket: &Arc<Socket>) -> Self {
+        Self {
+            socket: Arc::downgrade(socket),
+        }
+    }
+
     fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), Refusal> {
-        match self.socket.emit(event, data) {
+        let Some(socket) = self.socket.upgrade() else {
+            return Err(Refusal::Closed);
+        };
+        match socket.emit(event, data) {
             Ok(()) => Ok(()),
             Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(Refusal::Full),
             Err(SendError::Socket(SocketError::Closed)) => Err(Refusal::Closed),
             Err(e) => {
-                tracing::error!(socket = %self.socket.id, "cannot encode {event}: {e}");
+                tracing::error!(socket = %socket.id, "cannot encode {event}: {e}");
                 Err(Refusal::Closed)
             }
         }
@@ -145,10 +163,13 @@ impl Outbox for SocketOutbox {
     }
 
     fn cut_off(&self) {
+        let Some(socket) = self.socket.upgrade() else {
+            return; // gone already
+        };
         // The disconnect packet needs a place in the very queue that is full; when there
         // is none, the heartbeat (ping timeout) ends the connection instead.
-        if let Err(e) = self.socket.clone().disconnect() {
-            tracing::warn!(socket = %self.socket.id, "slow consumer not disconnected yet: {e}");
+        if let Err(e) = SocketRef::from(socket.clone()).disconnect() {
+            tracing::warn!(socket = %socket.id, "slow consumer not disconnected yet: {e}");
         }
     }
 }
@@ -163,8 +184,8 @@ impl Seat for SocketOutbox {
     }
 }
 
-/// Connect handler of the `/` namespace: joins the lobby and registers the event handlers
-/// before any event of the socket can be processed.
+/// Connect handler of the `/` namespace. Its middleware joins the lobby and registers the
+/// event handlers before the connect packet is sent (see the module doc).
 #[derive(Clone)]
 struct OnConnect {
     lobby: Lobby,
@@ -174,14 +195,28 @@ struct OnConnect {
 struct Inline;
 
 impl ConnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnConnect {
-    fn call(&self, socket: Arc<Socket>, _auth: Option<Value>) {
-        let socket = SocketRef::from(socket);
-        let member = self.lobby.join(
-            Protocol::SocketIo,
-            SocketOutbox {
-                socket: socket.clone(),
-            },
-        );
+    fn call_middleware<'a>(
+        &'a self,
+        socket: Arc<Socket>,
+        _auth: &'a Option<Value>,
+    ) -> Pin<Box<dyn Future<Output = MiddlewareResult> + Send + 'a>> {
+        self.prepare(socket);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn call(&self, _socket: Arc<Socket>, _auth: Option<Value>) {
+        // Everything was done in the middleware, before the client was told it is in.
+    }
+}
+
+/// What socketioxide's connect middlewares return.
+type MiddlewareResult = Result<(), Box<dyn std::fmt::Display + Send>>;
+
+impl OnConnect {
+    fn prepare(&self, socket: Arc<Socket>) {
+        let member = self
+            .lobby
+            .join(Protocol::SocketIo, SocketOutbox::new(&socket));
         socket.extensions.insert(Arc::new(member));
         socket.on("newUser", OnEvent(new_user));
         socket.on("message", OnEvent(message));
@@ -189,8 +224,8 @@ impl ConnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnConnect {
         socket.on("chat message", OnEvent(room_line));
         socket.on("members", SubscribeMembers(self.lobby.clone()));
         socket.on_disconnect(async |socket: SocketRef| {
-            // Dropping the member leaves the lobby and breaks the cycle socket → member →
-            // lobby → outbox → socket.
+            // Dropping the member leaves the lobby now, not once socketioxide lets go of
+            // the socket.
             socket.extensions.remove::<Arc<Member>>();
             if let Some(PresenceWatch(watch)) = socket.extensions.remove::<PresenceWatch>() {
                 watch.cancel();
@@ -313,9 +348,7 @@ fn message(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Ref
 
 fn room(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Refused> {
     let name: String = decode(socket, data).ok_or(Malformed::Room)?;
-    let seat = SocketOutbox {
-        socket: SocketRef::from(socket.clone()),
-    };
+    let seat = SocketOutbox::new(socket);
     match member.take_seat(&name, seat) {
         Ok(_) => Ok(()),
         Err(LobbyError::Room(RoomError::Full)) => {

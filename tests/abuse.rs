@@ -348,11 +348,6 @@ async fn slow_websocket_socketio_and_tcp_text_readers_are_cut_off_and_announced_
             }
         }
     }
-    // socketioxide sends "40" before it runs the connect handler that registers the
-    // event handlers, so a `newUser` sent at once can find none and be dropped (a race
-    // in socketioxide 0.18, to be fixed with a connect middleware): wait until the
-    // handler has run, which is when the socket is a lobby member.
-    server.wait_for_members(2).await;
     slow_sio
         .send(Message::text(r#"42["newUser","slowsio"]"#))
         .await

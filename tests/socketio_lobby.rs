@@ -258,3 +258,54 @@ async fn shutdown_returns_cleanly_and_stops_listening() {
     assert!(tokio::net::TcpStream::connect(http).await.is_err());
     drop(alice);
 }
+
+/// A client may emit the moment the namespace's connect packet (`40`) arrives, as the
+/// official client does with what it buffered while connecting: that first event must
+/// not be lost. Many clients at once, over raw WebSocket frames, so that each sends its
+/// `newUser` in the very instant after `40`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_sent_the_moment_the_namespace_is_joined_is_not_lost() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const CLIENTS: usize = 100;
+    let server = TestServer::spawn().await;
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.http);
+    let mut clients = tokio::task::JoinSet::new();
+    for index in 0..CLIENTS {
+        let url = url.clone();
+        clients.spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("handshake");
+            let own_join = format!(
+                r#"42["update",{{"type":"connect","name":"SERVER","message":"fast{index}님이 접속하였습니다."}}]"#
+            );
+            loop {
+                let frame = ws.next().await.expect("open").expect("frame");
+                let text = frame.to_text().expect("text").to_owned();
+                if text.starts_with('0') {
+                    ws.send(Message::text("40")).await.expect("connect");
+                } else if text.starts_with("40") {
+                    ws.send(Message::text(format!(r#"42["newUser","fast{index}"]"#)))
+                        .await
+                        .expect("newUser");
+                } else if text == "2" {
+                    ws.send(Message::text("3")).await.expect("pong");
+                } else if text == own_join {
+                    return ws;
+                }
+            }
+        });
+    }
+    let mut joined = Vec::new();
+    while let Some(client) = tokio::time::timeout(common::WAIT, clients.join_next())
+        .await
+        .expect("every client sees its own join announced")
+    {
+        joined.push(client.expect("client task"));
+    }
+    assert_eq!(joined.len(), CLIENTS);
+    assert_eq!(
+        server.get_json("/api/members").await["count"],
+        json!(CLIENTS)
+    );
+}
