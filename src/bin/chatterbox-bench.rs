@@ -26,18 +26,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_tungstenite::tungstenite::Message;
 
 /// How long a round waits for lines still in flight once the senders stop.
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// A lobby with no frame for this long has delivered everything.
 const QUIET: Duration = Duration::from_millis(500);
+
+/// With no member joining for this long, the run ends with an error, not a hang.
+const JOIN_STALL: Duration = Duration::from_secs(30);
 
 /// Most rounds of a search.
 const MAX_ROUNDS: usize = 14;
@@ -132,8 +133,9 @@ struct Shared {
     round: Mutex<Round>,
     disconnected: AtomicU64,
     finishing: AtomicBool,
-    /// Frames received by Socket.IO members, of any kind.
-    frames: AtomicU64,
+    /// Events received by Socket.IO members (Engine.IO pings, which never stop, are
+    /// not counted).
+    events: AtomicU64,
 }
 
 impl Shared {
@@ -141,38 +143,19 @@ impl Shared {
         u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Records a line `<sender>|<seq>|<µs>` received by a member that is sender `me`
-    /// (if it sends) and has seen `last[s]` of each sender so far.
-    fn record(&self, content: &str, me: Option<usize>, last: &mut [u64]) {
-        let mut fields = content.trim_end_matches(';').split('|');
-        let (Some(Ok(sender)), Some(Ok(seq)), Some(Ok(sent_us))) = (
-            fields.next().map(str::parse::<usize>),
-            fields.next().map(str::parse::<u64>),
-            fields.next().map(str::parse::<u64>),
-        ) else {
+    /// Adds what a member saw since it last reported to the round, and clears it.
+    fn report(&self, seen: &mut Seen) {
+        if seen.latencies_us.is_empty() && seen.echoed == 0 {
             return;
-        };
-        let Some(seen) = last.get_mut(sender) else {
-            return;
-        };
-        let now = self.now_us();
+        }
         let mut round = self.round.lock().unwrap_or_else(|p| p.into_inner());
-        if me == Some(sender) {
-            round.echoed += 1;
-            return;
+        round.received += seen.latencies_us.len() as u64;
+        round.duplicated += std::mem::take(&mut seen.duplicated);
+        round.reordered += std::mem::take(&mut seen.reordered);
+        round.echoed += std::mem::take(&mut seen.echoed);
+        for latency in seen.latencies_us.drain(..) {
+            round.latency_us.saturating_record(latency.max(1));
         }
-        match seq.cmp(&(*seen + 1)) {
-            std::cmp::Ordering::Equal => *seen = seq,
-            std::cmp::Ordering::Less => round.duplicated += 1,
-            std::cmp::Ordering::Greater => {
-                round.reordered += 1;
-                *seen = seq;
-            }
-        }
-        round.received += 1;
-        round
-            .latency_us
-            .saturating_record(now.saturating_sub(sent_us).max(1));
     }
 
     /// Counts a member whose connection ended before the run did.
@@ -190,103 +173,392 @@ impl Shared {
     }
 }
 
+/// What one receiver saw since it last reported to the round: it checks each sender's
+/// sequence numbers itself and takes the round's lock once per read, not once per line.
+struct Seen {
+    /// The sender this member is, if it sends.
+    me: Option<usize>,
+    /// The last sequence number seen of each sender.
+    last: Vec<u64>,
+    latencies_us: Vec<u64>,
+    duplicated: u64,
+    reordered: u64,
+    echoed: u64,
+}
+
+impl Seen {
+    fn new(senders: usize, me: Option<usize>) -> Self {
+        Self {
+            me,
+            last: vec![0; senders],
+            latencies_us: Vec::new(),
+            duplicated: 0,
+            reordered: 0,
+            echoed: 0,
+        }
+    }
+
+    /// Takes a line `<sender>|<seq>|<µs>;` received at `now_us`.
+    fn line(&mut self, content: &[u8], now_us: u64) {
+        let mut fields = content
+            .strip_suffix(b";")
+            .unwrap_or(content)
+            .split(|&b| b == b'|')
+            .map(|field| std::str::from_utf8(field).ok()?.parse::<u64>().ok());
+        let (Some(Some(sender)), Some(Some(seq)), Some(Some(sent_us))) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return;
+        };
+        let Ok(sender) = usize::try_from(sender) else {
+            return;
+        };
+        let Some(seen) = self.last.get_mut(sender) else {
+            return;
+        };
+        if self.me == Some(sender) {
+            self.echoed += 1;
+            return;
+        }
+        match seq.cmp(&(*seen + 1)) {
+            std::cmp::Ordering::Equal => *seen = seq,
+            std::cmp::Ordering::Less => self.duplicated += 1,
+            std::cmp::Ordering::Greater => {
+                self.reordered += 1;
+                *seen = seq;
+            }
+        }
+        self.latencies_us.push(now_us.saturating_sub(sent_us));
+    }
+}
+
 /// The content of `"key":"<content>"` in `text`.
-fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let start = text.find(key)? + key.len();
-    let len = text[start..].find('"')?;
+fn field<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let start = find(text, key)? + key.len();
+    let len = text[start..].iter().position(|&b| b == b'"')?;
     Some(&text[start..start + len])
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
 
-/// Reads text frames until one satisfies `done`, answering Engine.IO pings.
-async fn until_text(ws: &mut Ws, done: impl Fn(&str) -> bool) -> anyhow::Result<()> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
-                ws.send(Message::text("3")).await?;
+/// A WebSocket client reduced to what the benchmark needs, so that the generator costs
+/// less per line than the servers it measures: frames are parsed in place from one read
+/// buffer (every frame a read brings, in one go), and frames out are masked with a zero
+/// key, which RFC 6455 allows and which leaves the payload as it is.
+mod ws {
+    use anyhow::{Context, bail};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+    /// Room for a read; a larger frame grows the buffer.
+    const READ_BYTES: usize = 16 * 1024;
+
+    pub const TEXT: u8 = 0x1;
+    pub const CLOSE: u8 = 0x8;
+    pub const PING: u8 = 0x9;
+    const PONG: u8 = 0xA;
+
+    /// Connects to `ws://addr{path}`; returns the frames in and the way out.
+    pub async fn connect(addr: &str, path: &str) -> anyhow::Result<(Reader, Writer)> {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut buf = vec![0; READ_BYTES];
+        let mut end = 0;
+        let head_end = loop {
+            if end == buf.len() {
+                bail!("the upgrade response is over {} bytes", buf.len());
             }
-            Some(Ok(Message::Text(text))) if done(text.as_str()) => return Ok(()),
-            Some(Ok(Message::Close(_))) | None => bail!("closed during the handshake"),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
+            let n = stream.read(&mut buf[end..]).await?;
+            if n == 0 {
+                bail!("closed during the WebSocket upgrade");
+            }
+            end += n;
+            if let Some(at) = super::find(&buf[..end], b"\r\n\r\n") {
+                break at + 4;
+            }
+        };
+        if !buf.starts_with(b"HTTP/1.1 101") {
+            let status = String::from_utf8_lossy(&buf[..head_end]);
+            bail!("upgrade refused: {}", status.lines().next().unwrap_or(""));
+        }
+        let (read, write) = stream.into_split();
+        Ok((
+            Reader {
+                read,
+                buf,
+                start: head_end,
+                end,
+            },
+            Writer { write },
+        ))
+    }
+
+    /// The frame whose header starts `bytes`: its opcode, payload length and header
+    /// length, once the header is whole.
+    pub fn frame_at(bytes: &[u8]) -> anyhow::Result<Option<(u8, usize, usize)>> {
+        let [first, second, ..] = *bytes else {
+            return Ok(None);
+        };
+        if first & 0x80 == 0 {
+            bail!("fragmented frames are not supported");
+        }
+        if second & 0x80 != 0 {
+            bail!("a masked frame from the server");
+        }
+        let (len, header) = match second & 0x7f {
+            126 if bytes.len() >= 4 => (u64::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 if bytes.len() >= 10 => {
+                let mut len = [0; 8];
+                len.copy_from_slice(&bytes[2..10]);
+                (u64::from_be_bytes(len), 10)
+            }
+            126 | 127 => return Ok(None),
+            len => (u64::from(len), 2),
+        };
+        Ok(Some((first & 0x0f, usize::try_from(len)?, header)))
+    }
+
+    /// Frames from the server.
+    pub struct Reader {
+        read: OwnedReadHalf,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+    }
+
+    impl Reader {
+        /// Waits for more bytes.
+        pub async fn fill(&mut self) -> anyhow::Result<()> {
+            if self.start == self.end {
+                (self.start, self.end) = (0, 0);
+            } else if self.end == self.buf.len() {
+                if self.start > 0 {
+                    self.buf.copy_within(self.start..self.end, 0);
+                    (self.start, self.end) = (0, self.end - self.start);
+                } else {
+                    self.buf.resize(self.buf.len() * 2, 0);
+                }
+            }
+            let n = self.read.read(&mut self.buf[self.end..]).await?;
+            if n == 0 {
+                bail!("connection closed");
+            }
+            self.end += n;
+            Ok(())
+        }
+
+        /// The next whole frame already read: its opcode and payload.
+        pub fn next_frame(&mut self) -> anyhow::Result<Option<(u8, &[u8])>> {
+            let bytes = &self.buf[self.start..self.end];
+            let Some((opcode, len, header)) = frame_at(bytes)? else {
+                return Ok(None);
+            };
+            if bytes.len() < header + len {
+                if self.start + header + len > self.buf.len() {
+                    // Room for the whole frame once `fill` moves it to the front.
+                    self.buf.resize((header + len).max(self.buf.len()), 0);
+                }
+                return Ok(None);
+            }
+            let payload = self.start + header..self.start + header + len;
+            self.start = payload.end;
+            Ok(Some((opcode, &self.buf[payload])))
+        }
+
+        /// The next text frame, answering pings on the way (for handshakes).
+        pub async fn next_text(&mut self, writer: &mut Writer) -> anyhow::Result<String> {
+            loop {
+                match self.next_frame()? {
+                    Some((TEXT, text)) => return Ok(String::from_utf8_lossy(text).into_owned()),
+                    Some((PING, payload)) => {
+                        let payload = payload.to_vec();
+                        writer.pong(&payload).await?;
+                    }
+                    Some((CLOSE, _)) => bail!("closed by the server"),
+                    Some(_) => {}
+                    None => self.fill().await?,
+                }
+            }
+        }
+    }
+
+    /// Frames to the server.
+    pub struct Writer {
+        write: OwnedWriteHalf,
+    }
+
+    impl Writer {
+        pub async fn text(&mut self, text: &str) -> anyhow::Result<()> {
+            self.send(0x80 | TEXT, text.as_bytes()).await
+        }
+
+        pub async fn pong(&mut self, payload: &[u8]) -> anyhow::Result<()> {
+            self.send(0x80 | PONG, payload).await
+        }
+
+        async fn send(&mut self, first: u8, payload: &[u8]) -> anyhow::Result<()> {
+            let mut frame = Vec::with_capacity(payload.len() + 14);
+            frame.push(first);
+            match payload.len() {
+                len @ 0..=125 => frame.push(0x80 | len as u8),
+                len @ 126..=0xffff => {
+                    frame.push(0x80 | 126);
+                    frame.extend_from_slice(&(len as u16).to_be_bytes());
+                }
+                len => {
+                    frame.push(0x80 | 127);
+                    frame.extend_from_slice(&(len as u64).to_be_bytes());
+                }
+            }
+            frame.extend_from_slice(&[0; 4]); // the masking key
+            frame.extend_from_slice(payload);
+            self.write.write_all(&frame).await?;
+            Ok(())
         }
     }
 }
 
-/// One Socket.IO member: joins, then receives, and sends while the phase says so.
+/// How a receiving member answers Engine.IO pings: itself, or through its sender task,
+/// which holds the way out.
+enum Pong {
+    Direct(ws::Writer),
+    Via(mpsc::UnboundedSender<()>),
+}
+
+impl Pong {
+    async fn send(&mut self) -> anyhow::Result<()> {
+        match self {
+            Pong::Direct(writer) => writer.text("3").await,
+            Pong::Via(sender) => sender.send(()).context("sender task ended"),
+        }
+    }
+}
+
+/// One Socket.IO member: joins, then receives (and, if it is one of the senders, a task
+/// of its own sends while the phase says so).
 async fn socketio_member(
     shared: Arc<Shared>,
     index: usize,
     addr: String,
     handshakes: Arc<Semaphore>,
     joined: mpsc::UnboundedSender<()>,
-    mut phase: watch::Receiver<Phase>,
+    phase: watch::Receiver<Phase>,
 ) -> anyhow::Result<()> {
     let permit = handshakes.acquire_owned().await?;
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
-    until_text(&mut ws, |text| text.starts_with('0')).await?;
-    ws.send(Message::text("40")).await?;
-    until_text(&mut ws, |text| text.starts_with("40")).await?;
+    let (mut reader, mut writer) =
+        ws::connect(&addr, "/socket.io/?EIO=4&transport=websocket").await?;
+    while !reader.next_text(&mut writer).await?.starts_with('0') {}
+    writer.text("40").await?;
+    loop {
+        match reader.next_text(&mut writer).await? {
+            text if text.starts_with("40") => break,
+            text if text == "2" => writer.text("3").await?,
+            _ => {}
+        }
+    }
     let name = format!("m{index}");
-    ws.send(Message::text(format!(r#"42["newUser","{name}"]"#)))
-        .await?;
+    writer.text(&format!(r#"42["newUser","{name}"]"#)).await?;
     let own_join = format!(r#""message":"{name}님이"#);
-    until_text(&mut ws, |text| text.contains(&own_join)).await?;
+    loop {
+        match reader.next_text(&mut writer).await? {
+            text if text.contains(&own_join) => break,
+            text if text == "2" => writer.text("3").await?,
+            _ => {}
+        }
+    }
     drop(permit);
     joined.send(()).ok();
 
     let me = (index < shared.senders).then_some(index);
-    let mut last = vec![0; shared.senders];
-    let mut seq = 0;
-    let mut ticker: Option<tokio::time::Interval> = None;
-    let (mut sink, mut frames) = ws.split();
+    let mut pong = match me {
+        Some(sender) => {
+            let (pongs, asked) = mpsc::unbounded_channel();
+            tokio::spawn(send_lines(shared.clone(), sender, writer, phase, asked));
+            Pong::Via(pongs)
+        }
+        None => Pong::Direct(writer),
+    };
+    let mut seen = Seen::new(shared.senders, me);
     loop {
-        tokio::select! {
-            frame = frames.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    shared.frames.fetch_add(1, Ordering::Relaxed);
-                    let text = text.as_str();
-                    if text == "2" {
-                        sink.send(Message::text("3")).await?;
-                    } else if text.starts_with(r#"42["update",{"type":"message""#)
-                        && let Some(content) = field(text, r#""message":""#)
-                    {
-                        shared.record(content, me, &mut last);
+        reader.fill().await?;
+        let now = shared.now_us();
+        let mut events = 0;
+        let mut pings = 0;
+        while let Some((opcode, payload)) = reader.next_frame()? {
+            events += u64::from(opcode == ws::TEXT && payload.starts_with(b"42"));
+            match opcode {
+                ws::TEXT if payload == b"2" => pings += 1,
+                ws::TEXT if payload.starts_with(br#"42["update",{"type":"message""#) => {
+                    if let Some(content) = field(payload, br#""message":""#) {
+                        seen.line(content, now);
                     }
                 }
-                Some(Ok(Message::Close(_))) | None => bail!("member {index} closed"),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => bail!("member {index}: {e}"),
-            },
+                ws::CLOSE => bail!("member {index} closed"),
+                _ => {}
+            }
+        }
+        shared.events.fetch_add(events, Ordering::Relaxed);
+        shared.report(&mut seen);
+        for _ in 0..pings {
+            pong.send().await?;
+        }
+    }
+}
+
+/// Sender `index`'s lines, at the phase's rate; also answers pings its reader saw.
+async fn send_lines(
+    shared: Arc<Shared>,
+    index: usize,
+    mut writer: ws::Writer,
+    mut phase: watch::Receiver<Phase>,
+    mut pongs: mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<()> {
+    let mut seq = 0;
+    let mut ticker: Option<tokio::time::Interval> = None;
+    loop {
+        tokio::select! {
             changed = phase.changed() => {
                 if changed.is_err() {
                     return Ok(());
                 }
                 let now = *phase.borrow_and_update();
-                ticker = match (now, me) {
-                    (Phase::Done, _) => return Ok(()),
-                    (Phase::Sending { rate }, Some(sender)) => {
+                ticker = match now {
+                    Phase::Done => return Ok(()),
+                    Phase::Sending { rate } => {
                         // Senders spread over the period, as independent clients are.
                         let period = Duration::from_secs_f64(1.0 / rate);
-                        let offset = period.mul_f64(sender as f64 / shared.senders as f64);
+                        let offset = period.mul_f64(index as f64 / shared.senders as f64);
                         let start = tokio::time::Instant::now() + offset;
                         let mut ticker = tokio::time::interval_at(start, period);
                         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
                         Some(ticker)
                     }
-                    _ => None,
+                    Phase::Quiet => None,
                 };
             }
+            asked = pongs.recv() => match asked {
+                Some(()) => writer.text("3").await?,
+                None => return Ok(()),
+            },
             _ = async { ticker.as_mut().expect("ticking").tick().await }, if ticker.is_some() => {
                 seq += 1;
                 let line = format!(
                     r#"42["message",{{"type":"message","message":"{index}|{seq}|{};"}}]"#,
                     shared.now_us()
                 );
-                sink.send(Message::text(line)).await?;
+                writer.text(&line).await?;
                 shared.sent[index].fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -299,18 +571,30 @@ async fn websocket_member(
     addr: String,
     joined: mpsc::UnboundedSender<()>,
 ) -> anyhow::Result<()> {
-    let url = format!("ws://{addr}/");
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+    let (mut reader, mut writer) = ws::connect(&addr, "/").await?;
     joined.send(()).ok();
-    let mut last = vec![0; shared.senders];
-    while let Some(frame) = ws.next().await {
-        if let Message::Text(text) = frame?
-            && let Some(content) = field(text.as_str(), r#""msg":""#)
-        {
-            shared.record(content, None, &mut last);
+    let mut seen = Seen::new(shared.senders, None);
+    loop {
+        reader.fill().await?;
+        let now = shared.now_us();
+        let mut pings = Vec::new();
+        while let Some((opcode, payload)) = reader.next_frame()? {
+            match opcode {
+                ws::TEXT => {
+                    if let Some(content) = field(payload, br#""msg":""#) {
+                        seen.line(content, now);
+                    }
+                }
+                ws::PING => pings.push(payload.to_vec()),
+                ws::CLOSE => bail!("websocket member closed"),
+                _ => {}
+            }
+        }
+        shared.report(&mut seen);
+        for payload in pings {
+            writer.pong(&payload).await?;
         }
     }
-    bail!("websocket member closed")
 }
 
 /// One TCP JSON member, never named: receives every line as `<X> : <line>` with no
@@ -322,22 +606,30 @@ async fn tcp_json_member(
 ) -> anyhow::Result<()> {
     let mut stream = tokio::net::TcpStream::connect(&addr).await?;
     joined.send(()).ok();
-    let mut last = vec![0; shared.senders];
-    let mut pending = String::new();
+    let mut seen = Seen::new(shared.senders, None);
     let mut buf = vec![0; 64 * 1024];
+    let mut end = 0;
     loop {
-        let n = stream.read(&mut buf).await?;
+        if end == buf.len() {
+            bail!("tcp json member: a line of over {} bytes", buf.len());
+        }
+        let n = stream.read(&mut buf[end..]).await?;
         if n == 0 {
             bail!("tcp json member closed");
         }
-        pending.push_str(&String::from_utf8_lossy(&buf[..n]));
-        while let Some(end) = pending.find(';') {
-            let piece = &pending[..end];
-            if let Some((_, content)) = piece.rsplit_once(" : ") {
-                shared.record(content, None, &mut last);
+        end += n;
+        let now = shared.now_us();
+        let mut start = 0;
+        while let Some(len) = buf[start..end].iter().position(|&b| b == b';') {
+            let piece = &buf[start..start + len];
+            if let Some(at) = piece.windows(3).rposition(|w| w == b" : ") {
+                seen.line(&piece[at + 3..], now);
             }
-            pending.drain(..=end);
+            start += len + 1;
         }
+        buf.copy_within(start..end, 0);
+        end -= start;
+        shared.report(&mut seen);
     }
 }
 
@@ -393,7 +685,7 @@ async fn main() -> anyhow::Result<()> {
         round: Mutex::new(Round::new()),
         disconnected: AtomicU64::new(0),
         finishing: AtomicBool::new(false),
-        frames: AtomicU64::new(0),
+        events: AtomicU64::new(0),
     });
     let (phase_tx, phase) = watch::channel(Phase::Quiet);
     let (joined_tx, mut joined) = mpsc::unbounded_channel();
@@ -439,13 +731,21 @@ async fn main() -> anyhow::Result<()> {
     drop(joined_tx);
     let everyone = args.members + args.ws_members + args.tcp_json_members;
     let mut joined_count = 0;
+    let mut last_join = Instant::now();
     while joined_count < everyone {
         tokio::select! {
             got = joined.recv() => {
                 got.context("members failed to join")?;
                 joined_count += 1;
+                last_join = Instant::now();
             }
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        if last_join.elapsed() > JOIN_STALL {
+            bail!(
+                "{joined_count} of {everyone} members joined, then none for {} s",
+                JOIN_STALL.as_secs()
+            );
         }
         let lost = shared.disconnected.load(Ordering::Relaxed);
         if lost > 0 {
@@ -454,15 +754,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let join_secs = join_started.elapsed().as_secs_f64();
     // Every join is announced to everyone: wait until those announcements have all
-    // arrived (no frame for QUIET), so that rounds measure lines only.
-    let mut frames = shared.frames.load(Ordering::Relaxed);
+    // arrived (no event for QUIET), so that rounds measure lines only.
+    let mut events = shared.events.load(Ordering::Relaxed);
     loop {
         tokio::time::sleep(QUIET).await;
-        let now = shared.frames.load(Ordering::Relaxed);
-        if now == frames {
+        let now = shared.events.load(Ordering::Relaxed);
+        if now == events {
             break;
         }
-        frames = now;
+        events = now;
     }
     if !args.json {
         println!(
@@ -646,38 +946,35 @@ async fn main() -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn shared(senders: usize) -> Shared {
-        Shared {
-            base: Instant::now(),
-            senders,
-            sent: (0..senders).map(|_| AtomicU64::new(0)).collect(),
-            round: Mutex::new(Round::new()),
-            disconnected: AtomicU64::new(0),
-            finishing: AtomicBool::new(false),
-            frames: AtomicU64::new(0),
-        }
-    }
-
     #[test]
     fn lines_are_found_in_either_servers_field_order() {
-        let ours = r#"42["update",{"type":"message","name":"m1","message":"1|7|99;"}]"#;
-        let node = r#"42["update",{"type":"message","message":"1|7|99;","name":"m1"}]"#;
-        for frame in [ours, node] {
-            assert_eq!(field(frame, r#""message":""#), Some("1|7|99;"));
+        let ours = br#"42["update",{"type":"message","name":"m1","message":"1|7|99;"}]"#;
+        let node = br#"42["update",{"type":"message","message":"1|7|99;","name":"m1"}]"#;
+        for frame in [&ours[..], &node[..]] {
+            assert_eq!(field(frame, br#""message":""#), Some(&b"1|7|99;"[..]));
         }
-        let ws = r#"{"type":"message","name":"m1","msg":"0|1|5;"}"#;
-        assert_eq!(field(ws, r#""msg":""#), Some("0|1|5;"));
+        let ws = br#"{"type":"message","name":"m1","msg":"0|1|5;"}"#;
+        assert_eq!(field(ws, br#""msg":""#), Some(&b"0|1|5;"[..]));
     }
 
     #[test]
     fn losses_duplicates_reorders_and_echoes_are_told_apart() {
-        let shared = shared(2);
-        let mut last = vec![0; 2];
-        for line in ["0|1|0;", "0|2|0;", "1|1|0;", "0|2|0;", "0|4|0;", "1|2|0;"] {
-            shared.record(line, Some(1), &mut last);
+        let mut seen = Seen::new(2, Some(1));
+        for line in ["0|1|10;", "0|2|0;", "1|1|0;", "0|2|0;", "0|4|0;", "1|2|0;"] {
+            seen.line(line.as_bytes(), 100);
         }
-        shared.record("not a line", None, &mut last);
-        shared.record("7|1|0;", None, &mut last); // no such sender
+        seen.line(b"not a line", 100);
+        seen.line(b"7|1|0;", 100); // no such sender
+        let shared = Shared {
+            base: Instant::now(),
+            senders: 2,
+            sent: (0..2).map(|_| AtomicU64::new(0)).collect(),
+            round: Mutex::new(Round::new()),
+            disconnected: AtomicU64::new(0),
+            finishing: AtomicBool::new(false),
+            events: AtomicU64::new(0),
+        };
+        shared.report(&mut seen);
         let round = shared.round.lock().unwrap();
         // Received: 0|1, 0|2, 0|2 again (a duplicate), 0|4 (reordered: 0|3 is
         // missing); 1|1 and 1|2 are the receiver's own lines, echoed.
@@ -690,6 +987,43 @@ mod tests {
             ),
             (4, 1, 1, 2)
         );
-        assert_eq!(last, [4, 0]);
+        assert_eq!(seen.last, [4, 0]);
+        assert_eq!(round.latency_us.min(), 90);
+        assert_eq!(round.latency_us.max(), 100);
+        assert!(seen.latencies_us.is_empty());
+    }
+
+    #[test]
+    fn frames_are_parsed_whole_whatever_the_reads_cut() {
+        // Two text frames (short and 16-bit length) and a ping, as a server sends them.
+        let long = "x".repeat(300);
+        let mut wire = vec![0x81, 1, b'2', 0x81, 126, 1, 44];
+        wire.extend_from_slice(long.as_bytes());
+        wire.extend_from_slice(&[0x89, 0]);
+        for cut in 0..wire.len() {
+            let mut frames = Vec::new();
+            let mut buf = Vec::new();
+            for part in [&wire[..cut], &wire[cut..]] {
+                buf.extend_from_slice(part);
+                let mut start = 0;
+                while let Some((opcode, len, header)) = ws::frame_at(&buf[start..]).unwrap() {
+                    if buf.len() - start < header + len {
+                        break;
+                    }
+                    frames.push((opcode, buf[start + header..start + header + len].to_vec()));
+                    start += header + len;
+                }
+                buf.drain(..start);
+            }
+            assert_eq!(
+                frames,
+                [
+                    (ws::TEXT, b"2".to_vec()),
+                    (ws::TEXT, long.as_bytes().to_vec()),
+                    (ws::PING, Vec::new())
+                ],
+                "cut at {cut}"
+            );
+        }
     }
 }
