@@ -4,6 +4,8 @@
 //! `If-None-Match` with 304) and `Cache-Control: no-cache`; gzip/br negotiation is done
 //! by the compression layer in front of them.
 
+use std::sync::{Arc, OnceLock};
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
@@ -91,12 +93,18 @@ pub static WS_CHAT_PAGE: &[Asset] = &[
 ];
 
 /// A router serving `assets`, each at its path.
+///
+/// A file's ETag is computed when it is first asked for, not at start: hashing every
+/// file (source maps included, about 2 MB) would bring all of them into the memory of a
+/// server that may never serve them.
 pub fn router<S: Clone + Send + Sync + 'static>(assets: &'static [Asset]) -> Router<S> {
     assets.iter().fold(Router::new(), |router, asset| {
-        let etag = etag_of(asset.body);
+        let etag = Arc::new(OnceLock::new());
         router.route(
             asset.path,
-            get(move |headers: HeaderMap| async move { respond(asset, &etag, &headers) }),
+            get(move |headers: HeaderMap| async move {
+                respond(asset, etag.get_or_init(|| etag_of(asset.body)), &headers)
+            }),
         )
     })
 }
