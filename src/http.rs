@@ -63,6 +63,12 @@ use crate::{api, assets, socketio, telemetry};
 /// client trickling headers cannot hold many connections for long.
 pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 
+/// The chunk in which a Socket.IO WebSocket connection reads (socketioxide's default is
+/// 4 KiB). A chat client's frames are a few hundred bytes, and this buffer is kept for
+/// as long as the member is connected, so it is a large share of an idle member's memory;
+/// a larger frame is still read whole, in several chunks.
+pub const WS_READ_BUFFER_BYTES: usize = 1024;
+
 /// What the HTTP listener needs beyond the lobby.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -98,6 +104,7 @@ pub async fn serve(
         .ws_max_message_size(payload)
         .ws_max_frame_size(payload)
         .max_buffer_size(lobby.limits().outbox_messages)
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .build_svc();
     socketio::attach(&io, lobby.clone());
 
@@ -309,11 +316,31 @@ where
     Router::new()
         .route_service("/socket.io/", engine.clone())
         .route_service("/socket.io", engine)
+        .layer(middleware::map_request(detach_head))
         .layer(middleware::from_fn_with_state(
             origins.clone(),
             check_origin,
         ))
         .layer(cors)
+}
+
+/// Gives a Socket.IO request its own copy of its URI and header values.
+///
+/// hyper parses them as slices of the connection's read buffer (8 KiB), and socketioxide
+/// keeps a socket's first request for as long as the socket lives: without the copy, every
+/// connected member would keep that whole buffer alive for a few hundred bytes of head.
+async fn detach_head(mut request: axum::extract::Request) -> axum::extract::Request {
+    let uri = request.uri().to_string();
+    if let Ok(uri) = axum::http::Uri::try_from(uri) {
+        *request.uri_mut() = uri;
+    }
+    for value in request.headers_mut().values_mut() {
+        if let Ok(mut own) = HeaderValue::from_bytes(value.as_bytes()) {
+            own.set_sensitive(value.is_sensitive());
+            *value = own;
+        }
+    }
+    request
 }
 
 /// Gives a Socket.IO request's body `limit` to arrive whole (a long-polling POST
