@@ -13,12 +13,14 @@
 //! Our page also receives this object live, as the Socket.IO event `members`.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::history::{DEFAULT_PAGE_LINES, MAX_PAGE_LINES, StoredLine};
@@ -116,6 +118,33 @@ pub async fn members(State(lobby): State<Lobby>) -> Json<Value> {
     Json(members_json(&lobby))
 }
 
+/// The member list as the `members` event carries it, made once per presence change and
+/// shared by every subscriber: each change is sent to every subscriber, and building the
+/// list once per subscriber would cost subscribers × members per join.
+#[derive(Clone, Default)]
+pub struct SharedMemberList(Arc<Mutex<Option<MemberList>>>);
+
+/// A member list and the presence version it was made at.
+type MemberList = (u64, Arc<RawValue>);
+
+impl SharedMemberList {
+    /// The list as of presence `version` (see [`Lobby::watch_presence`]) or later.
+    pub fn get(&self, lobby: &Lobby, version: u64) -> Result<Arc<RawValue>, serde_json::Error> {
+        let mut cached = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((made_at, list)) = &*cached
+            && *made_at >= version
+        {
+            return Ok(list.clone());
+        }
+        let list: Arc<RawValue> = serde_json::value::to_raw_value(&members_json(lobby))?.into();
+        *cached = Some((version, list.clone()));
+        Ok(list)
+    }
+}
+
 /// Who is in the lobby now, as `GET /api/members` and the `members` event carry it.
 pub fn members_json(lobby: &Lobby) -> Value {
     let present = lobby.present();
@@ -130,4 +159,50 @@ pub fn members_json(lobby: &Lobby) -> Value {
             }))
             .collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lobby::{Delivery, Limits, Outbox, Protocol, Refusal};
+
+    struct Nobody;
+
+    impl Outbox for Nobody {
+        fn offer(&self, _: &Arc<Delivery>) -> Result<(), Refusal> {
+            Ok(())
+        }
+        fn cut_off(&self) {}
+    }
+
+    fn names(list: &RawValue) -> Vec<String> {
+        let list: Value = serde_json::from_str(list.get()).unwrap();
+        list["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|member| member["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_member_list_is_made_once_per_presence_change() {
+        let lobby = Lobby::new(Limits::default());
+        let shared = SharedMemberList::default();
+        let ann = lobby.join(Protocol::SocketIo, Nobody);
+        ann.set_name("ann").unwrap();
+        let version = *lobby.watch_presence().borrow();
+        let first = shared.get(&lobby, version).unwrap();
+        assert_eq!(names(&first), ["ann"]);
+        // Another subscriber at the same version gets the very same list.
+        assert!(Arc::ptr_eq(&first, &shared.get(&lobby, version).unwrap()));
+
+        let bob = lobby.join(Protocol::SocketIo, Nobody);
+        bob.set_name("bob").unwrap();
+        let changed = *lobby.watch_presence().borrow();
+        assert!(changed > version);
+        let mut now = names(&shared.get(&lobby, changed).unwrap());
+        now.sort();
+        assert_eq!(now, ["ann", "bob"]);
+    }
 }

@@ -61,7 +61,13 @@ const SERVER_NAME: &str = "SERVER";
 
 /// Registers the lobby chat on the `/` namespace of `io`.
 pub fn attach(io: &SocketIo, lobby: Lobby) {
-    io.ns("/", OnConnect { lobby });
+    io.ns(
+        "/",
+        OnConnect {
+            lobby,
+            members: api::SharedMemberList::default(),
+        },
+    );
 }
 
 /// What an `update` event carries.
@@ -189,6 +195,7 @@ impl Seat for SocketOutbox {
 #[derive(Clone)]
 struct OnConnect {
     lobby: Lobby,
+    members: api::SharedMemberList,
 }
 
 /// Marker type for socketioxide's handler traits implemented here.
@@ -222,7 +229,13 @@ impl OnConnect {
         socket.on("message", OnEvent(message));
         socket.on("room", OnEvent(room));
         socket.on("chat message", OnEvent(room_line));
-        socket.on("members", SubscribeMembers(self.lobby.clone()));
+        socket.on(
+            "members",
+            SubscribeMembers {
+                lobby: self.lobby.clone(),
+                list: self.members.clone(),
+            },
+        );
         socket.on_disconnect(async |socket: SocketRef| {
             // Dropping the member leaves the lobby now, not once socketioxide lets go of
             // the socket.
@@ -295,7 +308,10 @@ struct PresenceWatch(CancellationToken);
 /// The `members` handler: sends the member list now and after every change, until the
 /// socket disconnects. A list that finds the socket's queue full is skipped: the next
 /// change sends the whole list again.
-struct SubscribeMembers(Lobby);
+struct SubscribeMembers {
+    lobby: Lobby,
+    list: api::SharedMemberList,
+}
 
 impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for SubscribeMembers {
     fn call(&self, socket: Arc<Socket>, _data: Value, _ack_id: Option<i64>) {
@@ -304,12 +320,23 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for SubscribeMe
         }
         let stop = CancellationToken::new();
         socket.extensions.insert(PresenceWatch(stop.clone()));
-        let (lobby, socket) = (self.0.clone(), SocketRef::from(socket));
+        let (lobby, list, socket) = (
+            self.lobby.clone(),
+            self.list.clone(),
+            SocketRef::from(socket),
+        );
         let mut changes = lobby.watch_presence();
         tokio::spawn(async move {
             loop {
-                changes.borrow_and_update();
-                match socket.emit("members", &api::members_json(&lobby)) {
+                let version = *changes.borrow_and_update();
+                let members = match list.get(&lobby, version) {
+                    Ok(members) => members,
+                    Err(e) => {
+                        tracing::error!("cannot encode the member list: {e}");
+                        return;
+                    }
+                };
+                match socket.emit("members", &*members) {
                     Ok(()) => {}
                     Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                         tracing::debug!(socket = %socket.id, "member list skipped: queue full");
