@@ -20,6 +20,7 @@
 //! commits.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -372,11 +373,17 @@ impl<T: Send + 'static> Sequencer<T> {
                     }
                 }
             })?;
+        // `deliver` runs in the runtime of whoever started the sequencer: relaying may
+        // spawn tasks (socketioxide runs a socket's async disconnect handler as one).
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let thread = std::thread::Builder::new()
             .name("history-writer".into())
             .spawn({
                 let shared = shared.clone();
-                move || write_loop(&shared, store, deliver, &poke)
+                move || {
+                    let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
+                    write_loop(&shared, store, deliver, &poke)
+                }
             })?;
         Ok(Self {
             shared,
@@ -476,7 +483,16 @@ fn write_loop<T>(
                 }
             })
             .collect();
-        deliver(committed);
+        // A delivery that panics loses its own batch's relay, not the writer: every
+        // later line would otherwise be refused until a restart.
+        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| deliver(committed))) {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!("relaying a committed batch panicked: {why}");
+        }
     }
 }
 
@@ -527,6 +543,46 @@ mod tests {
             protocol: "socketio",
             text: text.into(),
         }
+    }
+
+    async fn within<T>(received: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), received)
+            .await
+            .expect("received in time")
+    }
+
+    #[tokio::test]
+    async fn deliveries_may_spawn_tasks_and_a_panicking_one_stops_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.db")).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let sequencer = Sequencer::start(store, 100, move |batch: Vec<Committed<u32>>| {
+            for done in batch {
+                seen_tx.send(done.item).unwrap();
+                assert_ne!(done.item, 1, "a relay that panics");
+                // As socketioxide does when it runs a disconnect handler.
+                let tx = tx.clone();
+                tokio::spawn(async move { tx.send(done.item).unwrap() });
+            }
+        })
+        .unwrap();
+        for item in 0..3 {
+            let line = Some(line(&format!("line {item}")));
+            let queued = Queued {
+                item,
+                line,
+                replay: 0,
+            };
+            sequencer.push(queued).unwrap();
+            // One batch each: the panic takes its own batch only.
+            assert_eq!(within(seen.recv()).await, Some(item));
+        }
+        assert_eq!(within(rx.recv()).await, Some(0));
+        assert_eq!(within(rx.recv()).await, Some(2));
+        tokio::task::spawn_blocking(move || sequencer.finish())
+            .await
+            .unwrap();
     }
 
     #[test]

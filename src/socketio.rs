@@ -46,8 +46,8 @@ use std::sync::{Arc, Weak};
 use serde::{Deserialize, Serialize};
 use socketioxide::SocketIo;
 use socketioxide::extract::{Data, SocketRef};
-use socketioxide::handler::{ConnectHandler, MessageHandler, Value};
-use socketioxide::socket::Socket;
+use socketioxide::handler::{ConnectHandler, DisconnectHandler, MessageHandler, Value};
+use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{SendError, SocketError};
 
 use tokio_util::sync::CancellationToken;
@@ -236,14 +236,28 @@ impl OnConnect {
                 list: self.members.clone(),
             },
         );
-        socket.on_disconnect(async |socket: SocketRef| {
-            // Dropping the member leaves the lobby now, not once socketioxide lets go of
-            // the socket.
-            socket.extensions.remove::<Arc<Member>>();
-            if let Some(PresenceWatch(watch)) = socket.extensions.remove::<PresenceWatch>() {
-                watch.cancel();
-            }
-        });
+        socket.on_disconnect(OnDisconnect);
+    }
+}
+
+/// The disconnect handler, run inline where socketioxide lets go of the socket (an
+/// `async` one would be spawned as a task, which needs a runtime on the calling thread).
+struct OnDisconnect;
+
+impl DisconnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnDisconnect {
+    fn call_with_defer(
+        &self,
+        socket: Arc<Socket>,
+        _reason: DisconnectReason,
+        defer: fn(Arc<Socket>),
+    ) {
+        // Dropping the member leaves the lobby now, not once socketioxide lets go of the
+        // socket.
+        socket.extensions.remove::<Arc<Member>>();
+        if let Some(PresenceWatch(watch)) = socket.extensions.remove::<PresenceWatch>() {
+            watch.cancel();
+        }
+        defer(socket);
     }
 }
 
