@@ -133,6 +133,8 @@ struct Shared {
     round: Mutex<Round>,
     disconnected: AtomicU64,
     finishing: AtomicBool,
+    /// Lines the server refused with an `error` event (say, its history did not keep up).
+    refused: AtomicU64,
     /// Events received by Socket.IO members (Engine.IO pings, which never stop, are
     /// not counted).
     events: AtomicU64,
@@ -500,6 +502,9 @@ async fn socketio_member(
             events += u64::from(opcode == ws::TEXT && payload.starts_with(b"42"));
             match opcode {
                 ws::TEXT if payload == b"2" => pings += 1,
+                ws::TEXT if payload.starts_with(br#"42["error","#) => {
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
+                }
                 ws::TEXT if payload.starts_with(br#"42["update",{"type":"message""#) => {
                     if let Some(content) = field(payload, br#""message":""#) {
                         seen.line(content, now);
@@ -685,6 +690,7 @@ async fn main() -> anyhow::Result<()> {
         round: Mutex::new(Round::new()),
         disconnected: AtomicU64::new(0),
         finishing: AtomicBool::new(false),
+        refused: AtomicU64::new(0),
         events: AtomicU64::new(0),
     });
     let (phase_tx, phase) = watch::channel(Phase::Quiet);
@@ -824,24 +830,29 @@ async fn main() -> anyhow::Result<()> {
         for _ in 0..MAX_ROUNDS {
             *shared.round.lock().unwrap_or_else(|p| p.into_inner()) = Round::new();
             let sent_before = shared.lines_sent();
+            let refused_before = shared.refused.load(Ordering::Relaxed);
             let (server_before, bench_before) = (server_usage(), usage("self"));
             let started = Instant::now();
             phase_tx.send(Phase::Sending { rate }).ok();
             tokio::time::sleep(Duration::from_secs(args.duration_secs)).await;
             phase_tx.send(Phase::Quiet).ok();
             let sending = started.elapsed().as_secs_f64();
-            let expected = (shared.lines_sent() - sent_before) * receivers_per_line;
+            let sent = shared.lines_sent() - sent_before;
+            // A refused line was never accepted (its sender was told): nobody is owed it.
+            let refused = || shared.refused.load(Ordering::Relaxed) - refused_before;
+            let expected = || sent.saturating_sub(refused()) * receivers_per_line;
             let drain_until = Instant::now() + DRAIN;
             while shared
                 .round
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .received
-                < expected
+                < expected()
                 && Instant::now() < drain_until
             {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            let (refused, expected) = (refused(), expected());
             let wall = started.elapsed().as_secs_f64();
             let (server_after, bench_after) = (server_usage(), usage("self"));
             let cores = |before: Option<Usage>, after: Option<Usage>| {
@@ -860,7 +871,11 @@ async fn main() -> anyhow::Result<()> {
             let clean =
                 lost == 0 && round.duplicated == 0 && round.reordered == 0 && round.echoed == 0;
             let disconnected = shared.disconnected.load(Ordering::Relaxed);
-            let pass = clean && disconnected == 0 && p99_ms <= args.max_p99_ms && !saturated;
+            let pass = clean
+                && refused == 0
+                && disconnected == 0
+                && p99_ms <= args.max_p99_ms
+                && !saturated;
             let deliveries_per_s = round.received as f64 / sending;
             let summary = json!({
                 "rate": rate,
@@ -872,6 +887,7 @@ async fn main() -> anyhow::Result<()> {
                 "expected": expected,
                 "received": round.received,
                 "lost": lost,
+                "refused": refused,
                 "duplicated": round.duplicated,
                 "reordered": round.reordered,
                 "echoed": round.echoed,
@@ -902,6 +918,9 @@ async fn main() -> anyhow::Result<()> {
                         "no"
                     },
                 );
+                if refused > 0 {
+                    println!("  refused {refused} of {sent} lines (the server said why)");
+                }
                 if !clean {
                     println!(
                         "  lost {lost}, duplicated {}, reordered {}, echoed {}",
@@ -972,6 +991,7 @@ mod tests {
             round: Mutex::new(Round::new()),
             disconnected: AtomicU64::new(0),
             finishing: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
             events: AtomicU64::new(0),
         };
         shared.report(&mut seen);
