@@ -53,8 +53,10 @@ run() {
   shift 2
   start_server "$server"
   echo "== $server: $scenario" >&2
+  # The report is printed even when the run fails; only a run that printed none is n/a.
   taskset -c 1 "$bench" --addr "$addr" --server-pid "$pid" --json "$@" \
-    > "$out/$server-$scenario.json" || echo '{}' > "$out/$server-$scenario.json"
+    > "$out/$server-$scenario.json" || true
+  [ -s "$out/$server-$scenario.json" ] || echo '{}' > "$out/$server-$scenario.json"
   stop_server
 }
 
