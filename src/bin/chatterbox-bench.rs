@@ -461,6 +461,21 @@ impl Pong {
     }
 }
 
+/// Reads text frames until one satisfies `done`, answering Engine.IO pings.
+async fn until_text(
+    reader: &mut ws::Reader,
+    writer: &mut ws::Writer,
+    done: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    loop {
+        match reader.next_text(writer).await? {
+            text if done(&text) => return Ok(()),
+            text if text == "2" => writer.text("3").await?,
+            _ => {}
+        }
+    }
+}
+
 /// One Socket.IO member: joins, then receives (and, if it is one of the senders, a task
 /// of its own sends while the phase says so).
 async fn socketio_member(
@@ -474,25 +489,13 @@ async fn socketio_member(
     let permit = handshakes.acquire_owned().await?;
     let (mut reader, mut writer) =
         ws::connect(&addr, "/socket.io/?EIO=4&transport=websocket").await?;
-    while !reader.next_text(&mut writer).await?.starts_with('0') {}
+    until_text(&mut reader, &mut writer, |text| text.starts_with('0')).await?;
     writer.text("40").await?;
-    loop {
-        match reader.next_text(&mut writer).await? {
-            text if text.starts_with("40") => break,
-            text if text == "2" => writer.text("3").await?,
-            _ => {}
-        }
-    }
+    until_text(&mut reader, &mut writer, |text| text.starts_with("40")).await?;
     let name = format!("m{index}");
     writer.text(&format!(r#"42["newUser","{name}"]"#)).await?;
     let own_join = format!(r#""message":"{name}님이"#);
-    loop {
-        match reader.next_text(&mut writer).await? {
-            text if text.contains(&own_join) => break,
-            text if text == "2" => writer.text("3").await?,
-            _ => {}
-        }
-    }
+    until_text(&mut reader, &mut writer, |text| text.contains(&own_join)).await?;
     drop(permit);
     joined.send(()).ok();
 
@@ -500,7 +503,9 @@ async fn socketio_member(
     let mut pong = match me {
         Some(sender) => {
             let (pongs, asked) = mpsc::unbounded_channel();
-            tokio::spawn(send_lines(shared.clone(), sender, writer, phase, asked));
+            let sending = send_lines(shared.clone(), sender, writer, phase, asked);
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.member_ended(sending.await) });
             Pong::Via(pongs)
         }
         None => Pong::Direct(writer),
