@@ -306,7 +306,7 @@ async fn tiny_window(address: std::net::SocketAddr) -> tokio::net::TcpStream {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_websocket_socketio_and_tcp_text_readers_are_cut_off_and_announced_as_left() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     const LINE_CHARS: usize = 16_000;
     let server = TestServer::spawn_with(|c| {
@@ -318,36 +318,7 @@ async fn slow_websocket_socketio_and_tcp_text_readers_are_cut_off_and_announced_
 
     // A Socket.IO client of its own making (Engine.IO v4 over WebSocket) that names
     // itself and then never reads again.
-    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.http);
-    let (mut slow_sio, _) = tokio_tungstenite::client_async(url, tiny_window(server.http).await)
-        .await
-        .expect("socket.io handshake");
-    let open = tokio::time::timeout(WAIT, slow_sio.next())
-        .await
-        .expect("open packet");
-    assert!(
-        open.expect("open")
-            .expect("frame")
-            .to_text()
-            .expect("text")
-            .starts_with('0')
-    );
-    slow_sio.send(Message::text("40")).await.expect("connect");
-    // Until the namespace is joined, the heartbeat is answered (a ping may come first).
-    loop {
-        let frame = tokio::time::timeout(WAIT, slow_sio.next())
-            .await
-            .expect("connected")
-            .expect("open")
-            .expect("frame");
-        match frame.to_text().expect("text") {
-            "2" => slow_sio.send(Message::text("3")).await.expect("pong"),
-            connected => {
-                assert!(connected.starts_with("40"), "{connected}");
-                break;
-            }
-        }
-    }
+    let mut slow_sio = common::raw_socketio(server.http, tiny_window(server.http).await).await;
     slow_sio
         .send(Message::text(r#"42["newUser","slowsio"]"#))
         .await

@@ -631,6 +631,36 @@ impl TcpClient {
     }
 }
 
+/// A Socket.IO client of the test's own making, frame by frame: Engine.IO v4 over a
+/// WebSocket on `stream` (connected to the HTTP listener `http`), returned the instant
+/// the namespace's connect packet (`40`) arrives. Pings before it are answered.
+pub async fn raw_socketio(
+    http: SocketAddr,
+    stream: tokio::net::TcpStream,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("ws://{http}/socket.io/?EIO=4&transport=websocket");
+    let (mut socket, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("socket.io handshake");
+    loop {
+        let frame = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("frame");
+        match frame.to_text().expect("text") {
+            "2" => socket.send(Message::text("3")).await.expect("pong"),
+            open if open.starts_with('0') => {
+                socket.send(Message::text("40")).await.expect("connect")
+            }
+            connected if connected.starts_with("40") => return socket,
+            other => panic!("before the namespace is joined: {other}"),
+        }
+    }
+}
+
 /// A plain WebSocket client of the chat.
 pub struct WsClient {
     socket: tokio_tungstenite::WebSocketStream<
