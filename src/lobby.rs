@@ -10,7 +10,8 @@
 //!   order, and a sender's lines arrive in the order it sent them.
 //! - Fan-out never waits: [`Outbox::offer`] must not block. A member whose outbox is full
 //!   is a slow consumer: it is removed from the lobby, announced as left to the others, and
-//!   cut off ([`Outbox::cut_off`]). Nobody else waits for it.
+//!   cut off ([`Outbox::cut_off`]). Nobody else waits for it. Its leave is announced
+//!   after the batch of events in which it was found slow.
 //! - A member that never named itself is present (it receives events and counts as a
 //!   connection) but its arrival and departure are not announced.
 //!
@@ -21,7 +22,8 @@
 //! member receives what is fanned out while it is present: a member that joins may
 //! receive a line said a few milliseconds before its join, still on its way to disk.
 
-use std::collections::{HashMap, VecDeque};
+use serde_json::value::RawValue;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -204,6 +206,9 @@ pub enum Event {
 pub struct Delivery {
     event: Event,
     encoded: [OnceLock<Bytes>; Protocol::ALL.len()],
+    /// The event as a JSON value, for a protocol whose library does the framing
+    /// (Socket.IO's `emit`): it then copies these bytes instead of serialising anew.
+    json: OnceLock<Box<RawValue>>,
 }
 
 impl Delivery {
@@ -211,6 +216,7 @@ impl Delivery {
         Arc::new(Self {
             event,
             encoded: Default::default(),
+            json: OnceLock::new(),
         })
     }
 
@@ -225,6 +231,12 @@ impl Delivery {
         self.encoded[protocol.index()]
             .get_or_init(|| encode(&self.event))
             .clone()
+    }
+
+    /// The event as a JSON value: `encode` runs once per delivery, every other receiver
+    /// shares it.
+    pub fn json(&self, encode: impl FnOnce(&Event) -> Box<RawValue>) -> &RawValue {
+        self.json.get_or_init(|| encode(&self.event))
     }
 }
 
@@ -465,7 +477,8 @@ impl Lobby {
         replay_to: Option<u64>,
     ) -> Result<Vec<Arc<dyn Outbox>>, QueueFull> {
         let Some(sequencer) = &self.inner.sequencer else {
-            return Ok(fan_out(members, &self.inner.metrics, event, from));
+            let batch = vec![Outgoing::new(event, from)];
+            return Ok(fan_out(members, &self.inner.metrics, batch));
         };
         let line = match &event {
             Event::Message {
@@ -505,22 +518,21 @@ impl Lobby {
 
     /// Fans out a committed batch, in order (the sequencer's writer thread calls this).
     fn deliver(&self, batch: Vec<Committed<Announcement>>) {
-        let cut = {
-            let mut members = self.lock();
-            let mut cut = Vec::new();
-            for done in batch {
+        let batch = batch
+            .into_iter()
+            .map(|done| {
                 let Announcement {
                     event,
                     from,
                     replay_to,
                 } = done.item;
-                if let Some(entry) = replay_to.and_then(|id| members.get(&id)) {
-                    replay(entry, done.replayed);
+                Outgoing {
+                    replay: replay_to.map(|id| (id, done.replayed)),
+                    ..Outgoing::new(event, from)
                 }
-                cut.extend(fan_out(&mut members, &self.inner.metrics, event, from));
-            }
-            cut
-        };
+            })
+            .collect();
+        let cut = fan_out(&mut self.lock(), &self.inner.metrics, batch);
         if !cut.is_empty() {
             self.presence_changed();
         }
@@ -668,32 +680,66 @@ impl Lobby {
     }
 }
 
-/// Delivers `event` (and the leaves of any member it finds too slow) to every member
-/// except, where its protocol does not echo, the sender `from`. Returns the outboxes to
-/// cut off once the lock is released.
+/// One event of a batch on its way to every member.
+struct Outgoing {
+    delivery: Arc<Delivery>,
+    /// The sender, skipped if its protocol does not echo.
+    from: Option<u64>,
+    /// A member and the lines replayed to it just before the event.
+    replay: Option<(u64, Vec<history::StoredLine>)>,
+}
+
+impl Outgoing {
+    fn new(event: Event, from: Option<u64>) -> Self {
+        Self {
+            delivery: Delivery::new(event),
+            from,
+            replay: None,
+        }
+    }
+}
+
+/// Delivers a batch of events, in order, to every member (except, where its protocol
+/// does not echo, each event's sender), then the leaves of any member it found too slow.
+/// Returns the outboxes to cut off once the lock is released.
+///
+/// Member by member, each taking the whole batch: a member's outbox (for Socket.IO its
+/// socket and that socket's queue) is then fetched into the cache once per batch, not
+/// once per event. With thousands of members that is most of a delivery's cost (a burst
+/// of joins: each is announced to everyone). Each member still sees the batch in order.
 fn fan_out(
     members: &mut HashMap<u64, Entry>,
     metrics: &LobbyMetrics,
-    event: Event,
-    from: Option<u64>,
+    mut batch: Vec<Outgoing>,
 ) -> Vec<Arc<dyn Outbox>> {
-    let mut pending = VecDeque::from([Delivery::new(event)]);
     let mut cut = Vec::new();
-    let mut from = from;
-    while let Some(event) = pending.pop_front() {
+    while !batch.is_empty() {
         let mut slow = Vec::new();
+        let mut sent = [0; Protocol::ALL.len()];
         for (&id, entry) in members.iter() {
-            if Some(id) == from && !entry.protocol.echoes_own_lines() {
-                continue;
-            }
-            match entry.outbox.offer(&event) {
-                Ok(()) => metrics.lines_out[entry.protocol.index()].increment(1),
-                Err(Refusal::Full) => slow.push(id),
-                Err(Refusal::Closed) => {}
+            for out in batch.iter_mut() {
+                if let Some((_, lines)) = out.replay.take_if(|(to, _)| *to == id) {
+                    replay(entry, lines);
+                }
+                if out.from == Some(id) && !entry.protocol.echoes_own_lines() {
+                    continue;
+                }
+                match entry.outbox.offer(&out.delivery) {
+                    Ok(()) => sent[entry.protocol.index()] += 1,
+                    Err(Refusal::Full) => {
+                        slow.push(id);
+                        break;
+                    }
+                    // Closing: its guard leaves on its own, nothing more can reach it.
+                    Err(Refusal::Closed) => break,
+                }
             }
         }
-        // Leaves of slow members have no sender to skip.
-        from = None;
+        for (protocol, count) in sent.into_iter().enumerate() {
+            metrics.lines_out[protocol].increment(count);
+        }
+        // The leaves of the slow members go out as the next batch (which may find more).
+        batch = Vec::new();
         for id in slow {
             let Some(entry) = members.remove(&id) else {
                 continue;
@@ -708,10 +754,11 @@ fn fan_out(
             metrics.members[protocol].decrement(1.0);
             if let Some(name) = entry.name {
                 metrics.leaves[protocol].increment(1);
-                pending.push_back(Delivery::new(Event::Left {
+                let left = Event::Left {
                     name,
                     members: members.len(),
-                }));
+                };
+                batch.push(Outgoing::new(left, None));
             }
             cut.push(entry.outbox);
         }
@@ -896,6 +943,8 @@ mod tests {
     struct Recorder {
         events: Arc<Mutex<Vec<Event>>>,
         refuse: Arc<Mutex<Option<Refusal>>>,
+        /// Takes this many more events, then is full.
+        room: Arc<Mutex<Option<usize>>>,
         cut: Arc<AtomicU64>,
     }
 
@@ -909,6 +958,9 @@ mod tests {
         fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), Refusal> {
             if let Some(refusal) = *self.refuse.lock().unwrap() {
                 return Err(refusal);
+            }
+            if let Some(room) = self.room.lock().unwrap().as_mut() {
+                *room = room.checked_sub(1).ok_or(Refusal::Full)?;
             }
             self.events.lock().unwrap().push(delivery.event().clone());
             Ok(())
@@ -1023,6 +1075,73 @@ mod tests {
         drop(s); // its guard leaves again: nothing more is announced
         assert_eq!(fast.take(), vec![]);
         assert_eq!(lobby.member_count(), 1);
+    }
+
+    #[test]
+    fn a_batch_reaches_each_member_in_order_and_a_slow_ones_leave_follows_it() {
+        let line = |name: &str, text: &str| Event::Message {
+            name: name.into(),
+            text: text.into(),
+            origin: Protocol::SocketIo,
+            raw: None,
+        };
+        let (ann, bob, cat) = (
+            Recorder::default(),
+            Recorder::default(),
+            Recorder::default(),
+        );
+        *bob.room.lock().unwrap() = Some(1);
+        let mut members = HashMap::new();
+        for (id, name, outbox) in [(1, "ann", &ann), (2, "bob", &bob), (3, "cat", &cat)] {
+            let entry = Entry {
+                protocol: Protocol::SocketIo,
+                name: Some(name.into()),
+                since: SystemTime::now(),
+                outbox: Arc::new(outbox.clone()),
+            };
+            members.insert(id, entry);
+        }
+        let old = history::StoredLine {
+            id: 1,
+            time_ms: 0,
+            name: "dan".into(),
+            protocol: "tcp-json".into(),
+            text: "old".into(),
+        };
+        let batch = vec![
+            Outgoing::new(line("cat", "one"), Some(3)),
+            Outgoing {
+                replay: Some((3, vec![old])),
+                ..Outgoing::new(joined("cat", 3), None)
+            },
+            Outgoing::new(line("ann", "two"), Some(1)),
+        ];
+        let cut = fan_out(&mut members, &LobbyMetrics::new(), batch);
+
+        let bob_left = Event::Left {
+            name: "bob".into(),
+            members: 2,
+        };
+        // Senders do not get their own lines (Socket.IO does not echo).
+        assert_eq!(
+            ann.take(),
+            vec![line("cat", "one"), joined("cat", 3), bob_left.clone()]
+        );
+        // Full at the second event: nothing after it, cut off once.
+        assert_eq!(bob.take(), vec![line("cat", "one")]);
+        assert_eq!(cut.len(), 1);
+        assert_eq!(members.len(), 2);
+        // The replay comes just before the event it belongs to.
+        let replayed = Event::Message {
+            name: "dan".into(),
+            text: "old".into(),
+            origin: Protocol::TcpJson,
+            raw: None,
+        };
+        assert_eq!(
+            cat.take(),
+            vec![replayed, joined("cat", 3), line("ann", "two"), bob_left]
+        );
     }
 
     #[test]

@@ -44,6 +44,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::{RawValue, to_raw_value};
 use socketioxide::SocketIo;
 use socketioxide::extract::{Data, SocketRef};
 use socketioxide::handler::{ConnectHandler, DisconnectHandler, MessageHandler, Value};
@@ -68,6 +69,40 @@ pub fn attach(io: &SocketIo, lobby: Lobby) {
             members: api::SharedMemberList::default(),
         },
     );
+}
+
+/// The `update` event's payload for `event`, encoded once per delivery and shared by
+/// every Socket.IO receiver.
+fn update(event: &Event) -> Box<RawValue> {
+    let text;
+    let update = match event {
+        Event::Joined { name, .. } => {
+            text = format!("{name}님이 접속하였습니다.");
+            Update {
+                kind: "connect",
+                name: SERVER_NAME,
+                message: &text,
+            }
+        }
+        Event::Left { name, .. } => {
+            text = format!("{name}님이 나가셨습니다.");
+            Update {
+                kind: "disconnect",
+                name: SERVER_NAME,
+                message: &text,
+            }
+        }
+        Event::Message { name, text, .. } => Update {
+            kind: "message",
+            name,
+            message: text,
+        },
+    };
+    // Strings only: serde_json has no way to fail on them.
+    to_raw_value(&update).unwrap_or_else(|e| {
+        tracing::error!("cannot encode an update: {e}");
+        RawValue::NULL.to_owned()
+    })
 }
 
 /// What an `update` event carries.
@@ -141,31 +176,7 @@ impl SocketOutbox {
 
 impl Outbox for SocketOutbox {
     fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), Refusal> {
-        let text;
-        let update = match delivery.event() {
-            Event::Joined { name, .. } => {
-                text = format!("{name}님이 접속하였습니다.");
-                Update {
-                    kind: "connect",
-                    name: SERVER_NAME,
-                    message: &text,
-                }
-            }
-            Event::Left { name, .. } => {
-                text = format!("{name}님이 나가셨습니다.");
-                Update {
-                    kind: "disconnect",
-                    name: SERVER_NAME,
-                    message: &text,
-                }
-            }
-            Event::Message { name, text, .. } => Update {
-                kind: "message",
-                name,
-                message: text,
-            },
-        };
-        self.emit("update", &update)
+        self.emit("update", delivery.json(update))
     }
 
     fn cut_off(&self) {
@@ -306,7 +317,10 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
             tracing::info!(socket = %socket.id, member = member.id(), %why, disconnect, "refused");
             telemetry::refused(Protocol::SocketIo, reason);
             if let Err(e) = socket.emit("error", &ErrorReply { message: &why }) {
-                tracing::warn!(socket = %socket.id, "cannot send an error reply: {e}");
+                // Its queue is full (it will be cut off as a slow consumer at the next
+                // delivery) or closing: the refusal is logged and counted above, and a
+                // line per unsent reply would flood the log under overload.
+                tracing::debug!(socket = %socket.id, "cannot send an error reply: {e}");
             }
             if disconnect && let Err(e) = SocketRef::from(socket.clone()).disconnect() {
                 tracing::warn!(socket = %socket.id, "cannot disconnect a flooding socket: {e}");
