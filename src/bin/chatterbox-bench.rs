@@ -14,7 +14,8 @@
 //! and peak RSS (from /proc, with `--server-pid`), and the generator's own CPU, so that
 //! a saturated generator is flagged rather than mistaken for the server's limit.
 //! `--search` raises the rate round by round until a round fails (p99 over
-//! `--max-p99-ms`, a loss, or a saturated generator). `--idle` reports the server's RSS
+//! `--max-p99-ms`, a loss, or a saturated generator); a round that failed on its p99
+//! alone is run again at the same rate (`--retries`) before the search ends. `--idle` reports the server's RSS
 //! per joined idle member and the time the members took to join.
 //!
 //! Exit status (without `--search`): 1 when the round lost, duplicated, reordered or
@@ -41,7 +42,7 @@ const QUIET: Duration = Duration::from_millis(500);
 /// With no member joining for this long, the run ends with an error, not a hang.
 const JOIN_STALL: Duration = Duration::from_secs(30);
 
-/// Most rounds of a search.
+/// Most rates a search tries (a round run again at the same rate is not counted).
 const MAX_ROUNDS: usize = 14;
 
 /// Load generator for the Socket.IO lobby chat.
@@ -75,6 +76,11 @@ struct Args {
     /// A round whose p99 latency is over this fails.
     #[arg(long, default_value_t = 100.0)]
     max_p99_ms: f64,
+    /// In a search, a round that failed on its p99 alone (nothing lost, refused or cut
+    /// off) is run again at the same rate up to this many times before the search ends:
+    /// one stall of the machine (a slow fsync) is then not taken for the server's limit.
+    #[arg(long, default_value_t = 1)]
+    retries: usize,
     /// Connection handshakes in flight at once.
     #[arg(long, default_value_t = 64)]
     handshakes_in_flight: usize,
@@ -838,7 +844,8 @@ async fn main() -> anyhow::Result<()> {
                 "pass"
             );
         }
-        for _ in 0..MAX_ROUNDS {
+        let (mut steps, mut tries) = (0, 0);
+        loop {
             *shared.round.lock().unwrap_or_else(|p| p.into_inner()) = Round::new();
             let sent_before = shared.lines_sent();
             let refused_before = shared.refused.load(Ordering::Relaxed);
@@ -908,6 +915,7 @@ async fn main() -> anyhow::Result<()> {
                 "bench_cores": bench_cores,
                 "generator_saturated": saturated,
                 "pass": pass,
+                "attempt": tries + 1,
             });
             if !args.json {
                 println!(
@@ -944,7 +952,22 @@ async fn main() -> anyhow::Result<()> {
                 best = Some(summary.clone());
             }
             rounds.push(summary);
-            if !args.search || !pass {
+            if !args.search {
+                break;
+            }
+            if !pass {
+                let latency_only = clean && refused == 0 && disconnected == 0 && !saturated;
+                if !latency_only || tries == args.retries {
+                    break;
+                }
+                tries += 1;
+                if !args.json {
+                    println!("  failed on p99 alone: once more at the same rate");
+                }
+                continue;
+            }
+            (steps, tries) = (steps + 1, 0);
+            if steps == MAX_ROUNDS {
                 break;
             }
             rate *= args.rate_step;
