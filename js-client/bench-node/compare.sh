@@ -5,6 +5,7 @@
 #
 #   js-client/bench-node/compare.sh            # the full comparison (about 10 minutes)
 #   ROUND_SECS=3 js-client/bench-node/compare.sh   # shorter rounds
+#   REPORTS=dir js-client/bench-node/compare.sh    # also keep each run's JSON report in dir
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUND_SECS=${ROUND_SECS:-5}
@@ -73,3 +74,6 @@ echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/ {print $2}') GiB"
 echo "command: js-client/bench-node/compare.sh (ROUND_SECS=$ROUND_SECS)"
 node js-client/bench-node/table.mjs "$out"
+if [ -n "${REPORTS:-}" ]; then
+  mkdir -p "$REPORTS" && cp "$out"/*.json "$REPORTS"/
+fi

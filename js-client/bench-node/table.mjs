@@ -28,10 +28,18 @@ const best = (scenario) => (server) => {
   // No passing round: even the first rate was too much.
   return result.best ? result.best.deliveries_per_s : (result.rounds ? 0 : undefined);
 };
-const flags = (scenario) => (server) => {
-  const rounds = load(server, scenario).rounds ?? [];
-  const last = rounds[rounds.length - 1];
-  return last && last.generator_saturated ? 'generator saturated' : '';
+// What failed the round a search ended on (its last).
+const endedOn = (round) => {
+  const why = [];
+  if (round.lost) why.push(`${fmt(round.lost)} lost`);
+  if (round.duplicated || round.reordered || round.echoed) {
+    why.push(`${fmt(round.duplicated)} duplicated, ${fmt(round.reordered)} reordered, ${fmt(round.echoed)} echoed`);
+  }
+  if (round.refused) why.push(`${fmt(round.refused)} lines refused`);
+  if (round.disconnected) why.push(`${fmt(round.disconnected)} members cut off`);
+  if (round.generator_saturated) why.push('generator saturated (its limit, not the server\'s)');
+  if (round.p99_ms > 100) why.push(`p99 ${fmt(round.p99_ms, 1)} ms`);
+  return why.join(', ');
 };
 
 row('max deliveries/s, N=100 K=10 (p99 ≤ 100 ms, no loss)', best('n100'), 0, 'higher');
@@ -47,8 +55,13 @@ row('time for 5,000 members to join (s)', (s) => load(s, 'idle5000').join_secs, 
 const notes = [];
 for (const scenario of ['n100', 'n1000', 'n2000']) {
   for (const server of ['chatterbox', 'node']) {
-    const flag = flags(scenario)(server);
-    if (flag) notes.push(`${server} ${scenario}: the search stopped on a round where the generator was saturated (its limit, not the server's)`);
+    const rounds = load(server, scenario).rounds ?? [];
+    const last = rounds[rounds.length - 1];
+    if (!last) continue;
+    const again = last.attempt > 1 ? ', run twice' : '';
+    notes.push(last.pass
+      ? `${server} ${scenario}: every rate passed, up to ${fmt(last.deliveries_per_s)} deliveries/s`
+      : `${server} ${scenario}: ended at ${fmt(last.deliveries_per_s)} deliveries/s${again}: ${endedOn(last)}`);
   }
 }
 
@@ -56,4 +69,5 @@ const header = ['', 'chatterbox', 'Node (socket.io 4)', 'ratio'];
 console.log(`| ${header.join(' | ')} |`);
 console.log(`|${header.map(() => '---').join('|')}|`);
 for (const r of rows) console.log(`| ${r.join(' | ')} |`);
-for (const note of notes) console.log(`\n- ${note}`);
+if (notes.length) console.log('\nWhere each search ended:');
+for (const note of notes) console.log(`- ${note}`);
