@@ -39,6 +39,7 @@
 //! the connect packet (`40`) after its middlewares and before its connect handler, and a
 //! client may emit the moment `40` arrives (the official client sends what it buffered).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
@@ -74,29 +75,21 @@ pub fn attach(io: &SocketIo, lobby: Lobby) {
 /// The `update` event's payload for `event`, encoded once per delivery and shared by
 /// every Socket.IO receiver.
 fn update(event: &Event) -> Box<RawValue> {
-    let text;
-    let update = match event {
+    let (kind, name, message): (_, &str, Cow<str>) = match event {
         Event::Joined { name, .. } => {
-            text = format!("{name}님이 접속하였습니다.");
-            Update {
-                kind: "connect",
-                name: SERVER_NAME,
-                message: &text,
-            }
+            let says = format!("{name}님이 접속하였습니다.");
+            ("connect", SERVER_NAME, says.into())
         }
         Event::Left { name, .. } => {
-            text = format!("{name}님이 나가셨습니다.");
-            Update {
-                kind: "disconnect",
-                name: SERVER_NAME,
-                message: &text,
-            }
+            let says = format!("{name}님이 나가셨습니다.");
+            ("disconnect", SERVER_NAME, says.into())
         }
-        Event::Message { name, text, .. } => Update {
-            kind: "message",
-            name,
-            message: text,
-        },
+        Event::Message { name, text, .. } => ("message", name, Cow::Borrowed(text)),
+    };
+    let update = Update {
+        kind,
+        name,
+        message: &message,
     };
     // Strings only: serde_json has no way to fail on them.
     to_raw_value(&update).unwrap_or_else(|e| {
