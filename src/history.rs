@@ -297,8 +297,8 @@ pub struct Queued<T> {
     pub item: T,
     /// The line to commit first.
     pub line: Option<NewLine>,
-    /// How many of the latest stored lines to read for the item, after every line
-    /// queued before it is committed (replay to a new member).
+    /// How many stored lines to read for the item: the latest of those queued before it
+    /// (and its own), none queued after it (replay to a new member).
     pub replay: usize,
 }
 
@@ -464,14 +464,16 @@ fn write_loop<T>(
                 let _ = checkpoint.try_send(());
             }
         }
-        let mut ids = ids.into_iter();
+        let mut ids = ids.into_iter().peekable();
         let committed = batch
             .into_iter()
             .map(|queued| {
                 let id = queued.line.as_ref().and_then(|_| ids.next());
+                // The whole batch is on disk by now: a replay stops before the first
+                // line queued after its item, which its member will get live.
                 let replayed = match queued.replay {
                     0 => Vec::new(),
-                    n => read_page(&store.connection, None, n).unwrap_or_else(|e| {
+                    n => read_page(&store.connection, ids.peek().copied(), n).unwrap_or_else(|e| {
                         tracing::error!("cannot read the history to replay: {e}");
                         Vec::new()
                     }),
@@ -628,6 +630,46 @@ mod tests {
         assert_eq!(page[39].text, "line 49");
         let older = reader.page(Some(page[2].id), 2).unwrap();
         assert_eq!(older, page[..2].to_vec());
+    }
+
+    #[test]
+    fn a_replay_ends_before_the_lines_queued_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.db")).unwrap();
+        let (in_tx, in_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        // The first delivery waits for `go`: the next three items commit as one batch.
+        let sequencer = Sequencer::start(store, 10, move |batch: Vec<Committed<u32>>| {
+            let replays: Vec<(u32, Vec<String>)> = batch
+                .into_iter()
+                .map(|done| {
+                    (
+                        done.item,
+                        done.replayed.into_iter().map(|l| l.text).collect(),
+                    )
+                })
+                .collect();
+            let _ = in_tx.send(replays);
+            let _ = go_rx.recv();
+        })
+        .unwrap();
+        let queued = |item, line: Option<NewLine>, replay| Queued { item, line, replay };
+        sequencer.push(queued(0, Some(line("first")), 0)).unwrap();
+        assert_eq!(in_rx.recv().unwrap(), [(0, vec![])]);
+        sequencer.push(queued(1, Some(line("a")), 0)).unwrap();
+        sequencer.push(queued(2, None, 5)).unwrap();
+        sequencer.push(queued(3, Some(line("b")), 0)).unwrap();
+        go_tx.send(()).unwrap();
+        assert_eq!(
+            in_rx.recv().unwrap(),
+            [
+                (1, vec![]),
+                (2, vec!["first".to_string(), "a".to_string()]),
+                (3, vec![]),
+            ]
+        );
+        drop(go_tx);
+        sequencer.finish();
     }
 
     #[test]

@@ -322,6 +322,9 @@ struct Entry {
     name: Option<Arc<str>>,
     since: SystemTime,
     outbox: Arc<dyn Outbox>,
+    /// The history id of the first chat line relayed to it: a replay stops before it,
+    /// since everything from there on reached the member live (even unnamed).
+    first_live_line: Option<i64>,
 }
 
 /// An event waiting in the sequencer for its turn (and its line's commit).
@@ -527,6 +530,7 @@ impl Lobby {
                     replay_to,
                 } = done.item;
                 Outgoing {
+                    line_id: done.id,
                     replay: replay_to.map(|id| (id, done.replayed)),
                     ..Outgoing::new(event, from)
                 }
@@ -558,6 +562,7 @@ impl Lobby {
             name: name.clone(),
             since: SystemTime::now(),
             outbox: Arc::new(outbox),
+            first_live_line: None,
         };
         let cut = {
             let mut members = self.lock();
@@ -685,6 +690,8 @@ struct Outgoing {
     delivery: Arc<Delivery>,
     /// The sender, skipped if its protocol does not echo.
     from: Option<u64>,
+    /// The history id of the event's chat line, if it was stored.
+    line_id: Option<i64>,
     /// A member and the lines replayed to it just before the event.
     replay: Option<(u64, Vec<history::StoredLine>)>,
 }
@@ -694,6 +701,7 @@ impl Outgoing {
         Self {
             delivery: Delivery::new(event),
             from,
+            line_id: None,
             replay: None,
         }
     }
@@ -716,10 +724,13 @@ fn fan_out(
     while !batch.is_empty() {
         let mut slow = Vec::new();
         let mut sent = [0; Protocol::ALL.len()];
-        for (&id, entry) in members.iter() {
+        for (&id, entry) in members.iter_mut() {
             for out in batch.iter_mut() {
                 if let Some((_, lines)) = out.replay.take_if(|(to, _)| *to == id) {
                     replay(entry, lines);
+                }
+                if entry.first_live_line.is_none() {
+                    entry.first_live_line = out.line_id;
                 }
                 if out.from == Some(id) && !entry.protocol.echoes_own_lines() {
                     continue;
@@ -766,10 +777,13 @@ fn fan_out(
     cut
 }
 
-/// Sends a member the lines replayed for it (oldest first), as chat lines. A member
-/// whose queue cannot take them all gets the first that fit: replay is a courtesy, the
-/// live chat after it must not be lost.
-fn replay(entry: &Entry, lines: Vec<history::StoredLine>) {
+/// Sends a member the lines replayed for it (oldest first), as chat lines, up to the
+/// first it got live. A member whose queue cannot take them all gets the first that
+/// fit: replay is a courtesy, the live chat after it must not be lost.
+fn replay(entry: &Entry, mut lines: Vec<history::StoredLine>) {
+    if let Some(first_live) = entry.first_live_line {
+        lines.retain(|line| line.id < first_live);
+    }
     let total = lines.len();
     for (sent, line) in lines.into_iter().enumerate() {
         let event = Event::Message {
@@ -1098,6 +1112,7 @@ mod tests {
                 name: Some(name.into()),
                 since: SystemTime::now(),
                 outbox: Arc::new(outbox.clone()),
+                first_live_line: None,
             };
             members.insert(id, entry);
         }

@@ -13,7 +13,8 @@
 //! | server → subscriber | `members` | `{count, members: [{name, protocol, since}]}` (as `GET /api/members`), at once and after every change |
 //!
 //! With `--replay N`, a member's first `newUser` is answered with the latest N stored
-//! lines as `update` messages, before its join is announced.
+//! lines as `update` messages, before its join is announced: those older than the
+//! first line it got live (a socket gets the chat before it names itself).
 //!
 //! The two-person rooms (section 2) share the namespace:
 //!

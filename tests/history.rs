@@ -491,6 +491,27 @@ async fn every_line_anyone_received_survives_a_kill_9() {
 }
 
 #[tokio::test]
+async fn replay_leaves_out_what_the_member_got_before_naming_itself() {
+    let server = TestServer::spawn_with(|c| c.replay = 5).await;
+    let mut watcher = Client::named(&server, "watcher").await;
+    let mut ann = Client::named(&server, "ann").await;
+    watcher.expect_update(joined("ann")).await;
+    ann.say("before").await;
+    // Relayed (so stored) before `late` connects.
+    watcher.expect_update(line("ann", "before")).await;
+    let mut late = Client::connect(&server).await;
+    ann.say("while unnamed").await;
+    // Members get the chat before they name themselves, as with the original server.
+    late.expect_update(line("ann", "while unnamed")).await;
+    late.emit("newUser", json!("late")).await;
+    late.expect_update(line("ann", "before")).await;
+    late.expect_update(joined("late")).await;
+    ann.expect_update(joined("late")).await;
+    ann.say("after").await;
+    late.expect_update(line("ann", "after")).await;
+}
+
+#[tokio::test]
 async fn polling_clients_get_replay_too() {
     let server = TestServer::spawn_with(|c| c.replay = 1).await;
     let ann = Client::named(&server, "ann").await;
