@@ -955,22 +955,26 @@ async fn main() -> anyhow::Result<()> {
             if !args.search {
                 break;
             }
-            if !pass {
-                let latency_only = clean && refused == 0 && disconnected == 0 && !saturated;
-                if !latency_only || tries == args.retries {
-                    break;
+            let outcome = if pass {
+                Outcome::Passed
+            } else if clean && refused == 0 && disconnected == 0 && !saturated {
+                Outcome::OnlyP99Failed
+            } else {
+                Outcome::Failed
+            };
+            match next_round(outcome, steps + 1, tries, args.retries) {
+                Next::Raise => {
+                    (steps, tries) = (steps + 1, 0);
+                    rate *= args.rate_step;
                 }
-                tries += 1;
-                if !args.json {
-                    println!("  failed on p99 alone: once more at the same rate");
+                Next::Again => {
+                    tries += 1;
+                    if !args.json {
+                        println!("  failed on p99 alone: once more at the same rate");
+                    }
                 }
-                continue;
+                Next::End => break,
             }
-            (steps, tries) = (steps + 1, 0);
-            if steps == MAX_ROUNDS {
-                break;
-            }
-            rate *= args.rate_step;
         }
         if args.search {
             // A search ends on a failing round by design, whatever failed it (members cut
@@ -996,9 +1000,56 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a search round went.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Outcome {
+    Passed,
+    /// Nothing lost, refused or cut off, the generator not saturated: only the p99 was
+    /// over the limit (which one stall of the machine can cause).
+    OnlyP99Failed,
+    Failed,
+}
+
+/// What a search does after a round.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Next {
+    /// The next rate.
+    Raise,
+    /// The same rate once more.
+    Again,
+    End,
+}
+
+/// The search's rule: a passing round raises the rate (up to [`MAX_ROUNDS`] rates); a
+/// round failing on its p99 alone is run again, `retries` times at most; any other
+/// failure ends the search. `rates` counts the rates tried so far, this one included;
+/// `tries`, the runs of this rate before this one.
+fn next_round(outcome: Outcome, rates: usize, tries: usize, retries: usize) -> Next {
+    match outcome {
+        Outcome::Passed if rates < MAX_ROUNDS => Next::Raise,
+        Outcome::OnlyP99Failed if tries < retries => Next::Again,
+        _ => Next::End,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_search_retries_a_p99_failure_only_and_stops_at_its_last_rate() {
+        use Next::*;
+        use Outcome::*;
+        assert_eq!(next_round(Passed, 1, 0, 1), Raise);
+        assert_eq!(next_round(OnlyP99Failed, 3, 0, 1), Again);
+        assert_eq!(next_round(OnlyP99Failed, 3, 1, 1), End);
+        assert_eq!(next_round(Passed, 3, 1, 1), Raise);
+        assert_eq!(next_round(OnlyP99Failed, 3, 0, 0), End);
+        assert_eq!(next_round(OnlyP99Failed, 3, 1, 2), Again);
+        assert_eq!(next_round(Failed, 3, 0, 1), End);
+        assert_eq!(next_round(Passed, MAX_ROUNDS - 1, 0, 1), Raise);
+        assert_eq!(next_round(Passed, MAX_ROUNDS, 0, 1), End);
+    }
 
     #[test]
     fn lines_are_found_in_either_servers_field_order() {
