@@ -44,6 +44,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::{RawValue, to_raw_value};
@@ -177,12 +178,44 @@ impl Outbox for SocketOutbox {
         let Some(socket) = self.socket.upgrade() else {
             return; // gone already
         };
-        // The disconnect packet needs a place in the very queue that is full; when there
-        // is none, the heartbeat (ping timeout) ends the connection instead.
-        if let Err(e) = SocketRef::from(socket.clone()).disconnect() {
-            tracing::warn!(socket = %socket.id, "slow consumer not disconnected yet: {e}");
+        match SocketRef::from(socket.clone()).disconnect() {
+            Ok(()) => {}
+            // The disconnect packet needs a place in the very queue that is full.
+            Err(SocketError::InternalChannelFull) => {
+                tracing::debug!(socket = %socket.id, "slow consumer's queue full: disconnect again soon");
+                disconnect_when_room(self.socket.clone());
+            }
+            Err(e) => tracing::warn!(socket = %socket.id, "slow consumer not disconnected: {e}"),
         }
     }
+}
+
+/// How often a member cut off as a slow consumer, whose queue had no room for the
+/// disconnect packet, is disconnected again. Waiting for the heartbeat instead would
+/// leave a client that catches up with its backlog before the next ping connected but
+/// outside the lobby: it would answer the ping and hear nothing more.
+const DISCONNECT_RETRY: Duration = Duration::from_millis(100);
+
+/// Disconnects `socket` as soon as its queue has room for the disconnect packet (or
+/// its connection ends first: a client that never reads again is closed by the
+/// heartbeat, which finds the same queue full).
+fn disconnect_when_room(socket: Weak<Socket>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no runtime to disconnect a slow consumer on: the heartbeat will");
+        return;
+    };
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(DISCONNECT_RETRY).await;
+            let Some(socket) = socket.upgrade() else {
+                return;
+            };
+            match SocketRef::from(socket).disconnect() {
+                Err(SocketError::InternalChannelFull) => continue,
+                Ok(()) | Err(SocketError::Closed) => return,
+            }
+        }
+    });
 }
 
 impl Seat for SocketOutbox {

@@ -306,7 +306,7 @@ async fn tiny_window(address: std::net::SocketAddr) -> tokio::net::TcpStream {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_websocket_socketio_and_tcp_text_readers_are_cut_off_and_announced_as_left() {
-    use futures_util::SinkExt;
+    use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     const LINE_CHARS: usize = 16_000;
     let server = TestServer::spawn_with(|c| {
@@ -398,6 +398,21 @@ async fn slow_websocket_socketio_and_tcp_text_readers_are_cut_off_and_announced_
             "{counter} in\n{metrics}"
         );
     }
+    // When it reads its backlog at last, the Socket.IO client is told it is out (the
+    // disconnect packet waited for room in its queue): it is not left connected to a
+    // lobby that no longer sends it anything.
+    let told = tokio::time::timeout(common::WAIT, async {
+        loop {
+            let frame = slow_sio.next().await.expect("open").expect("frame");
+            match frame.to_text().expect("text") {
+                "41" => return,
+                "2" => slow_sio.send(Message::text("3")).await.expect("pong"),
+                update => assert!(update.starts_with(r#"42["update","#), "{update}"),
+            }
+        }
+    })
+    .await;
+    told.expect("the namespace's disconnect packet in time");
     echoes.abort();
     drop((slow_sio, slow_ws, slow_text));
 }
