@@ -14,7 +14,9 @@
 //! chat line that arrived while the previous commit ran in one transaction (group
 //! commit: one fsync per batch, never one per line), and only then hands the batch, in
 //! queue order, back to the lobby for relaying. Relay order is therefore commit order,
-//! which is id order, and nothing is relayed that is not on disk.
+//! which is id order, and nothing is relayed that is not on disk. A batch holds at most
+//! a set number of items: what piled up behind a slow commit is released in parts,
+//! each of which every member's queue can take (see [`Sequencer::start`]).
 //!
 //! Readers ([`Reader`]) open their own connections; WAL lets them read while the writer
 //! commits.
@@ -328,6 +330,7 @@ struct Shared<T> {
     queue: Mutex<Queue<T>>,
     wake: Condvar,
     capacity_lines: usize,
+    batch_items: usize,
 }
 
 /// The lobby's one writer: commits queued lines in batches, then hands every queued
@@ -338,11 +341,18 @@ pub struct Sequencer<T> {
 }
 
 impl<T: Send + 'static> Sequencer<T> {
-    /// Starts the writer thread on `store`; `deliver` gets each committed batch.
-    /// At most `capacity_lines` lines wait for a commit at once.
+    /// Starts the writer thread on `store`; `deliver` gets each committed batch, of at
+    /// most `batch_items` items (at least one). At most `capacity_lines` lines wait for
+    /// a commit at once.
+    ///
+    /// The lobby hands a whole batch to each member's queue at once, so a batch must fit
+    /// in that queue: after a commit that stalled (the disk sometimes takes a tenth of a
+    /// second for an fsync), thousands of lines may be waiting, and released in one
+    /// batch they would overflow every member's queue and cut everyone off.
     pub fn start(
         store: Store,
         capacity_lines: usize,
+        batch_items: usize,
         deliver: impl FnMut(Vec<Committed<T>>) + Send + 'static,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
@@ -353,6 +363,7 @@ impl<T: Send + 'static> Sequencer<T> {
             }),
             wake: Condvar::new(),
             capacity_lines,
+            batch_items: batch_items.max(1),
         });
         // The writer pokes the checkpointer every CHECKPOINT_COMMITS commits; a poke
         // that finds one waiting is not needed. The checkpointer ends with the writer.
@@ -453,8 +464,14 @@ fn write_loop<T>(
                 return; // closed and drained
             }
             // The lines stay counted until committed: the queue's bound covers them.
-            // Taken whole: the queue starts again small, not at the size of its last burst.
-            std::mem::take(&mut queue.items)
+            // Taken whole when it fits in a batch: the queue then starts again small, not
+            // at the size of its last burst.
+            if queue.items.len() <= shared.batch_items {
+                std::mem::take(&mut queue.items)
+            } else {
+                let rest = queue.items.split_off(shared.batch_items);
+                std::mem::replace(&mut queue.items, rest)
+            }
         };
         let ids = commit(shared, &mut store, &batch);
         if !ids.is_empty() {
@@ -559,7 +576,7 @@ mod tests {
         let store = Store::open(&dir.path().join("h.db")).unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
-        let sequencer = Sequencer::start(store, 100, move |batch: Vec<Committed<u32>>| {
+        let sequencer = Sequencer::start(store, 100, 1000, move |batch: Vec<Committed<u32>>| {
             for done in batch {
                 seen_tx.send(done.item).unwrap();
                 assert_ne!(done.item, 1, "a relay that panics");
@@ -594,7 +611,7 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let reader = store.reader();
         let (tx, rx) = std::sync::mpsc::channel();
-        let sequencer = Sequencer::start(store, 100, move |batch: Vec<Committed<u32>>| {
+        let sequencer = Sequencer::start(store, 100, 1000, move |batch: Vec<Committed<u32>>| {
             for done in batch {
                 tx.send((done.item, done.id, done.replayed.len())).unwrap();
             }
@@ -639,7 +656,7 @@ mod tests {
         let (in_tx, in_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         // The first delivery waits for `go`: the next three items commit as one batch.
-        let sequencer = Sequencer::start(store, 10, move |batch: Vec<Committed<u32>>| {
+        let sequencer = Sequencer::start(store, 10, 1000, move |batch: Vec<Committed<u32>>| {
             let replays: Vec<(u32, Vec<String>)> = batch
                 .into_iter()
                 .map(|done| {
@@ -673,13 +690,56 @@ mod tests {
     }
 
     #[test]
+    fn what_piles_up_behind_a_slow_commit_comes_back_in_batches_of_the_set_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.db")).unwrap();
+        let (in_tx, in_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        // The first delivery waits for `go` while 10 more items queue behind it.
+        let sequencer = Sequencer::start(store, 100, 4, move |batch: Vec<Committed<u32>>| {
+            let _ = in_tx.send(batch.into_iter().map(|done| done.item).collect::<Vec<_>>());
+            let _ = go_rx.recv();
+        })
+        .unwrap();
+        let queued = |item: u32| Queued {
+            item,
+            line: item
+                .is_multiple_of(2)
+                .then(|| line(&format!("line {item}"))),
+            replay: 0,
+        };
+        sequencer.push(queued(0)).unwrap();
+        assert_eq!(in_rx.recv().unwrap(), [0]);
+        for item in 1..=10 {
+            sequencer.push(queued(item)).unwrap();
+        }
+        drop(go_tx);
+        assert_eq!(in_rx.recv().unwrap(), [1, 2, 3, 4]);
+        assert_eq!(in_rx.recv().unwrap(), [5, 6, 7, 8]);
+        assert_eq!(in_rx.recv().unwrap(), [9, 10]);
+        sequencer.finish();
+        let texts: Vec<String> = Store::open(&dir.path().join("h.db"))
+            .unwrap()
+            .reader()
+            .page(None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.text)
+            .collect();
+        assert_eq!(
+            texts,
+            ["line 0", "line 2", "line 4", "line 6", "line 8", "line 10"]
+        );
+    }
+
+    #[test]
     fn a_full_queue_refuses_lines_but_not_presence() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("h.db")).unwrap();
         let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         // Each delivery says it has begun, then waits for `go`: the queue fills behind it.
-        let sequencer = Sequencer::start(store, 2, move |_: Vec<Committed<u32>>| {
+        let sequencer = Sequencer::start(store, 2, 1000, move |_: Vec<Committed<u32>>| {
             let _ = in_tx.send(());
             let _ = go_rx.recv();
         })

@@ -410,7 +410,10 @@ impl Lobby {
                     Lobby { inner }.deliver(batch);
                 }
             };
-            let sequencer = match Sequencer::start(store, capacity, deliver) {
+            // Half a member's queue: a batch fits even in a queue the previous one has
+            // not been written out of yet.
+            let batch_items = limits.outbox_messages / 2;
+            let sequencer = match Sequencer::start(store, capacity, batch_items, deliver) {
                 Ok(sequencer) => Some(sequencer),
                 Err(e) => {
                     failure = Some(e);
