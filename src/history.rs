@@ -16,7 +16,8 @@
 //! queue order, back to the lobby for relaying. Relay order is therefore commit order,
 //! which is id order, and nothing is relayed that is not on disk. A batch holds at most
 //! a set number of items: what piled up behind a slow commit is released in parts,
-//! each of which every member's queue can take (see [`Sequencer::start`]).
+//! each of which every member's queue can take, paced so that the connections' writers
+//! send one part out before the next comes (see [`Sequencer::start`]).
 //!
 //! Readers ([`Reader`]) open their own connections; WAL lets them read while the writer
 //! commits.
@@ -348,7 +349,8 @@ impl<T: Send + 'static> Sequencer<T> {
     /// The lobby hands a whole batch to each member's queue at once, so a batch must fit
     /// in that queue: after a commit that stalled (the disk sometimes takes a tenth of a
     /// second for an fsync), thousands of lines may be waiting, and released in one
-    /// batch they would overflow every member's queue and cut everyone off.
+    /// batch they would overflow every member's queue and cut everyone off. Such a
+    /// backlog goes out in parts, with a pause after each as long as its relay took.
     pub fn start(
         store: Store,
         capacity_lines: usize,
@@ -452,7 +454,7 @@ fn write_loop<T>(
 ) {
     let mut commits = 0;
     loop {
-        let batch: VecDeque<Queued<T>> = {
+        let (batch, backlog): (VecDeque<Queued<T>>, bool) = {
             let mut queue = lock(&shared.queue);
             while queue.items.is_empty() && !queue.closed {
                 queue = shared
@@ -467,10 +469,10 @@ fn write_loop<T>(
             // Taken whole when it fits in a batch: the queue then starts again small, not
             // at the size of its last burst.
             if queue.items.len() <= shared.batch_items {
-                std::mem::take(&mut queue.items)
+                (std::mem::take(&mut queue.items), false)
             } else {
                 let rest = queue.items.split_off(shared.batch_items);
-                std::mem::replace(&mut queue.items, rest)
+                (std::mem::replace(&mut queue.items, rest), true)
             }
         };
         let ids = commit(shared, &mut store, &batch);
@@ -504,6 +506,7 @@ fn write_loop<T>(
             .collect();
         // A delivery that panics loses its own batch's relay, not the writer: every
         // later line would otherwise be refused until a restart.
+        let delivering = Instant::now();
         if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| deliver(committed))) {
             let why = panic
                 .downcast_ref::<&str>()
@@ -511,6 +514,13 @@ fn write_loop<T>(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             tracing::error!("relaying a committed batch panicked: {why}");
+        }
+        if backlog {
+            // Relaying only queues the events; the connections' writers, on the same
+            // cores, still have to send them. Handing over the next part at once would
+            // overflow the queues of members that are keeping up: wait as long as the
+            // relay took, which gives the writers the time to send this part out.
+            std::thread::sleep(delivering.elapsed());
         }
     }
 }
