@@ -659,14 +659,34 @@ mod tests {
         assert_eq!(older, page[..2].to_vec());
     }
 
+    /// A sequencer whose deliveries report each batch (as `report` makes of it) and then
+    /// wait for a `go`: items pushed meanwhile queue behind the held delivery. Dropping
+    /// the `go` sender lets every later delivery through.
+    fn held_sequencer<R: Send + 'static>(
+        dir: &Path,
+        batch_items: usize,
+        report: impl Fn(Vec<Committed<u32>>) -> R + Send + 'static,
+    ) -> (
+        Sequencer<u32>,
+        std::sync::mpsc::Receiver<R>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let store = Store::open(&dir.join("h.db")).unwrap();
+        let (in_tx, in_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let sequencer = Sequencer::start(store, 100, batch_items, move |batch| {
+            let _ = in_tx.send(report(batch));
+            let _ = go_rx.recv();
+        })
+        .unwrap();
+        (sequencer, in_rx, go_tx)
+    }
+
     #[test]
     fn a_replay_ends_before_the_lines_queued_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("h.db")).unwrap();
-        let (in_tx, in_rx) = std::sync::mpsc::channel();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        // The first delivery waits for `go`: the next three items commit as one batch.
-        let sequencer = Sequencer::start(store, 10, 1000, move |batch: Vec<Committed<u32>>| {
+        // The first delivery is held: the next three items commit as one batch.
+        let (sequencer, in_rx, go_tx) = held_sequencer(dir.path(), 1000, |batch| {
             let replays: Vec<(u32, Vec<String>)> = batch
                 .into_iter()
                 .map(|done| {
@@ -676,10 +696,8 @@ mod tests {
                     )
                 })
                 .collect();
-            let _ = in_tx.send(replays);
-            let _ = go_rx.recv();
-        })
-        .unwrap();
+            replays
+        });
         let queued = |item, line: Option<NewLine>, replay| Queued { item, line, replay };
         sequencer.push(queued(0, Some(line("first")), 0)).unwrap();
         assert_eq!(in_rx.recv().unwrap(), [(0, vec![])]);
@@ -702,15 +720,10 @@ mod tests {
     #[test]
     fn what_piles_up_behind_a_slow_commit_comes_back_in_batches_of_the_set_size() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("h.db")).unwrap();
-        let (in_tx, in_rx) = std::sync::mpsc::channel();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        // The first delivery waits for `go` while 10 more items queue behind it.
-        let sequencer = Sequencer::start(store, 100, 4, move |batch: Vec<Committed<u32>>| {
-            let _ = in_tx.send(batch.into_iter().map(|done| done.item).collect::<Vec<_>>());
-            let _ = go_rx.recv();
-        })
-        .unwrap();
+        // The first delivery is held while 10 more items queue behind it.
+        let (sequencer, in_rx, go_tx) = held_sequencer(dir.path(), 4, |batch| {
+            batch.into_iter().map(|done| done.item).collect::<Vec<_>>()
+        });
         let queued = |item: u32| Queued {
             item,
             line: item

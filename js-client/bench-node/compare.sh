@@ -17,6 +17,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (cd js-client/bench-node && npm ci --no-audit --no-fund --silent)
 cargo build --release --bins --quiet
 bench=target/release/chatterbox-bench
+source js-client/bench-node/servers.sh
 
 # start_server NAME: starts it on core 0; sets $pid and $addr.
 start_server() {
@@ -34,13 +35,7 @@ start_server() {
     node) taskset -c 0 node js-client/bench-node/server.js 2>"$log" & ;;
   esac
   pid=$!
-  for _ in $(seq 100); do
-    addr=$(grep -o 'listening http=[0-9.:]*' "$log" | head -1 | cut -d= -f2 || true)
-    [ -n "$addr" ] && return 0
-    sleep 0.1
-  done
-  echo "$1 did not start: $(cat "$log")" >&2
-  exit 1
+  wait_listening "$log" "$1"
 }
 
 stop_server() {

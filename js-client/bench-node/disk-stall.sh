@@ -28,17 +28,8 @@ truncate -s 64M "$out/disk.img"
 mkfs.ext4 -q "$out/disk.img"
 mount -o loop "$out/disk.img" "$out/disk"
 
-taskset -c 0 target/release/chatterbox --host 127.0.0.1 --port 0 --ws-port off \
-  --tcp-json-port off --tcp-text-port off --db "$out/disk/h.db" \
-  --max-connections-per-ip 0 --rate-lines-per-sec 0 2>"$out/server.log" &
-pid=$!
-addr=
-for _ in $(seq 100); do
-  addr=$(grep -o 'listening http=[0-9.:]*' "$out/server.log" | head -1 | cut -d= -f2 || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "chatterbox did not start: $(cat "$out/server.log")" >&2; exit 1; }
+source js-client/bench-node/servers.sh
+start_chatterbox "$out/server.log" --db "$out/disk/h.db"
 
 taskset -c 1 target/release/chatterbox-bench --addr "$addr" --server-pid "$pid" \
   --members 100 --senders 10 --rate "$RATE" --duration-secs 8 &

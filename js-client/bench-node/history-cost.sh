@@ -13,6 +13,7 @@ ROUND_SECS=${ROUND_SECS:-5}
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
 cargo build --release --bins --quiet
+source js-client/bench-node/servers.sh
 
 for mode in full normal no-history; do
   for scenario in "10 10 50" "100 10 20"; do
@@ -20,16 +21,7 @@ for mode in full normal no-history; do
     rm -f "$out"/h.db*
     flags=(--db "$out/h.db" --db-durability "$mode")
     [ "$mode" = no-history ] && flags=(--no-history)
-    taskset -c 0 target/release/chatterbox --host 127.0.0.1 --port 0 --ws-port off \
-      --tcp-json-port off --tcp-text-port off "${flags[@]}" \
-      --max-connections-per-ip 0 --rate-lines-per-sec 0 2>"$out/server.log" &
-    pid=$!
-    addr=
-    for _ in $(seq 100); do
-      addr=$(grep -o 'listening http=[0-9.:]*' "$out/server.log" | head -1 | cut -d= -f2 || true)
-      [ -n "$addr" ] && break
-      sleep 0.1
-    done
+    start_chatterbox "$out/server.log" "${flags[@]}"
     echo "== $mode: N=$members K=$senders"
     taskset -c 1 target/release/chatterbox-bench --addr "$addr" --server-pid "$pid" \
       --members "$members" --senders "$senders" --rate "$rate" --search \
