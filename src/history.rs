@@ -466,14 +466,12 @@ fn write_loop<T>(
                 return; // closed and drained
             }
             // The lines stay counted until committed: the queue's bound covers them.
-            // Taken whole when it fits in a batch: the queue then starts again small, not
-            // at the size of its last burst.
-            if queue.items.len() <= shared.batch_items {
-                (std::mem::take(&mut queue.items), false)
-            } else {
-                let rest = queue.items.split_off(shared.batch_items);
-                (std::mem::replace(&mut queue.items, rest), true)
-            }
+            // What stays is a new queue: it starts again small, not at the size of its
+            // last burst.
+            let take = queue.items.len().min(shared.batch_items);
+            let rest = queue.items.split_off(take);
+            let backlog = !rest.is_empty();
+            (std::mem::replace(&mut queue.items, rest), backlog)
         };
         let ids = commit(shared, &mut store, &batch);
         if !ids.is_empty() {
@@ -664,6 +662,7 @@ mod tests {
     /// the `go` sender lets every later delivery through.
     fn held_sequencer<R: Send + 'static>(
         dir: &Path,
+        capacity_lines: usize,
         batch_items: usize,
         report: impl Fn(Vec<Committed<u32>>) -> R + Send + 'static,
     ) -> (
@@ -674,7 +673,7 @@ mod tests {
         let store = Store::open(&dir.join("h.db")).unwrap();
         let (in_tx, in_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let sequencer = Sequencer::start(store, 100, batch_items, move |batch| {
+        let sequencer = Sequencer::start(store, capacity_lines, batch_items, move |batch| {
             let _ = in_tx.send(report(batch));
             let _ = go_rx.recv();
         })
@@ -686,7 +685,7 @@ mod tests {
     fn a_replay_ends_before_the_lines_queued_after_it() {
         let dir = tempfile::tempdir().unwrap();
         // The first delivery is held: the next three items commit as one batch.
-        let (sequencer, in_rx, go_tx) = held_sequencer(dir.path(), 1000, |batch| {
+        let (sequencer, in_rx, go_tx) = held_sequencer(dir.path(), 100, 1000, |batch| {
             let replays: Vec<(u32, Vec<String>)> = batch
                 .into_iter()
                 .map(|done| {
@@ -721,7 +720,7 @@ mod tests {
     fn what_piles_up_behind_a_slow_commit_comes_back_in_batches_of_the_set_size() {
         let dir = tempfile::tempdir().unwrap();
         // The first delivery is held while 10 more items queue behind it.
-        let (sequencer, in_rx, go_tx) = held_sequencer(dir.path(), 4, |batch| {
+        let (sequencer, in_rx, go_tx) = held_sequencer(dir.path(), 100, 4, |batch| {
             batch.into_iter().map(|done| done.item).collect::<Vec<_>>()
         });
         let queued = |item: u32| Queued {
@@ -758,15 +757,8 @@ mod tests {
     #[test]
     fn a_full_queue_refuses_lines_but_not_presence() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("h.db")).unwrap();
-        let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         // Each delivery says it has begun, then waits for `go`: the queue fills behind it.
-        let sequencer = Sequencer::start(store, 2, 1000, move |_: Vec<Committed<u32>>| {
-            let _ = in_tx.send(());
-            let _ = go_rx.recv();
-        })
-        .unwrap();
+        let (sequencer, in_rx, go_tx) = held_sequencer(dir.path(), 2, 1000, |_| ());
         let queued = |line: Option<NewLine>| Queued {
             item: 0,
             line,

@@ -175,17 +175,27 @@ impl Outbox for SocketOutbox {
     }
 
     fn cut_off(&self) {
-        let Some(socket) = self.socket.upgrade() else {
-            return; // gone already
-        };
-        match SocketRef::from(socket.clone()).disconnect() {
-            Ok(()) => {}
-            // The disconnect packet needs a place in the very queue that is full.
-            Err(SocketError::InternalChannelFull) => {
-                tracing::debug!(socket = %socket.id, "slow consumer's queue full: disconnect again soon");
-                disconnect_when_room(self.socket.clone());
-            }
-            Err(e) => tracing::warn!(socket = %socket.id, "slow consumer not disconnected: {e}"),
+        if !disconnect(&self.socket) {
+            disconnect_when_room(self.socket.clone());
+        }
+    }
+}
+
+/// Disconnects a member's socket. False when its queue (full: the member is cut off as
+/// a slow consumer) had no room for the disconnect packet.
+fn disconnect(socket: &Weak<Socket>) -> bool {
+    let Some(socket) = socket.upgrade() else {
+        return true; // gone already
+    };
+    match SocketRef::from(socket.clone()).disconnect() {
+        Ok(()) => true,
+        Err(SocketError::InternalChannelFull) => {
+            tracing::debug!(socket = %socket.id, "slow consumer's queue full: disconnect again soon");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(socket = %socket.id, "slow consumer not disconnected: {e}");
+            true
         }
     }
 }
@@ -207,12 +217,8 @@ fn disconnect_when_room(socket: Weak<Socket>) {
     runtime.spawn(async move {
         loop {
             tokio::time::sleep(DISCONNECT_RETRY).await;
-            let Some(socket) = socket.upgrade() else {
+            if disconnect(&socket) {
                 return;
-            };
-            match SocketRef::from(socket).disconnect() {
-                Err(SocketError::InternalChannelFull) => continue,
-                Ok(()) | Err(SocketError::Closed) => return,
             }
         }
     });
