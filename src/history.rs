@@ -755,6 +755,41 @@ mod tests {
     }
 
     #[test]
+    fn each_part_of_a_backlog_is_followed_by_a_pause_as_long_as_its_relay() {
+        const RELAY: Duration = Duration::from_millis(50);
+        let dir = tempfile::tempdir().unwrap();
+        // Every relay takes RELAY; the first is held while three items queue behind it,
+        // which then come back one per batch: two parts of a backlog, then the last.
+        let (sequencer, in_rx, go_tx) = held_sequencer(dir.path(), 100, 1, |batch| {
+            let started = Instant::now();
+            std::thread::sleep(RELAY);
+            (batch[0].item, started)
+        });
+        let queued = |item| Queued {
+            item,
+            line: None,
+            replay: 0,
+        };
+        sequencer.push(queued(0)).unwrap();
+        assert_eq!(in_rx.recv().unwrap().0, 0);
+        for item in 1..=3 {
+            sequencer.push(queued(item)).unwrap();
+        }
+        drop(go_tx);
+        let started: Vec<(u32, Instant)> = (0..3).map(|_| in_rx.recv().unwrap()).collect();
+        assert_eq!(
+            started.iter().map(|(item, _)| *item).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        // Relay, then a pause at least as long, before the next part.
+        for pair in started.windows(2) {
+            let gap = pair[1].1 - pair[0].1;
+            assert!(gap >= 2 * RELAY, "{gap:?} between parts");
+        }
+        sequencer.finish();
+    }
+
+    #[test]
     fn a_full_queue_refuses_lines_but_not_presence() {
         let dir = tempfile::tempdir().unwrap();
         // Each delivery says it has begun, then waits for `go`: the queue fills behind it.
