@@ -11,7 +11,7 @@ use clap::Parser;
 
 use crate::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
 use crate::connection::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
-use crate::history::{DEFAULT_HISTORY_QUEUE_LINES, Durability};
+use crate::history::{DEFAULT_HISTORY_QUEUE_LINES, Durability, Retention};
 use crate::http::DEFAULT_HEADER_TIMEOUT_MS;
 use crate::lobby::{
     DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
@@ -43,6 +43,9 @@ pub const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
 /// Default largest Engine.IO payload, as the Node server's `maxHttpBufferSize` (1 MB).
 /// Applies to long-polling requests and to WebSocket messages and frames alike.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 1_000_000;
+
+/// Seconds in a day, for `--history-keep-days`.
+const SECS_PER_DAY: u64 = 24 * 60 * 60;
 
 /// Default history file, in the working directory.
 pub const DEFAULT_DB: &str = "chatterbox.db";
@@ -224,6 +227,16 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_HISTORY_QUEUE_LINES", default_value_t = DEFAULT_HISTORY_QUEUE_LINES)]
     pub history_queue_lines: usize,
 
+    /// Keep the latest this many lines in the history; older ones are deleted. 0: no
+    /// limit (every line is kept).
+    #[arg(long, env = "CHATTERBOX_HISTORY_KEEP_LINES", default_value_t = 0)]
+    pub history_keep_lines: u64,
+
+    /// Keep the lines of the last this many days in the history; older ones are
+    /// deleted. 0: no limit (every line is kept).
+    #[arg(long, env = "CHATTERBOX_HISTORY_KEEP_DAYS", default_value_t = 0)]
+    pub history_keep_days: u64,
+
     /// Log format: one line per join, leave and refusal (never per relayed line) at the
     /// default level; `RUST_LOG` sets the level.
     #[arg(long, env = "CHATTERBOX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -271,6 +284,15 @@ impl Config {
     /// The HTTP header read timeout; `None`: none.
     pub fn header_timeout(&self) -> Option<Duration> {
         millis(self.header_timeout_ms)
+    }
+
+    /// Which lines the history keeps.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            keep_lines: self.history_keep_lines,
+            keep_age: (self.history_keep_days > 0)
+                .then(|| Duration::from_secs(self.history_keep_days.saturating_mul(SECS_PER_DAY))),
+        }
     }
 
     /// The history file, unless the history is off.

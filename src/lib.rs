@@ -93,10 +93,12 @@ pub async fn run(
     let lobby = match config.history_path() {
         Some(path) => {
             let (path, durability) = (path.to_owned(), config.db_durability);
-            let store =
-                tokio::task::spawn_blocking(move || history::Store::open_with(&path, durability))
-                    .await
-                    .map_err(|e| RunError::Writer(std::io::Error::other(e)))??;
+            let retention = config.retention();
+            let store = tokio::task::spawn_blocking(move || {
+                history::Store::open_with(&path, durability)?.keeping(retention)
+            })
+            .await
+            .map_err(|e| RunError::Writer(std::io::Error::other(e)))??;
             Lobby::with_history(config.limits(), store).map_err(RunError::Writer)?
         }
         None => Lobby::new(config.limits()),
