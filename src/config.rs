@@ -369,4 +369,24 @@ mod tests {
         assert_eq!(config.timeouts().stall, Some(Duration::from_millis(250)));
         assert_eq!(config.header_timeout(), None);
     }
+
+    #[test]
+    fn the_history_keeps_everything_unless_told() {
+        let config = Config::parse_from(["chatterbox"]);
+        assert!(config.retention().keeps_everything());
+        let config = Config::parse_from([
+            "chatterbox",
+            "--history-keep-lines",
+            "5000",
+            "--history-keep-days",
+            "30",
+        ]);
+        assert_eq!(
+            config.retention(),
+            Retention {
+                keep_lines: 5000,
+                keep_age: Some(Duration::from_secs(30 * 24 * 60 * 60)),
+            }
+        );
+    }
 }

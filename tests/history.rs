@@ -90,6 +90,58 @@ async fn a_restart_keeps_the_history_and_replay_sends_it_before_the_join() {
 }
 
 #[tokio::test]
+async fn the_history_keeps_the_latest_lines_it_is_told_to_and_pages_end_there() {
+    let server = TestServer::spawn_with(|c| {
+        c.history_keep_lines = 3;
+        c.replay = 5;
+    })
+    .await;
+    let mut watcher = Client::named(&server, "watcher").await;
+    let ann = Client::named(&server, "ann").await;
+    watcher.expect_update(joined("ann")).await;
+    for n in 1..=5 {
+        ann.say(&format!("line {n}")).await;
+        watcher.expect_update(line("ann", &format!("line {n}"))).await;
+    }
+    // The writer deletes after each commit, before it takes what came next: once this
+    // join is relayed, what the last line's commit put past the count is gone.
+    let mut late = Client::connect(&server).await;
+    late.emit("newUser", json!("late")).await;
+    // The replay asked for 5: the 3 kept.
+    for n in 3..=5 {
+        late.expect_update(line("ann", &format!("line {n}"))).await;
+    }
+    late.expect_update(joined("late")).await;
+    watcher.expect_update(joined("late")).await;
+
+    let texts = |page: &Value| -> Vec<String> {
+        page["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| l["text"].as_str().expect("text").to_owned())
+            .collect()
+    };
+    let (status, page) = get(&server, "/api/history").await;
+    assert_eq!(status, 200);
+    assert_eq!(texts(&page), ["line 3", "line 4", "line 5"]);
+    assert_eq!(page["older"], Value::Null);
+    let (_, newest) = get(&server, "/api/history?limit=2").await;
+    assert_eq!(texts(&newest), ["line 4", "line 5"]);
+    let line_4 = newest["lines"][0]["id"].as_i64().expect("an id");
+    assert_eq!(newest["older"], json!(line_4));
+    // The page before starts in deleted lines: what is kept of it, and no older page.
+    let (_, oldest) = get(&server, &format!("/api/history?limit=2&before={line_4}")).await;
+    assert_eq!(texts(&oldest), ["line 3"]);
+    assert_eq!(oldest["older"], Value::Null);
+    // Before a deleted line: nothing.
+    let line_3 = oldest["lines"][0]["id"].as_i64().expect("an id");
+    let (status, gone) = get(&server, &format!("/api/history?before={line_3}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(gone, json!({"lines": [], "older": null}));
+}
+
+#[tokio::test]
 async fn no_history_writes_nothing_and_the_api_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("never.db");
