@@ -101,7 +101,9 @@ async fn the_history_keeps_the_latest_lines_it_is_told_to_and_pages_end_there() 
     watcher.expect_update(joined("ann")).await;
     for n in 1..=5 {
         ann.say(&format!("line {n}")).await;
-        watcher.expect_update(line("ann", &format!("line {n}"))).await;
+        watcher
+            .expect_update(line("ann", &format!("line {n}")))
+            .await;
     }
     // The writer deletes after each commit, before it takes what came next: once this
     // join is relayed, what the last line's commit put past the count is gone.
