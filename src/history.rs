@@ -1103,6 +1103,20 @@ mod tests {
         store
     }
 
+    fn by_count(keep_lines: u64) -> Retention {
+        Retention {
+            keep_lines,
+            keep_age: None,
+        }
+    }
+
+    fn by_age(keep_age: Duration) -> Retention {
+        Retention {
+            keep_lines: 0,
+            keep_age: Some(keep_age),
+        }
+    }
+
     fn texts(page: Vec<StoredLine>) -> Vec<String> {
         page.into_iter().map(|line| line.text).collect()
     }
@@ -1113,10 +1127,7 @@ mod tests {
     fn retention_by_count_keeps_the_latest_lines() {
         let dir = tempfile::tempdir().unwrap();
         let now = Arc::new(AtomicI64::new(0));
-        let retention = Retention {
-            keep_lines: 3,
-            keep_age: None,
-        };
+        let retention = by_count(3);
         let mut store = kept_store(&dir.path().join("h.db"), retention, &now);
         let lines: Vec<NewLine> = (1..=5).map(|n| line(&format!("line {n}"))).collect();
         store.append(lines.iter()).unwrap();
@@ -1135,10 +1146,7 @@ mod tests {
     fn retention_by_age_follows_the_clock() {
         let dir = tempfile::tempdir().unwrap();
         let now = Arc::new(AtomicI64::new(0));
-        let retention = Retention {
-            keep_lines: 0,
-            keep_age: Some(2 * DAY),
-        };
+        let retention = by_age(2 * DAY);
         let mut store = kept_store(&dir.path().join("h.db"), retention, &now);
         let day_ms = DAY.as_millis() as i64;
         for day in 0..4 {
@@ -1173,10 +1181,7 @@ mod tests {
             .collect();
         store.append(lines.iter()).unwrap();
         drop(store);
-        let retention = Retention {
-            keep_lines: 5,
-            keep_age: None,
-        };
+        let retention = by_count(5);
         let mut store = kept_store(&path, retention, &now);
         assert_eq!(store.trim().unwrap(), TRIM_BATCH_ROWS);
         let reader = store.reader();
@@ -1213,10 +1218,7 @@ mod tests {
     fn an_idle_writer_deletes_lines_as_they_age() {
         let dir = tempfile::tempdir().unwrap();
         let now = Arc::new(AtomicI64::new(0));
-        let retention = Retention {
-            keep_lines: 0,
-            keep_age: Some(DAY),
-        };
+        let retention = by_age(DAY);
         let mut store = kept_store(&dir.path().join("h.db"), retention, &now);
         store.retention_idle = Duration::from_millis(10);
         let said = NewLine {
@@ -1251,10 +1253,7 @@ mod tests {
         let full = std::fs::metadata(&path).unwrap().len();
         let store = Store::open_with(&path, Durability::Normal)
             .unwrap()
-            .keeping(Retention {
-                keep_lines: KEEP,
-                keep_age: None,
-            })
+            .keeping(by_count(KEEP))
             .unwrap();
         let mode: i64 = store
             .connection
@@ -1319,10 +1318,7 @@ mod tests {
         const PER_COMMIT: usize = 10;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.db");
-        let retention = Retention {
-            keep_lines: KEEP,
-            keep_age: None,
-        };
+        let retention = by_count(KEEP);
         // Normal: the test measures sizes, not fsyncs.
         let store = Store::open_with(&path, Durability::Normal)
             .unwrap()
