@@ -9,18 +9,18 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
-use crate::connection::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
-use crate::history::{DEFAULT_HISTORY_QUEUE_LINES, Durability};
 use crate::http::DEFAULT_HEADER_TIMEOUT_MS;
-use crate::lobby::{
+use crate::http::origins::AllowedOrigins;
+use crate::lobby::limits::{
     DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
     DEFAULT_MAX_ROOM_NAME_CHARS, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_OUTBOX_MESSAGES, Limits,
 };
-use crate::origins::AllowedOrigins;
-use crate::rate::{
+use crate::lobby::rate::{
     DEFAULT_RATE_BURST, DEFAULT_RATE_LINES_PER_SEC, DEFAULT_RATE_STRIKES, RateLimit,
 };
+use crate::log::{DEFAULT_HISTORY_QUEUE_LINES, sqlite::Durability};
+use crate::net::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
+use crate::net::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
 
 /// Default HTTP port: the original Socket.IO lobby server's.
 pub const DEFAULT_PORT: u16 = 8000;
@@ -240,7 +240,7 @@ pub struct Config {
 
 impl Config {
     /// The limits the lobby and every protocol apply.
-    pub fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         Limits {
             max_name_chars: self.max_name_chars,
             max_message_chars: self.max_message_chars,
@@ -260,7 +260,7 @@ impl Config {
     }
 
     /// The time limits of the raw connection protocols.
-    pub fn timeouts(&self) -> Timeouts {
+    pub(crate) fn timeouts(&self) -> Timeouts {
         Timeouts {
             connect: millis(self.connect_timeout_ms),
             stall: millis(self.stall_timeout_ms),
@@ -269,22 +269,22 @@ impl Config {
     }
 
     /// The HTTP header read timeout; `None`: none.
-    pub fn header_timeout(&self) -> Option<Duration> {
+    pub(crate) fn header_timeout(&self) -> Option<Duration> {
         millis(self.header_timeout_ms)
     }
 
     /// The history file, unless the history is off.
-    pub fn history_path(&self) -> Option<&std::path::Path> {
+    pub(crate) fn history_path(&self) -> Option<&std::path::Path> {
         (!self.no_history).then_some(self.db.as_path())
     }
 
     /// Engine.IO heartbeat interval.
-    pub fn ping_interval(&self) -> Duration {
+    pub(crate) fn ping_interval(&self) -> Duration {
         Duration::from_millis(self.ping_interval_ms)
     }
 
     /// Engine.IO heartbeat timeout.
-    pub fn ping_timeout(&self) -> Duration {
+    pub(crate) fn ping_timeout(&self) -> Duration {
         Duration::from_millis(self.ping_timeout_ms)
     }
 }

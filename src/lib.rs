@@ -4,37 +4,27 @@
 //! The library is the whole server; `main.rs` only parses the configuration, binds the
 //! listeners and calls [`run`]. Tests bind their listeners on port 0 and call [`run`] too.
 //!
-//! - [`lobby`]: the one shared state: members, names, validation, ordered fan-out,
-//!   slow consumers; [`rooms`]: the two-person rooms it holds.
-//! - One module per protocol, each translating between its wire format and the lobby:
-//!   [`socketio`] (lobby chat and rooms), [`websocket`], [`tcp_json`], [`tcp_text`].
-//! - [`http`]: the HTTP listener: pages, the Socket.IO bundle and endpoint, health;
-//!   [`api`]: its JSON API (history, members).
-//! - [`history`]: the chat history (SQLite) and the sequencer that commits each line
-//!   before it is relayed.
-//! - [`connection`]: accept loop and outgoing queue of the raw connection protocols.
-//! - [`admission`]: connection limits, total and per client address.
-//! - [`rate`]: the message rate per member.
-//! - [`origins`]: which web origins may connect.
-//! - [`telemetry`]: Prometheus metrics.
-//! - [`assets`]: the files embedded in the binary; [`config`]: flags and environment.
+//! - [`protocol`]: the four wire protocols and their differing rules (a leaf module).
+//! - [`lobby`]: the one shared state: members, names, presence, ordered fan-out, slow
+//!   consumers, the two-person rooms, the message rate.
+//! - [`log`]: the lobby's ordered, durable log behind one trait; [`log::sqlite`], the
+//!   single-node history.
+//! - [`protocols`]: one module per wire protocol, each translating between its wire
+//!   format and the lobby.
+//! - `net`: accept loop, admission (connection limits), the outgoing queue of the raw
+//!   connection protocols.
+//! - `http`: the HTTP listener: pages, the Socket.IO bundle and endpoint, `/healthz`,
+//!   `/metrics`, the JSON API, web origins.
+//! - `telemetry`: Prometheus metrics; [`config`]: flags and environment.
 
-pub mod admission;
-pub mod api;
-pub mod assets;
 pub mod config;
-pub mod connection;
-pub mod history;
-pub mod http;
+pub(crate) mod http;
 pub mod lobby;
-pub mod origins;
-pub mod rate;
-pub mod rooms;
-pub mod socketio;
-pub mod tcp_json;
-pub mod tcp_text;
-pub mod telemetry;
-pub mod websocket;
+pub mod log;
+pub(crate) mod net;
+pub mod protocol;
+pub mod protocols;
+pub(crate) mod telemetry;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -44,8 +34,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::lobby::Lobby;
+
 pub use config::Config;
-pub use lobby::Lobby;
 
 /// How long a shutdown may take: connections still open after this are dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -67,7 +58,7 @@ pub struct Listeners {
 pub enum RunError {
     /// The history cannot be opened.
     #[error(transparent)]
-    History(#[from] history::HistoryError),
+    History(#[from] log::HistoryError),
     /// The history's writer thread cannot start.
     #[error("cannot start the history writer: {0}")]
     Writer(std::io::Error),
@@ -94,7 +85,7 @@ pub async fn run(
         Some(path) => {
             let (path, durability) = (path.to_owned(), config.db_durability);
             let store =
-                tokio::task::spawn_blocking(move || history::Store::open_with(&path, durability))
+                tokio::task::spawn_blocking(move || log::Store::open_with(&path, durability))
                     .await
                     .map_err(|e| RunError::Writer(std::io::Error::other(e)))??;
             Lobby::with_history(config.limits(), store).map_err(RunError::Writer)?
@@ -122,7 +113,7 @@ pub async fn run(
         stall_timeout: config.timeouts().stall,
     };
     let admission =
-        admission::Admission::new(config.max_connections, config.max_connections_per_ip);
+        net::admission::Admission::new(config.max_connections, config.max_connections_per_ip);
     let timeouts = config.timeouts();
     let failure = Arc::new(Mutex::new(None));
     let supervise = |listener: &'static str, serve: Box<dyn ServeFuture>| {
@@ -153,7 +144,7 @@ pub async fn run(
         )),
     );
     if let Some(listener) = listeners.websocket {
-        let serve = websocket::serve(
+        let serve = protocols::websocket::serve(
             listener,
             lobby.clone(),
             admission.clone(),
@@ -163,7 +154,7 @@ pub async fn run(
         supervise("websocket", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_json {
-        let serve = tcp_json::serve(
+        let serve = protocols::tcp_json::serve(
             listener,
             lobby.clone(),
             admission.clone(),
@@ -173,7 +164,7 @@ pub async fn run(
         supervise("tcp-json", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_text {
-        let serve = tcp_text::serve(
+        let serve = protocols::tcp_text::serve(
             listener,
             lobby.clone(),
             admission.clone(),

@@ -19,26 +19,26 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use crate::lobby::LobbyError;
 
 /// Default for `--rate-lines-per-sec`: faster than anyone types, slower than a script.
-pub const DEFAULT_RATE_LINES_PER_SEC: u32 = 10;
+pub(crate) const DEFAULT_RATE_LINES_PER_SEC: u32 = 10;
 
 /// Default for `--rate-burst`: a pasted paragraph of short lines, or a few lines sent
 /// at once on reconnect, goes through whole.
-pub const DEFAULT_RATE_BURST: u32 = 20;
+pub(crate) const DEFAULT_RATE_BURST: u32 = 20;
 
 /// Default for `--rate-strikes`: at the rate limit of 10 a second, 50 refusals in a row
 /// are seconds of sending at several times the rate while every line is refused; no
 /// person does that.
-pub const DEFAULT_RATE_STRIKES: u32 = 50;
+pub(crate) const DEFAULT_RATE_STRIKES: u32 = 50;
 
 /// The message rate each member is held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     /// Requests a second, sustained; 0 switches the limit off.
-    pub lines_per_sec: u32,
+    pub(crate) lines_per_sec: u32,
     /// Requests at once (the bucket's size); at least 1.
-    pub burst: u32,
+    pub(crate) burst: u32,
     /// Refusals in a row that disconnect the member; 0: never disconnect.
-    pub strikes: u32,
+    pub(crate) strikes: u32,
 }
 
 impl Default for RateLimit {
@@ -52,7 +52,7 @@ impl Default for RateLimit {
 }
 
 /// One member's token bucket and refusals in a row.
-pub struct Bucket {
+pub(crate) struct Bucket {
     limit: RateLimit,
     /// `None`: the limit is off.
     limiter: Option<DefaultDirectRateLimiter>,
@@ -61,7 +61,7 @@ pub struct Bucket {
 
 impl Bucket {
     /// A full bucket for `limit`.
-    pub fn new(limit: RateLimit) -> Self {
+    pub(crate) fn new(limit: RateLimit) -> Self {
         let limiter = NonZeroU32::new(limit.lines_per_sec).map(|per_sec| {
             let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
             RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst))
@@ -74,7 +74,7 @@ impl Bucket {
     }
 
     /// Takes a token for one request, or says why not.
-    pub fn check(&self) -> Result<(), LobbyError> {
+    pub(crate) fn check(&self) -> Result<(), LobbyError> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };

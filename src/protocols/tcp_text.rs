@@ -20,9 +20,9 @@
 //! Errors, each one line `error: <why>`: a chunk over the member's message rate is
 //! refused and the connection stays; too many refused in a row, a UTF-8 character left
 //! incomplete for [`Timeouts::stall`], or a connection over the connection limits
-//! ([`crate::admission`]): the line, then the connection is closed.
+//! (`crate::net::admission`): the line, then the connection is closed.
 //!
-//! [`Timeouts::stall`]: crate::connection::Timeouts::stall
+//! [`Timeouts::stall`]: crate::net::Timeouts::stall
 //! [`Limits::max_message_chars`]: crate::lobby::Limits::max_message_chars
 
 use std::net::SocketAddr;
@@ -34,15 +34,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::Admission;
-use crate::connection::{
-    QueueOutbox, Timeouts, accept_loop, close_with_error, until, until_stopped, write_delivery,
-};
-use crate::lobby::{Event, Lobby, LobbyError, Protocol};
+use crate::lobby::{Event, Lobby, LobbyError};
+use crate::net::accept::{accept_loop, close_with_error};
+use crate::net::admission::Admission;
+use crate::net::outbox::{QueueOutbox, until_stopped, write_delivery};
+use crate::net::{Timeouts, until};
+use crate::protocol::Protocol;
 use crate::telemetry;
 
 /// Serves the TCP text chat on `listener` until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     lobby: Lobby,
     admission: Admission,

@@ -27,7 +27,7 @@
 //!
 //! A request over the member's message rate is refused with an `error` event; too many
 //! refused in a row: the `error` event, then the socket is disconnected. A connection
-//! over the connection limits is refused at the HTTP layer (see [`crate::http`]).
+//! over the connection limits is refused at the HTTP layer (see `crate::http`).
 //!
 //! Every socket joins the lobby when it connects (it receives `update`s before it names
 //! itself, as with the original server) and leaves it when it disconnects.
@@ -56,20 +56,22 @@ use socketioxide::{SendError, SocketError};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::lobby::{Delivery, Event, Lobby, LobbyError, Member, Outbox, Protocol, Refusal};
-use crate::rooms::{RoomError, Seat};
-use crate::{api, telemetry};
+use crate::lobby::presence::SharedMemberList;
+use crate::lobby::rooms::{RoomError, Seat};
+use crate::lobby::{Delivery, Event, Lobby, LobbyError, Member, Outbox, OutboxRefusal};
+use crate::protocol::Protocol;
+use crate::telemetry;
 
 /// The `name` of server announcements, as the original server sent it.
 const SERVER_NAME: &str = "SERVER";
 
 /// Registers the lobby chat on the `/` namespace of `io`.
-pub fn attach(io: &SocketIo, lobby: Lobby) {
+pub(crate) fn attach(io: &SocketIo, lobby: Lobby) {
     io.ns(
         "/",
         OnConnect {
             lobby,
-            members: api::SharedMemberList::default(),
+            members: SharedMemberList::default(),
         },
     );
 }
@@ -153,24 +155,24 @@ impl SocketOutbox {
         }
     }
 
-    fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), Refusal> {
+    fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), OutboxRefusal> {
         let Some(socket) = self.socket.upgrade() else {
-            return Err(Refusal::Closed);
+            return Err(OutboxRefusal::Closed);
         };
         match socket.emit(event, data) {
             Ok(()) => Ok(()),
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(Refusal::Full),
-            Err(SendError::Socket(SocketError::Closed)) => Err(Refusal::Closed),
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(OutboxRefusal::Full),
+            Err(SendError::Socket(SocketError::Closed)) => Err(OutboxRefusal::Closed),
             Err(e) => {
                 tracing::error!(socket = %socket.id, "cannot encode {event}: {e}");
-                Err(Refusal::Closed)
+                Err(OutboxRefusal::Closed)
             }
         }
     }
 }
 
 impl Outbox for SocketOutbox {
-    fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), Refusal> {
+    fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), OutboxRefusal> {
         self.emit("update", delivery.json(update))
     }
 
@@ -225,7 +227,7 @@ fn disconnect_when_room(socket: Weak<Socket>) {
 }
 
 impl Seat for SocketOutbox {
-    fn offer_line(&self, line: &Arc<str>) -> Result<(), Refusal> {
+    fn offer_line(&self, line: &Arc<str>) -> Result<(), OutboxRefusal> {
         self.emit("chat message", &**line)
     }
 
@@ -239,7 +241,7 @@ impl Seat for SocketOutbox {
 #[derive(Clone)]
 struct OnConnect {
     lobby: Lobby,
-    members: api::SharedMemberList,
+    members: SharedMemberList,
 }
 
 /// Marker type for socketioxide's handler traits implemented here.
@@ -306,14 +308,14 @@ impl DisconnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnDiscon
 }
 
 /// A refused request: its metric label and what the sender is told.
-struct Refused {
+struct RequestRefusal {
     reason: &'static str,
     why: String,
     /// Disconnect the socket once it is told why.
     disconnect: bool,
 }
 
-impl From<LobbyError> for Refused {
+impl From<LobbyError> for RequestRefusal {
     fn from(e: LobbyError) -> Self {
         Self {
             reason: e.reason(),
@@ -323,7 +325,7 @@ impl From<LobbyError> for Refused {
     }
 }
 
-impl From<Malformed> for Refused {
+impl From<Malformed> for RequestRefusal {
     fn from(e: Malformed) -> Self {
         Self {
             reason: "malformed",
@@ -334,14 +336,14 @@ impl From<Malformed> for Refused {
 }
 
 /// An event handler run inline (see the module doc).
-struct OnEvent(fn(&Arc<Socket>, &Member, Value) -> Result<(), Refused>);
+struct OnEvent(fn(&Arc<Socket>, &Member, Value) -> Result<(), RequestRefusal>);
 
 impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
     fn call(&self, socket: Arc<Socket>, data: Value, _ack_id: Option<i64>) {
         let Some(member) = socket.extensions.get::<Arc<Member>>() else {
             return; // disconnecting
         };
-        if let Err(Refused {
+        if let Err(RequestRefusal {
             reason,
             why,
             disconnect,
@@ -371,7 +373,7 @@ struct PresenceWatch(CancellationToken);
 /// change sends the whole list again.
 struct SubscribeMembers {
     lobby: Lobby,
-    list: api::SharedMemberList,
+    list: SharedMemberList,
 }
 
 impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for SubscribeMembers {
@@ -423,18 +425,18 @@ fn decode<T: serde::de::DeserializeOwned>(socket: &Arc<Socket>, mut data: Value)
         .map(|Data(value)| value)
 }
 
-fn new_user(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Refused> {
+fn new_user(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
     let raw: String = decode(socket, data).ok_or(Malformed::Name)?;
     member.set_name(&raw)?;
     Ok(())
 }
 
-fn message(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Refused> {
+fn message(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
     let line: ChatLine = decode(socket, data).ok_or(Malformed::Line)?;
     Ok(member.say(&line.message)?)
 }
 
-fn room(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Refused> {
+fn room(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
     let name: String = decode(socket, data).ok_or(Malformed::Room)?;
     let seat = SocketOutbox::new(socket);
     match member.take_seat(&name, seat) {
@@ -450,7 +452,7 @@ fn room(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Refuse
     }
 }
 
-fn room_line(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Refused> {
+fn room_line(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
     let line: String = decode(socket, data).ok_or(Malformed::RoomLine)?;
     Ok(member.say_in_room(&line)?)
 }

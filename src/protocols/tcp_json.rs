@@ -19,13 +19,13 @@
 //! object over [`Limits::max_json_object_bytes`], no CONNECT within
 //! [`Timeouts::connect`], an object left incomplete for [`Timeouts::stall`] from its
 //! first byte, too many commands refused for the rate in a row, or a connection over the
-//! connection limits ([`crate::admission`]): the client gets one line `error: <why>` and
+//! connection limits (`crate::net::admission`): the client gets one line `error: <why>` and
 //! is disconnected. A CHAT before CONNECT, a line over the length limit or a command over
 //! the member's message rate: `error: <why>` and the connection stays.
 //!
 //! [`Limits::max_json_object_bytes`]: crate::lobby::Limits::max_json_object_bytes
-//! [`Timeouts::connect`]: crate::connection::Timeouts::connect
-//! [`Timeouts::stall`]: crate::connection::Timeouts::stall
+//! [`Timeouts::connect`]: crate::net::Timeouts::connect
+//! [`Timeouts::stall`]: crate::net::Timeouts::stall
 
 use std::net::SocketAddr;
 
@@ -37,18 +37,19 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::Admission;
-use crate::connection::{
-    QueueOutbox, Timeouts, accept_loop, close_with_error, until, until_stopped, write_delivery,
-};
-use crate::lobby::{Event, Lobby, LobbyError, Member, Protocol};
+use crate::lobby::{Event, Lobby, LobbyError, Member};
+use crate::net::accept::{accept_loop, close_with_error};
+use crate::net::admission::Admission;
+use crate::net::outbox::{QueueOutbox, until_stopped, write_delivery};
+use crate::net::{Timeouts, until};
+use crate::protocol::Protocol;
 use crate::telemetry;
 
 /// Bytes asked of the socket per read.
 const READ_BYTES: usize = 4096;
 
 /// Serves the TCP JSON chat on `listener` until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     lobby: Lobby,
     admission: Admission,

@@ -9,15 +9,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::lobby::Refusal;
+use crate::lobby::OutboxRefusal;
 
 /// Members a room holds at most.
-pub const ROOM_SEATS: usize = 2;
+pub(crate) const ROOM_SEATS: usize = 2;
 
 /// A seated member's outgoing side, implemented by the protocol (Socket.IO).
-pub trait Seat: Send + Sync + 'static {
+pub(crate) trait Seat: Send + Sync + 'static {
     /// Queues a room line for the member without waiting.
-    fn offer_line(&self, line: &Arc<str>) -> Result<(), Refusal>;
+    fn offer_line(&self, line: &Arc<str>) -> Result<(), OutboxRefusal>;
 
     /// Ends the member's connection because it did not keep up.
     fn cut_off(&self);
@@ -45,7 +45,7 @@ pub enum RoomError {
 
 /// Every room and who sits in it.
 #[derive(Default)]
-pub struct Rooms {
+pub(crate) struct Rooms {
     state: Mutex<State>,
 }
 
@@ -82,7 +82,7 @@ impl Rooms {
 
     /// Seats `member` in `room`, freeing its previous seat. Taking the seat it already
     /// has changes nothing; a full room refuses and the member keeps its seat.
-    pub fn take_seat(
+    pub(crate) fn take_seat(
         &self,
         member: u64,
         room: Arc<str>,
@@ -110,20 +110,20 @@ impl Rooms {
     }
 
     /// Frees `member`'s seat, if it has one.
-    pub fn leave(&self, member: u64) {
+    pub(crate) fn leave(&self, member: u64) {
         self.lock().free(member);
     }
 
     /// Relays `text` to everyone in `member`'s room, `member` included. A seated member
     /// that does not keep up is unseated and cut off.
-    pub fn say(&self, member: u64, text: &str) -> Result<(), RoomError> {
+    pub(crate) fn say(&self, member: u64, text: &str) -> Result<(), RoomError> {
         let line = Arc::<str>::from(text);
         let mut slow = Vec::new();
         {
             let mut state = self.lock();
             let room = state.seated.get(&member).ok_or(RoomError::NotSeated)?;
             for (id, seat) in state.rooms.get(room).into_iter().flatten() {
-                if seat.offer_line(&line) == Err(Refusal::Full) {
+                if seat.offer_line(&line) == Err(OutboxRefusal::Full) {
                     slow.push((*id, seat.clone()));
                 }
             }
@@ -139,7 +139,8 @@ impl Rooms {
     }
 
     /// How many members sit in `room`.
-    pub fn occupancy(&self, room: &str) -> usize {
+    #[cfg(test)]
+    pub(crate) fn occupancy(&self, room: &str) -> usize {
         self.lock().rooms.get(room).map_or(0, Vec::len)
     }
 }
@@ -152,7 +153,7 @@ mod tests {
     struct Lines(Mutex<Vec<String>>);
 
     impl Seat for Arc<Lines> {
-        fn offer_line(&self, line: &Arc<str>) -> Result<(), Refusal> {
+        fn offer_line(&self, line: &Arc<str>) -> Result<(), OutboxRefusal> {
             self.0.lock().unwrap().push(line.to_string());
             Ok(())
         }

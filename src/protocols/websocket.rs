@@ -21,9 +21,9 @@
 //! [`Limits::max_ws_message_bytes`] closes the connection with code 1009; a handshake
 //! that does not finish within `--header-timeout-ms` ([`Timeouts::header`]) is dropped
 //! and counted (`header_timeout`); an upgrade from an
-//! origin that `--allowed-origins` does not list gets HTTP 403 (see [`crate::origins`]);
+//! origin that `--allowed-origins` does not list gets HTTP 403 (see `crate::http::origins`);
 //! an upgrade over the connection limits gets HTTP 503 with the reason as its body (see
-//! [`crate::admission`]). A line over the member's message rate gets an `error` frame;
+//! `crate::net::admission`). A line over the member's message rate gets an `error` frame;
 //! too many in a row close the connection with code 1008 (policy) `too many messages`.
 //!
 //! [`Limits::max_ws_message_bytes`]: crate::lobby::Limits::max_ws_message_bytes
@@ -44,10 +44,13 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{Admission, REFUSAL_TIMEOUT, Refused};
-use crate::connection::{Ending, QueueOutbox, Timeouts, accept_loop, until, until_stopped};
-use crate::lobby::{Event, Lobby, Protocol};
-use crate::origins::AllowedOrigins;
+use crate::http::origins::AllowedOrigins;
+use crate::lobby::{Event, Lobby};
+use crate::net::accept::accept_loop;
+use crate::net::admission::{Admission, AdmissionRefusal, REFUSAL_TIMEOUT};
+use crate::net::outbox::{Ending, QueueOutbox, until_stopped};
+use crate::net::{Timeouts, until};
+use crate::protocol::Protocol;
 use crate::telemetry;
 
 /// How long a client that is being closed may take to read its close frame: a client
@@ -55,7 +58,7 @@ use crate::telemetry;
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the plain WebSocket chat on `listener` until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     lobby: Lobby,
     admission: Admission,
@@ -75,7 +78,7 @@ pub async fn serve(
 
 /// Answers the upgrade of a connection over the connection limits with HTTP 503 and
 /// the reason as the body, within [`REFUSAL_TIMEOUT`].
-async fn refuse(stream: TcpStream, peer: SocketAddr, why: Refused) {
+async fn refuse(stream: TcpStream, peer: SocketAddr, why: AdmissionRefusal) {
     // The signature is tungstenite's handshake callback's.
     #[allow(clippy::result_large_err)]
     let refusal = move |_: &Request, _: Response| -> Result<Response, ErrorResponse> {

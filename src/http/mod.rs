@@ -1,12 +1,12 @@
 //! The HTTP listener: the pages (ours at `/`, the original WebSocket chat's at `/ws/`),
 //! the Socket.IO client bundle, the Socket.IO endpoint (`/socket.io/`, Engine.IO v3 and
 //! v4, long-polling and WebSocket), `GET /healthz`, `GET /metrics` (Prometheus) and
-//! the JSON API ([`crate::api`]: `/api/history`, `/api/members`).
+//! the JSON API ([`api`]: `/api/history`, `/api/members`).
 //!
 //! Connections are served by hyper's HTTP/1 server directly (axum's `serve` has no
 //! header timeout), with WebSocket upgrades, `TCP_NODELAY` and graceful shutdown:
 //!
-//! - A connection over the connection limits ([`crate::admission`]) gets one response,
+//! - A connection over the connection limits (`crate::net::admission`) gets one response,
 //!   HTTP 503 `{"error": "too many connections …"}` (a Socket.IO client reports a
 //!   `connect_error`), and is closed; `/healthz` and `/metrics` are still answered on
 //!   it so operators can watch a full server. An admitted connection holds its permit
@@ -17,6 +17,10 @@
 //! - A Socket.IO request whose body has not all come within the stall timeout of its
 //!   headers' end gets HTTP 400 (socketioxide's answer to a body that fails) and is
 //!   closed; counted as `stall`.
+
+pub(crate) mod api;
+pub(crate) mod assets;
+pub(crate) mod origins;
 
 use std::future::Future;
 use std::io;
@@ -52,26 +56,28 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
-use crate::admission::{Admission, Permit, REFUSAL_TIMEOUT, Refused};
-use crate::connection::{Accepting, accept_with};
-use crate::lobby::{Lobby, Protocol};
-use crate::origins::AllowedOrigins;
-use crate::{api, assets, socketio, telemetry};
+use crate::lobby::Lobby;
+use crate::net::accept::{Accepting, accept_with};
+use crate::net::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
+use crate::protocol::Protocol;
+use crate::protocols::socketio;
+use crate::telemetry;
+use origins::AllowedOrigins;
 
 /// Default for `--header-timeout-ms`: a browser sends a request's headers in one
 /// packet, so ten seconds is generous on any network, and short enough that a slowloris
 /// client trickling headers cannot hold many connections for long.
-pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 
 /// The chunk in which a Socket.IO WebSocket connection reads (socketioxide's default is
 /// 4 KiB). A chat client's frames are a few hundred bytes, and this buffer is kept for
 /// as long as the member is connected, so it is a large share of an idle member's memory;
 /// a larger frame is still read whole, in several chunks.
-pub const WS_READ_BUFFER_BYTES: usize = 1024;
+pub(crate) const WS_READ_BUFFER_BYTES: usize = 1024;
 
 /// What the HTTP listener needs beyond the lobby.
 #[derive(Debug, Clone)]
-pub struct HttpSettings {
+pub(crate) struct HttpSettings {
     /// Serve pages from here instead of the embedded ones.
     pub static_dir: Option<PathBuf>,
     /// Engine.IO heartbeat interval.
@@ -183,7 +189,7 @@ pub async fn serve(
 
 /// What a connection over the limits is answered: `/healthz` and `/metrics` as usual,
 /// anything else HTTP 503 with the reason.
-fn refusal(operators: Router, why: Refused) -> Router {
+fn refusal(operators: Router, why: AdmissionRefusal) -> Router {
     let body = json!({ "error": why.to_string() });
     operators.fallback(async move || (StatusCode::SERVICE_UNAVAILABLE, Json(body)))
 }
@@ -373,7 +379,7 @@ struct Deadline {
 /// Why a request body was cut off.
 #[derive(Debug, thiserror::Error)]
 #[error("request body incomplete after {} ms", limit.as_millis())]
-pub struct BodyStalled {
+pub(crate) struct BodyStalled {
     limit: Duration,
 }
 

@@ -27,19 +27,19 @@ use crate::telemetry;
 /// Default for `--max-connections`: far more than one chat needs, far fewer than the
 /// file descriptors (65,536 on a tuned host) the process may hold, so a flood of
 /// connections is refused before the process runs out of them.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Default for `--max-connections-per-ip`: a household or office behind one NAT address
 /// with a few tabs each fits; one host opening thousands does not.
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 
 /// How long a refused connection is given to take its refusal (to send its request, to
 /// read the reply) before it is dropped: refusing must stay cheap under a flood.
-pub const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a connection was not admitted; the text is what the client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum AdmissionRefusal {
     /// The server holds `--max-connections` connections already.
     #[error("too many connections: the server is full (limit {max})")]
     Total {
@@ -54,19 +54,19 @@ pub enum Refused {
     },
 }
 
-impl Refused {
+impl AdmissionRefusal {
     /// The refusal's reason as a metric label.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
-            Refused::Total { .. } => "connections",
-            Refused::PerIp { .. } => "connections_per_ip",
+            AdmissionRefusal::Total { .. } => "connections",
+            AdmissionRefusal::PerIp { .. } => "connections_per_ip",
         }
     }
 }
 
 /// The connection counts every listener shares. Cheap to clone; clones share them.
 #[derive(Clone)]
-pub struct Admission {
+pub(crate) struct Admission {
     inner: Arc<Inner>,
 }
 
@@ -89,7 +89,7 @@ struct Counts {
 impl Admission {
     /// Counts applying `max_total` connections in all and `max_per_ip` per client
     /// address; 0 switches a limit off.
-    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
+    pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 gauge: metrics::gauge!(telemetry::CONNECTIONS),
@@ -102,19 +102,19 @@ impl Admission {
 
     /// Admits a connection from `ip`, or says which limit it would break. The place is
     /// held until the permit is dropped.
-    pub fn admit(&self, ip: IpAddr) -> Result<Permit, Refused> {
+    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Permit, AdmissionRefusal> {
         // An IPv4 client of a dual-stack listener is the same client as over IPv4.
         let ip = ip.to_canonical();
         let inner = &self.inner;
         let mut counts = inner.lock();
         if inner.max_total > 0 && counts.total >= inner.max_total {
-            return Err(Refused::Total {
+            return Err(AdmissionRefusal::Total {
                 max: inner.max_total,
             });
         }
         let from_ip = counts.per_ip.entry(ip).or_insert(0);
         if inner.max_per_ip > 0 && *from_ip >= inner.max_per_ip {
-            return Err(Refused::PerIp {
+            return Err(AdmissionRefusal::PerIp {
                 max: inner.max_per_ip,
             });
         }
@@ -128,7 +128,8 @@ impl Admission {
     }
 
     /// Connections held now.
-    pub fn connections(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn connections(&self) -> usize {
         self.inner.lock().total
     }
 }
@@ -143,7 +144,7 @@ impl Inner {
 }
 
 /// One admitted connection's place; dropping it gives the place back.
-pub struct Permit {
+pub(crate) struct Permit {
     inner: Arc<Inner>,
     ip: IpAddr,
 }
@@ -176,15 +177,21 @@ mod tests {
         let admission = Admission::new(3, 2);
         let a1 = admission.admit(A).unwrap();
         let _a2 = admission.admit(A).unwrap();
-        assert_eq!(admission.admit(A).err(), Some(Refused::PerIp { max: 2 }));
+        assert_eq!(
+            admission.admit(A).err(),
+            Some(AdmissionRefusal::PerIp { max: 2 })
+        );
         let _b1 = admission.admit(B).unwrap();
-        assert_eq!(admission.admit(B).err(), Some(Refused::Total { max: 3 }));
+        assert_eq!(
+            admission.admit(B).err(),
+            Some(AdmissionRefusal::Total { max: 3 })
+        );
         assert_eq!(admission.connections(), 3);
         drop(a1);
         assert_eq!(admission.connections(), 2);
         let _a3 = admission.admit(A).unwrap();
         assert_eq!(
-            Refused::PerIp { max: 2 }.to_string(),
+            AdmissionRefusal::PerIp { max: 2 }.to_string(),
             "too many connections from your address (limit 2)"
         );
     }
@@ -203,7 +210,7 @@ mod tests {
         let _a = admission.admit(A).unwrap();
         assert_eq!(
             admission.admit(mapped).err(),
-            Some(Refused::PerIp { max: 1 })
+            Some(AdmissionRefusal::PerIp { max: 1 })
         );
     }
 }

@@ -19,7 +19,7 @@ const HTML: &str = "text/html; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
 /// One embedded file and the path it is served at.
-pub struct Asset {
+pub(crate) struct Asset {
     /// URL path.
     pub path: &'static str,
     /// `Content-Type` header.
@@ -50,7 +50,7 @@ pub static BUNDLE: &[Asset] = &[
     bundle_file!("socket.io.msgpack.min.js.map", SOURCE_MAP),
 ];
 
-const INDEX_HTML: &[u8] = include_bytes!("../static/index.html");
+const INDEX_HTML: &[u8] = include_bytes!("../../static/index.html");
 
 /// Our chat page.
 pub static PAGES: &[Asset] = &[
@@ -67,16 +67,16 @@ pub static PAGES: &[Asset] = &[
     Asset {
         path: "/css/index.css",
         content_type: CSS,
-        body: include_bytes!("../static/css/index.css"),
+        body: include_bytes!("../../static/css/index.css"),
     },
     Asset {
         path: "/js/index.js",
         content_type: JAVASCRIPT,
-        body: include_bytes!("../static/js/index.js"),
+        body: include_bytes!("../../static/js/index.js"),
     },
 ];
 
-const WS_CHAT_HTML: &[u8] = include_bytes!("../static/ws/index.html");
+const WS_CHAT_HTML: &[u8] = include_bytes!("../../static/ws/index.html");
 
 /// The original plain WebSocket chat page, unchanged (it connects to port 8001).
 pub static WS_CHAT_PAGE: &[Asset] = &[
@@ -97,7 +97,7 @@ pub static WS_CHAT_PAGE: &[Asset] = &[
 /// A file's ETag is computed when it is first asked for, not at start: hashing every
 /// file (source maps included, about 2 MB) would bring all of them into the memory of a
 /// server that may never serve them.
-pub fn router<S: Clone + Send + Sync + 'static>(assets: &'static [Asset]) -> Router<S> {
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(assets: &'static [Asset]) -> Router<S> {
     assets.iter().fold(Router::new(), |router, asset| {
         let etag = Arc::new(OnceLock::new());
         router.route(

@@ -14,32 +14,32 @@ use axum::http::HeaderValue;
 
 /// The origins allowed to connect; empty: any.
 #[derive(Debug, Clone, Default)]
-pub struct AllowedOrigins {
+pub(crate) struct AllowedOrigins {
     list: Arc<[String]>,
 }
 
 impl AllowedOrigins {
     /// Allows exactly `origins` (`scheme://host[:port]`, compared without case and
     /// without a trailing `/`); an empty list allows any.
-    pub fn new(origins: &[String]) -> Self {
+    pub(crate) fn new(origins: &[String]) -> Self {
         Self {
             list: origins.iter().map(|o| normalize(o)).collect(),
         }
     }
 
     /// Whether a list is in force.
-    pub fn is_restricted(&self) -> bool {
+    pub(crate) fn is_restricted(&self) -> bool {
         !self.list.is_empty()
     }
 
     /// The origins of the list, normalized.
-    pub fn list(&self) -> &[String] {
+    pub(crate) fn list(&self) -> &[String] {
         &self.list
     }
 
     /// Whether a request with this `Origin` header value (if any) may connect; a value
     /// that is not text is no origin of the list.
-    pub fn allows_header(&self, value: Option<&HeaderValue>) -> bool {
+    pub(crate) fn allows_header(&self, value: Option<&HeaderValue>) -> bool {
         match value.map(HeaderValue::to_str) {
             None => true,
             Some(Ok(origin)) => self.allows(Some(origin)),
@@ -48,7 +48,7 @@ impl AllowedOrigins {
     }
 
     /// Whether a request with this `Origin` header (if any) may connect.
-    pub fn allows(&self, origin: Option<&str>) -> bool {
+    pub(crate) fn allows(&self, origin: Option<&str>) -> bool {
         match origin {
             _ if self.list.is_empty() => true,
             None => true,

@@ -1,5 +1,5 @@
-//! Durable chat history in SQLite, and the sequencer that commits every lobby chat line
-//! before it is relayed.
+//! The single-node [`Log`]: durable chat history in SQLite, and the sequencer that
+//! commits every lobby chat line before it is relayed.
 //!
 //! Storage: one table, `lines(id, time_ms, name, protocol, text)`, in a SQLite file
 //! (`rusqlite`, SQLite compiled in: nothing to install). The schema is created and
@@ -31,19 +31,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, params};
 
+use super::{Committed, Log, NewLine, QueueFull, Queued, StoredLine};
+use crate::protocol::Protocol;
 use crate::telemetry;
-
-/// Default for the sequencer's queue, in chat lines waiting for their commit. One
-/// commit takes a few milliseconds; thousands of lines queued means the disk does not
-/// keep up, and senders are better told so than kept waiting without bound.
-pub const DEFAULT_HISTORY_QUEUE_LINES: usize = 8_192;
-
-/// Most lines `GET /api/history` returns by default.
-pub const DEFAULT_PAGE_LINES: usize = 100;
-
-/// Most lines `GET /api/history` returns at all: a page is one SQLite read and one JSON
-/// body, held in memory while it is written.
-pub const MAX_PAGE_LINES: usize = 1_000;
 
 /// Commits between two checkpoints of the write-ahead log into the database file. The
 /// checkpoint runs on a thread of its own: done by the writer (SQLite's default), its
@@ -104,34 +94,6 @@ pub enum Durability {
     Normal,
 }
 
-/// A chat line to store.
-#[derive(Debug, Clone)]
-pub struct NewLine {
-    /// When the lobby accepted it.
-    pub time: SystemTime,
-    /// The sender's name.
-    pub name: Arc<str>,
-    /// The sender's protocol (`socketio`, `websocket`, `tcp-json`, `tcp-text`).
-    pub protocol: &'static str,
-    /// The line.
-    pub text: Arc<str>,
-}
-
-/// A stored chat line.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct StoredLine {
-    /// Its place in the history: ids only grow, in relay order.
-    pub id: i64,
-    /// When the lobby accepted it, in milliseconds since the Unix epoch.
-    pub time_ms: i64,
-    /// The sender's name.
-    pub name: String,
-    /// The sender's protocol.
-    pub protocol: String,
-    /// The line.
-    pub text: String,
-}
-
 /// The history file, opened and migrated.
 pub struct Store {
     connection: Connection,
@@ -146,7 +108,7 @@ impl Store {
     }
 
     /// Opens (creating it if needed) and migrates the history file at `path`.
-    pub fn open_with(path: &Path, durability: Durability) -> Result<Self, HistoryError> {
+    pub(crate) fn open_with(path: &Path, durability: Durability) -> Result<Self, HistoryError> {
         let open_error = |cause| HistoryError::Open {
             path: path.to_owned(),
             cause,
@@ -200,7 +162,7 @@ impl Store {
     }
 
     /// A reader of the same file, for the API.
-    pub fn reader(&self) -> Reader {
+    pub(crate) fn reader(&self) -> Reader {
         Reader {
             path: Arc::from(self.path.as_path()),
             idle: Arc::default(),
@@ -222,7 +184,7 @@ impl Store {
                 insert.execute(params![
                     unix_ms(line.time),
                     &*line.name,
-                    line.protocol,
+                    line.protocol.as_str(),
                     &*line.text
                 ])?;
                 ids.push(transaction.last_insert_rowid());
@@ -235,7 +197,7 @@ impl Store {
 
 /// Reads pages of the history on connections of its own (cheap to clone).
 #[derive(Clone)]
-pub struct Reader {
+pub(crate) struct Reader {
     path: Arc<Path>,
     /// Connections kept for the next read.
     idle: Arc<Mutex<Vec<Connection>>>,
@@ -247,7 +209,11 @@ const IDLE_READERS: usize = 4;
 impl Reader {
     /// Up to `limit` lines before id `before` (the newest if `None`), oldest first.
     /// Blocking: call it from `spawn_blocking`.
-    pub fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
+    pub(crate) fn page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredLine>, HistoryError> {
         let connection = match lock(&self.idle).pop() {
             Some(connection) => connection,
             None => Connection::open_with_flags(
@@ -279,7 +245,7 @@ fn read_page(
             id: row.get(0)?,
             time_ms: row.get(1)?,
             name: row.get(2)?,
-            protocol: row.get(3)?,
+            protocol: stored_protocol(row, 3)?,
             text: row.get(4)?,
         })
     })?;
@@ -288,37 +254,23 @@ fn read_page(
     Ok(page)
 }
 
+/// The protocol stored in column `index` (as [`Protocol::as_str`]); any other text is a
+/// read error, not a guess.
+fn stored_protocol(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Protocol> {
+    let name: String = row.get(index)?;
+    Protocol::parse(&name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("unknown protocol {name:?}").into(),
+        )
+    })
+}
+
 fn unix_ms(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
-
-/// Something for the sequencer to put in order: an item of the lobby's, with the chat
-/// line to commit before it is handed back, if any.
-pub struct Queued<T> {
-    /// The lobby's item, handed back after the commit.
-    pub item: T,
-    /// The line to commit first.
-    pub line: Option<NewLine>,
-    /// How many stored lines to read for the item: the latest of those queued before it
-    /// (and its own), none queued after it (replay to a new member).
-    pub replay: usize,
-}
-
-/// An item handed back by the sequencer, in queue order.
-pub struct Committed<T> {
-    /// The lobby's item.
-    pub item: T,
-    /// The id its line was stored under, if it had one.
-    pub id: Option<i64>,
-    /// The lines read for it (oldest first) when it asked for a replay.
-    pub replayed: Vec<StoredLine>,
-}
-
-/// The sequencer's queue is full of lines waiting for their commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the history does not keep up: line not sent, try again")]
-pub struct QueueFull;
 
 struct Queue<T> {
     items: VecDeque<Queued<T>>,
@@ -336,9 +288,11 @@ struct Shared<T> {
 
 /// The lobby's one writer: commits queued lines in batches, then hands every queued
 /// item back in order (see the module doc).
-pub struct Sequencer<T> {
+pub(crate) struct Sequencer<T> {
     shared: Arc<Shared<T>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Reads pages for the API, beside the writer.
+    reader: Reader,
 }
 
 impl<T: Send + 'static> Sequencer<T> {
@@ -351,12 +305,13 @@ impl<T: Send + 'static> Sequencer<T> {
     /// second for an fsync), thousands of lines may be waiting, and released in one
     /// batch they would overflow every member's queue and cut everyone off. Such a
     /// backlog goes out in parts, with a pause after each as long as its relay took.
-    pub fn start(
+    pub(crate) fn start(
         store: Store,
         capacity_lines: usize,
         batch_items: usize,
         deliver: impl FnMut(Vec<Committed<T>>) + Send + 'static,
     ) -> std::io::Result<Self> {
+        let reader = store.reader();
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
@@ -401,12 +356,13 @@ impl<T: Send + 'static> Sequencer<T> {
         Ok(Self {
             shared,
             thread: Mutex::new(Some(thread)),
+            reader,
         })
     }
 
     /// Queues `queued`. Refused only for a chat line, when the queue already holds
     /// `capacity_lines` lines; other items (presence) are bounded by the connections.
-    pub fn push(&self, queued: Queued<T>) -> Result<(), QueueFull> {
+    pub(crate) fn push(&self, queued: Queued<T>) -> Result<(), QueueFull> {
         let mut queue = lock(&self.shared.queue);
         if queued.line.is_some() {
             // After `finish`, nothing would commit the line.
@@ -422,13 +378,27 @@ impl<T: Send + 'static> Sequencer<T> {
     }
 
     /// Commits and hands back everything queued, then stops the writer. Blocking.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.close();
         if let Some(thread) = lock(&self.thread).take()
             && thread.join().is_err()
         {
             tracing::error!("the history writer panicked");
         }
+    }
+}
+
+impl<T: Send + 'static> Log<T> for Sequencer<T> {
+    fn append(&self, queued: Queued<T>) -> Result<(), QueueFull> {
+        self.push(queued)
+    }
+
+    fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
+        self.reader.page(before, limit)
+    }
+
+    fn finish(&self) {
+        Sequencer::finish(self);
     }
 }
 
@@ -567,7 +537,7 @@ mod tests {
         NewLine {
             time: SystemTime::now(),
             name: "ann".into(),
-            protocol: "socketio",
+            protocol: Protocol::SocketIo,
             text: text.into(),
         }
     }

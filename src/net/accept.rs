@@ -1,0 +1,157 @@
+//! The accept loop of every listener: admission, one task per connection, refusals
+//! logged, counted and answered, and the wait for every connection at shutdown.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
+use crate::protocol::Protocol;
+use crate::telemetry;
+
+/// Pause after a failed `accept` (out of file descriptors, mostly): retrying at once
+/// would spin while nothing can change.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Accepts connections on `listener` until `shutdown`, running `connection` for each one
+/// `admission` admits (holding its permit) in a task of its own, and `refuse` for each
+/// one it does not; returns once every connection task has ended.
+pub(crate) async fn accept_loop<F, Fut, R, RFut>(
+    protocol: Protocol,
+    listener: TcpListener,
+    admission: Admission,
+    shutdown: CancellationToken,
+    connection: F,
+    refuse: R,
+) -> std::io::Result<()>
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+    R: Fn(TcpStream, SocketAddr, AdmissionRefusal) -> RFut,
+    RFut: Future<Output = ()> + Send + 'static,
+{
+    let accepting = Accepting {
+        name: protocol.as_str(),
+        protocol,
+        listener,
+        admission,
+        shutdown,
+    };
+    let connection = |stream, peer, permit| hold(permit, connection(stream, peer));
+    accept_with(accepting, connection, refuse, async {}).await
+}
+
+/// A listener for [`accept_with`], with what it is called in the log and the metrics.
+pub(crate) struct Accepting {
+    /// Its name in the log: `listening NAME=ADDRESS`.
+    pub(crate) name: &'static str,
+    /// The protocol its refused connections are counted under.
+    pub(crate) protocol: Protocol,
+    /// The listener.
+    pub(crate) listener: TcpListener,
+    /// Who may connect.
+    pub(crate) admission: Admission,
+    /// Stops accepting.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The accept loop of every listener: accepts until `shutdown`, runs `connection` with
+/// its admission permit for each connection admitted and `refuse` for each other one,
+/// each in a task of its own; once accepting has stopped, runs `stopped` (which ends
+/// the connections, for listeners whose connections do not end on `shutdown` alone),
+/// and returns when every connection task has ended.
+pub(crate) async fn accept_with<F, Fut, R, RFut>(
+    accepting: Accepting,
+    connection: F,
+    refuse: R,
+    stopped: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    F: Fn(TcpStream, SocketAddr, Permit) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+    R: Fn(TcpStream, SocketAddr, AdmissionRefusal) -> RFut,
+    RFut: Future<Output = ()> + Send + 'static,
+{
+    let Accepting {
+        name,
+        protocol,
+        listener,
+        admission,
+        shutdown,
+    } = accepting;
+    tracing::info!("listening {name}={}", listener.local_addr()?);
+    let tasks = TaskTracker::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Chat frames are small and latency matters: no Nagle delay.
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
+                    }
+                    match admission.admit(peer.ip()) {
+                        Ok(permit) => {
+                            tasks.spawn(connection(stream, peer, permit));
+                        }
+                        Err(why) => {
+                            refused_connection(protocol, peer, why);
+                            tasks.spawn(refuse(stream, peer, why));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("{name}: cannot accept a connection: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    stopped.await;
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}
+
+/// Runs `connection` holding its admission `permit`, released when it ends.
+async fn hold(permit: Permit, connection: impl Future<Output = ()>) {
+    connection.await;
+    drop(permit);
+}
+
+/// Logs and counts a connection refused by admission.
+pub(crate) fn refused_connection(protocol: Protocol, peer: SocketAddr, why: AdmissionRefusal) {
+    tracing::info!(%peer, protocol = protocol.as_str(), %why, "refused");
+    telemetry::refused(protocol, why.reason());
+}
+
+/// Ends a TCP connection with one line `error: <why>`: writes it, closes the sending
+/// side, and reads (and drops) what the client sends until it closes too, all within
+/// [`REFUSAL_TIMEOUT`]. Closing with unread bytes would reset the connection, and a
+/// reset can discard the line before the client reads it.
+pub(crate) async fn close_with_error(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    why: impl fmt::Display,
+) {
+    let line = format!("error: {why}\n");
+    let refusal = async {
+        stream.write_all(line.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    match tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%peer, "cannot send the error line: {e}"),
+        Err(_) => tracing::debug!(%peer, "error line not taken in time"),
+    }
+}
