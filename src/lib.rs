@@ -35,6 +35,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::lobby::Lobby;
+use crate::net::accept::{close_with_error, serve_raw};
+use crate::protocol::Protocol::{TcpJson, TcpText, WebSocket};
+use crate::protocols::{tcp_json, tcp_text, websocket};
 
 pub use config::Config;
 
@@ -143,34 +146,39 @@ pub async fn run(
             stop.clone(),
         )),
     );
+    // The raw connection protocols: one accept loop each, a task per client.
+    let served = net::accept::Served {
+        lobby: lobby.clone(),
+        timeouts,
+        shutdown: stop.clone(),
+    };
     if let Some(listener) = listeners.websocket {
-        let serve = protocols::websocket::serve(
+        let (client, refuse) = (websocket::client, websocket::refuse_upgrade);
+        let serve = serve_raw(
+            WebSocket,
             listener,
-            lobby.clone(),
             admission.clone(),
-            timeouts,
-            stop.clone(),
+            served.clone(),
+            client,
+            refuse,
         );
         supervise("websocket", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_json {
-        let serve = protocols::tcp_json::serve(
+        let (client, refuse) = (tcp_json::client, close_with_error);
+        let serve = serve_raw(
+            TcpJson,
             listener,
-            lobby.clone(),
             admission.clone(),
-            timeouts,
-            stop.clone(),
+            served.clone(),
+            client,
+            refuse,
         );
         supervise("tcp-json", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_text {
-        let serve = protocols::tcp_text::serve(
-            listener,
-            lobby.clone(),
-            admission.clone(),
-            timeouts,
-            stop.clone(),
-        );
+        let (client, refuse) = (tcp_text::client, close_with_error);
+        let serve = serve_raw(TcpText, listener, admission.clone(), served, client, refuse);
         supervise("tcp-text", Box::new(serve));
     }
     tasks.close();

@@ -11,7 +11,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::Timeouts;
 use super::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
+use crate::lobby::Lobby;
 use crate::protocol::Protocol;
 use crate::telemetry;
 
@@ -19,19 +21,31 @@ use crate::telemetry;
 /// would spin while nothing can change.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Accepts connections on `listener` until `shutdown`, running `connection` for each one
-/// `admission` admits (holding its permit) in a task of its own, and `refuse` for each
-/// one it does not; returns once every connection task has ended.
-pub(crate) async fn accept_loop<F, Fut, R, RFut>(
+/// What every client task of a raw connection protocol (plain WebSocket, TCP JSON,
+/// TCP text) is given besides its stream.
+#[derive(Clone)]
+pub(crate) struct Served {
+    /// The lobby its member joins.
+    pub(crate) lobby: Lobby,
+    /// The time limits.
+    pub(crate) timeouts: Timeouts,
+    /// Cancelled when the server shuts down.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Serves a raw connection protocol on `listener` until the shutdown: runs `client` for
+/// each connection `admission` admits (holding its permit) in a task of its own, and
+/// `refuse` for each one it does not; returns once every client task has ended.
+pub(crate) async fn serve_raw<F, Fut, R, RFut>(
     protocol: Protocol,
     listener: TcpListener,
     admission: Admission,
-    shutdown: CancellationToken,
-    connection: F,
+    served: Served,
+    client: F,
     refuse: R,
 ) -> std::io::Result<()>
 where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
+    F: Fn(TcpStream, SocketAddr, Served) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
     R: Fn(TcpStream, SocketAddr, AdmissionRefusal) -> RFut,
     RFut: Future<Output = ()> + Send + 'static,
@@ -41,10 +55,10 @@ where
         protocol,
         listener,
         admission,
-        shutdown,
+        shutdown: served.shutdown.clone(),
     };
-    let connection = |stream, peer, permit| hold(permit, connection(stream, peer));
-    accept_with(accepting, connection, refuse, async {}).await
+    let client = |stream, peer, permit| hold(permit, client(stream, peer, served.clone()));
+    accept_with(accepting, client, refuse, async {}).await
 }
 
 /// A listener for [`accept_with`], with what it is called in the log and the metrics.

@@ -32,40 +32,19 @@ use std::net::SocketAddr;
 use bytes::{Buf, Bytes, BytesMut};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
-use tokio_util::sync::CancellationToken;
 
-use crate::lobby::{Event, Lobby, LobbyError, Member};
-use crate::net::accept::{accept_loop, close_with_error};
-use crate::net::admission::Admission;
+use crate::lobby::{Event, LobbyError, Member};
+use crate::net::accept::Served;
 use crate::net::outbox::{QueueOutbox, until_stopped, write_delivery};
-use crate::net::{Timeouts, until};
+use crate::net::until;
 use crate::protocol::Protocol;
 use crate::telemetry;
 
 /// Bytes asked of the socket per read.
 const READ_BYTES: usize = 4096;
-
-/// Serves the TCP JSON chat on `listener` until `shutdown`.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    lobby: Lobby,
-    admission: Admission,
-    timeouts: Timeouts,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    accept_loop(
-        Protocol::TcpJson,
-        listener,
-        admission,
-        shutdown.clone(),
-        |stream, peer| connection(stream, peer, lobby.clone(), timeouts, shutdown.clone()),
-        close_with_error,
-    )
-    .await
-}
 
 /// A command from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,13 +216,13 @@ fn line_of<'a>(content: &'a str, typed_name: &str, stored_name: &str) -> &'a str
         .unwrap_or(content)
 }
 
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    lobby: Lobby,
-    timeouts: Timeouts,
-    shutdown: CancellationToken,
-) {
+/// Serves one client until it leaves, is cut off, or the server shuts down.
+pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
+    let Served {
+        lobby,
+        timeouts,
+        shutdown,
+    } = served;
     let (mut reader, mut writer) = stream.into_split();
     let (outbox, mut inbox) = QueueOutbox::new(lobby.limits().outbox_messages);
     let member = lobby.join(Protocol::TcpJson, outbox);

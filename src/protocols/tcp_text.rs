@@ -30,36 +30,15 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use crate::lobby::{Event, Lobby, LobbyError};
-use crate::net::accept::{accept_loop, close_with_error};
-use crate::net::admission::Admission;
+use crate::lobby::{Event, LobbyError};
+use crate::net::accept::Served;
 use crate::net::outbox::{QueueOutbox, until_stopped, write_delivery};
-use crate::net::{Timeouts, until};
+use crate::net::until;
 use crate::protocol::Protocol;
 use crate::telemetry;
-
-/// Serves the TCP text chat on `listener` until `shutdown`.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    lobby: Lobby,
-    admission: Admission,
-    timeouts: Timeouts,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    accept_loop(
-        Protocol::TcpText,
-        listener,
-        admission,
-        shutdown.clone(),
-        |stream, peer| connection(stream, peer, lobby.clone(), timeouts, shutdown.clone()),
-        close_with_error,
-    )
-    .await
-}
 
 /// A lobby event as a TCP text client sees it.
 pub fn encode(event: &Event) -> Bytes {
@@ -84,13 +63,13 @@ fn complete_prefix(buf: &[u8]) -> usize {
     }
 }
 
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    lobby: Lobby,
-    timeouts: Timeouts,
-    shutdown: CancellationToken,
-) {
+/// Serves one client until it leaves, is cut off, or the server shuts down.
+pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
+    let Served {
+        lobby,
+        timeouts,
+        shutdown,
+    } = served;
     let (mut reader, mut writer) = stream.into_split();
     let (outbox, mut inbox) = QueueOutbox::new(lobby.limits().outbox_messages);
     let member = lobby.join(Protocol::TcpText, outbox);

@@ -35,21 +35,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
-use tokio_util::sync::CancellationToken;
 
 use crate::http::origins::AllowedOrigins;
-use crate::lobby::{Event, Lobby};
-use crate::net::accept::accept_loop;
-use crate::net::admission::{Admission, AdmissionRefusal, REFUSAL_TIMEOUT};
+use crate::lobby::Event;
+use crate::net::accept::Served;
+use crate::net::admission::{AdmissionRefusal, REFUSAL_TIMEOUT};
 use crate::net::outbox::{Ending, QueueOutbox, until_stopped};
-use crate::net::{Timeouts, until};
+use crate::net::until;
 use crate::protocol::Protocol;
 use crate::telemetry;
 
@@ -57,28 +56,9 @@ use crate::telemetry;
 /// that does not read cannot hold its connection open longer than this.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the plain WebSocket chat on `listener` until `shutdown`.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    lobby: Lobby,
-    admission: Admission,
-    timeouts: Timeouts,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    accept_loop(
-        Protocol::WebSocket,
-        listener,
-        admission,
-        shutdown.clone(),
-        |stream, peer| connection(stream, peer, lobby.clone(), timeouts, shutdown.clone()),
-        refuse,
-    )
-    .await
-}
-
 /// Answers the upgrade of a connection over the connection limits with HTTP 503 and
 /// the reason as the body, within [`REFUSAL_TIMEOUT`].
-async fn refuse(stream: TcpStream, peer: SocketAddr, why: AdmissionRefusal) {
+pub(crate) async fn refuse_upgrade(stream: TcpStream, peer: SocketAddr, why: AdmissionRefusal) {
     // The signature is tungstenite's handshake callback's.
     #[allow(clippy::result_large_err)]
     let refusal = move |_: &Request, _: Response| -> Result<Response, ErrorResponse> {
@@ -191,13 +171,13 @@ fn admit(
     Ok(response)
 }
 
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    lobby: Lobby,
-    timeouts: Timeouts,
-    shutdown: CancellationToken,
-) {
+/// Serves one client until it leaves, is cut off, or the server shuts down.
+pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
+    let Served {
+        lobby,
+        timeouts,
+        shutdown,
+    } = served;
     let limits = lobby.limits();
     let config = WebSocketConfig::default()
         .max_message_size(Some(limits.max_ws_message_bytes))
