@@ -6,6 +6,9 @@
 #   js-client/bench-node/compare.sh            # the full comparison (about 10 minutes)
 #   ROUND_SECS=3 js-client/bench-node/compare.sh   # shorter rounds
 #   REPORTS=dir js-client/bench-node/compare.sh    # also keep each run's JSON report in dir
+#
+# After the table it draws the same reports as docs/comparison.svg (chart.mjs), which
+# README shows.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUND_SECS=${ROUND_SECS:-5}
@@ -69,6 +72,9 @@ echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/ {print $2}') GiB"
 echo "command: js-client/bench-node/compare.sh (ROUND_SECS=$ROUND_SECS)"
 node js-client/bench-node/table.mjs "$out"
+node js-client/bench-node/chart.mjs "$out" docs/comparison.svg \
+  "js-client/bench-node/compare.sh, $(date -u +%F), ROUND_SECS=$ROUND_SECS, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+echo "chart: docs/comparison.svg"
 if [ -n "${REPORTS:-}" ]; then
   mkdir -p "$REPORTS" && cp "$out"/*.json "$REPORTS"/
 fi
