@@ -20,6 +20,7 @@
 pub mod config;
 pub(crate) mod http;
 pub mod lobby;
+pub(crate) mod locks;
 pub mod log;
 pub(crate) mod net;
 pub mod protocol;

@@ -46,7 +46,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
-use socketioxide::SocketIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -68,12 +67,6 @@ use origins::AllowedOrigins;
 /// packet, so ten seconds is generous on any network, and short enough that a slowloris
 /// client trickling headers cannot hold many connections for long.
 pub(crate) const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
-
-/// The chunk in which a Socket.IO WebSocket connection reads (socketioxide's default is
-/// 4 KiB). A chat client's frames are a few hundred bytes, and this buffer is kept for
-/// as long as the member is connected, so it is a large share of an idle member's memory;
-/// a larger frame is still read whole, in several chunks.
-pub(crate) const WS_READ_BUFFER_BYTES: usize = 1024;
 
 /// What the HTTP listener needs beyond the lobby.
 #[derive(Debug, Clone)]
@@ -102,17 +95,12 @@ pub async fn serve(
     settings: HttpSettings,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let payload = usize::try_from(settings.max_payload_bytes).unwrap_or(usize::MAX);
-    let (engine, io) = SocketIo::builder()
-        .ping_interval(settings.ping_interval)
-        .ping_timeout(settings.ping_timeout)
-        .max_payload(settings.max_payload_bytes)
-        .ws_max_message_size(payload)
-        .ws_max_frame_size(payload)
-        .max_buffer_size(lobby.limits().outbox_messages)
-        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
-        .build_svc();
-    socketio::attach(&io, lobby.clone());
+    let engine_settings = socketio::Engine {
+        ping_interval: settings.ping_interval,
+        ping_timeout: settings.ping_timeout,
+        max_payload_bytes: settings.max_payload_bytes,
+    };
+    let (endpoint, io) = socketio::endpoint(&lobby, engine_settings);
 
     let pages = match &settings.static_dir {
         Some(dir) => Router::new().fallback_service(ServeDir::new(dir)),
@@ -130,7 +118,7 @@ pub async fn serve(
         // Merged after the bundle's routes: socketioxide would claim every path under
         // /socket.io, the bundle's included.
         .merge(
-            socketio_routes(engine, &lobby.limits().allowed_origins).layer(
+            behind_origin_check(endpoint, &lobby.limits().allowed_origins).layer(
                 middleware::map_request_with_state(settings.stall_timeout, body_deadline),
             ),
         )
@@ -294,17 +282,8 @@ impl AsyncWrite for Admitted {
     }
 }
 
-/// The Socket.IO endpoint, behind the origin check and its CORS headers.
-fn socketio_routes<S>(engine: S, origins: &AllowedOrigins) -> Router<Lobby>
-where
-    S: tower::Service<axum::extract::Request, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Response: IntoResponse,
-    S::Future: Send + 'static,
-{
+/// `endpoint` (the Socket.IO routes) behind the origin check and its CORS headers.
+fn behind_origin_check(endpoint: Router<Lobby>, origins: &AllowedOrigins) -> Router<Lobby> {
     let allowed = if origins.is_restricted() {
         AllowOrigin::list(
             origins
@@ -319,34 +298,12 @@ where
         .allow_origin(allowed)
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([CONTENT_TYPE]);
-    Router::new()
-        .route_service("/socket.io/", engine.clone())
-        .route_service("/socket.io", engine)
-        .layer(middleware::map_request(detach_head))
+    endpoint
         .layer(middleware::from_fn_with_state(
             origins.clone(),
             check_origin,
         ))
         .layer(cors)
-}
-
-/// Gives a Socket.IO request its own copy of its URI and header values.
-///
-/// hyper parses them as slices of the connection's read buffer (8 KiB), and socketioxide
-/// keeps a socket's first request for as long as the socket lives: without the copy, every
-/// connected member would keep that whole buffer alive for a few hundred bytes of head.
-async fn detach_head(mut request: axum::extract::Request) -> axum::extract::Request {
-    let uri = request.uri().to_string();
-    if let Ok(uri) = axum::http::Uri::try_from(uri) {
-        *request.uri_mut() = uri;
-    }
-    for value in request.headers_mut().values_mut() {
-        if let Ok(mut own) = HeaderValue::from_bytes(value.as_bytes()) {
-            own.set_sensitive(value.is_sensitive());
-            *value = own;
-        }
-    }
-    request
 }
 
 /// Gives a Socket.IO request's body `limit` to arrive whole (a long-polling POST

@@ -76,7 +76,7 @@ pub(super) fn fan_out(
         // The leaves of the slow members go out as the next batch (which may find more).
         batch = Vec::new();
         for id in slow {
-            let Some(entry) = members.remove(&id) else {
+            let Some((entry, left)) = remove_member(members, metrics, id) else {
                 continue;
             };
             tracing::warn!(
@@ -84,21 +84,35 @@ pub(super) fn fan_out(
                 protocol = entry.protocol.as_str(),
                 "outbox full: cut off as a slow consumer"
             );
-            let protocol = entry.protocol.index();
-            metrics.cut_offs[protocol].increment(1);
-            metrics.members[protocol].decrement(1.0);
-            if let Some(name) = entry.name {
-                metrics.leaves[protocol].increment(1);
-                let left = Event::Left {
-                    name,
-                    members: members.len(),
-                };
+            metrics.cut_offs[entry.protocol.index()].increment(1);
+            if let Some(left) = left {
                 batch.push(Outgoing::new(left, None));
             }
             cut.push(entry.outbox);
         }
     }
     cut
+}
+
+/// Takes member `id` out of the lobby's table and counts it out: its entry, and its
+/// leave to announce if it had a name (counting those who stay). `None` if it is
+/// not there (cut off already).
+pub(super) fn remove_member(
+    members: &mut HashMap<u64, Entry>,
+    metrics: &LobbyMetrics,
+    id: u64,
+) -> Option<(Entry, Option<Event>)> {
+    let entry = members.remove(&id)?;
+    let protocol = entry.protocol.index();
+    metrics.members[protocol].decrement(1.0);
+    let left = entry.name.clone().map(|name| {
+        metrics.leaves[protocol].increment(1);
+        Event::Left {
+            name,
+            members: members.len(),
+        }
+    });
+    Some((entry, left))
 }
 
 /// Sends a member the lines replayed for it (oldest first), as chat lines, up to the

@@ -55,7 +55,7 @@ pub use crate::log::QueueFull;
 use crate::log::{self, Committed, Log, NewLine, Queued, Sequencer, Store, StoredLine};
 use crate::protocol::Protocol;
 use crate::telemetry::LobbyMetrics;
-use fanout::{Outgoing, cut_off, fan_out};
+use fanout::{Outgoing, cut_off, fan_out, remove_member};
 use rate::Bucket;
 use rooms::Rooms;
 
@@ -319,12 +319,7 @@ impl Lobby {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
-        // A panic while fanning out leaves the map consistent (entries are inserted and
-        // removed whole), so a poisoned lock is still safe to use.
-        self.inner
-            .members
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::locks::lock(&self.inner.members)
     }
 
     fn leave(&self, id: u64) {
@@ -332,31 +327,19 @@ impl Lobby {
         let named;
         let cut = {
             let mut members = self.lock();
-            let Some(entry) = members.remove(&id) else {
+            let Some((entry, left)) = remove_member(&mut members, &self.inner.metrics, id) else {
                 return; // already cut off
             };
-            named = entry.name.is_some();
-            tracing::debug!(
-                member = id,
-                protocol = entry.protocol.as_str(),
-                "disconnected"
-            );
-            let metrics = &self.inner.metrics;
-            metrics.members[entry.protocol.index()].decrement(1.0);
-            if entry.name.is_some() {
-                metrics.leaves[entry.protocol.index()].increment(1);
-            }
-            match entry.name {
-                Some(_) if self.inner.closed.load(Ordering::SeqCst) => Vec::new(),
-                Some(name) => {
-                    tracing::info!(member = id, %name, protocol = entry.protocol.as_str(), "left");
-                    let event = Event::Left {
-                        name,
-                        members: members.len(),
-                    };
-                    self.announce_presence(&mut members, event, None)
+            named = left.is_some();
+            let protocol = entry.protocol.as_str();
+            tracing::debug!(member = id, protocol, "disconnected");
+            match (left, &entry.name) {
+                (Some(_), _) if self.inner.closed.load(Ordering::SeqCst) => Vec::new(),
+                (Some(left), Some(name)) => {
+                    tracing::info!(member = id, %name, protocol, "left");
+                    self.announce_presence(&mut members, left, None)
                 }
-                None => Vec::new(),
+                _ => Vec::new(),
             }
         };
         if named {

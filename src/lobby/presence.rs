@@ -73,10 +73,7 @@ impl SharedMemberList {
         lobby: &Lobby,
         version: u64,
     ) -> Result<Arc<RawValue>, serde_json::Error> {
-        let mut cached = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cached = crate::locks::lock(&self.0);
         if let Some((made_at, list)) = &*cached
             && *made_at >= version
         {

@@ -74,10 +74,7 @@ impl State {
 
 impl Rooms {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Seats are inserted and removed whole: a poisoned lock is still consistent.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::locks::lock(&self.state)
     }
 
     /// Seats `member` in `room`, freeing its previous seat. Taking the seat it already

@@ -25,13 +25,14 @@
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, params};
 
 use super::{Committed, Log, NewLine, QueueFull, Queued, StoredLine};
+use crate::locks::lock;
 use crate::protocol::Protocol;
 use crate::telemetry;
 
@@ -520,13 +521,6 @@ fn commit<T>(shared: &Shared<T>, store: &mut Store, batch: &VecDeque<Queued<T>>)
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves its data consistent: a poisoned lock is still usable.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

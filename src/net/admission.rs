@@ -136,10 +136,7 @@ impl Admission {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Counts> {
-        // Counts are updated whole under the lock: a poisoned one is still consistent.
-        self.counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::locks::lock(&self.counts)
     }
 }
 

@@ -46,6 +46,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use axum::Router;
+use axum::http::HeaderValue;
+use axum::middleware;
 use serde::{Deserialize, Serialize};
 use serde_json::value::{RawValue, to_raw_value};
 use socketioxide::SocketIo;
@@ -65,15 +68,68 @@ use crate::telemetry;
 /// The `name` of server announcements, as the original server sent it.
 const SERVER_NAME: &str = "SERVER";
 
-/// Registers the lobby chat on the `/` namespace of `io`.
-pub(crate) fn attach(io: &SocketIo, lobby: Lobby) {
+/// The chunk in which a Socket.IO WebSocket connection reads (socketioxide's default is
+/// 4 KiB). A chat client's frames are a few hundred bytes, and this buffer is kept for
+/// as long as the member is connected, so it is a large share of an idle member's memory;
+/// a larger frame is still read whole, in several chunks.
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
+/// The Engine.IO settings of the Socket.IO endpoint.
+pub(crate) struct Engine {
+    /// Heartbeat interval.
+    pub(crate) ping_interval: Duration,
+    /// Heartbeat timeout.
+    pub(crate) ping_timeout: Duration,
+    /// Largest Engine.IO payload, WebSocket message and WebSocket frame, in bytes
+    /// (`max_payload` alone applies to long-polling only).
+    pub(crate) max_payload_bytes: u64,
+}
+
+/// The Socket.IO endpoint (the routes of `/socket.io/`) with the lobby chat and the rooms
+/// on its `/` namespace, and its handle (to close every socket at shutdown). Each
+/// socket's queue holds `--outbox-messages` packets: the lobby's slow-consumer rule.
+pub(crate) fn endpoint(lobby: &Lobby, engine: Engine) -> (Router<Lobby>, SocketIo) {
+    let payload = usize::try_from(engine.max_payload_bytes).unwrap_or(usize::MAX);
+    let (service, io) = SocketIo::builder()
+        .ping_interval(engine.ping_interval)
+        .ping_timeout(engine.ping_timeout)
+        .max_payload(engine.max_payload_bytes)
+        .ws_max_message_size(payload)
+        .ws_max_frame_size(payload)
+        .max_buffer_size(lobby.limits().outbox_messages)
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
+        .build_svc();
     io.ns(
         "/",
         OnConnect {
-            lobby,
+            lobby: lobby.clone(),
             members: SharedMemberList::default(),
         },
     );
+    let routes = Router::new()
+        .route_service("/socket.io/", service.clone())
+        .route_service("/socket.io", service)
+        .layer(middleware::map_request(detach_head));
+    (routes, io)
+}
+
+/// Gives a Socket.IO request its own copy of its URI and header values.
+///
+/// hyper parses them as slices of the connection's read buffer (8 KiB), and socketioxide
+/// keeps a socket's first request for as long as the socket lives: without the copy, every
+/// connected member would keep that whole buffer alive for a few hundred bytes of head.
+async fn detach_head(mut request: axum::extract::Request) -> axum::extract::Request {
+    let uri = request.uri().to_string();
+    if let Ok(uri) = axum::http::Uri::try_from(uri) {
+        *request.uri_mut() = uri;
+    }
+    for value in request.headers_mut().values_mut() {
+        if let Ok(mut own) = HeaderValue::from_bytes(value.as_bytes()) {
+            own.set_sensitive(value.is_sensitive());
+            *value = own;
+        }
+    }
+    request
 }
 
 /// The `update` event's payload for `event`, encoded once per delivery and shared by
