@@ -351,21 +351,62 @@ impl Lobby {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::sync::Condvar;
+    use std::time::{Duration, Instant};
+
     use super::*;
+
+    /// How long a test waits for what it expects.
+    const WAIT: Duration = Duration::from_secs(10);
 
     /// An outbox that records what it was offered and can be made to refuse.
     #[derive(Clone, Default)]
     pub(crate) struct Recorder {
-        events: Arc<Mutex<Vec<Event>>>,
+        seen: Arc<(Mutex<Seen>, Condvar)>,
         pub(crate) refuse: Arc<Mutex<Option<OutboxRefusal>>>,
         /// Takes this many more events, then is full.
         pub(crate) room: Arc<Mutex<Option<usize>>>,
-        pub(crate) cut: Arc<AtomicU64>,
+    }
+
+    #[derive(Default)]
+    struct Seen {
+        events: Vec<Event>,
+        cut: usize,
     }
 
     impl Recorder {
+        /// What it has received so far.
         pub(crate) fn take(&self) -> Vec<Event> {
-            std::mem::take(&mut *self.events.lock().unwrap())
+            std::mem::take(&mut self.seen.0.lock().unwrap().events)
+        }
+
+        /// Waits until it has received `count` events (a lobby with a log delivers from
+        /// the log's writer thread), then takes all it has.
+        pub(crate) fn take_when(&self, count: usize) -> Vec<Event> {
+            let seen = self.wait(|seen| seen.events.len() >= count);
+            std::mem::take(&mut { seen }.events)
+        }
+
+        /// Waits until it has been cut off `times` times.
+        pub(crate) fn wait_cut(&self, times: usize) -> usize {
+            self.wait(|seen| seen.cut >= times).cut
+        }
+
+        fn wait(&self, done: impl Fn(&Seen) -> bool) -> MutexGuard<'_, Seen> {
+            let (seen, changed) = &*self.seen;
+            let deadline = Instant::now() + WAIT;
+            let mut seen = seen.lock().unwrap();
+            while !done(&seen) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "not received within {WAIT:?}");
+                seen = changed.wait_timeout(seen, left).unwrap().0;
+            }
+            seen
+        }
+
+        fn record(&self, change: impl FnOnce(&mut Seen)) {
+            change(&mut self.seen.0.lock().unwrap());
+            self.seen.1.notify_all();
         }
     }
 
@@ -377,11 +418,12 @@ pub(crate) mod tests {
             if let Some(room) = self.room.lock().unwrap().as_mut() {
                 *room = room.checked_sub(1).ok_or(OutboxRefusal::Full)?;
             }
-            self.events.lock().unwrap().push(delivery.event().clone());
+            let event = delivery.event().clone();
+            self.record(|seen| seen.events.push(event));
             Ok(())
         }
         fn cut_off(&self) {
-            self.cut.fetch_add(1, Ordering::Relaxed);
+            self.record(|seen| seen.cut += 1);
         }
     }
 
@@ -392,104 +434,156 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn lines_skip_a_non_echoing_sender_and_use_the_stored_name() {
-        let lobby = Lobby::new(Limits::default());
-        let (a_box, b_box) = (Recorder::default(), Recorder::default());
-        let a = lobby.join(Protocol::SocketIo, a_box.clone());
-        let b = lobby.join(Protocol::SocketIo, b_box.clone());
-        assert_eq!(a.say("too early"), Err(LobbyError::Unnamed));
-        a.set_name("ann").unwrap();
-        b.set_name("bob").unwrap();
-        a.say("hi").unwrap();
-        let hi = Event::Message {
-            name: "ann".into(),
-            text: "hi".into(),
+    fn said(name: &str, text: &str) -> Event {
+        Event::Message {
+            name: name.into(),
+            text: text.into(),
             origin: Protocol::SocketIo,
             raw: None,
-        };
-        assert_eq!(a_box.take(), vec![joined("ann", 2), joined("bob", 2)]);
-        assert_eq!(b_box.take(), vec![joined("ann", 2), joined("bob", 2), hi]);
-        drop(a);
-        assert_eq!(
-            b_box.take(),
-            vec![Event::Left {
-                name: "ann".into(),
-                members: 1
-            }]
-        );
-        assert_eq!(lobby.member_count(), 1);
-        drop(b);
-        assert_eq!(lobby.member_count(), 0);
+        }
+    }
+
+    fn left(name: &str, members: usize) -> Event {
+        Event::Left {
+            name: name.into(),
+            members,
+        }
+    }
+
+    /// Runs `test` on a lobby without history, then on one with the default path: every
+    /// event through the SQLite log.
+    fn with_each_lobby(limits: Limits, test: impl Fn(&Lobby)) {
+        test(&Lobby::new(limits.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("history.db")).unwrap();
+        let lobby = Lobby::with_history(limits, store).unwrap();
+        test(&lobby);
+        lobby.finish_history();
+    }
+
+    #[test]
+    fn lines_skip_a_non_echoing_sender_and_use_the_stored_name() {
+        with_each_lobby(Limits::default(), |lobby| {
+            let (a_box, b_box) = (Recorder::default(), Recorder::default());
+            let a = lobby.join(Protocol::SocketIo, a_box.clone());
+            let b = lobby.join(Protocol::SocketIo, b_box.clone());
+            assert_eq!(a.say("too early"), Err(LobbyError::Unnamed));
+            a.set_name("ann").unwrap();
+            b.set_name("bob").unwrap();
+            a.say("hi").unwrap();
+            assert_eq!(
+                b_box.take_when(3),
+                [joined("ann", 2), joined("bob", 2), said("ann", "hi")]
+            );
+            assert_eq!(a_box.take_when(2), [joined("ann", 2), joined("bob", 2)]);
+            drop(a);
+            assert_eq!(b_box.take_when(1), [left("ann", 1)]);
+            assert_eq!(lobby.member_count(), 1);
+            drop(b);
+            assert_eq!(lobby.member_count(), 0);
+        });
     }
 
     #[test]
     fn unnamed_members_leave_silently_and_long_lines_are_refused() {
-        let lobby = Lobby::new(Limits {
+        let limits = Limits {
             max_message_chars: 3,
             ..Limits::default()
+        };
+        with_each_lobby(limits, |lobby| {
+            let watcher = Recorder::default();
+            let _w = lobby.join(Protocol::SocketIo, watcher.clone());
+            let quiet = lobby.join(Protocol::SocketIo, Recorder::default());
+            drop(quiet);
+            let talker = lobby.join(Protocol::SocketIo, Recorder::default());
+            talker.set_name("t").unwrap();
+            assert_eq!(
+                talker.say("four"),
+                Err(LobbyError::MessageTooLong { max: 3 })
+            );
+            talker.say("가나다").unwrap();
+            assert_eq!(watcher.take_when(2), [joined("t", 2), said("t", "가나다")]);
         });
-        let watcher = Recorder::default();
-        let _w = lobby.join(Protocol::SocketIo, watcher.clone());
-        let quiet = lobby.join(Protocol::SocketIo, Recorder::default());
-        drop(quiet);
-        let talker = lobby.join(Protocol::SocketIo, Recorder::default());
-        talker.set_name("t").unwrap();
-        assert_eq!(
-            talker.say("four"),
-            Err(LobbyError::MessageTooLong { max: 3 })
-        );
-        talker.say("가나다").unwrap();
-        assert_eq!(
-            watcher.take(),
-            vec![
-                joined("t", 2),
-                Event::Message {
-                    name: "t".into(),
-                    text: "가나다".into(),
-                    origin: Protocol::SocketIo,
-                    raw: None,
-                }
-            ]
-        );
     }
 
     #[test]
     fn a_full_outbox_is_cut_off_and_announced_once() {
-        let lobby = Lobby::new(Limits::default());
-        let (fast, slow) = (Recorder::default(), Recorder::default());
-        let f = lobby.join(Protocol::SocketIo, fast.clone());
-        let s = lobby.join(Protocol::SocketIo, slow.clone());
-        s.set_name("slow").unwrap();
-        f.set_name("fast").unwrap();
-        fast.take();
-        *slow.refuse.lock().unwrap() = Some(OutboxRefusal::Full);
-        f.say("one").unwrap();
-        assert_eq!(slow.cut.load(Ordering::Relaxed), 1);
-        assert_eq!(
-            fast.take(),
-            vec![Event::Left {
-                name: "slow".into(),
-                members: 1
-            }]
-        );
-        assert_eq!(s.say("late"), Err(LobbyError::Gone));
-        drop(s); // its guard leaves again: nothing more is announced
-        assert_eq!(fast.take(), vec![]);
-        assert_eq!(lobby.member_count(), 1);
+        with_each_lobby(Limits::default(), |lobby| {
+            let (fast, slow) = (Recorder::default(), Recorder::default());
+            let f = lobby.join(Protocol::SocketIo, fast.clone());
+            let s = lobby.join(Protocol::SocketIo, slow.clone());
+            s.set_name("slow").unwrap();
+            f.set_name("fast").unwrap();
+            assert_eq!(fast.take_when(2), [joined("slow", 2), joined("fast", 2)]);
+            slow.take_when(2);
+            *slow.refuse.lock().unwrap() = Some(OutboxRefusal::Full);
+            f.say("one").unwrap();
+            assert_eq!(slow.wait_cut(1), 1);
+            assert_eq!(fast.take_when(1), [left("slow", 1)]);
+            assert_eq!(s.say("late"), Err(LobbyError::Gone));
+            drop(s); // its guard leaves again: nothing more is announced
+            let w = lobby.join(Protocol::WebSocket, Recorder::default());
+            // The next thing `fast` hears is the newcomer: no second leave before it.
+            assert_eq!(fast.take_when(1), [joined(&format!("guest-{}", w.id()), 2)]);
+            assert_eq!(slow.wait_cut(1), 1);
+            assert_eq!(lobby.member_count(), 2);
+        });
     }
 
     #[test]
     fn a_closed_lobby_announces_no_leaves() {
-        let lobby = Lobby::new(Limits::default());
-        let stays = Recorder::default();
-        let _stays = lobby.join(Protocol::SocketIo, stays.clone());
-        let goes = lobby.join(Protocol::SocketIo, Recorder::default());
-        goes.set_name("goes").unwrap();
-        stays.take();
-        lobby.close();
-        drop(goes);
-        assert_eq!(stays.take(), vec![]);
-        assert_eq!(lobby.member_count(), 1);
+        with_each_lobby(Limits::default(), |lobby| {
+            let stays = Recorder::default();
+            let s = lobby.join(Protocol::SocketIo, stays.clone());
+            let goes = lobby.join(Protocol::SocketIo, Recorder::default());
+            goes.set_name("goes").unwrap();
+            assert_eq!(stays.take_when(1), [joined("goes", 2)]);
+            lobby.close();
+            drop(goes);
+            // The next thing `stays` hears is its own join: no leave before it.
+            s.set_name("stays").unwrap();
+            assert_eq!(stays.take_when(1), [joined("stays", 1)]);
+            assert_eq!(lobby.member_count(), 1);
+        });
+    }
+
+    #[test]
+    fn through_the_log_lines_are_relayed_in_order_and_stored_with_their_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("history.db")).unwrap();
+        let lobby = Lobby::with_history(Limits::default(), store).unwrap();
+        let (ann_box, bob_box) = (Recorder::default(), Recorder::default());
+        let ann = lobby.join(Protocol::SocketIo, ann_box.clone());
+        let bob = lobby.join(Protocol::TcpJson, bob_box.clone());
+        ann.set_name("ann").unwrap();
+        bob.set_name("bob").unwrap();
+        ann.say("one").unwrap();
+        bob.say("two").unwrap();
+        let two = Event::Message {
+            name: "bob".into(),
+            text: "two".into(),
+            origin: Protocol::TcpJson,
+            raw: None,
+        };
+        let heard = bob_box.take_when(4);
+        assert_eq!(
+            heard,
+            [joined("ann", 2), joined("bob", 2), said("ann", "one"), two]
+        );
+        let stored = lobby.history_page(None, 10).unwrap().unwrap();
+        let lines: Vec<_> = stored
+            .iter()
+            .map(|line| (line.name.as_str(), line.protocol, line.text.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("ann", Protocol::SocketIo, "one"),
+                ("bob", Protocol::TcpJson, "two")
+            ]
+        );
+        assert!(stored[0].id < stored[1].id);
+        drop((ann, bob));
+        lobby.finish_history();
     }
 }
