@@ -117,6 +117,9 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.members == 0 {
+        bail!("--members must be at least 1");
+    }
     if args.senders > args.members {
         bail!("--senders must not be over --members");
     }
