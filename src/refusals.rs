@@ -516,7 +516,7 @@ mod tests {
             at_least: true,
             over: TEN,
         };
-        assert_eq!(summaries, [many.clone()]);
+        assert_eq!(summaries, std::slice::from_ref(&many));
         assert_eq!(
             many.to_string(),
             "refused 1021 requests from at least 1015 clients (rate) in the last 10 s"

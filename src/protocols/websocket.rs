@@ -235,7 +235,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                             None | Some(Ok(Message::Close(_))) => return None,
                             Some(Err(WsError::Capacity(e))) => {
                                 let who = Who::Member(member.id(), Some(peer));
-                                lobby.refusals().report(Protocol::WebSocket, who, "too_large", &e, true);
+                                lobby.refusals().report(Protocol::WebSocket, who, "too_large", e, true);
                                 return Some((CloseCode::Size, "message too big"));
                             }
                             Some(Err(e)) => {
