@@ -9,18 +9,22 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
-use crate::connection::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
-use crate::history::{DEFAULT_HISTORY_QUEUE_LINES, Durability, Retention};
 use crate::http::DEFAULT_HEADER_TIMEOUT_MS;
-use crate::lobby::{
+use crate::http::origins::AllowedOrigins;
+use crate::lobby::limits::{
     DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
     DEFAULT_MAX_ROOM_NAME_CHARS, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_OUTBOX_MESSAGES, Limits,
 };
-use crate::origins::AllowedOrigins;
-use crate::rate::{
+use crate::lobby::rate::{
     DEFAULT_RATE_BURST, DEFAULT_RATE_LINES_PER_SEC, DEFAULT_RATE_STRIKES, RateLimit,
 };
+use crate::log::{
+    DEFAULT_HISTORY_QUEUE_LINES,
+    sqlite::{Durability, Retention},
+};
+use crate::net::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
+use crate::net::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
+use crate::refusals::DEFAULT_LOG_FOLD_SECS;
 
 /// Default HTTP port: the original Socket.IO lobby server's.
 pub const DEFAULT_PORT: u16 = 8000;
@@ -237,10 +241,16 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_HISTORY_KEEP_DAYS", default_value_t = 0)]
     pub history_keep_days: u64,
 
-    /// Log format: one line per join, leave and refusal (never per relayed line) at the
-    /// default level; `RUST_LOG` sets the level.
+    /// Log format: one line per join and leave, refusals folded (`--log-fold-secs`), never
+    /// a line per relayed line at the default level; `RUST_LOG` sets the level.
     #[arg(long, env = "CHATTERBOX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Refusals are folded in the log over this many seconds: a client's first refusal
+    /// for a reason gets its line, the rest one count per interval (see
+    /// docs/operations.md). 0: every refusal gets its line.
+    #[arg(long, env = "CHATTERBOX_LOG_FOLD_SECS", default_value_t = DEFAULT_LOG_FOLD_SECS)]
+    pub log_fold_secs: u64,
 
     /// Engine.IO heartbeat interval, in milliseconds.
     #[arg(long, env = "CHATTERBOX_PING_INTERVAL_MS", default_value_t = DEFAULT_PING_INTERVAL_MS)]
@@ -253,7 +263,7 @@ pub struct Config {
 
 impl Config {
     /// The limits the lobby and every protocol apply.
-    pub fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         Limits {
             max_name_chars: self.max_name_chars,
             max_message_chars: self.max_message_chars,
@@ -269,11 +279,12 @@ impl Config {
             allowed_origins: AllowedOrigins::new(&self.allowed_origins),
             history_queue_lines: self.history_queue_lines,
             replay_lines: self.replay,
+            log_fold: Duration::from_secs(self.log_fold_secs),
         }
     }
 
     /// The time limits of the raw connection protocols.
-    pub fn timeouts(&self) -> Timeouts {
+    pub(crate) fn timeouts(&self) -> Timeouts {
         Timeouts {
             connect: millis(self.connect_timeout_ms),
             stall: millis(self.stall_timeout_ms),
@@ -282,7 +293,7 @@ impl Config {
     }
 
     /// The HTTP header read timeout; `None`: none.
-    pub fn header_timeout(&self) -> Option<Duration> {
+    pub(crate) fn header_timeout(&self) -> Option<Duration> {
         millis(self.header_timeout_ms)
     }
 
@@ -296,17 +307,17 @@ impl Config {
     }
 
     /// The history file, unless the history is off.
-    pub fn history_path(&self) -> Option<&std::path::Path> {
+    pub(crate) fn history_path(&self) -> Option<&std::path::Path> {
         (!self.no_history).then_some(self.db.as_path())
     }
 
     /// Engine.IO heartbeat interval.
-    pub fn ping_interval(&self) -> Duration {
+    pub(crate) fn ping_interval(&self) -> Duration {
         Duration::from_millis(self.ping_interval_ms)
     }
 
     /// Engine.IO heartbeat timeout.
-    pub fn ping_timeout(&self) -> Duration {
+    pub(crate) fn ping_timeout(&self) -> Duration {
         Duration::from_millis(self.ping_timeout_ms)
     }
 }

@@ -4,37 +4,30 @@
 //! The library is the whole server; `main.rs` only parses the configuration, binds the
 //! listeners and calls [`run`]. Tests bind their listeners on port 0 and call [`run`] too.
 //!
-//! - [`lobby`]: the one shared state: members, names, validation, ordered fan-out,
-//!   slow consumers; [`rooms`]: the two-person rooms it holds.
-//! - One module per protocol, each translating between its wire format and the lobby:
-//!   [`socketio`] (lobby chat and rooms), [`websocket`], [`tcp_json`], [`tcp_text`].
-//! - [`http`]: the HTTP listener: pages, the Socket.IO bundle and endpoint, health;
-//!   [`api`]: its JSON API (history, members).
-//! - [`history`]: the chat history (SQLite) and the sequencer that commits each line
-//!   before it is relayed.
-//! - [`connection`]: accept loop and outgoing queue of the raw connection protocols.
-//! - [`admission`]: connection limits, total and per client address.
-//! - [`rate`]: the message rate per member.
-//! - [`origins`]: which web origins may connect.
-//! - [`telemetry`]: Prometheus metrics.
-//! - [`assets`]: the files embedded in the binary; [`config`]: flags and environment.
+//! - [`protocol`]: the four wire protocols and their differing rules (a leaf module).
+//! - [`lobby`]: the one shared state: members, names, presence, ordered fan-out, slow
+//!   consumers, the two-person rooms, the message rate.
+//! - [`log`]: the lobby's ordered, durable log behind one trait; [`log::sqlite`], the
+//!   single-node history.
+//! - [`protocols`]: one module per wire protocol, each translating between its wire
+//!   format and the lobby.
+//! - `net`: accept loop, admission (connection limits), the outgoing queue of the raw
+//!   connection protocols.
+//! - `http`: the HTTP listener: pages, the Socket.IO bundle and endpoint, `/healthz`,
+//!   `/metrics`, the JSON API, web origins.
+//! - `telemetry`: Prometheus metrics; `refusals`: every refusal counted and logged, folded
+//!   under a flood; [`config`]: flags and environment.
 
-pub mod admission;
-pub mod api;
-pub mod assets;
 pub mod config;
-pub mod connection;
-pub mod history;
-pub mod http;
+pub(crate) mod http;
 pub mod lobby;
-pub mod origins;
-pub mod rate;
-pub mod rooms;
-pub mod socketio;
-pub mod tcp_json;
-pub mod tcp_text;
-pub mod telemetry;
-pub mod websocket;
+pub(crate) mod locks;
+pub mod log;
+pub(crate) mod net;
+pub mod protocol;
+pub mod protocols;
+pub(crate) mod refusals;
+pub(crate) mod telemetry;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -44,8 +37,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::lobby::Lobby;
+use crate::net::accept::{close_with_error, serve_raw};
+use crate::protocol::Protocol::{TcpJson, TcpText, WebSocket};
+use crate::protocols::{tcp_json, tcp_text, websocket};
+
 pub use config::Config;
-pub use lobby::Lobby;
 
 /// How long a shutdown may take: connections still open after this are dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -67,7 +64,7 @@ pub struct Listeners {
 pub enum RunError {
     /// The history cannot be opened.
     #[error(transparent)]
-    History(#[from] history::HistoryError),
+    History(#[from] log::HistoryError),
     /// The history's writer thread cannot start.
     #[error("cannot start the history writer: {0}")]
     Writer(std::io::Error),
@@ -95,7 +92,7 @@ pub async fn run(
             let (path, durability) = (path.to_owned(), config.db_durability);
             let retention = config.retention();
             let store = tokio::task::spawn_blocking(move || {
-                history::Store::open_with(&path, durability)?.keeping(retention)
+                log::Store::open_with(&path, durability)?.keeping(retention)
             })
             .await
             .map_err(|e| RunError::Writer(std::io::Error::other(e)))??;
@@ -115,6 +112,8 @@ pub async fn run(
             stop.cancel();
         }
     });
+    // The summaries of folded refusals, every interval until the server stops.
+    tasks.spawn(lobby.refusals().clone().fold_every(stop.clone()));
     let settings = http::HttpSettings {
         static_dir: config.static_dir.clone(),
         ping_interval: config.ping_interval(),
@@ -124,7 +123,7 @@ pub async fn run(
         stall_timeout: config.timeouts().stall,
     };
     let admission =
-        admission::Admission::new(config.max_connections, config.max_connections_per_ip);
+        net::admission::Admission::new(config.max_connections, config.max_connections_per_ip);
     let timeouts = config.timeouts();
     let failure = Arc::new(Mutex::new(None));
     let supervise = |listener: &'static str, serve: Box<dyn ServeFuture>| {
@@ -154,34 +153,39 @@ pub async fn run(
             stop.clone(),
         )),
     );
+    // The raw connection protocols: one accept loop each, a task per client.
+    let served = net::accept::Served {
+        lobby: lobby.clone(),
+        timeouts,
+        shutdown: stop.clone(),
+    };
     if let Some(listener) = listeners.websocket {
-        let serve = websocket::serve(
+        let (client, refuse) = (websocket::client, websocket::refuse_upgrade);
+        let serve = serve_raw(
+            WebSocket,
             listener,
-            lobby.clone(),
             admission.clone(),
-            timeouts,
-            stop.clone(),
+            served.clone(),
+            client,
+            refuse,
         );
         supervise("websocket", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_json {
-        let serve = tcp_json::serve(
+        let (client, refuse) = (tcp_json::client, close_with_error);
+        let serve = serve_raw(
+            TcpJson,
             listener,
-            lobby.clone(),
             admission.clone(),
-            timeouts,
-            stop.clone(),
+            served.clone(),
+            client,
+            refuse,
         );
         supervise("tcp-json", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_text {
-        let serve = tcp_text::serve(
-            listener,
-            lobby.clone(),
-            admission.clone(),
-            timeouts,
-            stop.clone(),
-        );
+        let (client, refuse) = (tcp_text::client, close_with_error);
+        let serve = serve_raw(TcpText, listener, admission.clone(), served, client, refuse);
         supervise("tcp-text", Box::new(serve));
     }
     tasks.close();
@@ -193,6 +197,8 @@ pub async fn run(
     {
         tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}: dropping them");
     }
+    // The last interval's counts, cut short by the shutdown.
+    lobby.refusals().summarise();
     // Every line accepted before the shutdown is committed (and relayed, to whoever is
     // still there) before `run` returns.
     let history = lobby.clone();

@@ -24,39 +24,39 @@ use std::sync::OnceLock;
 use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::lobby::Protocol;
+use crate::protocol::Protocol;
 
 /// Connections in the lobby, by protocol.
-pub const MEMBERS: &str = "chatterbox_members";
+pub(crate) const MEMBERS: &str = "chatterbox_members";
 /// TCP connections admitted and open, every listener.
-pub const CONNECTIONS: &str = "chatterbox_connections";
+pub(crate) const CONNECTIONS: &str = "chatterbox_connections";
 /// Announced joins, by protocol.
-pub const JOINS: &str = "chatterbox_joins_total";
+pub(crate) const JOINS: &str = "chatterbox_joins_total";
 /// Departures of named members, by protocol.
-pub const LEAVES: &str = "chatterbox_leaves_total";
+pub(crate) const LEAVES: &str = "chatterbox_leaves_total";
 /// Chat lines accepted, by protocol of the sender.
-pub const LINES_IN: &str = "chatterbox_lines_in_total";
+pub(crate) const LINES_IN: &str = "chatterbox_lines_in_total";
 /// Events queued for members, by protocol of the receiver.
-pub const LINES_OUT: &str = "chatterbox_lines_out_total";
+pub(crate) const LINES_OUT: &str = "chatterbox_lines_out_total";
 /// Bytes written to WebSocket and TCP members.
-pub const BYTES_OUT: &str = "chatterbox_bytes_out_total";
+pub(crate) const BYTES_OUT: &str = "chatterbox_bytes_out_total";
 /// Requests refused, by protocol and reason.
-pub const REFUSALS: &str = "chatterbox_refusals_total";
+pub(crate) const REFUSALS: &str = "chatterbox_refusals_total";
 /// Slow consumers cut off, by protocol.
-pub const CUTOFFS: &str = "chatterbox_slow_consumer_cutoffs_total";
+pub(crate) const CUTOFFS: &str = "chatterbox_slow_consumer_cutoffs_total";
 
 /// Chat lines committed to the history.
-pub const HISTORY_LINES: &str = "chatterbox_history_lines_total";
+pub(crate) const HISTORY_LINES: &str = "chatterbox_history_lines_total";
 /// Duration of each group commit.
-pub const HISTORY_COMMIT: &str = "chatterbox_history_commit_seconds";
+pub(crate) const HISTORY_COMMIT: &str = "chatterbox_history_commit_seconds";
 /// Failed (and retried) commits.
-pub const HISTORY_COMMIT_FAILURES: &str = "chatterbox_history_commit_failures_total";
+pub(crate) const HISTORY_COMMIT_FAILURES: &str = "chatterbox_history_commit_failures_total";
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the Prometheus recorder (once per process) and returns its handle; `None`
 /// when another recorder was installed first.
-pub fn prometheus() -> Option<&'static PrometheusHandle> {
+pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
     PROMETHEUS
         .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
             Ok(handle) => {
@@ -100,29 +100,29 @@ fn describe() {
 }
 
 /// Counts a refused request.
-pub fn refused(protocol: Protocol, reason: &'static str) {
+pub(crate) fn refused(protocol: Protocol, reason: &'static str) {
     metrics::counter!(REFUSALS, "protocol" => protocol.as_str(), "reason" => reason).increment(1);
 }
 
 /// Records a group commit of `lines` lines that took `took`.
-pub fn history_committed(lines: usize, took: std::time::Duration) {
+pub(crate) fn history_committed(lines: usize, took: std::time::Duration) {
     metrics::counter!(HISTORY_LINES).increment(lines as u64);
     metrics::histogram!(HISTORY_COMMIT).record(took.as_secs_f64());
 }
 
 /// Counts a failed history commit.
-pub fn history_commit_failed() {
+pub(crate) fn history_commit_failed() {
     metrics::counter!(HISTORY_COMMIT_FAILURES).increment(1);
 }
 
 /// Counts bytes written to a member.
-pub fn bytes_out(protocol: Protocol, bytes: usize) {
+pub(crate) fn bytes_out(protocol: Protocol, bytes: usize) {
     metrics::counter!(BYTES_OUT, "protocol" => protocol.as_str()).increment(bytes as u64);
 }
 
 /// The lobby's own metrics, one handle per protocol, looked up once: fan-out adds to
 /// them without a registry lookup per delivery.
-pub struct LobbyMetrics {
+pub(crate) struct LobbyMetrics {
     /// [`MEMBERS`] by protocol.
     pub members: [Gauge; 4],
     /// [`JOINS`] by protocol.
@@ -139,7 +139,7 @@ pub struct LobbyMetrics {
 
 impl LobbyMetrics {
     /// Handles from the recorder installed now (no-ops if none is).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let counters = |name: &'static str| {
             Protocol::ALL.map(|p| metrics::counter!(name, "protocol" => p.as_str()))
         };

@@ -265,7 +265,7 @@ async fn lines_are_on_disk_in_the_order_they_were_relayed() {
 async fn the_history_api_pages_caps_and_refuses_bad_parameters() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("seeded.db");
-    drop(chatterbox::history::Store::open(&db).expect("create the schema"));
+    drop(chatterbox::log::sqlite::Store::open(&db).expect("create the schema"));
     {
         let mut connection = rusqlite::Connection::open(&db).expect("open");
         let seed = connection.transaction().expect("transaction");

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use chatterbox::lobby::{Event, Protocol};
-use chatterbox::tcp_json::{Command, Commands};
-use chatterbox::{tcp_json, tcp_text, websocket};
+use chatterbox::lobby::Event;
+use chatterbox::protocol::Protocol;
+use chatterbox::protocols::tcp_json::{Command, Commands};
+use chatterbox::protocols::{tcp_json, tcp_text, websocket};
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
 

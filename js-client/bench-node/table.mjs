@@ -1,33 +1,19 @@
 // Prints the comparison table from compare.sh's JSON results (one file per server and
 // scenario in the directory given).
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
+import { best as bestOf, fmt, idleRssPerMember, loader, servers } from './reports.mjs';
 
-const dir = process.argv[2];
-const load = (server, scenario) => {
-  try {
-    return JSON.parse(readFileSync(path.join(dir, `${server}-${scenario}.json`), 'utf8'));
-  } catch {
-    return {};
-  }
-};
-const fmt = (value, digits = 0) => (value === undefined || value === null ? 'n/a'
-  : Number(value).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
-
+const load = loader(process.argv[2]);
 const rows = [];
 const row = (label, get, digits, better) => {
-  const [ours, node] = ['chatterbox', 'node'].map(get);
+  const [ours, node] = servers.map(get);
   let ratio = 'n/a';
   if (typeof ours === 'number' && typeof node === 'number' && ours > 0 && node > 0) {
     ratio = `${fmt(better === 'higher' ? ours / node : node / ours, 1)}×`;
   }
   rows.push([label, fmt(ours, digits), fmt(node, digits), ratio]);
 };
-const best = (scenario) => (server) => {
-  const result = load(server, scenario);
-  // No passing round: even the first rate was too much.
-  return result.best ? result.best.deliveries_per_s : (result.rounds ? 0 : undefined);
-};
+// No passing round (even the first rate was too much) is 0.
+const best = (scenario) => bestOf(load, scenario);
 // What failed the round a search ended on (its last).
 const endedOn = (round) => {
   const why = [];
@@ -47,14 +33,14 @@ row('max deliveries/s, N=1000 K=10', best('n1000'), 0, 'higher');
 row('max deliveries/s, N=2000 K=5', best('n2000'), 0, 'higher');
 row('p99 ms at 10,000 deliveries/s, N=1000', (s) => load(s, 'p99').rounds?.[0]?.p99_ms, 2, 'lower');
 row('server CPU (cores) at 10,000 deliveries/s, N=1000', (s) => load(s, 'p99').rounds?.[0]?.server_cores, 3, 'lower');
-row('RSS per idle member, N=1000 (bytes)', (s) => load(s, 'idle1000').idle_rss_per_member_bytes, 0, 'lower');
-row('RSS per idle member, N=5000 (bytes)', (s) => load(s, 'idle5000').idle_rss_per_member_bytes, 0, 'lower');
+row('RSS per idle member, N=1000 (bytes)', idleRssPerMember(load, 'idle1000'), 0, 'lower');
+row('RSS per idle member, N=5000 (bytes)', idleRssPerMember(load, 'idle5000'), 0, 'lower');
 row('RSS of the empty server (KiB)', (s) => load(s, 'idle1000').empty_rss_kib, 0, 'lower');
 row('time for 5,000 members to join (s)', (s) => load(s, 'idle5000').join_secs, 2, 'lower');
 
 const notes = [];
 for (const scenario of ['n100', 'n1000', 'n2000']) {
-  for (const server of ['chatterbox', 'node']) {
+  for (const server of servers) {
     const rounds = load(server, scenario).rounds ?? [];
     const last = rounds[rounds.length - 1];
     if (!last) continue;

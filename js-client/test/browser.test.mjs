@@ -2,7 +2,7 @@
 // our page and the original page, served by the binary, chatting with each other.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { joined, line, named, repoRoot, startServer, terminalClient, until } from './helpers.mjs';
@@ -91,6 +91,48 @@ test('our page: two visitors chat, see joins, leaves and each other\'s lines', a
     await expectLines(alice, ['alice님이 접속하였습니다.', 'bob님이 접속하였습니다.', 'alice : hello bob',
       'bob : hi alice', 'bob님이 나가셨습니다.']);
     await alice.page.screenshot({ path: path.join(screenshots, 'lobby.png') });
+    await alice.context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+// README's picture of the page (docs/page.png) is this chat: written to
+// js-client/screenshots/page.png on every run, and copied to docs/ with
+// UPDATE_SCREENSHOT=1 (`cd js-client && UPDATE_SCREENSHOT=1 node --test
+// test/browser.test.mjs`), when the page has changed.
+test('our page: two visitors and a terminal client chat (README\'s screenshot)', async () => {
+  const server = await startServer();
+  try {
+    const alice = await openAs(server.url, 'alice');
+    await alice.page.setViewportSize({ width: 900, height: 400 });
+    await expectLines(alice, ['alice님이 접속하였습니다.']);
+    const bob = await openAs(server.url, 'bob');
+    const kim = terminalClient('tcp-json/socket-client.js', server);
+    await kim.answer('Name : ', 'kim');
+    const joins = ['alice님이 접속하였습니다.', 'bob님이 접속하였습니다.', 'kim님이 접속하였습니다.'];
+    await expectLines(alice, joins);
+
+    await alice.page.fill('#test', 'hello, is everyone here?');
+    await alice.page.press('#test', 'Enter');
+    await expectLines(alice, [...joins, 'alice : hello, is everyone here?']);
+    await kim.expectLines(['Name : kim connected!', 'alice : hello, is everyone here?']);
+    kim.type('yes, from the terminal client');
+    await expectLines(alice, [...joins, 'alice : hello, is everyone here?', 'kim : yes, from the terminal client']);
+    await bob.page.fill('#test', '안녕하세요! from the browser');
+    await bob.page.press('#test', 'Enter');
+    const said = [...joins, 'alice : hello, is everyone here?', 'kim : yes, from the terminal client',
+      'bob : 안녕하세요! from the browser'];
+    await expectLines(alice, said);
+    await until(async () => JSON.stringify(await alice.page.locator('#member-list li').allInnerTexts())
+      === JSON.stringify(['alice socketio', 'bob socketio', 'kim tcp-json']), 'alice, bob and kim online');
+    assert.equal(await alice.page.locator('#member-count').innerText(), '3');
+
+    const shot = path.join(screenshots, 'page.png');
+    await alice.page.screenshot({ path: shot });
+    if (process.env.UPDATE_SCREENSHOT === '1') await copyFile(shot, path.join(repoRoot, 'docs/page.png'));
+    kim.close();
+    await bob.context.close();
     await alice.context.close();
   } finally {
     await server.stop();

@@ -1,0 +1,30 @@
+// The comparison's JSON reports (compare.sh writes one per server and scenario, as
+// `<server>-<scenario>.json`, from chatterbox-bench --json) and the figures that the
+// table (table.mjs) and the chart (chart.mjs) both show, formatted alike.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** The two servers compared, in the order of the table's columns and the chart's bars. */
+export const servers = ['chatterbox', 'node'];
+
+/** Reads `<server>-<scenario>.json` from `dir`; a missing or unreadable report is `{}` (n/a). */
+export const loader = (dir) => (server, scenario) => {
+  try {
+    return JSON.parse(readFileSync(path.join(dir, `${server}-${scenario}.json`), 'utf8'));
+  } catch {
+    return {};
+  }
+};
+
+/** A figure as the table prints it: `n/a` when absent, thousands separated. */
+export const fmt = (value, digits = 0) => (value === undefined || value === null ? 'n/a'
+  : Number(value).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+
+/** A search's highest passing rate; 0 when even the first rate failed, undefined without a report. */
+export const best = (load, scenario) => (server) => {
+  const result = load(server, scenario);
+  return result.best ? result.best.deliveries_per_s : (result.rounds ? 0 : undefined);
+};
+
+/** The idle scenario's resident memory per member, in bytes. */
+export const idleRssPerMember = (load, scenario) => (server) => load(server, scenario).idle_rss_per_member_bytes;

@@ -1,0 +1,119 @@
+//! The JSON API of the HTTP listener: chat history and presence.
+//!
+//! `GET /api/history?limit=N&before=ID`:
+//! `{"lines": [{"id", "time", "name", "protocol", "text"}, …], "older": ID | null}`.
+//! The lines are the `limit` latest (default 100, capped at 1000) with an id below
+//! `before` (default: all), oldest first; `older` is the `before` of the previous page,
+//! `null` when there is none. `time` is RFC 3339 (UTC, milliseconds); `protocol` is
+//! `socketio`, `websocket`, `tcp-json` or `tcp-text`. A bad parameter gets a 400 and
+//! `{"error": "<why>"}`; without a history (`--no-history`), a 404 and the same shape.
+//!
+//! `GET /api/members`: `{"count": N, "members": [{"name", "protocol", "since"}, …]}`,
+//! the named members present now, in the order they connected (`since`: RFC 3339).
+//! Our page also receives this object live, as the Socket.IO event `members`.
+
+use std::collections::HashMap;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::lobby::Lobby;
+use crate::lobby::presence::{members_json, rfc3339};
+use crate::log::{DEFAULT_PAGE_LINES, MAX_PAGE_LINES, StoredLine};
+
+/// Why an API request was refused; the text is the `error` the client gets.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("limit must be a whole number from 1 (at most {MAX_PAGE_LINES} are returned)")]
+    Limit,
+    #[error("before must be a line id (a whole number)")]
+    Before,
+    #[error("the history is off on this server")]
+    NoHistory,
+    #[error("the history cannot be read now")]
+    Unavailable,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::Limit | ApiError::Before => StatusCode::BAD_REQUEST,
+            ApiError::NoHistory => StatusCode::NOT_FOUND,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// `GET /api/history`.
+pub async fn history(
+    State(lobby): State<Lobby>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match read_history(&lobby, &query).await {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn read_history(lobby: &Lobby, query: &HashMap<String, String>) -> Result<Value, ApiError> {
+    let limit = match query.get("limit") {
+        None => DEFAULT_PAGE_LINES,
+        Some(limit) => match limit.parse::<u64>() {
+            Ok(0) | Err(_) => return Err(ApiError::Limit),
+            Ok(limit) => usize::try_from(limit).map_or(MAX_PAGE_LINES, |l| l.min(MAX_PAGE_LINES)),
+        },
+    };
+    let before = match query.get("before") {
+        None => None,
+        Some(before) => Some(before.parse::<i64>().map_err(|_| ApiError::Before)?),
+    };
+    if !lobby.has_history() {
+        return Err(ApiError::NoHistory);
+    }
+    // One more than asked tells whether there is an older page.
+    let reader = lobby.clone();
+    let read = tokio::task::spawn_blocking(move || reader.history_page(before, limit + 1)).await;
+    let mut lines = match read {
+        Ok(None) => return Err(ApiError::NoHistory),
+        Ok(Some(Ok(lines))) => lines,
+        Ok(Some(Err(e))) => {
+            tracing::error!("{e}");
+            return Err(ApiError::Unavailable);
+        }
+        Err(e) => {
+            tracing::error!("the history read did not finish: {e}");
+            return Err(ApiError::Unavailable);
+        }
+    };
+    let more = lines.len() > limit;
+    if more {
+        lines.remove(0);
+    }
+    let older = more.then(|| lines.first().map(|line| line.id)).flatten();
+    Ok(json!({
+        "lines": lines.iter().map(line_json).collect::<Vec<_>>(),
+        "older": older,
+    }))
+}
+
+fn line_json(line: &StoredLine) -> Value {
+    let millis = u64::try_from(line.time_ms).unwrap_or(0);
+    json!({
+        "id": line.id,
+        "time": rfc3339(UNIX_EPOCH + Duration::from_millis(millis)),
+        "name": line.name,
+        "protocol": line.protocol.as_str(),
+        "text": line.text,
+    })
+}
+
+/// `GET /api/members`.
+pub(crate) async fn members(State(lobby): State<Lobby>) -> Json<Value> {
+    Json(members_json(&lobby))
+}

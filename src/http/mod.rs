@@ -1,0 +1,436 @@
+//! The HTTP listener: the pages (ours at `/`, the original WebSocket chat's at `/ws/`),
+//! the Socket.IO client bundle, the Socket.IO endpoint (`/socket.io/`, Engine.IO v3 and
+//! v4, long-polling and WebSocket), `GET /healthz`, `GET /metrics` (Prometheus) and
+//! the JSON API ([`api`]: `/api/history`, `/api/members`).
+//!
+//! Connections are served by hyper's HTTP/1 server directly (axum's `serve` has no
+//! header timeout), with WebSocket upgrades, `TCP_NODELAY` and graceful shutdown:
+//!
+//! - A connection over the connection limits (`crate::net::admission`) gets one response,
+//!   HTTP 503 `{"error": "too many connections …"}` (a Socket.IO client reports a
+//!   `connect_error`), and is closed; `/healthz` and `/metrics` are still answered on
+//!   it so operators can watch a full server. An admitted connection holds its permit
+//!   as long as its socket is open, after a WebSocket upgrade too.
+//! - A request whose headers take longer than the header timeout (a slowloris client
+//!   trickling them), and a keep-alive connection idle that long, is closed without a
+//!   response; the first is counted as a refusal (`header_timeout`).
+//! - A Socket.IO request whose body has not all come within the stall timeout of its
+//!   headers' end gets HTTP 400 (socketioxide's answer to a body that fails) and is
+//!   closed; counted as `stall`.
+
+pub(crate) mod api;
+pub(crate) mod assets;
+pub(crate) mod origins;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, ORIGIN};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::lobby::Lobby;
+use crate::net::accept::{Accepting, accept_with};
+use crate::net::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
+use crate::protocol::Protocol;
+use crate::protocols::socketio;
+use crate::refusals::{Refusals, Who};
+use crate::telemetry;
+use origins::AllowedOrigins;
+
+/// Default for `--header-timeout-ms`: a browser sends a request's headers in one
+/// packet, so ten seconds is generous on any network, and short enough that a slowloris
+/// client trickling headers cannot hold many connections for long.
+pub(crate) const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+
+/// What the HTTP listener needs beyond the lobby.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpSettings {
+    /// Serve pages from here instead of the embedded ones.
+    pub static_dir: Option<PathBuf>,
+    /// Engine.IO heartbeat interval.
+    pub ping_interval: Duration,
+    /// Engine.IO heartbeat timeout.
+    pub ping_timeout: Duration,
+    /// Largest Engine.IO payload, WebSocket message and WebSocket frame, in bytes.
+    pub max_payload_bytes: u64,
+    /// How long a request's headers may take to arrive; `None`: no limit.
+    pub header_timeout: Option<Duration>,
+    /// How long a Socket.IO request's body may take to arrive, from its headers' end;
+    /// `None`: no limit.
+    pub stall_timeout: Option<Duration>,
+}
+
+/// Serves HTTP and Socket.IO on `listener` until `shutdown` is cancelled, then disconnects
+/// every socket and returns once the connections have ended.
+pub async fn serve(
+    listener: TcpListener,
+    lobby: Lobby,
+    admission: Admission,
+    settings: HttpSettings,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let engine_settings = socketio::Engine {
+        ping_interval: settings.ping_interval,
+        ping_timeout: settings.ping_timeout,
+        max_payload_bytes: settings.max_payload_bytes,
+    };
+    let (endpoint, io) = socketio::endpoint(&lobby, engine_settings);
+
+    let pages = match &settings.static_dir {
+        Some(dir) => Router::new().fallback_service(ServeDir::new(dir)),
+        None => assets::router(assets::PAGES),
+    };
+    let app = Router::new()
+        .merge(assets::router(assets::BUNDLE))
+        .merge(assets::router(assets::WS_CHAT_PAGE))
+        .merge(pages)
+        .route("/healthz", get(healthz))
+        .route("/api/history", get(api::history))
+        .route("/api/members", get(api::members))
+        .route("/metrics", get(metrics))
+        .layer(CompressionLayer::new())
+        // Merged after the bundle's routes: socketioxide would claim every path under
+        // /socket.io, the bundle's included.
+        .merge(
+            behind_origin_check(endpoint, &lobby.limits().allowed_origins, lobby.refusals()).layer(
+                middleware::map_request_with_state(
+                    (settings.stall_timeout, lobby.refusals().clone()),
+                    body_deadline,
+                ),
+            ),
+        )
+        .layer(TraceLayer::new_for_http())
+        .with_state(lobby.clone());
+    let refusals = lobby.refusals().clone();
+    // What a connection over the limits is still answered.
+    let operators = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(lobby);
+
+    // Cancelled once every socket is closed: connections finish their request and end.
+    let drain = CancellationToken::new();
+    let accepting = Accepting {
+        name: "http",
+        protocol: Protocol::SocketIo,
+        listener,
+        admission,
+        refusals: refusals.clone(),
+        shutdown,
+    };
+    let connection = |stream, peer, permit| {
+        let stream = Admitted {
+            stream,
+            _permit: permit,
+        };
+        let connection = Connection {
+            peer,
+            header_timeout: settings.header_timeout,
+            drain: drain.clone(),
+            refusals: refusals.clone(),
+        };
+        connection.serve(stream, app.clone(), true)
+    };
+    let refuse = |stream, peer, why| {
+        // Bounded by REFUSAL_TIMEOUT as a whole, not counted as slow.
+        let connection = Connection {
+            peer,
+            header_timeout: None,
+            drain: drain.clone(),
+            refusals: refusals.clone(),
+        };
+        let refusal = connection.serve(stream, refusal(operators.clone(), why), false);
+        async move {
+            if tokio::time::timeout(REFUSAL_TIMEOUT, refusal)
+                .await
+                .is_err()
+            {
+                tracing::debug!(%peer, "refusal not taken in time");
+            }
+        }
+    };
+    let stopped = async {
+        io.close().await;
+        drain.cancel();
+    };
+    accept_with(accepting, connection, refuse, stopped).await
+}
+
+/// What a connection over the limits is answered: `/healthz` and `/metrics` as usual,
+/// anything else HTTP 503 with the reason.
+fn refusal(operators: Router, why: AdmissionRefusal) -> Router {
+    let body = json!({ "error": why.to_string() });
+    operators.fallback(async move || (StatusCode::SERVICE_UNAVAILABLE, Json(body)))
+}
+
+/// One HTTP connection being served.
+struct Connection {
+    peer: SocketAddr,
+    header_timeout: Option<Duration>,
+    /// Cancelled at shutdown.
+    drain: CancellationToken,
+    refusals: Refusals,
+}
+
+impl Connection {
+    /// Serves `app` on `stream` (with WebSocket upgrades) until the client closes, the
+    /// header timeout closes it, or shutdown ends it after its current request.
+    async fn serve<S>(self, stream: S, app: Router, keep_alive: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let service = {
+            let requests = requests.clone();
+            let peer = self.peer;
+            service_fn(move |mut request: axum::http::Request<Incoming>| {
+                requests.fetch_add(1, Ordering::Relaxed);
+                // Who a refusal of the request is logged for.
+                request.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(request)
+            })
+        };
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .keep_alive(keep_alive);
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        let served = tokio::select! {
+            served = connection.as_mut() => served,
+            () = self.drain.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        let peer = self.peer;
+        match served {
+            Ok(()) => {}
+            // The first request's headers did not come in time; later, the connection
+            // was only idle between requests.
+            Err(e) if e.is_timeout() && requests.load(Ordering::Relaxed) == 0 => {
+                let why = "request headers too slow";
+                let who = Who::Peer(peer);
+                self.refusals
+                    .report(Protocol::SocketIo, who, "header_timeout", why, true);
+            }
+            Err(e) => tracing::debug!(%peer, "http connection ends: {e}"),
+        }
+    }
+}
+
+/// An admitted connection's stream: it holds the admission permit as long as the
+/// socket is open, through a WebSocket upgrade too (hyper hands the stream itself over).
+struct Admitted {
+    stream: TcpStream,
+    _permit: Permit,
+}
+
+impl AsyncRead for Admitted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Admitted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// `endpoint` (the Socket.IO routes) behind the origin check and its CORS headers.
+fn behind_origin_check(
+    endpoint: Router<Lobby>,
+    origins: &AllowedOrigins,
+    refusals: &Refusals,
+) -> Router<Lobby> {
+    let allowed = if origins.is_restricted() {
+        AllowOrigin::list(
+            origins
+                .list()
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    } else {
+        AllowOrigin::any()
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(allowed)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([CONTENT_TYPE]);
+    endpoint
+        .layer(middleware::from_fn_with_state(
+            (origins.clone(), refusals.clone()),
+            check_origin,
+        ))
+        .layer(cors)
+}
+
+/// Gives a Socket.IO request's body `limit` to arrive whole (a long-polling POST
+/// trickled to hold the connection and its buffer: slowloris).
+async fn body_deadline(
+    State((limit, refusals)): State<(Option<Duration>, Refusals)>,
+    request: axum::extract::Request,
+) -> axum::extract::Request {
+    let Some(limit) = limit else {
+        return request;
+    };
+    let who = peer_of(&request);
+    request.map(|body| {
+        axum::body::Body::new(Deadline {
+            body,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            limit,
+            expired: false,
+            refusals,
+            who,
+        })
+    })
+}
+
+/// Who sent `request`, as [`Connection::serve`] noted it.
+fn peer_of<B>(request: &axum::http::Request<B>) -> Who {
+    match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => Who::Peer(*peer),
+        None => Who::Unknown,
+    }
+}
+
+/// A request body that fails once its deadline has passed before its end.
+struct Deadline {
+    body: axum::body::Body,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+    expired: bool,
+    refusals: Refusals,
+    who: Who,
+}
+
+/// Why a request body was cut off.
+#[derive(Debug, thiserror::Error)]
+#[error("request body incomplete after {} ms", limit.as_millis())]
+pub(crate) struct BodyStalled {
+    limit: Duration,
+}
+
+impl HttpBody for Deadline {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if this.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.expired = true;
+        let why = BodyStalled { limit: this.limit };
+        this.refusals
+            .report(Protocol::SocketIo, this.who, "stall", &why, true);
+        Poll::Ready(Some(Err(axum::Error::new(why))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.expired || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Refuses a Socket.IO request from an origin that is not allowed, with HTTP 403.
+async fn check_origin(
+    State((origins, refusals)): State<(AllowedOrigins, Refusals)>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let origin = request.headers().get(ORIGIN);
+    if origins.allows_header(origin) {
+        return next.run(request).await;
+    }
+    let why = format_args!("origin not allowed: {origin:?}");
+    refusals.report(Protocol::SocketIo, peer_of(&request), "origin", why, false);
+    (StatusCode::FORBIDDEN, "origin not allowed\n").into_response()
+}
+
+async fn metrics() -> Response {
+    match telemetry::prometheus() {
+        Some(prometheus) => (
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            prometheus.render(),
+        )
+            .into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics are off\n").into_response(),
+    }
+}
+
+async fn healthz(State(lobby): State<Lobby>) -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "members": lobby.member_count() }))
+}

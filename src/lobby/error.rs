@@ -1,0 +1,62 @@
+//! Why the lobby refused a member's request: the text is what the sender is told, the
+//! reason its metric label.
+
+use crate::lobby::rooms::RoomError;
+use crate::log::QueueFull;
+
+/// Why the lobby refused a member's request. The text is what the sender is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LobbyError {
+    /// A chat line before the member named itself.
+    #[error("choose a name before sending messages")]
+    Unnamed,
+    /// A chat line over [`Limits::max_message_chars`].
+    #[error("message is longer than {max} characters")]
+    MessageTooLong {
+        /// The limit in force.
+        max: usize,
+    },
+    /// The member was removed from the lobby (cut off as a slow consumer).
+    #[error("you are no longer in the lobby")]
+    Gone,
+    /// A two-person room refused the request.
+    #[error(transparent)]
+    Room(#[from] RoomError),
+    /// Over the member's message rate ([`Limits::rate`]): this request is refused.
+    #[error("too many messages: at most {lines_per_sec} a second")]
+    RateLimited {
+        /// The rate in force.
+        lines_per_sec: u32,
+    },
+    /// Over the rate this many times in a row: the member is disconnected.
+    #[error("too many messages refused in a row ({strikes}): disconnecting")]
+    Flooding {
+        /// Refusals in a row.
+        strikes: u32,
+    },
+    /// The history does not keep up with the lines coming in: the line was not sent.
+    #[error("{0}")]
+    Busy(#[from] QueueFull),
+}
+
+impl LobbyError {
+    /// The refusal's reason as a metric label.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            LobbyError::Unnamed => "unnamed",
+            LobbyError::MessageTooLong { .. } => "message_too_long",
+            LobbyError::Gone => "gone",
+            LobbyError::Room(RoomError::Full) => "room_full",
+            LobbyError::Room(RoomError::NotSeated) => "not_seated",
+            LobbyError::Room(RoomError::EmptyName | RoomError::NameTooLong { .. }) => "room_name",
+            LobbyError::RateLimited { .. } => "rate",
+            LobbyError::Flooding { .. } => "flood",
+            LobbyError::Busy(_) => "busy",
+        }
+    }
+
+    /// Whether the protocol must disconnect the member after telling it why.
+    pub(crate) fn disconnects(&self) -> bool {
+        matches!(self, LobbyError::Flooding { .. })
+    }
+}

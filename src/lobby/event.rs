@@ -1,0 +1,107 @@
+//! What the lobby sends its members: an [`Event`], wrapped once per fan-out in a
+//! [`Delivery`] that every receiver shares (each protocol's encoding is made once, by
+//! its first receiver), offered to each member's [`Outbox`].
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use crate::protocol::Protocol;
+
+/// Something that happened in the lobby, as delivered to members' outboxes. Shared by
+/// all receivers (`Arc`), never copied per receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A member named itself (or renamed itself) and is now known under `name`.
+    Joined {
+        /// The member's name.
+        name: Arc<str>,
+        /// Connections in the lobby after the join.
+        members: usize,
+    },
+    /// A named member left (disconnected, or was cut off as a slow consumer).
+    Left {
+        /// The member's last name.
+        name: Arc<str>,
+        /// Connections in the lobby after the leave.
+        members: usize,
+    },
+    /// A chat line.
+    Message {
+        /// The sender's name as the lobby stores it (never what the client claimed).
+        name: Arc<str>,
+        /// The line, as sent (TCP text: the chunk, lossily decoded, one line end trimmed).
+        text: Arc<str>,
+        /// The protocol of the sender.
+        origin: Protocol,
+        /// A TCP text chunk's bytes exactly as received, relayed as they are to other
+        /// TCP text clients.
+        raw: Option<Bytes>,
+    },
+}
+
+/// An [`Event`] on its way to every member, with each protocol's encoding made once,
+/// by the first receiver of that protocol, and shared by the rest.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    event: Event,
+    encoded: [OnceLock<Bytes>; Protocol::ALL.len()],
+    /// The event as a JSON value, for a protocol whose library does the framing
+    /// (Socket.IO's `emit`): it then copies these bytes instead of serialising anew.
+    json: OnceLock<Box<RawValue>>,
+}
+
+impl Delivery {
+    pub(crate) fn new(event: Event) -> Arc<Self> {
+        Arc::new(Self {
+            event,
+            encoded: Default::default(),
+            json: OnceLock::new(),
+        })
+    }
+
+    /// The event.
+    #[cfg(test)]
+    pub(crate) fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// The event in `protocol`'s wire format: `encode` runs once per delivery and
+    /// protocol, every other receiver shares its bytes.
+    pub(crate) fn encoded(
+        &self,
+        protocol: Protocol,
+        encode: impl FnOnce(&Event) -> Bytes,
+    ) -> Bytes {
+        self.encoded[protocol.index()]
+            .get_or_init(|| encode(&self.event))
+            .clone()
+    }
+
+    /// The event as a JSON value: `encode` runs once per delivery, every other receiver
+    /// shares it.
+    pub(crate) fn json(&self, encode: impl FnOnce(&Event) -> Box<RawValue>) -> &RawValue {
+        self.json.get_or_init(|| encode(&self.event))
+    }
+}
+
+/// Why a member's [`Outbox`] did not take an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutboxRefusal {
+    /// The member's queue is full: it does not keep up and will be cut off.
+    Full,
+    /// The member's connection is closing; its [`Member`] guard will leave on its own.
+    Closed,
+}
+
+/// A member's outgoing side, implemented by each protocol.
+pub(crate) trait Outbox: Send + Sync + 'static {
+    /// Queues `event` for the member. Must not block or wait: it is called with the
+    /// lobby's lock held.
+    fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), OutboxRefusal>;
+
+    /// Ends the member's connection because it did not keep up. Called without the lobby's
+    /// lock, after the member has been removed and its leave announced.
+    fn cut_off(&self);
+}

@@ -1,0 +1,225 @@
+//! Fan-out: a batch of events to every member in order, the replay to a new member,
+//! and the cut-off of slow consumers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Delivery, Entry, Event, Outbox, OutboxRefusal};
+use crate::log::StoredLine;
+use crate::protocol::Protocol;
+use crate::telemetry::LobbyMetrics;
+
+/// One event of a batch on its way to every member.
+pub(crate) struct Outgoing {
+    pub(super) delivery: Arc<Delivery>,
+    /// The sender, skipped if its protocol does not echo.
+    pub(super) from: Option<u64>,
+    /// The history id of the event's chat line, if it was stored.
+    pub(super) line_id: Option<i64>,
+    /// A member and the lines replayed to it just before the event.
+    pub(super) replay: Option<(u64, Vec<StoredLine>)>,
+}
+
+impl Outgoing {
+    pub(super) fn new(event: Event, from: Option<u64>) -> Self {
+        Self {
+            delivery: Delivery::new(event),
+            from,
+            line_id: None,
+            replay: None,
+        }
+    }
+}
+
+/// Delivers a batch of events, in order, to every member (except, where its protocol
+/// does not echo, each event's sender), then the leaves of any member it found too slow.
+/// Returns the outboxes to cut off once the lock is released.
+///
+/// Member by member, each taking the whole batch: a member's outbox (for Socket.IO its
+/// socket and that socket's queue) is then fetched into the cache once per batch, not
+/// once per event. With thousands of members that is most of a delivery's cost (a burst
+/// of joins: each is announced to everyone). Each member still sees the batch in order.
+pub(super) fn fan_out(
+    members: &mut HashMap<u64, Entry>,
+    metrics: &LobbyMetrics,
+    mut batch: Vec<Outgoing>,
+) -> Vec<Arc<dyn Outbox>> {
+    let mut cut = Vec::new();
+    while !batch.is_empty() {
+        let mut slow = Vec::new();
+        let mut sent = [0; Protocol::ALL.len()];
+        for (&id, entry) in members.iter_mut() {
+            for out in batch.iter_mut() {
+                if let Some((_, lines)) = out.replay.take_if(|(to, _)| *to == id) {
+                    replay(entry, lines);
+                }
+                if entry.first_live_line.is_none() {
+                    entry.first_live_line = out.line_id;
+                }
+                if out.from == Some(id) && !entry.protocol.echoes_own_lines() {
+                    continue;
+                }
+                match entry.outbox.offer(&out.delivery) {
+                    Ok(()) => sent[entry.protocol.index()] += 1,
+                    Err(OutboxRefusal::Full) => {
+                        slow.push(id);
+                        break;
+                    }
+                    // Closing: its guard leaves on its own, nothing more can reach it.
+                    Err(OutboxRefusal::Closed) => break,
+                }
+            }
+        }
+        for (protocol, count) in sent.into_iter().enumerate() {
+            metrics.lines_out[protocol].increment(count);
+        }
+        // The leaves of the slow members go out as the next batch (which may find more).
+        batch = Vec::new();
+        for id in slow {
+            let Some((entry, left)) = remove_member(members, metrics, id) else {
+                continue;
+            };
+            tracing::warn!(
+                member = id,
+                protocol = entry.protocol.as_str(),
+                "outbox full: cut off as a slow consumer"
+            );
+            metrics.cut_offs[entry.protocol.index()].increment(1);
+            if let Some(left) = left {
+                batch.push(Outgoing::new(left, None));
+            }
+            cut.push(entry.outbox);
+        }
+    }
+    cut
+}
+
+/// Takes member `id` out of the lobby's table and counts it out: its entry, and its
+/// leave to announce if it had a name (counting those who stay). `None` if it is
+/// not there (cut off already).
+pub(super) fn remove_member(
+    members: &mut HashMap<u64, Entry>,
+    metrics: &LobbyMetrics,
+    id: u64,
+) -> Option<(Entry, Option<Event>)> {
+    let entry = members.remove(&id)?;
+    let protocol = entry.protocol.index();
+    metrics.members[protocol].decrement(1.0);
+    let left = entry.name.clone().map(|name| {
+        metrics.leaves[protocol].increment(1);
+        Event::Left {
+            name,
+            members: members.len(),
+        }
+    });
+    Some((entry, left))
+}
+
+/// Sends a member the lines replayed for it (oldest first), as chat lines, up to the
+/// first it got live. A member whose queue cannot take them all gets the first that
+/// fit: replay is a courtesy, the live chat after it must not be lost.
+fn replay(entry: &Entry, mut lines: Vec<StoredLine>) {
+    if let Some(first_live) = entry.first_live_line {
+        lines.retain(|line| line.id < first_live);
+    }
+    let total = lines.len();
+    for (sent, line) in lines.into_iter().enumerate() {
+        let event = Event::Message {
+            name: Arc::from(line.name),
+            text: Arc::from(line.text),
+            origin: line.protocol,
+            raw: None,
+        };
+        if let Err(refusal) = entry.outbox.offer(&Delivery::new(event)) {
+            tracing::warn!(
+                sent,
+                total,
+                ?refusal,
+                "replay stopped: the member's queue is full"
+            );
+            return;
+        }
+    }
+}
+
+pub(super) fn cut_off(outboxes: Vec<Arc<dyn Outbox>>) {
+    for outbox in outboxes {
+        outbox.cut_off();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::lobby::tests::{Recorder, joined};
+
+    #[test]
+    fn a_batch_reaches_each_member_in_order_and_a_slow_ones_leave_follows_it() {
+        let line = |name: &str, text: &str| Event::Message {
+            name: name.into(),
+            text: text.into(),
+            origin: Protocol::SocketIo,
+            raw: None,
+        };
+        let (ann, bob, cat) = (
+            Recorder::default(),
+            Recorder::default(),
+            Recorder::default(),
+        );
+        *bob.room.lock().unwrap() = Some(1);
+        let mut members = HashMap::new();
+        for (id, name, outbox) in [(1, "ann", &ann), (2, "bob", &bob), (3, "cat", &cat)] {
+            let entry = Entry {
+                protocol: Protocol::SocketIo,
+                name: Some(name.into()),
+                since: SystemTime::now(),
+                outbox: Arc::new(outbox.clone()),
+                first_live_line: None,
+            };
+            members.insert(id, entry);
+        }
+        let old = StoredLine {
+            id: 1,
+            time_ms: 0,
+            name: "dan".into(),
+            protocol: Protocol::TcpJson,
+            text: "old".into(),
+        };
+        let batch = vec![
+            Outgoing::new(line("cat", "one"), Some(3)),
+            Outgoing {
+                replay: Some((3, vec![old])),
+                ..Outgoing::new(joined("cat", 3), None)
+            },
+            Outgoing::new(line("ann", "two"), Some(1)),
+        ];
+        let cut = fan_out(&mut members, &LobbyMetrics::new(), batch);
+
+        let bob_left = Event::Left {
+            name: "bob".into(),
+            members: 2,
+        };
+        // Senders do not get their own lines (Socket.IO does not echo).
+        assert_eq!(
+            ann.take(),
+            vec![line("cat", "one"), joined("cat", 3), bob_left.clone()]
+        );
+        // Full at the second event: nothing after it, cut off once.
+        assert_eq!(bob.take(), vec![line("cat", "one")]);
+        assert_eq!(cut.len(), 1);
+        assert_eq!(members.len(), 2);
+        // The replay comes just before the event it belongs to.
+        let replayed = Event::Message {
+            name: "dan".into(),
+            text: "old".into(),
+            origin: Protocol::TcpJson,
+            raw: None,
+        };
+        assert_eq!(
+            cat.take(),
+            vec![replayed, joined("cat", 3), line("ann", "two"), bob_left]
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! Every limit on what members send and on what is kept for them, with its default.
+
+use std::time::Duration;
+
+use crate::http::origins::AllowedOrigins;
+use crate::lobby::rate::RateLimit;
+use crate::log;
+
+/// Default for [`Limits::max_name_chars`]: long enough for any real nickname,
+/// short enough that a join line stays one line on a terminal.
+pub(crate) const DEFAULT_MAX_NAME_CHARS: usize = 32;
+
+/// Default for [`Limits::max_message_chars`]: a long paragraph; more is a paste or
+/// a flood, not a chat line.
+pub(crate) const DEFAULT_MAX_MESSAGE_CHARS: usize = 2_000;
+
+/// Default for [`Limits::max_room_name_chars`].
+pub(crate) const DEFAULT_MAX_ROOM_NAME_CHARS: usize = 64;
+
+/// Default for [`Limits::outbox_messages`]: about a minute of a busy lobby. A member
+/// this far behind does not keep up.
+pub(crate) const DEFAULT_OUTBOX_MESSAGES: usize = 1_024;
+
+/// Default for [`Limits::max_ws_message_bytes`]: a chat frame is a few hundred bytes;
+/// 64 KiB leaves room for any legitimate one.
+pub(crate) const DEFAULT_MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Default for [`Limits::max_json_object_bytes`], as for WebSocket messages.
+pub(crate) const DEFAULT_MAX_JSON_OBJECT_BYTES: usize = 64 * 1024;
+
+/// Every limit on what members send and on what is kept for them. Shared by all
+/// protocols through [`Lobby::limits`].
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// Longest name, in characters (Unicode scalar values); longer names are cut to it.
+    pub(crate) max_name_chars: usize,
+    /// Longest chat line, in characters; a longer line is refused with an error.
+    pub(crate) max_message_chars: usize,
+    /// Longest room name, in characters; a longer one is refused with an error.
+    pub(crate) max_room_name_chars: usize,
+    /// Depth of each member's outgoing queue, in messages; a member whose queue is full
+    /// is cut off as a slow consumer.
+    pub(crate) outbox_messages: usize,
+    /// Largest WebSocket message (and frame) on the plain WebSocket listener, in bytes.
+    pub(crate) max_ws_message_bytes: usize,
+    /// Largest JSON object on the TCP JSON listener, in bytes.
+    pub(crate) max_json_object_bytes: usize,
+    /// The message rate each member is held to (see [`crate::rate`]).
+    pub(crate) rate: RateLimit,
+    /// Web origins allowed to open Socket.IO and WebSocket connections.
+    pub(crate) allowed_origins: AllowedOrigins,
+    /// Chat lines (at most) waiting for their commit to the history; past it, lines are
+    /// refused with [`LobbyError::Busy`].
+    pub(crate) history_queue_lines: usize,
+    /// Latest stored lines sent to a Socket.IO member when it first names itself, before
+    /// its join is announced (needs a history).
+    pub(crate) replay_lines: usize,
+    /// The interval refusals are folded over in the log (see [`crate::refusals`]); zero:
+    /// every refusal gets its line.
+    pub(crate) log_fold: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_name_chars: DEFAULT_MAX_NAME_CHARS,
+            max_message_chars: DEFAULT_MAX_MESSAGE_CHARS,
+            max_room_name_chars: DEFAULT_MAX_ROOM_NAME_CHARS,
+            outbox_messages: DEFAULT_OUTBOX_MESSAGES,
+            max_ws_message_bytes: DEFAULT_MAX_WS_MESSAGE_BYTES,
+            max_json_object_bytes: DEFAULT_MAX_JSON_OBJECT_BYTES,
+            rate: RateLimit::default(),
+            allowed_origins: AllowedOrigins::default(),
+            history_queue_lines: log::DEFAULT_HISTORY_QUEUE_LINES,
+            replay_lines: 0,
+            log_fold: Duration::from_secs(crate::refusals::DEFAULT_LOG_FOLD_SECS),
+        }
+    }
+}

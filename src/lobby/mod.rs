@@ -1,0 +1,599 @@
+//! The lobby: the one piece of shared state of chatterbox.
+//!
+//! Every client connection joins the lobby as a [`Member`] and gets an [`Outbox`] of its
+//! own protocol. The lobby decides everything that is not wire format: what a name may be,
+//! which lines are accepted, who is present, and who receives which [`Event`]. Protocol
+//! modules only translate between their wire format and these calls and events.
+//!
+//! Delivery rules:
+//! - Events are fanned out under one lock, so every member sees every event in the same
+//!   order, and a sender's lines arrive in the order it sent them.
+//! - Fan-out never waits: [`Outbox::offer`] must not block. A member whose outbox is full
+//!   is a slow consumer: it is removed from the lobby, announced as left to the others, and
+//!   cut off ([`Outbox::cut_off`]). Nobody else waits for it. Its leave is announced
+//!   after the batch of events in which it was found slow.
+//! - A member that never named itself is present (it receives events and counts as a
+//!   connection) but its arrival and departure are not announced.
+//!
+//! With a history ([`Lobby::with_history`]), every event goes through the lobby's
+//! [`Log`] instead of straight to the outboxes: chat lines are committed to disk
+//! first, and every event (joins and leaves too, so that their order with the lines
+//! stays) is fanned out by the writer thread, in the order the lobby accepted it. A
+//! member receives what is fanned out while it is present: a member that joins may
+//! receive a line said a few milliseconds before its join, still on its way to disk.
+
+//!
+//! The parts: [`member`] (what a connection may ask of the lobby), [`event`] (what
+//! members receive), [`fanout`] (delivery in order, replay, slow consumers),
+//! [`presence`] (who is here), [`names`], [`rooms`], [`rate`], [`limits`], [`error`].
+
+pub(crate) mod error;
+pub(crate) mod event;
+pub(crate) mod fanout;
+pub(crate) mod limits;
+pub(crate) mod member;
+pub(crate) mod names;
+pub(crate) mod presence;
+pub(crate) mod rate;
+pub(crate) mod rooms;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+pub use error::LobbyError;
+pub use event::Event;
+pub(crate) use event::{Delivery, Outbox, OutboxRefusal};
+pub(crate) use limits::Limits;
+pub(crate) use member::Member;
+pub use rooms::RoomError;
+
+pub use crate::log::QueueFull;
+use crate::log::{self, Committed, Log, NewLine, Queued, Sequencer, Store, StoredLine};
+use crate::protocol::Protocol;
+use crate::refusals::Refusals;
+use crate::telemetry::LobbyMetrics;
+use fanout::{Outgoing, cut_off, fan_out, remove_member};
+use rate::Bucket;
+use rooms::Rooms;
+
+/// A handle to the lobby. Cheap to clone; all clones share one lobby.
+#[derive(Clone)]
+pub(crate) struct Lobby {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    limits: Limits,
+    next_id: AtomicU64,
+    members: Mutex<HashMap<u64, Entry>>,
+    rooms: Rooms,
+    /// Set once the server shuts down: members leave silently from then on.
+    closed: AtomicBool,
+    metrics: LobbyMetrics,
+    /// The log every event goes through when there is a history.
+    log: Option<Box<dyn Log<Outgoing>>>,
+    /// Bumped whenever the list of named members changes.
+    presence: watch::Sender<u64>,
+    /// Every refusal's count and log line.
+    refusals: Refusals,
+}
+
+/// A member's place in the lobby's table.
+struct Entry {
+    protocol: Protocol,
+    name: Option<Arc<str>>,
+    since: SystemTime,
+    outbox: Arc<dyn Outbox>,
+    /// The history id of the first chat line relayed to it: a replay stops before it,
+    /// since everything from there on reached the member live (even unnamed).
+    first_live_line: Option<i64>,
+}
+
+/// Where the log hands each committed batch, in order.
+type Deliver = Box<dyn FnMut(Vec<Committed<Outgoing>>) + Send + 'static>;
+
+impl Inner {
+    fn new(limits: Limits, log: Option<Box<dyn Log<Outgoing>>>) -> Self {
+        Self {
+            refusals: Refusals::new(limits.log_fold),
+            limits,
+            next_id: AtomicU64::new(1),
+            members: Mutex::new(HashMap::new()),
+            rooms: Rooms::default(),
+            closed: AtomicBool::new(false),
+            metrics: LobbyMetrics::new(),
+            log,
+            presence: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Lobby {
+    /// An empty lobby applying `limits`, without history: events go straight out.
+    pub(crate) fn new(limits: Limits) -> Self {
+        Self {
+            inner: Arc::new(Inner::new(limits, None)),
+        }
+    }
+
+    /// An empty lobby applying `limits` that commits every chat line to `store` before
+    /// relaying it (see the module doc). Fails only if the writer thread cannot start.
+    pub(crate) fn with_history(limits: Limits, store: Store) -> std::io::Result<Self> {
+        let capacity = limits.history_queue_lines;
+        // Half a member's queue: a batch fits even in a queue the previous one has not
+        // been written out of yet.
+        let batch_items = limits.outbox_messages / 2;
+        Self::with_log(limits, |deliver| {
+            let log: Box<dyn Log<Outgoing>> =
+                Box::new(Sequencer::start(store, capacity, batch_items, deliver)?);
+            Ok(log)
+        })
+    }
+
+    /// An empty lobby whose events go through the log `start` makes; `start` gets the
+    /// delivery the log hands every committed batch to.
+    fn with_log(
+        limits: Limits,
+        start: impl FnOnce(Deliver) -> std::io::Result<Box<dyn Log<Outgoing>>>,
+    ) -> std::io::Result<Self> {
+        let mut failure = None;
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            let deliver: Deliver = Box::new(move |batch| {
+                if let Some(inner) = weak.upgrade() {
+                    Lobby { inner }.deliver(batch);
+                }
+            });
+            let log = start(deliver).map_err(|e| failure = Some(e)).ok();
+            Inner::new(limits, log)
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(Self { inner }),
+        }
+    }
+
+    /// Commits and relays whatever is still queued for the history, then stops its
+    /// writer. Blocking: call it from `spawn_blocking`, once the listeners have stopped.
+    pub(crate) fn finish_history(&self) {
+        if let Some(log) = &self.inner.log {
+            log.finish();
+        }
+    }
+
+    /// Whether this lobby keeps a history.
+    pub(crate) fn has_history(&self) -> bool {
+        self.inner.log.is_some()
+    }
+
+    /// Up to `limit` stored lines before id `before` (the newest if `None`), oldest
+    /// first; `None` without a history. Blocking: call it from `spawn_blocking`.
+    pub(crate) fn history_page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Option<Result<Vec<StoredLine>, log::HistoryError>> {
+        let log = self.inner.log.as_ref()?;
+        Some(log.page(before, limit))
+    }
+
+    /// Sends `event` on its way: straight to every member, or through the log. Called
+    /// with the members' lock held, so that the log's order is the lobby's. Returns the
+    /// outboxes to cut off once the lock is released.
+    fn announce(
+        &self,
+        members: &mut HashMap<u64, Entry>,
+        event: Event,
+        from: Option<u64>,
+        replay_to: Option<u64>,
+    ) -> Result<Vec<Arc<dyn Outbox>>, QueueFull> {
+        let Some(log) = &self.inner.log else {
+            let batch = vec![Outgoing::new(event, from)];
+            return Ok(fan_out(members, &self.inner.metrics, batch));
+        };
+        let line = match &event {
+            Event::Message {
+                name, text, origin, ..
+            } => Some(NewLine {
+                time: SystemTime::now(),
+                name: name.clone(),
+                protocol: *origin,
+                text: text.clone(),
+            }),
+            _ => None,
+        };
+        let replay = match replay_to {
+            Some(_) => self.inner.limits.replay_lines.min(log::MAX_PAGE_LINES),
+            None => 0,
+        };
+        let item = Outgoing {
+            replay: replay_to.map(|to| (to, Vec::new())),
+            ..Outgoing::new(event, from)
+        };
+        log.append(Queued { item, line, replay })?;
+        Ok(Vec::new())
+    }
+
+    /// [`Lobby::announce`] for a join or leave, which the log never refuses (only chat
+    /// lines count against its queue).
+    fn announce_presence(
+        &self,
+        members: &mut HashMap<u64, Entry>,
+        event: Event,
+        replay_to: Option<u64>,
+    ) -> Vec<Arc<dyn Outbox>> {
+        self.announce(members, event, None, replay_to)
+            .unwrap_or_default()
+    }
+
+    /// Fans out a committed batch, in order (the log's writer calls this).
+    fn deliver(&self, batch: Vec<Committed<Outgoing>>) {
+        let batch = batch
+            .into_iter()
+            .map(|done| {
+                let mut out = done.item;
+                out.line_id = done.id;
+                if let Some((_, lines)) = &mut out.replay {
+                    *lines = done.replayed;
+                }
+                out
+            })
+            .collect();
+        let cut = fan_out(&mut self.lock(), &self.inner.metrics, batch);
+        if !cut.is_empty() {
+            self.presence_changed();
+        }
+        cut_off(cut);
+    }
+
+    /// The limits in force.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Where every refusal is counted and logged.
+    pub(crate) fn refusals(&self) -> &Refusals {
+        &self.inner.refusals
+    }
+
+    /// Adds a connection to the lobby: from now on it receives every event through
+    /// `outbox`. A member of a protocol [announced on connect](Protocol::announced_on_connect)
+    /// is named `guest-<id>` and announced; any other stays unnamed and unannounced
+    /// until [`Member::set_name`]. Dropping the returned [`Member`] removes it.
+    pub(crate) fn join(&self, protocol: Protocol, outbox: impl Outbox) -> Member {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let name = protocol
+            .announced_on_connect()
+            .then(|| Arc::<str>::from(format!("guest-{id}")));
+        let entry = Entry {
+            protocol,
+            name: name.clone(),
+            since: SystemTime::now(),
+            outbox: Arc::new(outbox),
+            first_live_line: None,
+        };
+        let cut = {
+            let mut members = self.lock();
+            members.insert(id, entry);
+            self.inner.metrics.members[protocol.index()].increment(1.0);
+            tracing::debug!(member = id, protocol = protocol.as_str(), "connected");
+            match name {
+                Some(name) => {
+                    tracing::info!(member = id, %name, protocol = protocol.as_str(), "joined");
+                    self.inner.metrics.joins[protocol.index()].increment(1);
+                    let event = Event::Joined {
+                        name,
+                        members: members.len(),
+                    };
+                    self.announce_presence(&mut members, event, None)
+                }
+                None => Vec::new(),
+            }
+        };
+        if protocol.announced_on_connect() {
+            self.presence_changed();
+        }
+        cut_off(cut);
+        Member {
+            lobby: self.clone(),
+            id,
+            rate: Bucket::new(self.inner.limits.rate),
+        }
+    }
+
+    /// Closes the lobby for shutdown: members still leave it, but their leaves are no
+    /// longer announced (every one of them is going).
+    pub(crate) fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Connections in the lobby now, named or not.
+    pub(crate) fn member_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Refuses a chat line over the length limit.
+    fn check_message(&self, text: &str) -> Result<(), LobbyError> {
+        let max = self.inner.limits.max_message_chars;
+        // Counting stops at the first character over the limit: a huge line costs no more
+        // than a line of exactly the limit.
+        if text.chars().nth(max).is_some() {
+            return Err(LobbyError::MessageTooLong { max });
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
+        crate::locks::lock(&self.inner.members)
+    }
+
+    fn leave(&self, id: u64) {
+        self.inner.rooms.leave(id);
+        self.inner.refusals.left(id);
+        let named;
+        let cut = {
+            let mut members = self.lock();
+            let Some((entry, left)) = remove_member(&mut members, &self.inner.metrics, id) else {
+                return; // already cut off
+            };
+            named = left.is_some();
+            let protocol = entry.protocol.as_str();
+            tracing::debug!(member = id, protocol, "disconnected");
+            match (left, &entry.name) {
+                (Some(_), _) if self.inner.closed.load(Ordering::SeqCst) => Vec::new(),
+                (Some(left), Some(name)) => {
+                    tracing::info!(member = id, %name, protocol, "left");
+                    self.announce_presence(&mut members, left, None)
+                }
+                _ => Vec::new(),
+            }
+        };
+        if named {
+            self.presence_changed();
+        }
+        cut_off(cut);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Condvar;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// How long a test waits for what it expects.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// An outbox that records what it was offered and can be made to refuse.
+    #[derive(Clone, Default)]
+    pub(crate) struct Recorder {
+        seen: Arc<(Mutex<Seen>, Condvar)>,
+        pub(crate) refuse: Arc<Mutex<Option<OutboxRefusal>>>,
+        /// Takes this many more events, then is full.
+        pub(crate) room: Arc<Mutex<Option<usize>>>,
+    }
+
+    #[derive(Default)]
+    struct Seen {
+        events: Vec<Event>,
+        cut: usize,
+    }
+
+    impl Recorder {
+        /// What it has received so far.
+        pub(crate) fn take(&self) -> Vec<Event> {
+            std::mem::take(&mut self.seen.0.lock().unwrap().events)
+        }
+
+        /// Waits until it has received `count` events (a lobby with a log delivers from
+        /// the log's writer thread), then takes all it has.
+        pub(crate) fn take_when(&self, count: usize) -> Vec<Event> {
+            let seen = self.wait(|seen| seen.events.len() >= count);
+            std::mem::take(&mut { seen }.events)
+        }
+
+        /// Waits until it has been cut off `times` times.
+        pub(crate) fn wait_cut(&self, times: usize) -> usize {
+            self.wait(|seen| seen.cut >= times).cut
+        }
+
+        fn wait(&self, done: impl Fn(&Seen) -> bool) -> MutexGuard<'_, Seen> {
+            let (seen, changed) = &*self.seen;
+            let deadline = Instant::now() + WAIT;
+            let mut seen = seen.lock().unwrap();
+            while !done(&seen) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "not received within {WAIT:?}");
+                seen = changed.wait_timeout(seen, left).unwrap().0;
+            }
+            seen
+        }
+
+        fn record(&self, change: impl FnOnce(&mut Seen)) {
+            change(&mut self.seen.0.lock().unwrap());
+            self.seen.1.notify_all();
+        }
+    }
+
+    impl Outbox for Recorder {
+        fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), OutboxRefusal> {
+            if let Some(refusal) = *self.refuse.lock().unwrap() {
+                return Err(refusal);
+            }
+            if let Some(room) = self.room.lock().unwrap().as_mut() {
+                *room = room.checked_sub(1).ok_or(OutboxRefusal::Full)?;
+            }
+            let event = delivery.event().clone();
+            self.record(|seen| seen.events.push(event));
+            Ok(())
+        }
+        fn cut_off(&self) {
+            self.record(|seen| seen.cut += 1);
+        }
+    }
+
+    pub(crate) fn joined(name: &str, members: usize) -> Event {
+        Event::Joined {
+            name: name.into(),
+            members,
+        }
+    }
+
+    fn said(name: &str, text: &str) -> Event {
+        Event::Message {
+            name: name.into(),
+            text: text.into(),
+            origin: Protocol::SocketIo,
+            raw: None,
+        }
+    }
+
+    fn left(name: &str, members: usize) -> Event {
+        Event::Left {
+            name: name.into(),
+            members,
+        }
+    }
+
+    /// Runs `test` on a lobby without history, then on one with the default path: every
+    /// event through the SQLite log.
+    fn with_each_lobby(limits: Limits, test: impl Fn(&Lobby)) {
+        test(&Lobby::new(limits.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("history.db")).unwrap();
+        let lobby = Lobby::with_history(limits, store).unwrap();
+        test(&lobby);
+        lobby.finish_history();
+    }
+
+    #[test]
+    fn lines_skip_a_non_echoing_sender_and_use_the_stored_name() {
+        with_each_lobby(Limits::default(), |lobby| {
+            let (a_box, b_box) = (Recorder::default(), Recorder::default());
+            let a = lobby.join(Protocol::SocketIo, a_box.clone());
+            let b = lobby.join(Protocol::SocketIo, b_box.clone());
+            assert_eq!(a.say("too early"), Err(LobbyError::Unnamed));
+            a.set_name("ann").unwrap();
+            b.set_name("bob").unwrap();
+            a.say("hi").unwrap();
+            assert_eq!(
+                b_box.take_when(3),
+                [joined("ann", 2), joined("bob", 2), said("ann", "hi")]
+            );
+            assert_eq!(a_box.take_when(2), [joined("ann", 2), joined("bob", 2)]);
+            drop(a);
+            assert_eq!(b_box.take_when(1), [left("ann", 1)]);
+            assert_eq!(lobby.member_count(), 1);
+            drop(b);
+            assert_eq!(lobby.member_count(), 0);
+        });
+    }
+
+    #[test]
+    fn unnamed_members_leave_silently_and_long_lines_are_refused() {
+        let limits = Limits {
+            max_message_chars: 3,
+            ..Limits::default()
+        };
+        with_each_lobby(limits, |lobby| {
+            let watcher = Recorder::default();
+            let _w = lobby.join(Protocol::SocketIo, watcher.clone());
+            let quiet = lobby.join(Protocol::SocketIo, Recorder::default());
+            drop(quiet);
+            let talker = lobby.join(Protocol::SocketIo, Recorder::default());
+            talker.set_name("t").unwrap();
+            assert_eq!(
+                talker.say("four"),
+                Err(LobbyError::MessageTooLong { max: 3 })
+            );
+            talker.say("가나다").unwrap();
+            assert_eq!(watcher.take_when(2), [joined("t", 2), said("t", "가나다")]);
+        });
+    }
+
+    #[test]
+    fn a_full_outbox_is_cut_off_and_announced_once() {
+        with_each_lobby(Limits::default(), |lobby| {
+            let (fast, slow) = (Recorder::default(), Recorder::default());
+            let f = lobby.join(Protocol::SocketIo, fast.clone());
+            let s = lobby.join(Protocol::SocketIo, slow.clone());
+            s.set_name("slow").unwrap();
+            f.set_name("fast").unwrap();
+            assert_eq!(fast.take_when(2), [joined("slow", 2), joined("fast", 2)]);
+            slow.take_when(2);
+            *slow.refuse.lock().unwrap() = Some(OutboxRefusal::Full);
+            f.say("one").unwrap();
+            assert_eq!(slow.wait_cut(1), 1);
+            assert_eq!(fast.take_when(1), [left("slow", 1)]);
+            assert_eq!(s.say("late"), Err(LobbyError::Gone));
+            drop(s); // its guard leaves again: nothing more is announced
+            let w = lobby.join(Protocol::WebSocket, Recorder::default());
+            // The next thing `fast` hears is the newcomer: no second leave before it.
+            assert_eq!(fast.take_when(1), [joined(&format!("guest-{}", w.id()), 2)]);
+            assert_eq!(slow.wait_cut(1), 1);
+            assert_eq!(lobby.member_count(), 2);
+        });
+    }
+
+    #[test]
+    fn a_closed_lobby_announces_no_leaves() {
+        with_each_lobby(Limits::default(), |lobby| {
+            let stays = Recorder::default();
+            let s = lobby.join(Protocol::SocketIo, stays.clone());
+            let goes = lobby.join(Protocol::SocketIo, Recorder::default());
+            goes.set_name("goes").unwrap();
+            assert_eq!(stays.take_when(1), [joined("goes", 2)]);
+            lobby.close();
+            drop(goes);
+            // The next thing `stays` hears is its own join: no leave before it.
+            s.set_name("stays").unwrap();
+            assert_eq!(stays.take_when(1), [joined("stays", 1)]);
+            assert_eq!(lobby.member_count(), 1);
+        });
+    }
+
+    #[test]
+    fn through_the_log_lines_are_relayed_in_order_and_stored_with_their_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("history.db")).unwrap();
+        let lobby = Lobby::with_history(Limits::default(), store).unwrap();
+        let (ann_box, bob_box) = (Recorder::default(), Recorder::default());
+        let ann = lobby.join(Protocol::SocketIo, ann_box.clone());
+        let bob = lobby.join(Protocol::TcpJson, bob_box.clone());
+        ann.set_name("ann").unwrap();
+        bob.set_name("bob").unwrap();
+        ann.say("one").unwrap();
+        bob.say("two").unwrap();
+        let two = Event::Message {
+            name: "bob".into(),
+            text: "two".into(),
+            origin: Protocol::TcpJson,
+            raw: None,
+        };
+        let heard = bob_box.take_when(4);
+        assert_eq!(
+            heard,
+            [joined("ann", 2), joined("bob", 2), said("ann", "one"), two]
+        );
+        let stored = lobby.history_page(None, 10).unwrap().unwrap();
+        let lines: Vec<_> = stored
+            .iter()
+            .map(|line| (line.name.as_str(), line.protocol, line.text.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("ann", Protocol::SocketIo, "one"),
+                ("bob", Protocol::TcpJson, "two")
+            ]
+        );
+        assert!(stored[0].id < stored[1].id);
+        drop((ann, bob));
+        lobby.finish_history();
+    }
+}

@@ -1,0 +1,225 @@
+//! Two-person rooms (PROTOCOLS.md section 2): a room is created by its first member,
+//! holds at most [`ROOM_SEATS`] members, and relays a member's line to everyone in it,
+//! the sender included. Rooms are separate from the lobby's chat.
+//!
+//! Seats are taken and freed under one lock, so two members racing for the last seat
+//! cannot both get it. A member holds at most one seat: taking another frees the first,
+//! and leaving the lobby (disconnecting) frees it too.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::lobby::OutboxRefusal;
+
+/// Members a room holds at most.
+pub(crate) const ROOM_SEATS: usize = 2;
+
+/// A seated member's outgoing side, implemented by the protocol (Socket.IO).
+pub(crate) trait Seat: Send + Sync + 'static {
+    /// Queues a room line for the member without waiting.
+    fn offer_line(&self, line: &Arc<str>) -> Result<(), OutboxRefusal>;
+
+    /// Ends the member's connection because it did not keep up.
+    fn cut_off(&self);
+}
+
+/// Why a room request was refused. The text is what the sender is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    /// The room already holds [`ROOM_SEATS`] members.
+    #[error("the room is full")]
+    Full,
+    /// A room line from a member that holds no seat.
+    #[error("join a room before sending chat messages")]
+    NotSeated,
+    /// A room name that is empty once cleaned.
+    #[error("a room name must not be empty")]
+    EmptyName,
+    /// A room name over the limit.
+    #[error("a room name is longer than {max} characters")]
+    NameTooLong {
+        /// The limit in force.
+        max: usize,
+    },
+}
+
+/// Every room and who sits in it.
+#[derive(Default)]
+pub(crate) struct Rooms {
+    state: Mutex<State>,
+}
+
+/// Who sits in a room: member id and seat.
+type Occupants = Vec<(u64, Arc<dyn Seat>)>;
+
+#[derive(Default)]
+struct State {
+    rooms: HashMap<Arc<str>, Occupants>,
+    seated: HashMap<u64, Arc<str>>,
+}
+
+impl State {
+    fn free(&mut self, member: u64) {
+        let Some(room) = self.seated.remove(&member) else {
+            return;
+        };
+        if let Some(seats) = self.rooms.get_mut(&room) {
+            seats.retain(|(id, _)| *id != member);
+            if seats.is_empty() {
+                self.rooms.remove(&room);
+            }
+        }
+    }
+}
+
+impl Rooms {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        crate::locks::lock(&self.state)
+    }
+
+    /// Seats `member` in `room`, freeing its previous seat. Taking the seat it already
+    /// has changes nothing; a full room refuses and the member keeps its seat.
+    pub(crate) fn take_seat(
+        &self,
+        member: u64,
+        room: Arc<str>,
+        seat: Arc<dyn Seat>,
+    ) -> Result<(), RoomError> {
+        let mut state = self.lock();
+        if state.seated.get(&member) == Some(&room) {
+            return Ok(());
+        }
+        if state
+            .rooms
+            .get(&room)
+            .is_some_and(|seats| seats.len() >= ROOM_SEATS)
+        {
+            return Err(RoomError::Full);
+        }
+        state.free(member);
+        state
+            .rooms
+            .entry(room.clone())
+            .or_default()
+            .push((member, seat));
+        state.seated.insert(member, room);
+        Ok(())
+    }
+
+    /// Frees `member`'s seat, if it has one.
+    pub(crate) fn leave(&self, member: u64) {
+        self.lock().free(member);
+    }
+
+    /// Relays `text` to everyone in `member`'s room, `member` included. A seated member
+    /// that does not keep up is unseated and cut off.
+    pub(crate) fn say(&self, member: u64, text: &str) -> Result<(), RoomError> {
+        let line = Arc::<str>::from(text);
+        let mut slow = Vec::new();
+        {
+            let mut state = self.lock();
+            let room = state.seated.get(&member).ok_or(RoomError::NotSeated)?;
+            for (id, seat) in state.rooms.get(room).into_iter().flatten() {
+                if seat.offer_line(&line) == Err(OutboxRefusal::Full) {
+                    slow.push((*id, seat.clone()));
+                }
+            }
+            for (id, _) in &slow {
+                tracing::warn!(member = id, "room outbox full: cut off as a slow consumer");
+                state.free(*id);
+            }
+        }
+        for (_, seat) in slow {
+            seat.cut_off();
+        }
+        Ok(())
+    }
+
+    /// How many members sit in `room`.
+    #[cfg(test)]
+    pub(crate) fn occupancy(&self, room: &str) -> usize {
+        self.lock().rooms.get(room).map_or(0, Vec::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+
+    impl Seat for Arc<Lines> {
+        fn offer_line(&self, line: &Arc<str>) -> Result<(), OutboxRefusal> {
+            self.0.lock().unwrap().push(line.to_string());
+            Ok(())
+        }
+        fn cut_off(&self) {}
+    }
+
+    fn seat() -> Arc<Lines> {
+        Arc::new(Lines::default())
+    }
+
+    #[test]
+    fn two_seats_then_full_and_freed_on_leave() {
+        let rooms = Rooms::default();
+        let (a, b, c) = (seat(), seat(), seat());
+        rooms.take_seat(1, "r".into(), Arc::new(a.clone())).unwrap();
+        rooms.take_seat(2, "r".into(), Arc::new(b.clone())).unwrap();
+        assert_eq!(
+            rooms.take_seat(3, "r".into(), Arc::new(c.clone())),
+            Err(RoomError::Full)
+        );
+        rooms.say(1, "hi").unwrap();
+        assert_eq!(*a.0.lock().unwrap(), ["hi"]);
+        assert_eq!(*b.0.lock().unwrap(), ["hi"]);
+        assert_eq!(rooms.say(3, "x"), Err(RoomError::NotSeated));
+        rooms.leave(2);
+        rooms.take_seat(3, "r".into(), Arc::new(c.clone())).unwrap();
+        assert_eq!(rooms.occupancy("r"), 2);
+    }
+
+    #[test]
+    fn a_second_room_frees_the_first_and_a_full_one_keeps_it() {
+        let rooms = Rooms::default();
+        rooms.take_seat(1, "a".into(), Arc::new(seat())).unwrap();
+        rooms.take_seat(1, "a".into(), Arc::new(seat())).unwrap();
+        assert_eq!(rooms.occupancy("a"), 1);
+        rooms.take_seat(1, "b".into(), Arc::new(seat())).unwrap();
+        assert_eq!((rooms.occupancy("a"), rooms.occupancy("b")), (0, 1));
+        rooms.take_seat(2, "c".into(), Arc::new(seat())).unwrap();
+        rooms.take_seat(3, "c".into(), Arc::new(seat())).unwrap();
+        assert_eq!(
+            rooms.take_seat(1, "c".into(), Arc::new(seat())),
+            Err(RoomError::Full)
+        );
+        assert_eq!(rooms.occupancy("b"), 1);
+    }
+
+    #[test]
+    fn racing_for_the_last_seat_one_wins() {
+        for _ in 0..200 {
+            let rooms = Arc::new(Rooms::default());
+            rooms.take_seat(0, "r".into(), Arc::new(seat())).unwrap();
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let racers: Vec<_> = [1, 2]
+                .map(|id| {
+                    let (rooms, barrier) = (rooms.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        rooms.take_seat(id, "r".into(), Arc::new(seat())).is_ok()
+                    })
+                })
+                .into_iter()
+                .collect();
+            let wins = racers
+                .into_iter()
+                .map(|racer| racer.join().expect("racer"))
+                .filter(|&won| won)
+                .count();
+            assert_eq!(wins, 1);
+            assert_eq!(rooms.occupancy("r"), 2);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The lobby's ordered, durable log: every lobby event goes in ([`Log::append`]) and
+//! comes back out, in one order, once the log has made it durable (chat lines stored,
+//! with their ids); the lobby fans out only what comes back. Relay order is log order,
+//! and nothing is relayed that the log has not accepted. Behind the one small trait
+//! [`Log`]: [`sqlite`], the single-node history (one writer thread, group commit).
+//!
+//! Entries are the lobby's own items ([`Queued::item`], generic: the log never looks
+//! into them), each with the chat line to store first, if any.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::protocol::Protocol;
+
+pub(crate) use sqlite::{HistoryError, Sequencer, Store};
+
+/// The lobby's ordered, durable log (see the module doc). The lobby gives it its
+/// delivery when it starts it; everything appended is handed back there, in order.
+pub(crate) trait Log<T>: Send + Sync + 'static {
+    /// Queues `queued`, to be handed back once its line (if any) is stored. Refused only
+    /// for a chat line, when the log cannot take more lines now.
+    fn append(&self, queued: Queued<T>) -> Result<(), QueueFull>;
+
+    /// Up to `limit` stored lines before id `before` (the newest if `None`), oldest
+    /// first. Blocking: call it from `spawn_blocking`.
+    fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<StoredLine>, HistoryError>;
+
+    /// Stores and hands back everything queued, then stops. Blocking.
+    fn finish(&self);
+}
+
+/// Default for the sequencer's queue, in chat lines waiting for their commit. One
+/// commit takes a few milliseconds; thousands of lines queued means the disk does not
+/// keep up, and senders are better told so than kept waiting without bound.
+pub(crate) const DEFAULT_HISTORY_QUEUE_LINES: usize = 8_192;
+
+/// Most lines `GET /api/history` returns by default.
+pub(crate) const DEFAULT_PAGE_LINES: usize = 100;
+
+/// Most lines `GET /api/history` returns at all: a page is one SQLite read and one JSON
+/// body, held in memory while it is written.
+pub(crate) const MAX_PAGE_LINES: usize = 1_000;
+
+/// A chat line to store.
+#[derive(Debug, Clone)]
+pub(crate) struct NewLine {
+    /// When the lobby accepted it.
+    pub(crate) time: SystemTime,
+    /// The sender's name.
+    pub(crate) name: Arc<str>,
+    /// The sender's protocol.
+    pub(crate) protocol: Protocol,
+    /// The line.
+    pub(crate) text: Arc<str>,
+}
+
+/// A stored chat line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredLine {
+    /// Its place in the history: ids only grow, in relay order.
+    pub(crate) id: i64,
+    /// When the lobby accepted it, in milliseconds since the Unix epoch.
+    pub(crate) time_ms: i64,
+    /// The sender's name.
+    pub(crate) name: String,
+    /// The sender's protocol.
+    pub(crate) protocol: Protocol,
+    /// The line.
+    pub(crate) text: String,
+}
+
+/// Something for the sequencer to put in order: an item of the lobby's, with the chat
+/// line to commit before it is handed back, if any.
+pub(crate) struct Queued<T> {
+    /// The lobby's item, handed back after the commit.
+    pub(crate) item: T,
+    /// The line to commit first.
+    pub(crate) line: Option<NewLine>,
+    /// How many stored lines to read for the item: the latest of those queued before it
+    /// (and its own), none queued after it (replay to a new member).
+    pub(crate) replay: usize,
+}
+
+/// An item handed back by the sequencer, in queue order.
+pub(crate) struct Committed<T> {
+    /// The lobby's item.
+    pub(crate) item: T,
+    /// The id its line was stored under, if it had one.
+    pub(crate) id: Option<i64>,
+    /// The lines read for it (oldest first) when it asked for a replay.
+    pub(crate) replayed: Vec<StoredLine>,
+}
+
+/// The sequencer's queue is full of lines waiting for their commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the history does not keep up: line not sent, try again")]
+pub struct QueueFull;

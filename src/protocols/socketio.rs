@@ -1,0 +1,519 @@
+//! The Socket.IO lobby chat (PROTOCOLS.md section 1), on the `/` namespace.
+//!
+//! Wire format (event names and payloads as the original Node server had them):
+//!
+//! | direction | event | payload |
+//! |---|---|---|
+//! | client → server | `newUser` | the name, a string |
+//! | client → server | `message` | `{type: "message", message: "<text>"}` |
+//! | server → client | `update` | `{type: "connect" \| "disconnect", name: "SERVER", message: "<X>님이 접속하였습니다." \| "<X>님이 나가셨습니다."}` |
+//! | server → client | `update` | `{type: "message", name: "<stored name>", message: "<text>"}` |
+//! | server → sender | `error` | `{message: "<why>"}`: its request was refused, nothing was relayed |
+//! | client → server | `members` | none: subscribe to the member list (our page; original clients never send it) |
+//! | server → subscriber | `members` | `{count, members: [{name, protocol, since}]}` (as `GET /api/members`), at once and after every change |
+//!
+//! With `--replay N`, a member's first `newUser` is answered with the latest N stored
+//! lines as `update` messages, before its join is announced: those older than the
+//! first line it got live (a socket gets the chat before it names itself).
+//!
+//! The two-person rooms (section 2) share the namespace:
+//!
+//! | direction | event | payload |
+//! |---|---|---|
+//! | client → server | `room` | a room name, a string: take a seat there (leaving any other room) |
+//! | server → that client | `result` | `"failed"`: the room already holds two members |
+//! | client → server | `chat message` | a string: a line for the room |
+//! | server → everyone in the room, sender included | `chat message` | the same string |
+//!
+//! A request over the member's message rate is refused with an `error` event; too many
+//! refused in a row: the `error` event, then the socket is disconnected. A connection
+//! over the connection limits is refused at the HTTP layer (see `crate::http`).
+//!
+//! Every socket joins the lobby when it connects (it receives `update`s before it names
+//! itself, as with the original server) and leaves it when it disconnects.
+//!
+//! Event handlers run inline, in the order the socket's packets arrive: socketioxide
+//! spawns one task per event for `async` handlers, which may run a socket's second line
+//! before its first. The handlers here implement socketioxide's handler traits directly
+//! so that nothing is spawned and nothing is reordered. They are registered, and the
+//! socket joins the lobby, in the namespace's connect *middleware*: socketioxide sends
+//! the connect packet (`40`) after its middlewares and before its connect handler, and a
+//! client may emit the moment `40` arrives (the official client sends what it buffered).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::HeaderValue;
+use axum::middleware;
+use serde::{Deserialize, Serialize};
+use serde_json::value::{RawValue, to_raw_value};
+use socketioxide::SocketIo;
+use socketioxide::extract::{Data, SocketRef};
+use socketioxide::handler::{ConnectHandler, DisconnectHandler, MessageHandler, Value};
+use socketioxide::socket::{DisconnectReason, Socket};
+use socketioxide::{SendError, SocketError};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::lobby::presence::SharedMemberList;
+use crate::lobby::rooms::{RoomError, Seat};
+use crate::lobby::{Delivery, Event, Lobby, LobbyError, Member, Outbox, OutboxRefusal};
+use crate::protocol::Protocol;
+use crate::refusals::Who;
+
+/// The `name` of server announcements, as the original server sent it.
+const SERVER_NAME: &str = "SERVER";
+
+/// The chunk in which a Socket.IO WebSocket connection reads (socketioxide's default is
+/// 4 KiB). A chat client's frames are a few hundred bytes, and this buffer is kept for
+/// as long as the member is connected, so it is a large share of an idle member's memory;
+/// a larger frame is still read whole, in several chunks.
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
+/// The Engine.IO settings of the Socket.IO endpoint.
+pub(crate) struct Engine {
+    /// Heartbeat interval.
+    pub(crate) ping_interval: Duration,
+    /// Heartbeat timeout.
+    pub(crate) ping_timeout: Duration,
+    /// Largest Engine.IO payload, WebSocket message and WebSocket frame, in bytes
+    /// (`max_payload` alone applies to long-polling only).
+    pub(crate) max_payload_bytes: u64,
+}
+
+/// The Socket.IO endpoint (the routes of `/socket.io/`) with the lobby chat and the rooms
+/// on its `/` namespace, and its handle (to close every socket at shutdown). Each
+/// socket's queue holds `--outbox-messages` packets: the lobby's slow-consumer rule.
+pub(crate) fn endpoint(lobby: &Lobby, engine: Engine) -> (Router<Lobby>, SocketIo) {
+    let payload = usize::try_from(engine.max_payload_bytes).unwrap_or(usize::MAX);
+    let (service, io) = SocketIo::builder()
+        .ping_interval(engine.ping_interval)
+        .ping_timeout(engine.ping_timeout)
+        .max_payload(engine.max_payload_bytes)
+        .ws_max_message_size(payload)
+        .ws_max_frame_size(payload)
+        .max_buffer_size(lobby.limits().outbox_messages)
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
+        .build_svc();
+    io.ns(
+        "/",
+        OnConnect {
+            lobby: lobby.clone(),
+            members: SharedMemberList::default(),
+        },
+    );
+    let routes = Router::new()
+        .route_service("/socket.io/", service.clone())
+        .route_service("/socket.io", service)
+        .layer(middleware::map_request(detach_head));
+    (routes, io)
+}
+
+/// Gives a Socket.IO request its own copy of its URI and header values.
+///
+/// hyper parses them as slices of the connection's read buffer (8 KiB), and socketioxide
+/// keeps a socket's first request for as long as the socket lives: without the copy, every
+/// connected member would keep that whole buffer alive for a few hundred bytes of head.
+async fn detach_head(mut request: axum::extract::Request) -> axum::extract::Request {
+    let uri = request.uri().to_string();
+    if let Ok(uri) = axum::http::Uri::try_from(uri) {
+        *request.uri_mut() = uri;
+    }
+    for value in request.headers_mut().values_mut() {
+        if let Ok(mut own) = HeaderValue::from_bytes(value.as_bytes()) {
+            own.set_sensitive(value.is_sensitive());
+            *value = own;
+        }
+    }
+    request
+}
+
+/// The `update` event's payload for `event`, encoded once per delivery and shared by
+/// every Socket.IO receiver.
+fn update(event: &Event) -> Box<RawValue> {
+    let (kind, name, message): (_, &str, Cow<str>) = match event {
+        Event::Joined { name, .. } => {
+            let says = format!("{name}님이 접속하였습니다.");
+            ("connect", SERVER_NAME, says.into())
+        }
+        Event::Left { name, .. } => {
+            let says = format!("{name}님이 나가셨습니다.");
+            ("disconnect", SERVER_NAME, says.into())
+        }
+        Event::Message { name, text, .. } => ("message", name, Cow::Borrowed(text)),
+    };
+    let update = Update {
+        kind,
+        name,
+        message: &message,
+    };
+    // Strings only: serde_json has no way to fail on them.
+    to_raw_value(&update).unwrap_or_else(|e| {
+        tracing::error!("cannot encode an update: {e}");
+        RawValue::NULL.to_owned()
+    })
+}
+
+/// What an `update` event carries.
+#[derive(Serialize)]
+struct Update<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+    message: &'a str,
+}
+
+/// What an `error` event carries.
+#[derive(Serialize)]
+struct ErrorReply<'a> {
+    message: &'a str,
+}
+
+/// The `message` payload. Other fields (`type`, a client-claimed `name`) are ignored.
+#[derive(Deserialize)]
+struct ChatLine {
+    message: String,
+}
+
+/// Why a Socket.IO request was refused, beyond what the lobby refuses.
+#[derive(Debug, thiserror::Error)]
+enum Malformed {
+    #[error("newUser expects your name as a string")]
+    Name,
+    #[error("message expects an object {{type: \"message\", message: \"<text>\"}}")]
+    Line,
+    #[error("room expects a room name as a string")]
+    Room,
+    #[error("chat message expects a string")]
+    RoomLine,
+}
+
+/// A lobby member's outbox and room seat: the socket's own bounded queue, filled with
+/// `try_send` (socketioxide's `emit` never waits; it fails when the queue is full).
+///
+/// It holds the socket weakly: the socket holds the member (in its extensions), the
+/// member the lobby, and the lobby this outbox, so a strong reference would be a cycle
+/// that keeps a socket socketioxide has let go of (say, one whose `40` could not be
+/// sent) in the lobby for ever.
+#[derive(Clone)]
+struct SocketOutbox {
+    socket: Weak<Socket>,
+}
+
+impl SocketOutbox {
+    fn new(socket: &Arc<Socket>) -> Self {
+        Self {
+            socket: Arc::downgrade(socket),
+        }
+    }
+
+    fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), OutboxRefusal> {
+        let Some(socket) = self.socket.upgrade() else {
+            return Err(OutboxRefusal::Closed);
+        };
+        match socket.emit(event, data) {
+            Ok(()) => Ok(()),
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(OutboxRefusal::Full),
+            Err(SendError::Socket(SocketError::Closed)) => Err(OutboxRefusal::Closed),
+            Err(e) => {
+                tracing::error!(socket = %socket.id, "cannot encode {event}: {e}");
+                Err(OutboxRefusal::Closed)
+            }
+        }
+    }
+}
+
+impl Outbox for SocketOutbox {
+    fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), OutboxRefusal> {
+        self.emit("update", delivery.json(update))
+    }
+
+    fn cut_off(&self) {
+        if !disconnect(&self.socket) {
+            disconnect_when_room(self.socket.clone());
+        }
+    }
+}
+
+/// Disconnects a member's socket. False when its queue (full: the member is cut off as
+/// a slow consumer) had no room for the disconnect packet.
+fn disconnect(socket: &Weak<Socket>) -> bool {
+    let Some(socket) = socket.upgrade() else {
+        return true; // gone already
+    };
+    match SocketRef::from(socket.clone()).disconnect() {
+        Ok(()) => true,
+        Err(SocketError::InternalChannelFull) => {
+            tracing::debug!(socket = %socket.id, "slow consumer's queue full: disconnect again soon");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(socket = %socket.id, "slow consumer not disconnected: {e}");
+            true
+        }
+    }
+}
+
+/// How often a member cut off as a slow consumer, whose queue had no room for the
+/// disconnect packet, is disconnected again. Waiting for the heartbeat instead would
+/// leave a client that catches up with its backlog before the next ping connected but
+/// outside the lobby: it would answer the ping and hear nothing more.
+const DISCONNECT_RETRY: Duration = Duration::from_millis(100);
+
+/// Disconnects `socket` as soon as its queue has room for the disconnect packet (or
+/// its connection ends first: a client that never reads again is closed by the
+/// heartbeat, which finds the same queue full).
+fn disconnect_when_room(socket: Weak<Socket>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no runtime to disconnect a slow consumer on: the heartbeat will");
+        return;
+    };
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(DISCONNECT_RETRY).await;
+            if disconnect(&socket) {
+                return;
+            }
+        }
+    });
+}
+
+impl Seat for SocketOutbox {
+    fn offer_line(&self, line: &Arc<str>) -> Result<(), OutboxRefusal> {
+        self.emit("chat message", &**line)
+    }
+
+    fn cut_off(&self) {
+        Outbox::cut_off(self);
+    }
+}
+
+/// Connect handler of the `/` namespace. Its middleware joins the lobby and registers the
+/// event handlers before the connect packet is sent (see the module doc).
+#[derive(Clone)]
+struct OnConnect {
+    lobby: Lobby,
+    members: SharedMemberList,
+}
+
+/// Marker type for socketioxide's handler traits implemented here.
+struct Inline;
+
+impl ConnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnConnect {
+    fn call_middleware<'a>(
+        &'a self,
+        socket: Arc<Socket>,
+        _auth: &'a Option<Value>,
+    ) -> Pin<Box<dyn Future<Output = MiddlewareResult> + Send + 'a>> {
+        self.prepare(socket);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn call(&self, _socket: Arc<Socket>, _auth: Option<Value>) {
+        // Everything was done in the middleware, before the client was told it is in.
+    }
+}
+
+/// What socketioxide's connect middlewares return.
+type MiddlewareResult = Result<(), Box<dyn std::fmt::Display + Send>>;
+
+impl OnConnect {
+    fn prepare(&self, socket: Arc<Socket>) {
+        let member = self
+            .lobby
+            .join(Protocol::SocketIo, SocketOutbox::new(&socket));
+        socket.extensions.insert(Arc::new(member));
+        socket.on("newUser", OnEvent(new_user));
+        socket.on("message", OnEvent(message));
+        socket.on("room", OnEvent(room));
+        socket.on("chat message", OnEvent(room_line));
+        socket.on(
+            "members",
+            SubscribeMembers {
+                lobby: self.lobby.clone(),
+                list: self.members.clone(),
+            },
+        );
+        socket.on_disconnect(OnDisconnect);
+    }
+}
+
+/// The disconnect handler, run inline where socketioxide lets go of the socket (an
+/// `async` one would be spawned as a task, which needs a runtime on the calling thread).
+struct OnDisconnect;
+
+impl DisconnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnDisconnect {
+    fn call_with_defer(
+        &self,
+        socket: Arc<Socket>,
+        _reason: DisconnectReason,
+        defer: fn(Arc<Socket>),
+    ) {
+        // Dropping the member leaves the lobby now, not once socketioxide lets go of the
+        // socket.
+        socket.extensions.remove::<Arc<Member>>();
+        if let Some(PresenceWatch(watch)) = socket.extensions.remove::<PresenceWatch>() {
+            watch.cancel();
+        }
+        defer(socket);
+    }
+}
+
+/// A refused request: its metric label and what the sender is told.
+struct RequestRefusal {
+    reason: &'static str,
+    why: String,
+    /// Disconnect the socket once it is told why.
+    disconnect: bool,
+}
+
+impl From<LobbyError> for RequestRefusal {
+    fn from(e: LobbyError) -> Self {
+        Self {
+            reason: e.reason(),
+            why: e.to_string(),
+            disconnect: e.disconnects(),
+        }
+    }
+}
+
+impl From<Malformed> for RequestRefusal {
+    fn from(e: Malformed) -> Self {
+        Self {
+            reason: "malformed",
+            why: e.to_string(),
+            disconnect: false,
+        }
+    }
+}
+
+/// An event handler run inline (see the module doc).
+struct OnEvent(fn(&Arc<Socket>, &Member, Value) -> Result<(), RequestRefusal>);
+
+impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
+    fn call(&self, socket: Arc<Socket>, data: Value, _ack_id: Option<i64>) {
+        let Some(member) = socket.extensions.get::<Arc<Member>>() else {
+            return; // disconnecting
+        };
+        if let Err(RequestRefusal {
+            reason,
+            why,
+            disconnect,
+        }) = (self.0)(&socket, &member, data)
+        {
+            let who = Who::Member(member.id(), None);
+            member
+                .refusals()
+                .report(Protocol::SocketIo, who, reason, &why, disconnect);
+            if let Err(e) = socket.emit("error", &ErrorReply { message: &why }) {
+                // Its queue is full (it will be cut off as a slow consumer at the next
+                // delivery) or closing: the refusal is logged and counted above, and a
+                // line per unsent reply would flood the log under overload.
+                tracing::debug!(socket = %socket.id, "cannot send an error reply: {e}");
+            }
+            if disconnect && let Err(e) = SocketRef::from(socket.clone()).disconnect() {
+                tracing::warn!(socket = %socket.id, "cannot disconnect a flooding socket: {e}");
+            }
+        }
+    }
+}
+
+/// A socket's subscription to the member list: cancelled when it disconnects.
+#[derive(Clone)]
+struct PresenceWatch(CancellationToken);
+
+/// The `members` handler: sends the member list now and after every change, until the
+/// socket disconnects. A list that finds the socket's queue full is skipped: the next
+/// change sends the whole list again.
+struct SubscribeMembers {
+    lobby: Lobby,
+    list: SharedMemberList,
+}
+
+impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for SubscribeMembers {
+    fn call(&self, socket: Arc<Socket>, _data: Value, _ack_id: Option<i64>) {
+        if socket.extensions.get::<PresenceWatch>().is_some() {
+            return; // subscribed already
+        }
+        let stop = CancellationToken::new();
+        socket.extensions.insert(PresenceWatch(stop.clone()));
+        let (lobby, list, socket) = (
+            self.lobby.clone(),
+            self.list.clone(),
+            SocketRef::from(socket),
+        );
+        let mut changes = lobby.watch_presence();
+        tokio::spawn(async move {
+            loop {
+                let version = *changes.borrow_and_update();
+                let members = match list.get(&lobby, version) {
+                    Ok(members) => members,
+                    Err(e) => {
+                        tracing::error!("cannot encode the member list: {e}");
+                        return;
+                    }
+                };
+                match socket.emit("members", &*members) {
+                    Ok(()) => {}
+                    Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                        tracing::debug!(socket = %socket.id, "member list skipped: queue full");
+                    }
+                    Err(e) => {
+                        tracing::debug!(socket = %socket.id, "member list not sent: {e}");
+                        return;
+                    }
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
+            }
+        });
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(socket: &Arc<Socket>, mut data: Value) -> Option<T> {
+    use socketioxide::handler::FromMessageParts;
+    Data::<T>::from_message_parts(socket, &mut data, &None)
+        .ok()
+        .map(|Data(value)| value)
+}
+
+fn new_user(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
+    let raw: String = decode(socket, data).ok_or(Malformed::Name)?;
+    member.set_name(&raw)?;
+    Ok(())
+}
+
+fn message(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
+    let line: ChatLine = decode(socket, data).ok_or(Malformed::Line)?;
+    Ok(member.say(&line.message)?)
+}
+
+fn room(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
+    let name: String = decode(socket, data).ok_or(Malformed::Room)?;
+    let seat = SocketOutbox::new(socket);
+    match member.take_seat(&name, seat) {
+        Ok(_) => Ok(()),
+        Err(full @ LobbyError::Room(RoomError::Full)) => {
+            let who = Who::Member(member.id(), None);
+            member
+                .refusals()
+                .report(Protocol::SocketIo, who, full.reason(), &full, false);
+            if let Err(e) = socket.emit("result", "failed") {
+                tracing::warn!(socket = %socket.id, "cannot send a room result: {e}");
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn room_line(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
+    let line: String = decode(socket, data).ok_or(Malformed::RoomLine)?;
+    Ok(member.say_in_room(&line)?)
+}

@@ -1,0 +1,331 @@
+//! The plain WebSocket JSON chat (PROTOCOLS.md section 3), on its own port, path `/`.
+//!
+//! Wire format: text frames carrying JSON.
+//!
+//! | direction | frame |
+//! |---|---|
+//! | client → server | `{"name":"<X>","msg":"<text>"}`: a line; the name travels with every line |
+//! | server → client | `{"type":"message","name":"<X>","msg":"<text>"}`: a line of anyone in the lobby, the client's own included |
+//! | server → client | `{"type":"notification","msg":"새로운 유저 접속 [현재 : N명]"}`: someone joined (the client itself included), N counts the whole lobby |
+//! | server → client | `{"type":"notification","msg":"유저 연결 해제 [현재 : N명]"}`: someone left |
+//! | server → client | `{"type":"error","msg":"<why>"}`: the client's frame was refused, nothing was relayed |
+//!
+//! `name` and `msg` of `message` frames are HTML-escaped (`& < > " '`): the one
+//! WebSocket client, the original page, inserts them into the page with `innerHTML`, so
+//! escaped they show exactly as typed, and nothing anyone types on any protocol runs in
+//! that page. The server cannot fix that page; this keeps the one lobby from making it
+//! worse.
+//!
+//! A connection is in the lobby as `guest-<n>` from its first moment; a line's `name`
+//! (cleaned like every name) becomes its name from then on. A message over
+//! [`Limits::max_ws_message_bytes`] closes the connection with code 1009; a handshake
+//! that does not finish within `--header-timeout-ms` ([`Timeouts::header`]) is dropped
+//! and counted (`header_timeout`); an upgrade from an
+//! origin that `--allowed-origins` does not list gets HTTP 403 (see `crate::http::origins`);
+//! an upgrade over the connection limits gets HTTP 503 with the reason as its body (see
+//! `crate::net::admission`). A line over the member's message rate gets an `error` frame;
+//! too many in a row close the connection with code 1008 (policy) `too many messages`.
+//!
+//! [`Limits::max_ws_message_bytes`]: crate::lobby::Limits::max_ws_message_bytes
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use crate::http::origins::AllowedOrigins;
+use crate::lobby::Event;
+use crate::net::accept::Served;
+use crate::net::admission::{AdmissionRefusal, REFUSAL_TIMEOUT};
+use crate::net::outbox::{Ending, QueueOutbox, until_stopped};
+use crate::net::until;
+use crate::protocol::Protocol;
+use crate::refusals::{Refusals, Who};
+use crate::telemetry;
+
+/// How long a client that is being closed may take to read its close frame: a client
+/// that does not read cannot hold its connection open longer than this.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers the upgrade of a connection over the connection limits with HTTP 503 and
+/// the reason as the body, within [`REFUSAL_TIMEOUT`].
+pub(crate) async fn refuse_upgrade(stream: TcpStream, peer: SocketAddr, why: AdmissionRefusal) {
+    // The signature is tungstenite's handshake callback's.
+    #[allow(clippy::result_large_err)]
+    let refusal = move |_: &Request, _: Response| -> Result<Response, ErrorResponse> {
+        let mut refusal = ErrorResponse::new(Some(format!("{why}\n")));
+        *refusal.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        Err(refusal)
+    };
+    let handshake = tokio_tungstenite::accept_hdr_async(stream, refusal);
+    match tokio::time::timeout(REFUSAL_TIMEOUT, handshake).await {
+        Ok(Ok(_)) => tracing::error!(%peer, "a refused upgrade was accepted"),
+        Ok(Err(e)) => tracing::debug!(%peer, "refused upgrade: {e}"),
+        Err(_) => tracing::debug!(%peer, "refused upgrade: timed out"),
+    }
+}
+
+/// A frame to the client.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Outgoing<'a> {
+    Message { name: &'a str, msg: &'a str },
+    Notification { msg: &'a str },
+    Error { msg: &'a str },
+}
+
+/// A line from the client.
+#[derive(Deserialize)]
+struct Line {
+    name: String,
+    msg: String,
+}
+
+const NOT_A_LINE: &str = r#"expected a text frame {"name": "<name>", "msg": "<text>"}"#;
+
+/// A lobby event as a WebSocket client sees it.
+pub fn encode(event: &Event) -> Bytes {
+    let notice;
+    let frame = match event {
+        Event::Joined { members, .. } => {
+            notice = format!("새로운 유저 접속 [현재 : {members}명]");
+            Outgoing::Notification { msg: &notice }
+        }
+        Event::Left { members, .. } => {
+            notice = format!("유저 연결 해제 [현재 : {members}명]");
+            Outgoing::Notification { msg: &notice }
+        }
+        Event::Message { name, text, .. } => {
+            let (name, msg) = (escape_html(name), escape_html(text));
+            return to_json(&Outgoing::Message {
+                name: &name,
+                msg: &msg,
+            });
+        }
+    };
+    to_json(&frame)
+}
+
+/// `text` with the characters HTML gives a meaning replaced by their entities.
+fn escape_html(text: &str) -> Cow<'_, str> {
+    if !text.contains(['&', '<', '>', '"', '\'']) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+fn to_json(frame: &Outgoing<'_>) -> Bytes {
+    // Serialising these string-only structures cannot fail.
+    serde_json::to_vec(frame).map_or_else(|_| Bytes::new(), Bytes::from)
+}
+
+fn text_frame(json: Bytes) -> Message {
+    match Utf8Bytes::try_from(json) {
+        Ok(text) => Message::Text(text),
+        Err(_) => Message::Text(Utf8Bytes::from_static("{}")),
+    }
+}
+
+/// Accepts an upgrade to `/` from an allowed origin.
+// The signature is tungstenite's handshake callback's.
+#[allow(clippy::result_large_err)]
+fn admit(
+    origins: &AllowedOrigins,
+    refusals: &Refusals,
+    peer: SocketAddr,
+    request: &Request,
+    response: Response,
+) -> Result<Response, ErrorResponse> {
+    let refuse = |status, why: &str| {
+        let mut refusal = ErrorResponse::new(Some(why.to_owned()));
+        *refusal.status_mut() = status;
+        Err(refusal)
+    };
+    if request.uri().path() != "/" {
+        return refuse(StatusCode::NOT_FOUND, "the chat is at /");
+    }
+    let origin = request.headers().get("origin");
+    if !origins.allows_header(origin) {
+        let why = format_args!("origin not allowed: {origin:?}");
+        refusals.report(Protocol::WebSocket, Who::Peer(peer), "origin", why, false);
+        return refuse(StatusCode::FORBIDDEN, "origin not allowed");
+    }
+    Ok(response)
+}
+
+/// Serves one client until it leaves, is cut off, or the server shuts down.
+pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
+    let Served {
+        lobby,
+        timeouts,
+        shutdown,
+    } = served;
+    let limits = lobby.limits();
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limits.max_ws_message_bytes))
+        .max_frame_size(Some(limits.max_ws_message_bytes));
+    let origins = limits.allowed_origins.clone();
+    let refusals = lobby.refusals().clone();
+    // The signature is tungstenite's handshake callback's.
+    #[allow(clippy::result_large_err)]
+    let admit =
+        move |request: &Request, response| admit(&origins, &refusals, peer, request, response);
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, admit, Some(config));
+    let socket = tokio::select! {
+        () = shutdown.cancelled() => return,
+        () = until(timeouts.header.map(|header| Instant::now() + header)) => {
+            let why = "upgrade request too slow";
+            lobby.refusals().report(Protocol::WebSocket, Who::Peer(peer), "header_timeout", why, true);
+            return;
+        }
+        handshake = handshake => match handshake {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::debug!(%peer, "websocket handshake failed: {e}");
+                return;
+            }
+        },
+    };
+    let (mut sink, mut frames) = socket.split();
+    let (outbox, mut inbox) = QueueOutbox::new(limits.outbox_messages);
+    let member = lobby.join(Protocol::WebSocket, outbox);
+
+    let ending = until_stopped(&shutdown, &inbox.cut, async {
+            loop {
+                tokio::select! {
+                    delivery = inbox.queue.recv() => {
+                        let delivery = delivery?;
+                        // Everything already queued goes out with one flush.
+                        let mut next = Some(delivery);
+                        while let Some(delivery) = next {
+                            let json = delivery.encoded(Protocol::WebSocket, encode);
+                            telemetry::bytes_out(Protocol::WebSocket, json.len());
+                            if sink.feed(text_frame(json)).await.is_err() {
+                                return None;
+                            }
+                            next = inbox.queue.try_recv().ok();
+                        }
+                        if sink.flush().await.is_err() {
+                            return None;
+                        }
+                    }
+                    frame = frames.next() => {
+                        let refusal = match frame {
+                            None | Some(Ok(Message::Close(_))) => return None,
+                            Some(Err(WsError::Capacity(e))) => {
+                                let who = Who::Member(member.id(), Some(peer));
+                                lobby.refusals().report(Protocol::WebSocket, who, "too_large", e, true);
+                                return Some((CloseCode::Size, "message too big"));
+                            }
+                            Some(Err(e)) => {
+                                tracing::debug!(%peer, "websocket read failed: {e}");
+                                return None;
+                            }
+                            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Line>(&text) {
+                                Ok(line) => match member.say_as(&line.name, &line.msg) {
+                                    Ok(()) => None,
+                                    Err(e) if e.disconnects() => {
+                                        let who = Who::Member(member.id(), Some(peer));
+                                        lobby.refusals().report(Protocol::WebSocket, who, e.reason(), &e, true);
+                                        let reply = to_json(&Outgoing::Error { msg: &e.to_string() });
+                                        if sink.send(text_frame(reply)).await.is_err() {
+                                            return None;
+                                        }
+                                        return Some((CloseCode::Policy, "too many messages"));
+                                    }
+                                    Err(e) => Some((e.reason(), e.to_string())),
+                                },
+                                Err(_) => Some(("malformed", NOT_A_LINE.to_owned())),
+                            },
+                            Some(Ok(Message::Binary(_))) => Some(("malformed", NOT_A_LINE.to_owned())),
+                            Some(Ok(_)) => None, // ping and pong: tungstenite answers pings itself
+                        };
+                        if let Some((reason, why)) = refusal {
+                            let who = Who::Member(member.id(), Some(peer));
+                            lobby.refusals().report(Protocol::WebSocket, who, reason, &why, false);
+                            let reply = to_json(&Outgoing::Error { msg: &why });
+                            if sink.send(text_frame(reply)).await.is_err() {
+                                return None;
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    .await;
+    let close: Option<(CloseCode, &str)> = match ending {
+        Ending::Shutdown => Some((CloseCode::Away, "server shutting down")),
+        Ending::CutOff => None,
+        Ending::Ended(close) => close,
+    };
+    drop(member);
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        // A client that is gone cannot be told why; a client that does not read gets
+        // no longer than the handshake's timeout to take it.
+        match tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%peer, "cannot send the close frame: {e}"),
+            Err(_) => tracing::debug!(%peer, "close frame not taken in time"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_as_frames() {
+        let joined = Event::Joined {
+            name: "kim".into(),
+            members: 3,
+        };
+        assert_eq!(
+            encode(&joined),
+            r#"{"type":"notification","msg":"새로운 유저 접속 [현재 : 3명]"}"#
+        );
+        let left = Event::Left {
+            name: "kim".into(),
+            members: 2,
+        };
+        assert_eq!(
+            encode(&left),
+            r#"{"type":"notification","msg":"유저 연결 해제 [현재 : 2명]"}"#
+        );
+        let line = Event::Message {
+            name: "<b>kim</b>".into(),
+            text: "\"hi\" & 'bye'\n".into(),
+            origin: Protocol::TcpJson,
+            raw: None,
+        };
+        assert_eq!(
+            encode(&line),
+            r#"{"type":"message","name":"&lt;b&gt;kim&lt;/b&gt;","msg":"&quot;hi&quot; &amp; &#39;bye&#39;\n"}"#
+        );
+    }
+}
