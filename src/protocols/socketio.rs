@@ -6,8 +6,9 @@
 //! |---|---|---|
 //! | client → server | `newUser` | the name, a string |
 //! | client → server | `message` | `{type: "message", message: "<text>"}` |
+//! | server → sender | ack of `message` | `{id}` (`{}` without a history): sent only if the client asked for one (our page), once the line is stored, where its own line would be among the others' |
 //! | server → client | `update` | `{type: "connect" \| "disconnect", name: "SERVER", message: "<X>님이 접속하였습니다." \| "<X>님이 나가셨습니다."}` |
-//! | server → client | `update` | `{type: "message", name: "<stored name>", message: "<text>"}` |
+//! | server → client | `update` | `{type: "message", name: "<stored name>", message: "<text>", id}`: `id` the line's `/api/history` id (an extra field original clients ignore; absent without a history) |
 //! | server → sender | `error` | `{message: "<why>"}`: its request was refused, nothing was relayed |
 //! | client → server | `members` | none: subscribe to the member list (our page; original clients never send it) |
 //! | server → subscriber | `members` | `{count, members: [{name, protocol, since}]}` (as `GET /api/members`), at once and after every change |
@@ -30,7 +31,9 @@
 //! over the connection limits is refused at the HTTP layer (see `crate::http`).
 //!
 //! Every socket joins the lobby when it connects (it receives `update`s before it names
-//! itself, as with the original server) and leaves it when it disconnects.
+//! itself, as with the original server, even if it only ever uses the rooms) and leaves
+//! it when it disconnects; it is counted as a member, and announced, from its first
+//! `newUser` on only.
 //!
 //! Event handlers run inline, in the order the socket's packets arrive: socketioxide
 //! spawns one task per event for `async` handlers, which may run a socket's second line

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | client → server | `{"name":"<X>","msg":"<text>"}`: a line; the name travels with every line |
 //! | server → client | `{"type":"message","name":"<X>","msg":"<text>"}`: a line of anyone in the lobby, the client's own included |
-//! | server → client | `{"type":"notification","msg":"새로운 유저 접속 [현재 : N명]"}`: someone joined (the client itself included), N counts the whole lobby |
+//! | server → client | `{"type":"notification","msg":"새로운 유저 접속 [현재 : N명]"}`: someone joined (the client itself included), N counts the lobby's named members (a Socket.IO socket from its `newUser` on) |
 //! | server → client | `{"type":"notification","msg":"유저 연결 해제 [현재 : N명]"}`: someone left |
 //! | server → client | `{"type":"error","msg":"<why>"}`: the client's frame was refused, nothing was relayed |
 //!
