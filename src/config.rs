@@ -21,6 +21,7 @@ use crate::lobby::rate::{
 use crate::log::{DEFAULT_HISTORY_QUEUE_LINES, sqlite::Durability};
 use crate::net::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
 use crate::net::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
+use crate::refusals::DEFAULT_LOG_FOLD_SECS;
 
 /// Default HTTP port: the original Socket.IO lobby server's.
 pub const DEFAULT_PORT: u16 = 8000;
@@ -224,10 +225,16 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_HISTORY_QUEUE_LINES", default_value_t = DEFAULT_HISTORY_QUEUE_LINES)]
     pub history_queue_lines: usize,
 
-    /// Log format: one line per join, leave and refusal (never per relayed line) at the
-    /// default level; `RUST_LOG` sets the level.
+    /// Log format: one line per join and leave, refusals folded (`--log-fold-secs`), never
+    /// a line per relayed line at the default level; `RUST_LOG` sets the level.
     #[arg(long, env = "CHATTERBOX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Refusals are folded in the log over this many seconds: a client's first refusal
+    /// for a reason gets its line, the rest one count per interval (see
+    /// docs/operations.md). 0: every refusal gets its line.
+    #[arg(long, env = "CHATTERBOX_LOG_FOLD_SECS", default_value_t = DEFAULT_LOG_FOLD_SECS)]
+    pub log_fold_secs: u64,
 
     /// Engine.IO heartbeat interval, in milliseconds.
     #[arg(long, env = "CHATTERBOX_PING_INTERVAL_MS", default_value_t = DEFAULT_PING_INTERVAL_MS)]
@@ -256,6 +263,7 @@ impl Config {
             allowed_origins: AllowedOrigins::new(&self.allowed_origins),
             history_queue_lines: self.history_queue_lines,
             replay_lines: self.replay,
+            log_fold: Duration::from_secs(self.log_fold_secs),
         }
     }
 

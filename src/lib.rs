@@ -15,7 +15,8 @@
 //!   connection protocols.
 //! - `http`: the HTTP listener: pages, the Socket.IO bundle and endpoint, `/healthz`,
 //!   `/metrics`, the JSON API, web origins.
-//! - `telemetry`: Prometheus metrics; [`config`]: flags and environment.
+//! - `telemetry`: Prometheus metrics; `refusals`: every refusal counted and logged, folded
+//!   under a flood; [`config`]: flags and environment.
 
 pub mod config;
 pub(crate) mod http;
@@ -25,6 +26,7 @@ pub mod log;
 pub(crate) mod net;
 pub mod protocol;
 pub mod protocols;
+pub(crate) mod refusals;
 pub(crate) mod telemetry;
 
 use std::future::Future;
@@ -108,6 +110,8 @@ pub async fn run(
             stop.cancel();
         }
     });
+    // The summaries of folded refusals, every interval until the server stops.
+    tasks.spawn(lobby.refusals().clone().fold_every(stop.clone()));
     let settings = http::HttpSettings {
         static_dir: config.static_dir.clone(),
         ping_interval: config.ping_interval(),
@@ -191,6 +195,8 @@ pub async fn run(
     {
         tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}: dropping them");
     }
+    // The last interval's counts, cut short by the shutdown.
+    lobby.refusals().summarise();
     // Every line accepted before the shutdown is committed (and relayed, to whoever is
     // still there) before `run` returns.
     let history = lobby.clone();

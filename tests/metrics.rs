@@ -42,11 +42,22 @@ async fn metrics_count_members_joins_lines_refusals_and_leaves() {
     .await;
     tj.expect("Someone's out.").await;
 
-    let text = common::http_get(server.http, "/metrics").await;
-    let value = |metric: &str| -> Option<f64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(metric)?.strip_prefix(' ')?.parse().ok())
-    };
+    // A write's bytes are counted once the write returns, which may be just after the
+    // client has read them: wait for the last write's count before reading the rest.
+    let written = "tj connected!sio : onetj : twoSomeone's out.".len() as f64;
+    let tcp_json_bytes = r#"chatterbox_bytes_out_total{protocol="tcp-json"}"#;
+    let text = tokio::time::timeout(common::WAIT, async {
+        loop {
+            let text = common::http_get(server.http, "/metrics").await;
+            if metric(&text, tcp_json_bytes) == Some(written) {
+                return text;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{tcp_json_bytes} never reached {written}"));
+    let value = |name: &str| metric(&text, name);
     let expected = [
         (r#"chatterbox_members{protocol="socketio"}"#, 1.0),
         (r#"chatterbox_members{protocol="websocket"}"#, 0.0),
@@ -83,13 +94,15 @@ async fn metrics_count_members_joins_lines_refusals_and_leaves() {
     for (metric, count) in expected {
         assert_eq!(value(metric), Some(count), "{metric} in:\n{text}");
     }
-    let bytes =
-        value(r#"chatterbox_bytes_out_total{protocol="tcp-json"}"#).expect("tcp-json bytes");
-    let written = "tj connected!sio : onetj : twoSomeone's out.".len() as f64;
-    assert_eq!(bytes, written);
     assert!(text.contains("# HELP chatterbox_refusals_total"));
     // Two lines, committed in one or two group commits.
     assert_eq!(value("chatterbox_history_lines_total"), Some(2.0));
     let commits = value("chatterbox_history_commit_seconds_count").expect("commit latency");
     assert!(commits == 1.0 || commits == 2.0, "{commits} commits");
+}
+
+/// The value of `name` (with its labels) in the Prometheus text `text`.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }

@@ -31,4 +31,7 @@ fi
 cargo test
 # The soak (~45 s, ignored by plain `cargo test`).
 cargo test --test soak -- --ignored
+# Both binaries: cargo test builds chatterbox-bench (a workspace member of its own) only
+# as its unit tests, and the Node docs check reads its --help.
+cargo build --bins
 (cd js-client && npm test)

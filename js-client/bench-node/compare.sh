@@ -6,6 +6,8 @@
 #   js-client/bench-node/compare.sh            # the full comparison (about 10 minutes)
 #   ROUND_SECS=3 js-client/bench-node/compare.sh   # shorter rounds
 #   REPORTS=dir js-client/bench-node/compare.sh    # also keep each run's JSON report in dir
+#   SERVERS=chatterbox js-client/bench-node/compare.sh  # one server only (Node's column n/a,
+#                                                  # no chart): before/after a change
 #
 # After the table it draws the same reports as docs/comparison.svg (chart.mjs), which
 # README shows.
@@ -59,7 +61,7 @@ run() {
   stop_server
 }
 
-for server in chatterbox node; do
+for server in ${SERVERS:-chatterbox node}; do
   run "$server" n100 --members 100 --senders 10 --rate 20 --search --duration-secs "$ROUND_SECS"
   run "$server" n1000 --members 1000 --senders 10 --rate 2 --search --duration-secs "$ROUND_SECS"
   run "$server" n2000 --members 2000 --senders 5 --rate 2 --search --duration-secs "$ROUND_SECS"
@@ -72,9 +74,11 @@ echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/ {print $2}') GiB"
 echo "command: js-client/bench-node/compare.sh (ROUND_SECS=$ROUND_SECS)"
 node js-client/bench-node/table.mjs "$out"
-node js-client/bench-node/chart.mjs "$out" docs/comparison.svg \
-  "js-client/bench-node/compare.sh, $(date -u +%F), ROUND_SECS=$ROUND_SECS, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
-echo "chart: docs/comparison.svg"
+if [ "${SERVERS:-chatterbox node}" = "chatterbox node" ]; then
+  node js-client/bench-node/chart.mjs "$out" docs/comparison.svg \
+    "js-client/bench-node/compare.sh, $(date -u +%F), ROUND_SECS=$ROUND_SECS, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+  echo "chart: docs/comparison.svg"
+fi
 if [ -n "${REPORTS:-}" ]; then
   mkdir -p "$REPORTS" && cp "$out"/*.json "$REPORTS"/
 fi

@@ -26,7 +26,7 @@ test('JSON logs: one object per line, joins, leaves and refusals, no relayed lin
       { message: 'joined', name: 'kim', protocol: 'socketio', why: undefined },
       { message: 'joined', name: 'lee', protocol: 'socketio', why: undefined },
       {
-        message: 'refused', name: undefined, protocol: undefined,
+        message: 'refused', name: undefined, protocol: 'socketio',
         why: 'message expects an object {type: "message", message: "<text>"}',
       },
       { message: 'left', name: 'lee', protocol: 'socketio', why: undefined },

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, ORIGIN};
 use axum::http::{HeaderValue, Method};
@@ -60,6 +60,7 @@ use crate::net::accept::{Accepting, accept_with};
 use crate::net::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
 use crate::protocol::Protocol;
 use crate::protocols::socketio;
+use crate::refusals::{Refusals, Who};
 use crate::telemetry;
 use origins::AllowedOrigins;
 
@@ -118,12 +119,16 @@ pub async fn serve(
         // Merged after the bundle's routes: socketioxide would claim every path under
         // /socket.io, the bundle's included.
         .merge(
-            behind_origin_check(endpoint, &lobby.limits().allowed_origins).layer(
-                middleware::map_request_with_state(settings.stall_timeout, body_deadline),
+            behind_origin_check(endpoint, &lobby.limits().allowed_origins, lobby.refusals()).layer(
+                middleware::map_request_with_state(
+                    (settings.stall_timeout, lobby.refusals().clone()),
+                    body_deadline,
+                ),
             ),
         )
         .layer(TraceLayer::new_for_http())
         .with_state(lobby.clone());
+    let refusals = lobby.refusals().clone();
     // What a connection over the limits is still answered.
     let operators = Router::new()
         .route("/healthz", get(healthz))
@@ -137,6 +142,7 @@ pub async fn serve(
         protocol: Protocol::SocketIo,
         listener,
         admission,
+        refusals: refusals.clone(),
         shutdown,
     };
     let connection = |stream, peer, permit| {
@@ -148,6 +154,7 @@ pub async fn serve(
             peer,
             header_timeout: settings.header_timeout,
             drain: drain.clone(),
+            refusals: refusals.clone(),
         };
         connection.serve(stream, app.clone(), true)
     };
@@ -157,6 +164,7 @@ pub async fn serve(
             peer,
             header_timeout: None,
             drain: drain.clone(),
+            refusals: refusals.clone(),
         };
         let refusal = connection.serve(stream, refusal(operators.clone(), why), false);
         async move {
@@ -188,6 +196,7 @@ struct Connection {
     header_timeout: Option<Duration>,
     /// Cancelled at shutdown.
     drain: CancellationToken,
+    refusals: Refusals,
 }
 
 impl Connection {
@@ -200,8 +209,11 @@ impl Connection {
         let requests = Arc::new(AtomicUsize::new(0));
         let service = {
             let requests = requests.clone();
-            service_fn(move |request: axum::http::Request<Incoming>| {
+            let peer = self.peer;
+            service_fn(move |mut request: axum::http::Request<Incoming>| {
                 requests.fetch_add(1, Ordering::Relaxed);
+                // Who a refusal of the request is logged for.
+                request.extensions_mut().insert(ConnectInfo(peer));
                 app.clone().oneshot(request)
             })
         };
@@ -227,8 +239,10 @@ impl Connection {
             // The first request's headers did not come in time; later, the connection
             // was only idle between requests.
             Err(e) if e.is_timeout() && requests.load(Ordering::Relaxed) == 0 => {
-                tracing::info!(%peer, "refused, disconnecting: request headers too slow");
-                telemetry::refused(Protocol::SocketIo, "header_timeout");
+                let why = "request headers too slow";
+                let who = Who::Peer(peer);
+                self.refusals
+                    .report(Protocol::SocketIo, who, "header_timeout", why, true);
             }
             Err(e) => tracing::debug!(%peer, "http connection ends: {e}"),
         }
@@ -283,7 +297,11 @@ impl AsyncWrite for Admitted {
 }
 
 /// `endpoint` (the Socket.IO routes) behind the origin check and its CORS headers.
-fn behind_origin_check(endpoint: Router<Lobby>, origins: &AllowedOrigins) -> Router<Lobby> {
+fn behind_origin_check(
+    endpoint: Router<Lobby>,
+    origins: &AllowedOrigins,
+    refusals: &Refusals,
+) -> Router<Lobby> {
     let allowed = if origins.is_restricted() {
         AllowOrigin::list(
             origins
@@ -300,7 +318,7 @@ fn behind_origin_check(endpoint: Router<Lobby>, origins: &AllowedOrigins) -> Rou
         .allow_headers([CONTENT_TYPE]);
     endpoint
         .layer(middleware::from_fn_with_state(
-            origins.clone(),
+            (origins.clone(), refusals.clone()),
             check_origin,
         ))
         .layer(cors)
@@ -309,20 +327,31 @@ fn behind_origin_check(endpoint: Router<Lobby>, origins: &AllowedOrigins) -> Rou
 /// Gives a Socket.IO request's body `limit` to arrive whole (a long-polling POST
 /// trickled to hold the connection and its buffer: slowloris).
 async fn body_deadline(
-    State(limit): State<Option<Duration>>,
+    State((limit, refusals)): State<(Option<Duration>, Refusals)>,
     request: axum::extract::Request,
 ) -> axum::extract::Request {
     let Some(limit) = limit else {
         return request;
     };
+    let who = peer_of(&request);
     request.map(|body| {
         axum::body::Body::new(Deadline {
             body,
             sleep: Box::pin(tokio::time::sleep(limit)),
             limit,
             expired: false,
+            refusals,
+            who,
         })
     })
+}
+
+/// Who sent `request`, as [`Connection::serve`] noted it.
+fn peer_of<B>(request: &axum::http::Request<B>) -> Who {
+    match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => Who::Peer(*peer),
+        None => Who::Unknown,
+    }
 }
 
 /// A request body that fails once its deadline has passed before its end.
@@ -331,6 +360,8 @@ struct Deadline {
     sleep: Pin<Box<tokio::time::Sleep>>,
     limit: Duration,
     expired: bool,
+    refusals: Refusals,
+    who: Who,
 }
 
 /// Why a request body was cut off.
@@ -359,9 +390,9 @@ impl HttpBody for Deadline {
             return Poll::Pending;
         }
         this.expired = true;
-        tracing::info!("refused, disconnecting: Socket.IO request body too slow");
-        telemetry::refused(Protocol::SocketIo, "stall");
         let why = BodyStalled { limit: this.limit };
+        this.refusals
+            .report(Protocol::SocketIo, this.who, "stall", &why, true);
         Poll::Ready(Some(Err(axum::Error::new(why))))
     }
 
@@ -376,7 +407,7 @@ impl HttpBody for Deadline {
 
 /// Refuses a Socket.IO request from an origin that is not allowed, with HTTP 403.
 async fn check_origin(
-    State(origins): State<AllowedOrigins>,
+    State((origins, refusals)): State<(AllowedOrigins, Refusals)>,
     request: axum::extract::Request,
     next: Next,
 ) -> Response {
@@ -384,8 +415,8 @@ async fn check_origin(
     if origins.allows_header(origin) {
         return next.run(request).await;
     }
-    tracing::info!(?origin, "refused: origin not allowed");
-    telemetry::refused(Protocol::SocketIo, "origin");
+    let why = format_args!("origin not allowed: {origin:?}");
+    refusals.report(Protocol::SocketIo, peer_of(&request), "origin", why, false);
     (StatusCode::FORBIDDEN, "origin not allowed\n").into_response()
 }
 

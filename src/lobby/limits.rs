@@ -1,5 +1,7 @@
 //! Every limit on what members send and on what is kept for them, with its default.
 
+use std::time::Duration;
+
 use crate::http::origins::AllowedOrigins;
 use crate::lobby::rate::RateLimit;
 use crate::log;
@@ -53,6 +55,9 @@ pub(crate) struct Limits {
     /// Latest stored lines sent to a Socket.IO member when it first names itself, before
     /// its join is announced (needs a history).
     pub(crate) replay_lines: usize,
+    /// The interval refusals are folded over in the log (see [`crate::refusals`]); zero:
+    /// every refusal gets its line.
+    pub(crate) log_fold: Duration,
 }
 
 impl Default for Limits {
@@ -68,6 +73,7 @@ impl Default for Limits {
             allowed_origins: AllowedOrigins::default(),
             history_queue_lines: log::DEFAULT_HISTORY_QUEUE_LINES,
             replay_lines: 0,
+            log_fold: Duration::from_secs(crate::refusals::DEFAULT_LOG_FOLD_SECS),
         }
     }
 }

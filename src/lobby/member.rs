@@ -25,6 +25,11 @@ impl Member {
         self.id
     }
 
+    /// Where its refusals are counted and logged.
+    pub(crate) fn refusals(&self) -> &crate::refusals::Refusals {
+        self.lobby.refusals()
+    }
+
     /// Names (or renames) the member and announces its join under the cleaned name to
     /// everyone, the member included. Returns the name as stored.
     pub(crate) fn set_name(&self, raw: &str) -> Result<Arc<str>, LobbyError> {

@@ -57,6 +57,7 @@ pub use rooms::RoomError;
 pub use crate::log::QueueFull;
 use crate::log::{self, Committed, Log, NewLine, Queued, Sequencer, Store, StoredLine};
 use crate::protocol::Protocol;
+use crate::refusals::Refusals;
 use crate::telemetry::LobbyMetrics;
 pub(crate) use fanout::Stored;
 use fanout::{Outgoing, cut_off, fan_out, remove_member};
@@ -82,6 +83,8 @@ struct Inner {
     log: Option<Box<dyn Log<Outgoing>>>,
     /// Bumped whenever the list of named members changes.
     presence: watch::Sender<u64>,
+    /// Every refusal's count and log line.
+    refusals: Refusals,
 }
 
 /// A member's place in the lobby's table.
@@ -101,6 +104,7 @@ type Deliver = Box<dyn FnMut(Vec<Committed<Outgoing>>) + Send + 'static>;
 impl Inner {
     fn new(limits: Limits, log: Option<Box<dyn Log<Outgoing>>>) -> Self {
         Self {
+            refusals: Refusals::new(limits.log_fold),
             limits,
             next_id: AtomicU64::new(1),
             members: Mutex::new(Table::default()),
@@ -275,6 +279,11 @@ impl Lobby {
         &self.inner.limits
     }
 
+    /// Where every refusal is counted and logged.
+    pub(crate) fn refusals(&self) -> &Refusals {
+        &self.inner.refusals
+    }
+
     /// Adds a connection to the lobby: from now on it receives every event through
     /// `outbox`. A member of a protocol [announced on connect](Protocol::announced_on_connect)
     /// is named `guest-<id>` and announced; any other stays unnamed and unannounced
@@ -355,6 +364,7 @@ impl Lobby {
 
     fn leave(&self, id: u64) {
         self.inner.rooms.leave(id);
+        self.inner.refusals.left(id);
         let named;
         let cut = {
             let mut members = self.lock();

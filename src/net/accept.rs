@@ -15,7 +15,7 @@ use super::Timeouts;
 use super::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
 use crate::lobby::Lobby;
 use crate::protocol::Protocol;
-use crate::telemetry;
+use crate::refusals::{Refusals, Who};
 
 /// Pause after a failed `accept` (out of file descriptors, mostly): retrying at once
 /// would spin while nothing can change.
@@ -55,6 +55,7 @@ where
         protocol,
         listener,
         admission,
+        refusals: served.lobby.refusals().clone(),
         shutdown: served.shutdown.clone(),
     };
     let client = |stream, peer, permit| hold(permit, client(stream, peer, served.clone()));
@@ -71,6 +72,8 @@ pub(crate) struct Accepting {
     pub(crate) listener: TcpListener,
     /// Who may connect.
     pub(crate) admission: Admission,
+    /// Where the connections admission refuses are counted and logged.
+    pub(crate) refusals: Refusals,
     /// Stops accepting.
     pub(crate) shutdown: CancellationToken,
 }
@@ -97,6 +100,7 @@ where
         protocol,
         listener,
         admission,
+        refusals,
         shutdown,
     } = accepting;
     tracing::info!("listening {name}={}", listener.local_addr()?);
@@ -115,7 +119,7 @@ where
                             tasks.spawn(connection(stream, peer, permit));
                         }
                         Err(why) => {
-                            refused_connection(protocol, peer, why);
+                            refusals.report(protocol, Who::Peer(peer), why.reason(), why, false);
                             tasks.spawn(refuse(stream, peer, why));
                         }
                     }
@@ -138,12 +142,6 @@ where
 async fn hold(permit: Permit, connection: impl Future<Output = ()>) {
     connection.await;
     drop(permit);
-}
-
-/// Logs and counts a connection refused by admission.
-pub(crate) fn refused_connection(protocol: Protocol, peer: SocketAddr, why: AdmissionRefusal) {
-    tracing::info!(%peer, protocol = protocol.as_str(), %why, "refused");
-    telemetry::refused(protocol, why.reason());
 }
 
 /// Ends a TCP connection with one line `error: <why>`: writes it, closes the sending

@@ -66,7 +66,7 @@ use crate::lobby::presence::SharedMemberList;
 use crate::lobby::rooms::{RoomError, Seat};
 use crate::lobby::{Delivery, Event, Lobby, LobbyError, Member, Outbox, OutboxRefusal};
 use crate::protocol::Protocol;
-use crate::telemetry;
+use crate::refusals::Who;
 
 /// The `name` of server announcements, as the original server sent it.
 const SERVER_NAME: &str = "SERVER";
@@ -424,8 +424,10 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
             disconnect,
         }) = (self.0)(&socket, &member, data, ack_id)
         {
-            tracing::info!(socket = %socket.id, member = member.id(), %why, disconnect, "refused");
-            telemetry::refused(Protocol::SocketIo, reason);
+            let who = Who::Member(member.id(), None);
+            member
+                .refusals()
+                .report(Protocol::SocketIo, who, reason, &why, disconnect);
             if let Err(e) = socket.emit("error", &ErrorReply { message: &why }) {
                 // Its queue is full (it will be cut off as a slow consumer at the next
                 // delivery) or closing: the refusal is logged and counted above, and a
@@ -544,8 +546,11 @@ fn room(
     let seat = SocketOutbox::new(socket);
     match member.take_seat(&name, seat) {
         Ok(_) => Ok(()),
-        Err(LobbyError::Room(RoomError::Full)) => {
-            telemetry::refused(Protocol::SocketIo, "room_full");
+        Err(full @ LobbyError::Room(RoomError::Full)) => {
+            let who = Who::Member(member.id(), None);
+            member
+                .refusals()
+                .report(Protocol::SocketIo, who, full.reason(), &full, false);
             if let Err(e) = socket.emit("result", "failed") {
                 tracing::warn!(socket = %socket.id, "cannot send a room result: {e}");
             }

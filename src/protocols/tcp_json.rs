@@ -41,7 +41,7 @@ use crate::net::accept::Served;
 use crate::net::outbox::{QueueOutbox, until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
-use crate::telemetry;
+use crate::refusals::Who;
 
 /// Bytes asked of the socket per read.
 const READ_BYTES: usize = 4096;
@@ -267,8 +267,8 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                                 if why.disconnects() {
                                     break Some(StreamError::Flooding(why));
                                 }
-                                tracing::info!(%peer, member = member.id(), %why, "refused");
-                                telemetry::refused(Protocol::TcpJson, why.reason());
+                                let who = Who::Member(member.id(), Some(peer));
+                                lobby.refusals().report(Protocol::TcpJson, who, why.reason(), &why, false);
                                 if writer.write_all(format!("error: {why}\n").as_bytes()).await.is_err() {
                                     return "write failed";
                                 }
@@ -287,8 +287,8 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                 }
             }
         };
-        tracing::info!(%peer, member = member.id(), why = %fatal, "refused, disconnecting");
-        telemetry::refused(Protocol::TcpJson, fatal.reason());
+        let who = Who::Member(member.id(), Some(peer));
+        lobby.refusals().report(Protocol::TcpJson, who, fatal.reason(), &fatal, true);
         // The client is being dropped: a failed write of the reason changes nothing.
         if let Err(e) = writer.write_all(format!("error: {fatal}\n").as_bytes()).await {
             tracing::debug!(%peer, "cannot send the error line: {e}");

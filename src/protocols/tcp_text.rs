@@ -38,7 +38,7 @@ use crate::net::accept::Served;
 use crate::net::outbox::{QueueOutbox, until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
-use crate::telemetry;
+use crate::refusals::Who;
 
 /// A lobby event as a TCP text client sees it.
 pub fn encode(event: &Event) -> Bytes {
@@ -88,10 +88,9 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                         }
                     }
                     () = until(stall_deadline) => {
-                        tracing::info!(%peer, member = member.id(), "refused, disconnecting: incomplete character stalled");
-                        telemetry::refused(Protocol::TcpText, "stall");
-                        let why = format!("error: incomplete UTF-8 character for {} ms\n", millis(timeouts.stall));
-                        if let Err(e) = writer.write_all(why.as_bytes()).await {
+                        let why = format!("incomplete UTF-8 character for {} ms", millis(timeouts.stall));
+                        lobby.refusals().report(Protocol::TcpText, Who::Member(member.id(), Some(peer)), "stall", &why, true);
+                        if let Err(e) = writer.write_all(format!("error: {why}\n").as_bytes()).await {
                             tracing::debug!(%peer, "cannot send the error line: {e}");
                         }
                         return "stalled";
@@ -107,14 +106,14 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                             buf.copy_within(ready..filled, 0);
                             filled -= ready;
                             if let Err(why) = member.say_chunk(chunk) {
-                                tracing::info!(%peer, member = member.id(), %why, "refused");
-                                telemetry::refused(Protocol::TcpText, why.reason());
+                                let disconnects = why.disconnects() || why == LobbyError::Gone;
+                                lobby.refusals().report(Protocol::TcpText, Who::Member(member.id(), Some(peer)), why.reason(), &why, disconnects);
                                 let line = format!("error: {why}\n");
                                 if let Err(e) = writer.write_all(line.as_bytes()).await {
                                     tracing::debug!(%peer, "cannot send the error line: {e}");
                                     return "write failed";
                                 }
-                                if why.disconnects() || why == LobbyError::Gone {
+                                if disconnects {
                                     return "refused";
                                 }
                             }

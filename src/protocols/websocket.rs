@@ -52,6 +52,7 @@ use crate::net::admission::{AdmissionRefusal, REFUSAL_TIMEOUT};
 use crate::net::outbox::{Ending, QueueOutbox, until_stopped};
 use crate::net::until;
 use crate::protocol::Protocol;
+use crate::refusals::{Refusals, Who};
 use crate::telemetry;
 
 /// How long a client that is being closed may take to read its close frame: a client
@@ -164,6 +165,8 @@ fn text_frame(json: Bytes) -> Message {
 #[allow(clippy::result_large_err)]
 fn admit(
     origins: &AllowedOrigins,
+    refusals: &Refusals,
+    peer: SocketAddr,
     request: &Request,
     response: Response,
 ) -> Result<Response, ErrorResponse> {
@@ -177,8 +180,8 @@ fn admit(
     }
     let origin = request.headers().get("origin");
     if !origins.allows_header(origin) {
-        tracing::info!(?origin, "refused: origin not allowed");
-        telemetry::refused(Protocol::WebSocket, "origin");
+        let why = format_args!("origin not allowed: {origin:?}");
+        refusals.report(Protocol::WebSocket, Who::Peer(peer), "origin", why, false);
         return refuse(StatusCode::FORBIDDEN, "origin not allowed");
     }
     Ok(response)
@@ -196,19 +199,20 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         .max_message_size(Some(limits.max_ws_message_bytes))
         .max_frame_size(Some(limits.max_ws_message_bytes));
     let origins = limits.allowed_origins.clone();
+    let refusals = lobby.refusals().clone();
     let mut from_page = false;
     // The signature is tungstenite's handshake callback's.
     #[allow(clippy::result_large_err)]
     let admit = |request: &Request, response| {
         from_page = request.headers().contains_key("origin");
-        admit(&origins, request, response)
+        admit(&origins, &refusals, peer, request, response)
     };
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, admit, Some(config));
     let socket = tokio::select! {
         () = shutdown.cancelled() => return,
         () = until(timeouts.header.map(|header| Instant::now() + header)) => {
-            tracing::info!(%peer, "refused, disconnecting: upgrade request too slow");
-            telemetry::refused(Protocol::WebSocket, "header_timeout");
+            let why = "upgrade request too slow";
+            lobby.refusals().report(Protocol::WebSocket, Who::Peer(peer), "header_timeout", why, true);
             return;
         }
         handshake = handshake => match handshake {
@@ -250,8 +254,8 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                         let refusal = match frame {
                             None | Some(Ok(Message::Close(_))) => return None,
                             Some(Err(WsError::Capacity(e))) => {
-                                tracing::info!(%peer, member = member.id(), "refused, disconnecting: {e}");
-                                telemetry::refused(Protocol::WebSocket, "too_large");
+                                let who = Who::Member(member.id(), Some(peer));
+                                lobby.refusals().report(Protocol::WebSocket, who, "too_large", e, true);
                                 return Some((CloseCode::Size, "message too big"));
                             }
                             Some(Err(e)) => {
@@ -262,8 +266,8 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                                 Ok(line) => match member.say_as(&line.name, &line.msg) {
                                     Ok(()) => None,
                                     Err(e) if e.disconnects() => {
-                                        tracing::info!(%peer, member = member.id(), why = %e, "refused, disconnecting");
-                                        telemetry::refused(Protocol::WebSocket, e.reason());
+                                        let who = Who::Member(member.id(), Some(peer));
+                                        lobby.refusals().report(Protocol::WebSocket, who, e.reason(), &e, true);
                                         let reply = to_json(&Outgoing::Error { msg: &e.to_string() });
                                         if sink.send(text_frame(reply)).await.is_err() {
                                             return None;
@@ -278,8 +282,8 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                             Some(Ok(_)) => None, // ping and pong: tungstenite answers pings itself
                         };
                         if let Some((reason, why)) = refusal {
-                            tracing::info!(%peer, member = member.id(), %why, "refused");
-                            telemetry::refused(Protocol::WebSocket, reason);
+                            let who = Who::Member(member.id(), Some(peer));
+                            lobby.refusals().report(Protocol::WebSocket, who, reason, &why, false);
                             let reply = to_json(&Outgoing::Error { msg: &why });
                             if sink.send(text_frame(reply)).await.is_err() {
                                 return None;

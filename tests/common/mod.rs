@@ -191,6 +191,8 @@ pub struct BinaryServer {
     pub child: std::process::Child,
     /// The HTTP listener's address.
     pub http: SocketAddr,
+    /// Every line it has logged so far (stderr), in order.
+    pub log: tokio::sync::watch::Receiver<Vec<String>>,
 }
 
 impl BinaryServer {
@@ -213,6 +215,7 @@ impl BinaryServer {
             .expect("start chatterbox");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let (log_tx, log) = tokio::sync::watch::channel(Vec::new());
         // Reads the log to its end, so that the server never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr)
@@ -223,13 +226,49 @@ impl BinaryServer {
                     let address = line[at + "listening http=".len()..].trim().to_owned();
                     let _ = tx.send(address);
                 }
+                log_tx.send_modify(|log| log.push(line));
             }
         });
         let address = rx.recv_timeout(WAIT).expect("the server listens in time");
         Self {
             child,
             http: address.parse().expect("an address"),
+            log,
         }
+    }
+
+    /// Waits (at most [`WAIT`]) until `found` finds what it looks for in the log so far.
+    pub async fn wait_for_log<T>(
+        &mut self,
+        what: &str,
+        found: impl Fn(&[String]) -> Option<T>,
+    ) -> T {
+        let waiting = async {
+            loop {
+                if let Some(found) = found(&self.log.borrow_and_update()) {
+                    return found;
+                }
+                if self.log.changed().await.is_err() {
+                    panic!("the server's log ended while waiting for {what}");
+                }
+            }
+        };
+        match tokio::time::timeout(WAIT, waiting).await {
+            Ok(found) => found,
+            Err(_) => panic!("no {what} in the log: {:#?}", self.log.borrow()),
+        }
+    }
+
+    /// The address of the listener the log calls `name` (`listening NAME=ADDRESS`).
+    pub async fn listener(&mut self, name: &str) -> SocketAddr {
+        let prefix = format!("listening {name}=");
+        self.wait_for_log(&prefix, |log| {
+            log.iter().find_map(|line| {
+                let at = line.find(&prefix)?;
+                line[at + prefix.len()..].trim().parse().ok()
+            })
+        })
+        .await
     }
 
     /// The server's base URL.
