@@ -3,7 +3,7 @@
 //!
 //! | metric | type | labels | what |
 //! |---|---|---|---|
-//! | `chatterbox_members` | gauge | protocol | connections in the lobby now |
+//! | `chatterbox_members` | gauge | protocol | named members in the lobby now (as `/healthz` `members` counts them: a Socket.IO socket from its `newUser` on) |
 //! | `chatterbox_connections` | gauge | | TCP connections admitted and open now, every listener (HTTP included), as `--max-connections` counts them |
 //! | `chatterbox_joins_total` | counter | protocol | announced joins (a name taken, a guest connected, a rename) |
 //! | `chatterbox_leaves_total` | counter | protocol | departures of named members |
@@ -26,7 +26,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::protocol::Protocol;
 
-/// Connections in the lobby, by protocol.
+/// Named members in the lobby, by protocol.
 pub(crate) const MEMBERS: &str = "chatterbox_members";
 /// TCP connections admitted and open, every listener.
 pub(crate) const CONNECTIONS: &str = "chatterbox_connections";
@@ -72,7 +72,7 @@ pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
 }
 
 fn describe() {
-    metrics::describe_gauge!(MEMBERS, "Connections in the lobby now, by protocol.");
+    metrics::describe_gauge!(MEMBERS, "Named members in the lobby now, by protocol.");
     metrics::describe_gauge!(
         CONNECTIONS,
         "TCP connections admitted and open now, every listener."

@@ -86,9 +86,10 @@ async fn a_slow_reader_is_cut_off_while_50_others_get_every_line_in_order() {
         let reading = read_records(stream, total.clone(), reader.clone());
         readers.push(tokio::spawn(reading));
     }
-    // A connection the kernel accepted is not yet a member: wait until the slow reader
-    // and all 50 readers are, so that every reader sees the writer's join.
-    server.wait_for_members(51).await;
+    // A connection the kernel accepted is not yet in the lobby: wait until the slow
+    // reader and all 50 (unnamed) readers are, so that every reader sees the writer's join.
+    server.wait_for_connections(51).await;
+    server.wait_for_members(1).await;
     let mut writer = TcpClient::connect(server.tcp_json).await;
     writer.command("CONNECT", "w").await;
     writer.expect("w connected!").await;
@@ -123,7 +124,7 @@ async fn a_slow_reader_is_cut_off_while_50_others_get_every_line_in_order() {
         sent += 1;
         if cut_at.is_none() && sent % 100 == 0 {
             let health = server.get_json("/healthz").await;
-            if health["members"] == 51 {
+            if health["connections"] == 51 {
                 cut_at = Some(sent);
             }
         }
@@ -271,7 +272,11 @@ async fn bad_input_on_every_listener_leaves_everyone_chatting() {
 async fn two_hundred_connections_opened_and_dropped_at_once_on_every_listener() {
     let server = TestServer::spawn().await;
     let mut everyone = Everyone::join(&server).await;
-    assert_eq!(server.get_json("/healthz").await["members"], json!(4));
+    let health = server.get_json("/healthz").await;
+    assert_eq!(
+        (&health["members"], &health["connections"]),
+        (&json!(4), &json!(4))
+    );
 
     for port in [
         Some(server.http),
@@ -292,6 +297,7 @@ async fn two_hundred_connections_opened_and_dropped_at_once_on_every_listener() 
         futures_util::future::join_all((0..200).map(|_| WsClient::connect(server.websocket))).await;
     drop(clients);
 
+    server.wait_for_connections(4).await;
     server.wait_for_members(4).await;
     everyone.chat("after the storm").await;
 }
@@ -388,6 +394,7 @@ async fn slow_websocket_socketio_and_tcp_text_readers_are_cut_off_and_announced_
     expected.sort();
     assert_eq!(leaves, expected);
     // Gone from the lobby: the observer and the writer are left.
+    server.wait_for_connections(2).await;
     server.wait_for_members(2).await;
     let metrics = common::http_get(server.http, "/metrics").await;
     for protocol in ["socketio", "websocket", "tcp-text"] {

@@ -79,11 +79,20 @@ async fn a_restart_keeps_the_history_and_replay_sends_it_before_the_join() {
     );
     assert_eq!(page["older"], Value::Null);
 
+    let stored_ids: Vec<i64> = page["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l["id"].as_i64().expect("id"))
+        .collect();
+
     let mut late = Client::connect(&server).await;
     late.emit("newUser", json!("late")).await;
     late.expect_update(line("ann", "before the restart")).await;
     late.expect_update(line("tj", "from tcp")).await;
     late.expect_update(joined("late")).await;
+    // Replayed lines are stored lines: they carry their ids.
+    assert_eq!(late.line_ids(), stored_ids);
     // Replay is for a member's first name only.
     late.emit("newUser", json!("later")).await;
     late.expect_update(joined("later")).await;
@@ -158,7 +167,14 @@ async fn no_history_writes_nothing_and_the_api_says_so() {
     bob.expect_update(joined("ann")).await;
     ann.say("not kept").await;
     bob.expect_update(line("ann", "not kept")).await;
+    // Not stored: no id, on the line or in the acknowledgement our page asks for.
+    assert_eq!(ann.say_with_ack("not kept either").await, json!({}));
+    bob.expect_update(line("ann", "not kept either")).await;
+    assert_eq!(bob.line_ids(), [0i64; 0]);
     let (status, body) = get(&server, "/api/history").await;
+    assert_eq!(status, 404);
+    assert_eq!(body, json!({"error": "the history is off on this server"}));
+    let (status, body) = get(&server, "/api/history?after=0").await;
     assert_eq!(status, 404);
     assert_eq!(body, json!({"error": "the history is off on this server"}));
     // Nothing to replay without a history: the join comes at once.
@@ -334,6 +350,96 @@ async fn the_history_api_pages_caps_and_refuses_bad_parameters() {
     assert_eq!(
         get(&server, "/api/history?before=x1").await,
         (400, before_error)
+    );
+
+    // Forward from a line: what came after it, oldest first.
+    let (status, page) = get(&server, "/api/history?after=2490").await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&page), (2_491..=2_500).collect::<Vec<_>>());
+    assert_eq!(page["newer"], Value::Null);
+    assert_eq!(page.get("older"), None);
+    let (_, page) = get(&server, "/api/history?after=7&limit=3").await;
+    assert_eq!(ids(&page), [8, 9, 10]);
+    assert_eq!(page["newer"], 10);
+    let (_, page) = get(&server, "/api/history?after=2500").await;
+    assert_eq!(ids(&page), Vec::<i64>::new());
+    assert_eq!(page["newer"], Value::Null);
+    // Paging forward from the start reaches the newest line, in order, exactly once.
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, page) = get(&server, &format!("/api/history?after={after}&limit=5000")).await;
+        assert_eq!(status, 200);
+        let lines = ids(&page);
+        assert!(lines.len() <= 1_000);
+        all.extend(lines);
+        match page["newer"].as_i64() {
+            Some(newer) => after = newer,
+            None => break,
+        }
+    }
+    assert_eq!(all, (1..=2_500).collect::<Vec<_>>());
+    assert_eq!(
+        get(&server, "/api/history?after=x").await,
+        (
+            400,
+            json!({"error": "after must be a line id (a whole number)"})
+        )
+    );
+    assert_eq!(
+        get(&server, "/api/history?after=3&before=9").await,
+        (
+            400,
+            json!({"error": "before and after cannot be asked together: one page goes one way"})
+        )
+    );
+}
+
+/// Every stored line has one id on the wire: the `id` of its Socket.IO `update` (and
+/// of the acknowledgement its sender asked for) is its `/api/history` id.
+#[tokio::test]
+async fn socketio_lines_carry_their_history_id() {
+    let server = TestServer::spawn().await;
+    let mut watcher = Client::named(&server, "watcher").await;
+    let mut ann = Client::named(&server, "ann").await;
+    watcher.expect_update(joined("ann")).await;
+    ann.say("one").await;
+    watcher.expect_update(line("ann", "one")).await;
+    let ack = watcher.say_with_ack("two").await;
+    ann.expect_update(line("watcher", "two")).await;
+    let mut tcp = TcpClient::connect(server.tcp_json).await;
+    tcp.command("CONNECT", "tj").await;
+    watcher.expect_update(joined("tj")).await;
+    ann.expect_update(joined("tj")).await;
+    tcp.command("CHAT", "tj : three").await;
+    watcher.expect_update(line("tj", "three")).await;
+    ann.expect_update(line("tj", "three")).await;
+
+    let (_, page) = get(&server, "/api/history").await;
+    let stored: Vec<(i64, String)> = page["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| {
+            (
+                l["id"].as_i64().expect("id"),
+                l["text"].as_str().expect("text").into(),
+            )
+        })
+        .collect();
+    let texts: Vec<&str> = stored.iter().map(|(_, text)| text.as_str()).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    let id = |n: usize| stored[n].0;
+    // The watcher got one and three (not its own two: Socket.IO does not echo), and
+    // was told two's id in the acknowledgement.
+    assert_eq!(watcher.line_ids(), [id(0), id(2)]);
+    assert_eq!(ack, json!({"id": id(1)}));
+    assert_eq!(ann.line_ids(), [id(1), id(2)]);
+    // What came after the first line, as a client that has it would ask.
+    let (_, after) = get(&server, &format!("/api/history?after={}", id(0))).await;
+    assert_eq!(
+        after["lines"],
+        json!(page["lines"].as_array().expect("lines")[1..])
     );
 }
 

@@ -94,6 +94,7 @@ async fn connections_over_the_total_limit_are_refused_on_every_listener() {
     // Operators still see the server (one more refused connection each).
     let health = server.get_json("/healthz").await;
     assert_eq!(health["members"], json!(20 + fillers.len()));
+    assert_eq!(health["connections"], json!(20 + fillers.len()));
     let expected = [
         (refusals("tcp-text", "connections"), 2.0),
         (refusals("tcp-json", "connections"), 1.0),
@@ -130,12 +131,12 @@ async fn connections_over_the_total_limit_are_refused_on_every_listener() {
     // (After the counts above: the refusals here are of the same reason.)
     let server = TestServer::spawn_with(|config| config.max_connections = 1).await;
     let sio = Client::connect_with(&server, rust_socketio::TransportType::Websocket).await;
-    server.wait_for_members(1).await;
+    server.wait_for_connections(1).await;
     let mut tj = TcpClient::connect(server.tcp_json).await;
     tj.expect_closed_after("error: too many connections: the server is full (limit 1)\n")
         .await;
     sio.disconnect().await;
-    server.wait_for_members(0).await;
+    server.wait_for_connections(0).await;
     // Its TCP connection closes just after its member has left: a client may find the
     // place still taken for a moment, and is told so at once.
     let deadline = tokio::time::Instant::now() + WAIT;

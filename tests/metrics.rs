@@ -41,6 +41,9 @@ async fn metrics_count_members_joins_lines_refusals_and_leaves() {
     )
     .await;
     tj.expect("Someone's out.").await;
+    // A socket that has not named itself is a connection, not a member: not in the gauge.
+    let _unnamed = Client::connect(&server).await;
+    server.wait_for_connections(3).await;
 
     // A write's bytes are counted once the write returns, which may be just after the
     // client has read them: wait for the last write's count before reading the rest.

@@ -162,6 +162,74 @@ async fn tcp_text_chunks_go_as_they_are_to_the_others() {
     one.expect("guest-2 left.").await;
 }
 
+/// PROTOCOLS.md §3: the frame carries the text; only a page (an upgrade with `Origin`)
+/// gets it escaped, for the original page's `innerHTML`.
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_frames_carry_the_text_as_sent_and_pages_get_it_escaped() {
+    let server = TestServer::spawn().await;
+    let mut program = WsClient::connect(server.websocket).await;
+    program.expect(ws_joined(1)).await;
+    let mut page = WsClient::connect_from_page(server.websocket, "http://localhost:8000").await;
+    page.expect(ws_joined(2)).await;
+    program.expect(ws_joined(2)).await;
+    let mut sio = Client::named(&server, "sio").await;
+    page.expect(ws_joined(3)).await;
+    program.expect(ws_joined(3)).await;
+
+    let text = r#"메시지 "quoted" \ back"#;
+    sio.say(text).await;
+    program.expect(ws_line("sio", text)).await;
+    page.expect(ws_line("sio", r#"메시지 &quot;quoted&quot; \ back"#))
+        .await;
+
+    // Names too, and from a page's own line.
+    page.say("<b>x</b>", "<b>x</b> & 'y'").await;
+    page.expect(ws_line(
+        "&lt;b&gt;x&lt;/b&gt;",
+        "&lt;b&gt;x&lt;/b&gt; &amp; &#39;y&#39;",
+    ))
+    .await;
+    program.expect(ws_line("<b>x</b>", "<b>x</b> & 'y'")).await;
+    sio.expect_update(line("<b>x</b>", "<b>x</b> & 'y'")).await;
+}
+
+/// PROTOCOLS.md: the rooms are separate from the lobby. A Socket.IO socket is counted
+/// from its `newUser`, not from its connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_socket_only_in_a_room_is_not_counted_in_the_lobby() {
+    let server = TestServer::spawn().await;
+    let mut ann = Client::named(&server, "ann").await;
+    let mut roomer = Client::connect(&server).await;
+    roomer.emit("room", json!("r1")).await;
+    server.wait_for_connections(2).await;
+
+    let mut ws = WsClient::connect(server.websocket).await;
+    ws.expect(ws_joined(2)).await;
+    ann.expect_update(joined("guest-3")).await;
+    // It still hears the lobby, as every socket did from the original server.
+    roomer.expect_update(joined("guest-3")).await;
+    let health = server.get_json("/healthz").await;
+    assert_eq!(
+        health,
+        json!({"status": "ok", "members": 2, "connections": 3})
+    );
+    let members = server.get_json("/api/members").await;
+    assert_eq!(members["count"], json!(2));
+    // Its room works as ever.
+    roomer.emit("chat message", json!("just us")).await;
+    assert_eq!(roomer.expect_event("chat message").await, json!("just us"));
+
+    // Once it names itself, it is a member.
+    roomer.emit("newUser", json!("bob")).await;
+    roomer.expect_update(joined("bob")).await;
+    ann.expect_update(joined("bob")).await;
+    ws.expect(ws_joined(3)).await;
+    server.wait_for_members(3).await;
+    roomer.disconnect().await;
+    ws.expect(ws_left(2)).await;
+    ann.expect_update(left("bob")).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn websocket_every_row() {
     let server = TestServer::spawn().await;
@@ -174,10 +242,10 @@ async fn websocket_every_row() {
     first.say("kim", "hi").await;
     first.expect(ws_line("kim", "hi")).await;
     second.expect(ws_line("kim", "hi")).await;
+    // Programs (no `Origin`) get the text exactly as sent.
     second.say("lee", "<b>hey</b> & 'you'").await;
-    let escaped = "&lt;b&gt;hey&lt;/b&gt; &amp; &#39;you&#39;";
-    first.expect(ws_line("lee", escaped)).await;
-    second.expect(ws_line("lee", escaped)).await;
+    first.expect(ws_line("lee", "<b>hey</b> & 'you'")).await;
+    second.expect(ws_line("lee", "<b>hey</b> & 'you'")).await;
 
     second.close().await;
     first.expect(ws_left(1)).await;
@@ -362,7 +430,7 @@ async fn every_cell_of_the_bridging_table() {
 
     // A Socket.IO line.
     sio.say("from <sio>").await;
-    ws.expect(ws_line("sio", "from &lt;sio&gt;")).await;
+    ws.expect(ws_line("sio", "from <sio>")).await;
     tj.expect("sio : from <sio>").await;
     tt.expect("sio : from <sio>").await;
     tt2.expect("sio : from <sio>").await;

@@ -102,13 +102,24 @@ proptest! {
             let expected = format!("{name} : {text}");
             prop_assert_eq!(&tcp_json::encode(&line)[..], expected.as_bytes());
             prop_assert_eq!(&tcp_text::encode(&line)[..], expected.as_bytes());
+            // A program gets the text exactly as sent.
             let frame: serde_json::Value = serde_json::from_slice(&websocket::encode(&line))
                 .expect("a JSON frame");
+            prop_assert_eq!(&frame["type"], "message");
+            prop_assert_eq!(frame["name"].as_str(), Some(name.as_str()));
+            prop_assert_eq!(frame["msg"].as_str(), Some(text.as_str()));
+            // A page gets it escaped: no markup left, and unescaped it is the text.
+            let frame: serde_json::Value =
+                serde_json::from_slice(&websocket::encode_for_page(&line)).expect("a JSON frame");
             let unescape = |s: &str| {
                 s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"")
                     .replace("&#39;", "'").replace("&amp;", "&")
             };
             prop_assert_eq!(&frame["type"], "message");
+            for field in ["name", "msg"] {
+                let escaped = frame[field].as_str().expect("a string");
+                prop_assert!(!escaped.contains(['<', '>', '"', '\'']), "{}", escaped);
+            }
             prop_assert_eq!(unescape(frame["name"].as_str().expect("name")), name.clone());
             prop_assert_eq!(unescape(frame["msg"].as_str().expect("msg")), text.clone());
         }
@@ -121,6 +132,7 @@ proptest! {
                 .expect("a JSON frame");
             let notice = format!("새로운 유저 접속 [현재 : {members}명]");
             prop_assert_eq!(frame["msg"].as_str(), Some(notice.as_str()));
+            prop_assert_eq!(websocket::encode_for_page(&joined), websocket::encode(&joined));
         }
     }
 }

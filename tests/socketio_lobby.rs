@@ -66,7 +66,7 @@ async fn a_socket_that_never_named_itself_leaves_silently() {
     let quiet = Client::connect(&server).await;
     quiet.disconnect().await;
     // Wait until the lobby has seen the leave, then show nothing was announced.
-    server.wait_for_members(2).await;
+    server.wait_for_connections(2).await;
     alice.say("still here").await;
     bob.expect_update(line("alice", "still here")).await;
 }
@@ -233,17 +233,26 @@ async fn both_transports_work_and_see_each_other() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn healthz_counts_connected_members() {
+async fn healthz_counts_named_members_and_connections() {
     let server = TestServer::spawn().await;
     assert_eq!(
         server.get_json("/healthz").await,
-        json!({"status": "ok", "members": 0})
+        json!({"status": "ok", "members": 0, "connections": 0})
     );
     let _named = Client::named(&server, "a").await;
     let unnamed = Client::connect(&server).await;
-    server.wait_for_members(2).await;
+    server.wait_for_connections(2).await;
+    // A socket is a member from its `newUser` on, not from its connection.
+    assert_eq!(
+        server.get_json("/healthz").await,
+        json!({"status": "ok", "members": 1, "connections": 2})
+    );
     unnamed.disconnect().await;
-    server.wait_for_members(1).await;
+    server.wait_for_connections(1).await;
+    assert_eq!(
+        server.get_json("/healthz").await,
+        json!({"status": "ok", "members": 1, "connections": 1})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

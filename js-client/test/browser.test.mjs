@@ -2,10 +2,12 @@
 // our page and the original page, served by the binary, chatting with each other.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { joined, line, named, repoRoot, startServer, terminalClient, until } from './helpers.mjs';
+import { joined, line, named, repoRoot, startServer, terminalClient, until, within } from './helpers.mjs';
 
 const screenshots = path.join(repoRoot, 'js-client/screenshots');
 let browser;
@@ -215,6 +217,8 @@ test('our page renders names and lines as text, never as markup', async () => {
     await mallory.page.press('#test', 'Enter');
     await expectLines(reader, ['reader님이 접속하였습니다.', `${xss}님이 접속하였습니다.`,
       `${xss} : <b>bold</b><script>alert(2)</script>`]);
+    // Its own line shows once the server has acknowledged it.
+    await until(async () => (await mallory.page.locator('#log li.mine').count()) === 1, 'own line');
     assert.deepEqual(await mallory.page.locator('#log li.mine').allInnerTexts(),
       [`${xss} : <b>bold</b><script>alert(2)</script>`]);
     for (const visitor of [reader, mallory]) {
@@ -310,23 +314,135 @@ test('all four original clients chat with each other through one server', async 
       'Get message from Server :  wendy : hello from the websocket page',
       'Get message from Server :  kim : hello from json', 'sent : hello from text',
       'Get message from Server :  kim : <img src=x onerror=alert(1)>']);
-    // The original page inserts what it receives as HTML: escaped, it shows as text.
+    // The original page inserts what it receives as HTML: escaped, it shows as text,
+    // whatever protocol it was typed on.
     assert.equal(await ws.page.locator('#chat img').count(), 0);
+    const shown = await wsLines();
+    await ann.page.fill('#test', '<b>x</b> from socket.io');
+    await ann.page.click('button');
+    await expectWs([...shown, 'ann: <b>x</b> from socket.io']);
+    await ws.page.fill('#msg', '<b>x</b> from the websocket page');
+    await ws.page.click('button');
+    await expectWs([...shown, 'ann: <b>x</b> from socket.io', 'wendy: <b>x</b> from the websocket page']);
+    kim.type('<b>x</b> from json');
+    await expectWs([...shown, 'ann: <b>x</b> from socket.io', 'wendy: <b>x</b> from the websocket page',
+      'kim: <b>x</b> from json']);
+    text.type('<b>x</b> from text');
+    await expectWs([...shown, 'ann: <b>x</b> from socket.io', 'wendy: <b>x</b> from the websocket page',
+      'kim: <b>x</b> from json', 'guest-4: <b>x</b> from text']);
+    assert.equal(await ws.page.locator('#chat b').count(), 0);
     assert.deepEqual(ws.alerts, []);
     await ws.page.screenshot({ path: path.join(screenshots, 'ws-chat.png') });
 
     kim.close();
     await expectWs(['새로운 유저 접속 [현재 : 2명]', '새로운 유저 접속 [현재 : 3명]', '새로운 유저 접속 [현재 : 4명]',
       'ann: hello from socket.io', 'wendy: hello from the websocket page', 'kim: hello from json',
-      'guest-4: hello from text', 'kim: <img src=x onerror=alert(1)>', '유저 연결 해제 [현재 : 3명]']);
+      'guest-4: hello from text', 'kim: <img src=x onerror=alert(1)>', 'ann: <b>x</b> from socket.io',
+      'wendy: <b>x</b> from the websocket page', 'kim: <b>x</b> from json', 'guest-4: <b>x</b> from text',
+      '유저 연결 해제 [현재 : 3명]']);
     await text.expectLines(['Connected to Server', 'Get message from Server :  guest-4 connected!',
       'Get message from Server :  ann : hello from socket.io',
       'Get message from Server :  wendy : hello from the websocket page',
       'Get message from Server :  kim : hello from json', 'sent : hello from text',
-      'Get message from Server :  kim : <img src=x onerror=alert(1)>', 'Get message from Server :  kim left.']);
+      'Get message from Server :  kim : <img src=x onerror=alert(1)>',
+      'Get message from Server :  ann : <b>x</b> from socket.io',
+      'Get message from Server :  wendy : <b>x</b> from the websocket page',
+      'Get message from Server :  kim : <b>x</b> from json', 'sent : <b>x</b> from text',
+      'Get message from Server :  kim left.']);
     await ann.context.close();
     await ws.context.close();
   } finally {
     await server.stop();
+  }
+});
+
+// Issue #15: a person using our page sees every line exactly once, in order, across a
+// network blip and a server restart, with nothing lost or doubled where the history it
+// fetches meets the live chat.
+test('our page misses no line and doubles none across a blip and a server restart', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'chatterbox-restart-'));
+  const db = path.join(dir, 'kept.db');
+  // The rate limit off: bob talks as fast as his lines come back.
+  const args = ['--db', db, '--rate-lines-per-sec', '0'];
+  let server = await startServer(args);
+  try {
+    const alice = await openAs(server.url, 'alice');
+    await expectLines(alice, ['alice님이 접속하였습니다.']);
+    const bob = await openAs(server.url, 'bob');
+    await expectLines(bob, ['bob님이 접속하였습니다.']);
+    let kim = terminalClient('tcp-json/socket-client.js', server);
+    await kim.answer('Name : ', 'kim');
+    await kim.expectLines(['Name : kim connected!']);
+    const chat = (visitor) => visitor.page.locator('#log li:is(.message, .mine)').allInnerTexts();
+    const expectChat = async (visitor, expected, ms) => {
+      await within(until(async () => (await chat(visitor)).length >= expected.length, `${expected.length} lines`),
+        `${expected.length} chat lines`, ms);
+      assert.deepEqual(await chat(visitor), expected);
+    };
+    const say = async (visitor, text) => {
+      await visitor.page.fill('#test', text);
+      await visitor.page.press('#test', 'Enter');
+    };
+    const said = [];
+    // Each line once the one before has arrived everywhere: lines of different clients
+    // have no order of their own.
+    const everyone = async (line) => {
+      said.push(line);
+      await expectChat(alice, said);
+      await expectChat(bob, said);
+    };
+    await say(alice, 'before the blip');
+    await everyone('alice : before the blip');
+    kim.type('from the terminal');
+    await everyone('kim : from the terminal');
+    await say(bob, 'see you');
+    await everyone('bob : see you');
+
+    // Alice's network goes away, and the server restarts on the same history.
+    await alice.context.setOffline(true);
+    const port = server.ports.http;
+    await server.stop();
+    server = await startServer([...args, '--port', String(port)]);
+    await until(async () => await bob.page.locator('#state').getAttribute('data-state') === 'connected',
+      'bob back');
+    kim = terminalClient('tcp-json/socket-client.js', server);
+    await kim.answer('Name : ', 'kim');
+    await kim.expectLines(['Name : kim connected!']);
+    // The others go on without her.
+    const missed = ['bob : while alice is away', 'kim : she will see this'];
+    await say(bob, 'while alice is away');
+    said.push(missed[0]);
+    await expectChat(bob, said);
+    kim.type('she will see this');
+    said.push(missed[1]);
+    await expectChat(bob, said);
+    assert.equal(await alice.page.locator('#state').getAttribute('data-state'), 'disconnected');
+    assert.deepEqual(await chat(alice), said.slice(0, -2));
+
+    // She comes back while bob goes on talking, a line as soon as the one before has
+    // reached him, up to ten after her page says it is connected: the lines she missed
+    // (fetched) and the live ones meet.
+    await alice.context.setOffline(false);
+    const aliceConnected = async () => await alice.page.locator('#state').getAttribute('data-state') === 'connected';
+    for (let n = 1, after = 0; after < 10; n += 1) {
+      // socket.io-client waits up to 5 s (and a random half more) between tries.
+      assert.ok(n <= 400, 'alice did not reconnect');
+      await say(bob, `burst ${n}`);
+      said.push(`bob : burst ${n}`);
+      await expectChat(bob, said);
+      if (await aliceConnected()) after += 1;
+    }
+    await expectChat(alice, said);
+    await say(alice, 'back, and I saw it all');
+    await everyone('alice : back, and I saw it all');
+    kim.type('welcome back');
+    await everyone('kim : welcome back');
+    assert.deepEqual(alice.alerts, []);
+    await alice.page.screenshot({ path: path.join(screenshots, 'no-line-missed.png') });
+    await alice.context.close();
+    await bob.context.close();
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -21,11 +21,12 @@ export function within(promise, what, ms = WAIT_MS) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-// Starts the binary with `args` on 127.0.0.1, port 0, and waits for its "listening" line.
-// Its history is in a new directory of its own (removed when it stops) unless `args`
-// says where.
+// Starts the binary with `args` on 127.0.0.1, port 0 (HTTP: unless `args` sets
+// `--port`), and waits for its "listening" line. Its history is in a new directory of
+// its own (removed when it stops) unless `args` says where.
 export async function startServer(args = []) {
-  const ports = ['--port', '0', '--ws-port', '0', '--tcp-json-port', '0', '--tcp-text-port', '0'];
+  const http = args.includes('--port') ? [] : ['--port', '0'];
+  const ports = [...http, '--ws-port', '0', '--tcp-json-port', '0', '--tcp-text-port', '0'];
   const dir = mkdtempSync(path.join(os.tmpdir(), 'chatterbox-'));
   const db = args.includes('--db') || args.includes('--no-history') ? [] : ['--db', path.join(dir, 'chatterbox.db')];
   const child = spawn(binary, ['--host', '127.0.0.1', ...ports, ...db, ...args], {
@@ -70,11 +71,15 @@ export async function startServer(args = []) {
   };
 }
 
-// A Socket.IO client that queues every event it receives, in order.
+// A Socket.IO client that queues every event it receives, in order. The `id` of a
+// chat line's `update` (its history id, when the server keeps one) is taken out of the
+// payload, so that tests compare what PROTOCOLS.md says; it must be a number, and
+// `lineIds` has them all, in order.
 export class Client {
   constructor(url, options = {}, ioFn = io) {
     this.events = [];
     this.waiters = [];
+    this.lineIds = [];
     this.socket = ioFn(url, { reconnection: false, forceNew: true, ...options });
     for (const event of ['connect', 'disconnect', 'connect_error', 'update', 'error']) {
       this.socket.on(event, (data) => this.push(event, data));
@@ -82,6 +87,12 @@ export class Client {
   }
 
   push(event, data) {
+    if (event === 'update' && data && data.type === 'message' && 'id' in data) {
+      const { id, ...update } = data;
+      assert.equal(typeof id, 'number', `a line id, got ${JSON.stringify(id)}`);
+      this.lineIds.push(id);
+      data = update;
+    }
     const waiter = this.waiters.shift();
     if (waiter) waiter({ event, data });
     else this.events.push({ event, data });

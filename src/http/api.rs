@@ -5,8 +5,16 @@
 //! The lines are the `limit` latest (default 100, capped at 1000) with an id below
 //! `before` (default: all), oldest first; `older` is the `before` of the previous page,
 //! `null` when there is none. `time` is RFC 3339 (UTC, milliseconds); `protocol` is
-//! `socketio`, `websocket`, `tcp-json` or `tcp-text`. A bad parameter gets a 400 and
-//! `{"error": "<why>"}`; without a history (`--no-history`), a 404 and the same shape.
+//! `socketio`, `websocket`, `tcp-json` or `tcp-text`.
+//!
+//! `GET /api/history?after=ID&limit=N`: what came after line `ID` (a client catching up,
+//! with the `id` of the last line it has: Socket.IO `update`s carry it):
+//! `{"lines": […], "newer": ID | null}`, the `limit` oldest lines with an id above `ID`,
+//! oldest first; `newer` is the `after` of the next page, `null` when these are the
+//! latest. `before` and `after` together are refused.
+//!
+//! A bad parameter gets a 400 and `{"error": "<why>"}`; without a history
+//! (`--no-history`), a 404 and the same shape.
 //!
 //! `GET /api/members`: `{"count": N, "members": [{"name", "protocol", "since"}, …]}`,
 //! the named members present now, in the order they connected (`since`: RFC 3339).
@@ -33,6 +41,10 @@ enum ApiError {
     Limit,
     #[error("before must be a line id (a whole number)")]
     Before,
+    #[error("after must be a line id (a whole number)")]
+    After,
+    #[error("before and after cannot be asked together: one page goes one way")]
+    BothWays,
     #[error("the history is off on this server")]
     NoHistory,
     #[error("the history cannot be read now")]
@@ -42,7 +54,9 @@ enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self {
-            ApiError::Limit | ApiError::Before => StatusCode::BAD_REQUEST,
+            ApiError::Limit | ApiError::Before | ApiError::After | ApiError::BothWays => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::NoHistory => StatusCode::NOT_FOUND,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -69,16 +83,25 @@ async fn read_history(lobby: &Lobby, query: &HashMap<String, String>) -> Result<
             Ok(limit) => usize::try_from(limit).map_or(MAX_PAGE_LINES, |l| l.min(MAX_PAGE_LINES)),
         },
     };
-    let before = match query.get("before") {
-        None => None,
-        Some(before) => Some(before.parse::<i64>().map_err(|_| ApiError::Before)?),
+    let id = |name: &str, refusal: ApiError| match query.get(name) {
+        None => Ok(None),
+        Some(id) => id.parse::<i64>().map(Some).map_err(|_| refusal),
     };
+    let before = id("before", ApiError::Before)?;
+    let after = id("after", ApiError::After)?;
+    if before.is_some() && after.is_some() {
+        return Err(ApiError::BothWays);
+    }
     if !lobby.has_history() {
         return Err(ApiError::NoHistory);
     }
-    // One more than asked tells whether there is an older page.
+    // One more than asked tells whether there is another page.
     let reader = lobby.clone();
-    let read = tokio::task::spawn_blocking(move || reader.history_page(before, limit + 1)).await;
+    let read = tokio::task::spawn_blocking(move || match after {
+        Some(after) => reader.history_after(after, limit + 1),
+        None => reader.history_page(before, limit + 1),
+    })
+    .await;
     let mut lines = match read {
         Ok(None) => return Err(ApiError::NoHistory),
         Ok(Some(Ok(lines))) => lines,
@@ -92,6 +115,14 @@ async fn read_history(lobby: &Lobby, query: &HashMap<String, String>) -> Result<
         }
     };
     let more = lines.len() > limit;
+    if after.is_some() {
+        lines.truncate(limit);
+        let newer = more.then(|| lines.last().map(|line| line.id)).flatten();
+        return Ok(json!({
+            "lines": lines.iter().map(line_json).collect::<Vec<_>>(),
+            "newer": newer,
+        }));
+    }
     if more {
         lines.remove(0);
     }

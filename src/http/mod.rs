@@ -431,6 +431,14 @@ async fn metrics() -> Response {
     }
 }
 
+/// `GET /healthz`: `{"status": "ok", "members": N, "connections": C}`: `members` the
+/// named lobby members (as the protocols count them), `connections` every connection in
+/// the lobby, named or not (a Socket.IO socket before its `newUser`, or one that only
+/// uses the two-person rooms).
 async fn healthz(State(lobby): State<Lobby>) -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "members": lobby.member_count() }))
+    Json(json!({
+        "status": "ok",
+        "members": lobby.member_count(),
+        "connections": lobby.connection_count(),
+    }))
 }

@@ -17,14 +17,14 @@ pub enum Event {
     Joined {
         /// The member's name.
         name: Arc<str>,
-        /// Connections in the lobby after the join.
+        /// Named members in the lobby after the join (unnamed connections not counted).
         members: usize,
     },
     /// A named member left (disconnected, or was cut off as a slow consumer).
     Left {
         /// The member's last name.
         name: Arc<str>,
-        /// Connections in the lobby after the leave.
+        /// Named members in the lobby after the leave.
         members: usize,
     },
     /// A chat line.
@@ -47,9 +47,14 @@ pub enum Event {
 pub(crate) struct Delivery {
     event: Event,
     encoded: [OnceLock<Bytes>; Protocol::ALL.len()],
+    /// The WebSocket encoding for browser pages (escaped), besides the one for programs.
+    for_page: OnceLock<Bytes>,
     /// The event as a JSON value, for a protocol whose library does the framing
     /// (Socket.IO's `emit`): it then copies these bytes instead of serialising anew.
     json: OnceLock<Box<RawValue>>,
+    /// The history id of the event's chat line, set once the log has stored it (before
+    /// the delivery is fanned out, so that every encoding can carry it).
+    line_id: OnceLock<i64>,
 }
 
 impl Delivery {
@@ -57,8 +62,24 @@ impl Delivery {
         Arc::new(Self {
             event,
             encoded: Default::default(),
+            for_page: OnceLock::new(),
             json: OnceLock::new(),
+            line_id: OnceLock::new(),
         })
+    }
+
+    /// A delivery of a stored chat line with history id `id`.
+    pub(crate) fn stored(event: Event, id: i64) -> Arc<Self> {
+        let delivery = Self::new(event);
+        delivery.set_line_id(id);
+        delivery
+    }
+
+    /// Records the history id of the event's line; before any receiver encodes it.
+    pub(crate) fn set_line_id(&self, id: i64) {
+        if self.line_id.set(id).is_err() {
+            tracing::error!(id, "a delivery's line id was set twice");
+        }
     }
 
     /// The event.
@@ -79,10 +100,20 @@ impl Delivery {
             .clone()
     }
 
-    /// The event as a JSON value: `encode` runs once per delivery, every other receiver
-    /// shares it.
-    pub(crate) fn json(&self, encode: impl FnOnce(&Event) -> Box<RawValue>) -> &RawValue {
-        self.json.get_or_init(|| encode(&self.event))
+    /// The event as a WebSocket page sees it (see `crate::protocols::websocket`):
+    /// `encode` runs once per delivery, every other such receiver shares its bytes.
+    pub(crate) fn encoded_for_page(&self, encode: impl FnOnce(&Event) -> Bytes) -> Bytes {
+        self.for_page.get_or_init(|| encode(&self.event)).clone()
+    }
+
+    /// The event as a JSON value: `encode` runs once per delivery (with the history id
+    /// of its line, if it was stored), every other receiver shares it.
+    pub(crate) fn json(
+        &self,
+        encode: impl FnOnce(&Event, Option<i64>) -> Box<RawValue>,
+    ) -> &RawValue {
+        self.json
+            .get_or_init(|| encode(&self.event, self.line_id.get().copied()))
     }
 }
 

@@ -1,9 +1,9 @@
 //! Fan-out: a batch of events to every member in order, the replay to a new member,
 //! and the cut-off of slow consumers.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::table::Table;
 use super::{Delivery, Entry, Event, Outbox, OutboxRefusal};
 use crate::log::StoredLine;
 use crate::protocol::Protocol;
@@ -18,7 +18,13 @@ pub(crate) struct Outgoing {
     pub(super) line_id: Option<i64>,
     /// A member and the lines replayed to it just before the event.
     pub(super) replay: Option<(u64, Vec<StoredLine>)>,
+    /// Told the line's history id (`None`: not stored) at the place in the sender's
+    /// stream where its own line would be, for a sender whose protocol does not echo.
+    pub(super) stored: Option<Stored>,
 }
+
+/// What a sender is told once its line is on its way: the line's history id, if stored.
+pub(crate) type Stored = Box<dyn FnOnce(Option<i64>) + Send + 'static>;
 
 impl Outgoing {
     pub(super) fn new(event: Event, from: Option<u64>) -> Self {
@@ -27,6 +33,7 @@ impl Outgoing {
             from,
             line_id: None,
             replay: None,
+            stored: None,
         }
     }
 }
@@ -40,7 +47,7 @@ impl Outgoing {
 /// once per event. With thousands of members that is most of a delivery's cost (a burst
 /// of joins: each is announced to everyone). Each member still sees the batch in order.
 pub(super) fn fan_out(
-    members: &mut HashMap<u64, Entry>,
+    members: &mut Table,
     metrics: &LobbyMetrics,
     mut batch: Vec<Outgoing>,
 ) -> Vec<Arc<dyn Outbox>> {
@@ -57,6 +64,9 @@ pub(super) fn fan_out(
                     entry.first_live_line = out.line_id;
                 }
                 if out.from == Some(id) && !entry.protocol.echoes_own_lines() {
+                    if let Some(stored) = out.stored.take() {
+                        stored(out.line_id);
+                    }
                     continue;
                 }
                 match entry.outbox.offer(&out.delivery) {
@@ -98,18 +108,18 @@ pub(super) fn fan_out(
 /// leave to announce if it had a name (counting those who stay). `None` if it is
 /// not there (cut off already).
 pub(super) fn remove_member(
-    members: &mut HashMap<u64, Entry>,
+    members: &mut Table,
     metrics: &LobbyMetrics,
     id: u64,
 ) -> Option<(Entry, Option<Event>)> {
     let entry = members.remove(&id)?;
     let protocol = entry.protocol.index();
-    metrics.members[protocol].decrement(1.0);
     let left = entry.name.clone().map(|name| {
+        metrics.members[protocol].decrement(1.0);
         metrics.leaves[protocol].increment(1);
         Event::Left {
             name,
-            members: members.len(),
+            members: members.named(),
         }
     });
     Some((entry, left))
@@ -130,7 +140,7 @@ fn replay(entry: &Entry, mut lines: Vec<StoredLine>) {
             origin: line.protocol,
             raw: None,
         };
-        if let Err(refusal) = entry.outbox.offer(&Delivery::new(event)) {
+        if let Err(refusal) = entry.outbox.offer(&Delivery::stored(event, line.id)) {
             tracing::warn!(
                 sent,
                 total,
@@ -169,7 +179,7 @@ mod tests {
             Recorder::default(),
         );
         *bob.room.lock().unwrap() = Some(1);
-        let mut members = HashMap::new();
+        let mut members = Table::default();
         for (id, name, outbox) in [(1, "ann", &ann), (2, "bob", &bob), (3, "cat", &cat)] {
             let entry = Entry {
                 protocol: Protocol::SocketIo,

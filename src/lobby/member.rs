@@ -8,7 +8,7 @@ use super::fanout::cut_off;
 use super::names::{clean_name, clean_room_name};
 use super::rate::Bucket;
 use super::rooms::Seat;
-use super::{Event, Lobby, LobbyError};
+use super::{Event, Lobby, LobbyError, Stored};
 use crate::protocol::Protocol;
 
 /// One connection's place in the lobby. Dropping it leaves the lobby (announced if the
@@ -36,14 +36,17 @@ impl Member {
         let name = clean_name(raw, self.lobby.inner.limits.max_name_chars);
         let cut = {
             let mut members = self.lobby.lock();
-            let entry = members.get_mut(&self.id).ok_or(LobbyError::Gone)?;
+            let entry = members.get(&self.id).ok_or(LobbyError::Gone)?;
             // The first name is part of connecting; a rename is announced to everyone
             // like a line, and costs one.
             if entry.name.is_some() {
                 self.rate.check()?;
             }
-            let first = entry.name.replace(name.clone()).is_none();
             let protocol = entry.protocol;
+            let first = members.name(self.id, name.clone()).is_none();
+            if first {
+                self.lobby.inner.metrics.members[protocol.index()].increment(1.0);
+            }
             tracing::info!(member = self.id, %name, protocol = protocol.as_str(), "joined");
             self.lobby.inner.metrics.joins[protocol.index()].increment(1);
             let replay_to = (first
@@ -52,7 +55,7 @@ impl Member {
                 .then_some(self.id);
             let event = Event::Joined {
                 name: name.clone(),
-                members: members.len(),
+                members: members.named(),
             };
             self.lobby.announce_presence(&mut members, event, replay_to)
         };
@@ -63,7 +66,14 @@ impl Member {
 
     /// Relays a chat line under the member's stored name.
     pub(crate) fn say(&self, text: &str) -> Result<(), LobbyError> {
-        self.relay(None, text, None)
+        self.relay(None, text, None, None)
+    }
+
+    /// [`Member::say`], then `stored` is told the line's history id (`None` without a
+    /// history) where the line would be in the member's own stream: for a protocol that
+    /// does not echo, whose client learns so which stored line is its own.
+    pub(crate) fn say_then(&self, text: &str, stored: Stored) -> Result<(), LobbyError> {
+        self.relay(None, text, None, Some(stored))
     }
 
     /// Relays a chat line under `claimed_name` (cleaned), for protocols whose clients
@@ -76,6 +86,7 @@ impl Member {
             )),
             text,
             None,
+            None,
         )
     }
 
@@ -87,7 +98,7 @@ impl Member {
             .strip_suffix('\n')
             .map(|line| line.strip_suffix('\r').unwrap_or(line))
             .unwrap_or(&decoded);
-        self.relay(None, text, Some(chunk.clone()))
+        self.relay(None, text, Some(chunk.clone()), None)
     }
 
     fn relay(
@@ -95,6 +106,7 @@ impl Member {
         rename: Option<Arc<str>>,
         text: &str,
         raw: Option<Bytes>,
+        stored: Option<Stored>,
     ) -> Result<(), LobbyError> {
         self.rate.check()?;
         self.lobby.check_message(text)?;
@@ -114,10 +126,10 @@ impl Member {
             };
             let cut = self
                 .lobby
-                .announce(&mut members, event, Some(self.id), None)?;
+                .announce(&mut members, event, Some(self.id), None, stored)?;
             self.lobby.inner.metrics.lines_in[protocol.index()].increment(1);
-            if let (Some(name), Some(entry)) = (rename, members.get_mut(&self.id)) {
-                entry.name = Some(name);
+            if let Some(name) = rename {
+                members.name(self.id, name);
             }
             cut
         };

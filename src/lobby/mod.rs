@@ -12,8 +12,11 @@
 //!   is a slow consumer: it is removed from the lobby, announced as left to the others, and
 //!   cut off ([`Outbox::cut_off`]). Nobody else waits for it. Its leave is announced
 //!   after the batch of events in which it was found slow.
-//! - A member that never named itself is present (it receives events and counts as a
-//!   connection) but its arrival and departure are not announced.
+//! - A member that never named itself is a connection, not a member: it receives events
+//!   (a Socket.IO socket gets the lobby's `update`s from its connection, as every socket
+//!   did from the original server, even one that only uses the two-person rooms), but it
+//!   is not counted ([`Lobby::member_count`], the counts in `Joined` and `Left`) and its
+//!   arrival and departure are not announced. [`Lobby::connection_count`] counts both.
 //!
 //! With a history ([`Lobby::with_history`]), every event goes through the lobby's
 //! [`Log`] instead of straight to the outboxes: chat lines are committed to disk
@@ -36,8 +39,8 @@ pub(crate) mod names;
 pub(crate) mod presence;
 pub(crate) mod rate;
 pub(crate) mod rooms;
+mod table;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -56,9 +59,11 @@ use crate::log::{self, Committed, Log, NewLine, Queued, Sequencer, Store, Stored
 use crate::protocol::Protocol;
 use crate::refusals::Refusals;
 use crate::telemetry::LobbyMetrics;
+pub(crate) use fanout::Stored;
 use fanout::{Outgoing, cut_off, fan_out, remove_member};
 use rate::Bucket;
 use rooms::Rooms;
+use table::Table;
 
 /// A handle to the lobby. Cheap to clone; all clones share one lobby.
 #[derive(Clone)]
@@ -69,7 +74,7 @@ pub(crate) struct Lobby {
 struct Inner {
     limits: Limits,
     next_id: AtomicU64,
-    members: Mutex<HashMap<u64, Entry>>,
+    members: Mutex<Table>,
     rooms: Rooms,
     /// Set once the server shuts down: members leave silently from then on.
     closed: AtomicBool,
@@ -102,7 +107,7 @@ impl Inner {
             refusals: Refusals::new(limits.log_fold),
             limits,
             next_id: AtomicU64::new(1),
-            members: Mutex::new(HashMap::new()),
+            members: Mutex::new(Table::default()),
             rooms: Rooms::default(),
             closed: AtomicBool::new(false),
             metrics: LobbyMetrics::new(),
@@ -181,19 +186,34 @@ impl Lobby {
         Some(log.page(before, limit))
     }
 
+    /// Up to `limit` stored lines after id `after`, oldest first; `None` without a
+    /// history. Blocking: call it from `spawn_blocking`.
+    pub(crate) fn history_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Option<Result<Vec<StoredLine>, log::HistoryError>> {
+        let log = self.inner.log.as_ref()?;
+        Some(log.page_after(after, limit))
+    }
+
     /// Sends `event` on its way: straight to every member, or through the log. Called
     /// with the members' lock held, so that the log's order is the lobby's. Returns the
     /// outboxes to cut off once the lock is released.
     fn announce(
         &self,
-        members: &mut HashMap<u64, Entry>,
+        members: &mut Table,
         event: Event,
         from: Option<u64>,
         replay_to: Option<u64>,
+        stored: Option<Stored>,
     ) -> Result<Vec<Arc<dyn Outbox>>, QueueFull> {
         let Some(log) = &self.inner.log else {
-            let batch = vec![Outgoing::new(event, from)];
-            return Ok(fan_out(members, &self.inner.metrics, batch));
+            let out = Outgoing {
+                stored,
+                ..Outgoing::new(event, from)
+            };
+            return Ok(fan_out(members, &self.inner.metrics, vec![out]));
         };
         let line = match &event {
             Event::Message {
@@ -212,6 +232,7 @@ impl Lobby {
         };
         let item = Outgoing {
             replay: replay_to.map(|to| (to, Vec::new())),
+            stored,
             ..Outgoing::new(event, from)
         };
         log.append(Queued { item, line, replay })?;
@@ -222,11 +243,11 @@ impl Lobby {
     /// lines count against its queue).
     fn announce_presence(
         &self,
-        members: &mut HashMap<u64, Entry>,
+        members: &mut Table,
         event: Event,
         replay_to: Option<u64>,
     ) -> Vec<Arc<dyn Outbox>> {
-        self.announce(members, event, None, replay_to)
+        self.announce(members, event, None, replay_to, None)
             .unwrap_or_default()
     }
 
@@ -237,6 +258,9 @@ impl Lobby {
             .map(|done| {
                 let mut out = done.item;
                 out.line_id = done.id;
+                if let Some(id) = done.id {
+                    out.delivery.set_line_id(id);
+                }
                 if let Some((_, lines)) = &mut out.replay {
                     *lines = done.replayed;
                 }
@@ -279,15 +303,15 @@ impl Lobby {
         let cut = {
             let mut members = self.lock();
             members.insert(id, entry);
-            self.inner.metrics.members[protocol.index()].increment(1.0);
             tracing::debug!(member = id, protocol = protocol.as_str(), "connected");
             match name {
                 Some(name) => {
                     tracing::info!(member = id, %name, protocol = protocol.as_str(), "joined");
+                    self.inner.metrics.members[protocol.index()].increment(1.0);
                     self.inner.metrics.joins[protocol.index()].increment(1);
                     let event = Event::Joined {
                         name,
-                        members: members.len(),
+                        members: members.named(),
                     };
                     self.announce_presence(&mut members, event, None)
                 }
@@ -311,8 +335,15 @@ impl Lobby {
         self.inner.closed.store(true, Ordering::SeqCst);
     }
 
-    /// Connections in the lobby now, named or not.
+    /// Named members in the lobby now: those the protocols count (a Socket.IO socket
+    /// from its `newUser`, a TCP JSON client from its `CONNECT`, a WebSocket or TCP text
+    /// client from its connection).
     pub(crate) fn member_count(&self) -> usize {
+        self.lock().named()
+    }
+
+    /// Connections in the lobby now, named or not.
+    pub(crate) fn connection_count(&self) -> usize {
         self.lock().len()
     }
 
@@ -327,7 +358,7 @@ impl Lobby {
         Ok(())
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, Table> {
         crate::locks::lock(&self.inner.members)
     }
 
@@ -483,9 +514,9 @@ pub(crate) mod tests {
             a.say("hi").unwrap();
             assert_eq!(
                 b_box.take_when(3),
-                [joined("ann", 2), joined("bob", 2), said("ann", "hi")]
+                [joined("ann", 1), joined("bob", 2), said("ann", "hi")]
             );
-            assert_eq!(a_box.take_when(2), [joined("ann", 2), joined("bob", 2)]);
+            assert_eq!(a_box.take_when(2), [joined("ann", 1), joined("bob", 2)]);
             drop(a);
             assert_eq!(b_box.take_when(1), [left("ann", 1)]);
             assert_eq!(lobby.member_count(), 1);
@@ -512,7 +543,9 @@ pub(crate) mod tests {
                 Err(LobbyError::MessageTooLong { max: 3 })
             );
             talker.say("가나다").unwrap();
-            assert_eq!(watcher.take_when(2), [joined("t", 2), said("t", "가나다")]);
+            // The unnamed watcher hears the lobby but is not counted in it.
+            assert_eq!(watcher.take_when(2), [joined("t", 1), said("t", "가나다")]);
+            assert_eq!((lobby.member_count(), lobby.connection_count()), (1, 2));
         });
     }
 
@@ -524,7 +557,7 @@ pub(crate) mod tests {
             let s = lobby.join(Protocol::SocketIo, slow.clone());
             s.set_name("slow").unwrap();
             f.set_name("fast").unwrap();
-            assert_eq!(fast.take_when(2), [joined("slow", 2), joined("fast", 2)]);
+            assert_eq!(fast.take_when(2), [joined("slow", 1), joined("fast", 2)]);
             slow.take_when(2);
             *slow.refuse.lock().unwrap() = Some(OutboxRefusal::Full);
             f.say("one").unwrap();
@@ -547,7 +580,7 @@ pub(crate) mod tests {
             let s = lobby.join(Protocol::SocketIo, stays.clone());
             let goes = lobby.join(Protocol::SocketIo, Recorder::default());
             goes.set_name("goes").unwrap();
-            assert_eq!(stays.take_when(1), [joined("goes", 2)]);
+            assert_eq!(stays.take_when(1), [joined("goes", 1)]);
             lobby.close();
             drop(goes);
             // The next thing `stays` hears is its own join: no leave before it.
@@ -578,7 +611,7 @@ pub(crate) mod tests {
         let heard = bob_box.take_when(4);
         assert_eq!(
             heard,
-            [joined("ann", 2), joined("bob", 2), said("ann", "one"), two]
+            [joined("ann", 1), joined("bob", 2), said("ann", "one"), two]
         );
         let stored = lobby.history_page(None, 10).unwrap().unwrap();
         let lines: Vec<_> = stored

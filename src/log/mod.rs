@@ -27,6 +27,10 @@ pub(crate) trait Log<T>: Send + Sync + 'static {
     /// first. Blocking: call it from `spawn_blocking`.
     fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<StoredLine>, HistoryError>;
 
+    /// Up to `limit` stored lines after id `after` (the oldest of them), oldest first.
+    /// Blocking: call it from `spawn_blocking`.
+    fn page_after(&self, after: i64, limit: usize) -> Result<Vec<StoredLine>, HistoryError>;
+
     /// Stores and hands back everything queued, then stops. Blocking.
     fn finish(&self);
 }

@@ -367,6 +367,20 @@ impl Reader {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredLine>, HistoryError> {
+        self.read(Window::Before(before.unwrap_or(i64::MAX)), limit)
+    }
+
+    /// Up to `limit` lines after id `after` (the oldest of them), oldest first.
+    /// Blocking: call it from `spawn_blocking`.
+    pub(crate) fn page_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredLine>, HistoryError> {
+        self.read(Window::After(after), limit)
+    }
+
+    fn read(&self, window: Window, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
         let connection = match lock(&self.idle).pop() {
             Some(connection) => connection,
             None => Connection::open_with_flags(
@@ -375,7 +389,7 @@ impl Reader {
             )
             .map_err(HistoryError::Read)?,
         };
-        let page = read_page(&connection, before, limit).map_err(HistoryError::Read)?;
+        let page = read_window(&connection, window, limit).map_err(HistoryError::Read)?;
         let mut idle = lock(&self.idle);
         if idle.len() < IDLE_READERS {
             idle.push(connection);
@@ -384,16 +398,49 @@ impl Reader {
     }
 }
 
+/// Which lines a page holds.
+#[derive(Debug, Clone, Copy)]
+enum Window {
+    /// The latest with an id below this.
+    Before(i64),
+    /// The oldest with an id above this.
+    After(i64),
+}
+
 fn read_page(
     connection: &Connection,
     before: Option<i64>,
     limit: usize,
 ) -> rusqlite::Result<Vec<StoredLine>> {
-    let mut select = connection.prepare_cached(
-        "SELECT id, time_ms, name, protocol, text FROM lines
-         WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
-    let rows = select.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |row| {
+    read_window(
+        connection,
+        Window::Before(before.unwrap_or(i64::MAX)),
+        limit,
+    )
+}
+
+fn read_window(
+    connection: &Connection,
+    window: Window,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredLine>> {
+    let (mut select, from) = match window {
+        Window::Before(before) => (
+            connection.prepare_cached(
+                "SELECT id, time_ms, name, protocol, text FROM lines
+                 WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            )?,
+            before,
+        ),
+        Window::After(after) => (
+            connection.prepare_cached(
+                "SELECT id, time_ms, name, protocol, text FROM lines
+                 WHERE id > ?1 ORDER BY id ASC LIMIT ?2",
+            )?,
+            after,
+        ),
+    };
+    let rows = select.query_map(params![from, limit as i64], |row| {
         Ok(StoredLine {
             id: row.get(0)?,
             time_ms: row.get(1)?,
@@ -403,7 +450,9 @@ fn read_page(
         })
     })?;
     let mut page = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    page.reverse();
+    if let Window::Before(_) = window {
+        page.reverse();
+    }
     Ok(page)
 }
 
@@ -548,6 +597,10 @@ impl<T: Send + 'static> Log<T> for Sequencer<T> {
 
     fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
         self.reader.page(before, limit)
+    }
+
+    fn page_after(&self, after: i64, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
+        self.reader.page_after(after, limit)
     }
 
     fn finish(&self) {
@@ -874,6 +927,9 @@ mod tests {
         assert_eq!(page[0].text, "line 1");
         assert_eq!(page[39].text, "line 49");
         let older = reader.page(Some(page[2].id), 2).unwrap();
+        let newer = reader.page_after(page[0].id, 2).unwrap();
+        assert_eq!(newer, page[1..3]);
+        assert_eq!(reader.page_after(page[page.len() - 1].id, 2).unwrap(), []);
         assert_eq!(older, page[..2].to_vec());
     }
 

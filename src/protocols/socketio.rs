@@ -6,8 +6,9 @@
 //! |---|---|---|
 //! | client → server | `newUser` | the name, a string |
 //! | client → server | `message` | `{type: "message", message: "<text>"}` |
+//! | server → sender | ack of `message` | `{id}` (`{}` without a history): sent only if the client asked for one (our page), once the line is stored, where its own line would be among the others' |
 //! | server → client | `update` | `{type: "connect" \| "disconnect", name: "SERVER", message: "<X>님이 접속하였습니다." \| "<X>님이 나가셨습니다."}` |
-//! | server → client | `update` | `{type: "message", name: "<stored name>", message: "<text>"}` |
+//! | server → client | `update` | `{type: "message", name: "<stored name>", message: "<text>", id}`: `id` the line's `/api/history` id (an extra field original clients ignore; absent without a history) |
 //! | server → sender | `error` | `{message: "<why>"}`: its request was refused, nothing was relayed |
 //! | client → server | `members` | none: subscribe to the member list (our page; original clients never send it) |
 //! | server → subscriber | `members` | `{count, members: [{name, protocol, since}]}` (as `GET /api/members`), at once and after every change |
@@ -30,7 +31,9 @@
 //! over the connection limits is refused at the HTTP layer (see `crate::http`).
 //!
 //! Every socket joins the lobby when it connects (it receives `update`s before it names
-//! itself, as with the original server) and leaves it when it disconnects.
+//! itself, as with the original server, even if it only ever uses the rooms) and leaves
+//! it when it disconnects; it is counted as a member, and announced, from its first
+//! `newUser` on only.
 //!
 //! Event handlers run inline, in the order the socket's packets arrive: socketioxide
 //! spawns one task per event for `async` handlers, which may run a socket's second line
@@ -52,7 +55,7 @@ use axum::middleware;
 use serde::{Deserialize, Serialize};
 use serde_json::value::{RawValue, to_raw_value};
 use socketioxide::SocketIo;
-use socketioxide::extract::{Data, SocketRef};
+use socketioxide::extract::{AckSender, Data, SocketRef};
 use socketioxide::handler::{ConnectHandler, DisconnectHandler, MessageHandler, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{SendError, SocketError};
@@ -132,9 +135,9 @@ async fn detach_head(mut request: axum::extract::Request) -> axum::extract::Requ
     request
 }
 
-/// The `update` event's payload for `event`, encoded once per delivery and shared by
-/// every Socket.IO receiver.
-fn update(event: &Event) -> Box<RawValue> {
+/// The `update` event's payload for `event` (with `id`, a stored line's history id, on a
+/// chat line), encoded once per delivery and shared by every Socket.IO receiver.
+fn update(event: &Event, line_id: Option<i64>) -> Box<RawValue> {
     let (kind, name, message): (_, &str, Cow<str>) = match event {
         Event::Joined { name, .. } => {
             let says = format!("{name}님이 접속하였습니다.");
@@ -150,6 +153,7 @@ fn update(event: &Event) -> Box<RawValue> {
         kind,
         name,
         message: &message,
+        id: line_id,
     };
     // Strings only: serde_json has no way to fail on them.
     to_raw_value(&update).unwrap_or_else(|e| {
@@ -165,6 +169,17 @@ struct Update<'a> {
     kind: &'static str,
     name: &'a str,
     message: &'a str,
+    /// A chat line's history id; absent when it was not stored (`--no-history`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+}
+
+/// The acknowledgement of a `message` the client asked one for: the line's history id,
+/// absent when it was not stored.
+#[derive(Serialize)]
+struct Stored {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
 }
 
 /// What an `error` event carries.
@@ -391,11 +406,15 @@ impl From<Malformed> for RequestRefusal {
     }
 }
 
+/// An event handler run inline (see the module doc); it gets the event's ack id, if the
+/// client asked for an acknowledgement.
+type Handler = fn(&Arc<Socket>, &Member, Value, Option<i64>) -> Result<(), RequestRefusal>;
+
 /// An event handler run inline (see the module doc).
-struct OnEvent(fn(&Arc<Socket>, &Member, Value) -> Result<(), RequestRefusal>);
+struct OnEvent(Handler);
 
 impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
-    fn call(&self, socket: Arc<Socket>, data: Value, _ack_id: Option<i64>) {
+    fn call(&self, socket: Arc<Socket>, data: Value, ack_id: Option<i64>) {
         let Some(member) = socket.extensions.get::<Arc<Member>>() else {
             return; // disconnecting
         };
@@ -403,7 +422,7 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
             reason,
             why,
             disconnect,
-        }) = (self.0)(&socket, &member, data)
+        }) = (self.0)(&socket, &member, data, ack_id)
         {
             let who = Who::Member(member.id(), None);
             member
@@ -483,18 +502,46 @@ fn decode<T: serde::de::DeserializeOwned>(socket: &Arc<Socket>, mut data: Value)
         .map(|Data(value)| value)
 }
 
-fn new_user(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
+fn new_user(
+    socket: &Arc<Socket>,
+    member: &Member,
+    data: Value,
+    _ack: Option<i64>,
+) -> Result<(), RequestRefusal> {
     let raw: String = decode(socket, data).ok_or(Malformed::Name)?;
     member.set_name(&raw)?;
     Ok(())
 }
 
-fn message(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
+fn message(
+    socket: &Arc<Socket>,
+    member: &Member,
+    mut data: Value,
+    ack: Option<i64>,
+) -> Result<(), RequestRefusal> {
+    use socketioxide::handler::FromMessageParts;
+    let Ok(ack_sender) = AckSender::from_message_parts(socket, &mut data, &ack);
     let line: ChatLine = decode(socket, data).ok_or(Malformed::Line)?;
-    Ok(member.say(&line.message)?)
+    if ack.is_none() {
+        return Ok(member.say(&line.message)?);
+    }
+    // Our page asks, to know which stored line is its own (Socket.IO does not echo).
+    let ack = ack_sender;
+    let stored = move |id| {
+        if let Err(e) = ack.send(&Stored { id }) {
+            // Its queue is full (it is being cut off) or closing.
+            tracing::debug!("cannot acknowledge a line: {e}");
+        }
+    };
+    Ok(member.say_then(&line.message, Box::new(stored))?)
 }
 
-fn room(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
+fn room(
+    socket: &Arc<Socket>,
+    member: &Member,
+    data: Value,
+    _ack: Option<i64>,
+) -> Result<(), RequestRefusal> {
     let name: String = decode(socket, data).ok_or(Malformed::Room)?;
     let seat = SocketOutbox::new(socket);
     match member.take_seat(&name, seat) {
@@ -513,7 +560,12 @@ fn room(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), Reques
     }
 }
 
-fn room_line(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
+fn room_line(
+    socket: &Arc<Socket>,
+    member: &Member,
+    data: Value,
+    _ack: Option<i64>,
+) -> Result<(), RequestRefusal> {
     let line: String = decode(socket, data).ok_or(Malformed::RoomLine)?;
     Ok(member.say_in_room(&line)?)
 }

@@ -6,15 +6,17 @@
 //! |---|---|
 //! | client → server | `{"name":"<X>","msg":"<text>"}`: a line; the name travels with every line |
 //! | server → client | `{"type":"message","name":"<X>","msg":"<text>"}`: a line of anyone in the lobby, the client's own included |
-//! | server → client | `{"type":"notification","msg":"새로운 유저 접속 [현재 : N명]"}`: someone joined (the client itself included), N counts the whole lobby |
+//! | server → client | `{"type":"notification","msg":"새로운 유저 접속 [현재 : N명]"}`: someone joined (the client itself included), N counts the lobby's named members (a Socket.IO socket from its `newUser` on) |
 //! | server → client | `{"type":"notification","msg":"유저 연결 해제 [현재 : N명]"}`: someone left |
 //! | server → client | `{"type":"error","msg":"<why>"}`: the client's frame was refused, nothing was relayed |
 //!
-//! `name` and `msg` of `message` frames are HTML-escaped (`& < > " '`): the one
-//! WebSocket client, the original page, inserts them into the page with `innerHTML`, so
-//! escaped they show exactly as typed, and nothing anyone types on any protocol runs in
-//! that page. The server cannot fix that page; this keeps the one lobby from making it
-//! worse.
+//! A `message` frame carries the name and the text exactly as they were sent, with one
+//! exception: for a connection whose upgrade request carried an `Origin` header (a page
+//! in a browser: browsers always send one, programs usually do not), `name` and `msg`
+//! are HTML-escaped (`& < > " '`). The original WebSocket page inserts frames with
+//! `innerHTML`; escaped, they show exactly as typed, and nothing anyone types on any
+//! protocol runs in that page. The server cannot fix that page; this keeps the one lobby
+//! from making it worse, without changing the text for programs.
 //!
 //! A connection is in the lobby as `guest-<n>` from its first moment; a line's `name`
 //! (cleaned like every name) becomes its name from then on. A message over
@@ -93,8 +95,19 @@ struct Line {
 
 const NOT_A_LINE: &str = r#"expected a text frame {"name": "<name>", "msg": "<text>"}"#;
 
-/// A lobby event as a WebSocket client sees it.
+/// A lobby event as a WebSocket program sees it (a connection without `Origin`): the
+/// text exactly as sent.
 pub fn encode(event: &Event) -> Bytes {
+    encode_with(event, |text| Cow::Borrowed(text))
+}
+
+/// A lobby event as a WebSocket page sees it (a connection whose upgrade carried an
+/// `Origin`): names and texts HTML-escaped, for a page that inserts them as HTML.
+pub fn encode_for_page(event: &Event) -> Bytes {
+    encode_with(event, escape_html)
+}
+
+fn encode_with(event: &Event, text_of: fn(&str) -> Cow<'_, str>) -> Bytes {
     let notice;
     let frame = match event {
         Event::Joined { members, .. } => {
@@ -106,7 +119,7 @@ pub fn encode(event: &Event) -> Bytes {
             Outgoing::Notification { msg: &notice }
         }
         Event::Message { name, text, .. } => {
-            let (name, msg) = (escape_html(name), escape_html(text));
+            let (name, msg) = (text_of(name), text_of(text));
             return to_json(&Outgoing::Message {
                 name: &name,
                 msg: &msg,
@@ -187,10 +200,13 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         .max_frame_size(Some(limits.max_ws_message_bytes));
     let origins = limits.allowed_origins.clone();
     let refusals = lobby.refusals().clone();
+    let mut from_page = false;
     // The signature is tungstenite's handshake callback's.
     #[allow(clippy::result_large_err)]
-    let admit =
-        move |request: &Request, response| admit(&origins, &refusals, peer, request, response);
+    let admit = |request: &Request, response| {
+        from_page = request.headers().contains_key("origin");
+        admit(&origins, &refusals, peer, request, response)
+    };
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, admit, Some(config));
     let socket = tokio::select! {
         () = shutdown.cancelled() => return,
@@ -219,7 +235,11 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                         // Everything already queued goes out with one flush.
                         let mut next = Some(delivery);
                         while let Some(delivery) = next {
-                            let json = delivery.encoded(Protocol::WebSocket, encode);
+                            let json = if from_page {
+                                delivery.encoded_for_page(encode_for_page)
+                            } else {
+                                delivery.encoded(Protocol::WebSocket, encode)
+                            };
                             telemetry::bytes_out(Protocol::WebSocket, json.len());
                             if sink.feed(text_frame(json)).await.is_err() {
                                 return None;
@@ -324,8 +344,14 @@ mod tests {
             raw: None,
         };
         assert_eq!(
-            encode(&line),
+            encode_for_page(&line),
             r#"{"type":"message","name":"&lt;b&gt;kim&lt;/b&gt;","msg":"&quot;hi&quot; &amp; &#39;bye&#39;\n"}"#
         );
+        assert_eq!(
+            encode(&line),
+            r#"{"type":"message","name":"<b>kim</b>","msg":"\"hi\" & 'bye'\n"}"#
+        );
+        // Notices carry no client text: the same for pages and programs.
+        assert_eq!(encode_for_page(&joined), encode(&joined));
     }
 }

@@ -83,7 +83,7 @@ pub async fn connect(kind: Kind, at: &Addresses, name: &str) -> (Sender, Receive
             let url = format!("http://{}/", at.http);
             let mut client = Client::connect_to(url, TransportType::Any).await;
             client.name_amid_chat(name).await;
-            let Client { socket, events } = client;
+            let Client { socket, events, .. } = client;
             (Sender::Sio(socket), Receiver::Sio(events))
         }
         Kind::WebSocket => {

@@ -106,9 +106,15 @@ impl TestServer {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"))
     }
 
-    /// Polls `/healthz` until it reports `members` (a condition, not a delay).
+    /// Polls `/healthz` until it reports `members` named members (a condition, not a
+    /// delay).
     pub async fn wait_for_members(&self, members: usize) {
         wait_for_members(self.http, members).await;
+    }
+
+    /// Polls `/healthz` until it reports `connections` lobby connections, named or not.
+    pub async fn wait_for_connections(&self, connections: usize) {
+        wait_for_health(self.http, "connections", connections).await;
     }
 
     /// The addresses of its listeners (all of them on).
@@ -156,19 +162,25 @@ impl Drop for TestServer {
     }
 }
 
-/// Polls `/healthz` at `http` until it reports `members` (a condition, not a delay).
+/// Polls `/healthz` at `http` until it reports `members` named members (a condition,
+/// not a delay).
 pub async fn wait_for_members(http: SocketAddr, members: usize) {
+    wait_for_health(http, "members", members).await;
+}
+
+/// Polls `/healthz` at `http` until its field `field` is `count`.
+pub async fn wait_for_health(http: SocketAddr, field: &str, count: usize) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let body = http_get(http, "/healthz").await;
         let health: Value = serde_json::from_str(&body).expect("JSON");
-        if health["members"] == members {
+        if health[field] == count {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "members stayed {} (expected {members})",
-            health["members"]
+            "{field} stayed {} (expected {count})",
+            health[field]
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -331,9 +343,14 @@ pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> tokio::ne
 }
 
 /// A Socket.IO client that records every event it receives, in order.
+///
+/// The `id` of a chat line's `update` (its history id, when the server keeps one) is
+/// taken out of the payload as it is received, so that tests compare what PROTOCOLS.md
+/// says; it must be a number, and [`Client::line_ids`] has them all, in order.
 pub struct Client {
     socket: SioClient,
     events: mpsc::UnboundedReceiver<(String, Value)>,
+    line_ids: Vec<i64>,
 }
 
 impl Client {
@@ -376,7 +393,11 @@ impl Client {
             .connect()
             .await
             .expect("connect");
-        let mut client = Self { socket, events };
+        let mut client = Self {
+            socket,
+            events,
+            line_ids: Vec::new(),
+        };
         client.expect_event("connect").await;
         client
     }
@@ -439,12 +460,54 @@ impl Client {
             .await;
     }
 
-    /// The next event, whatever it is.
+    /// Sends a chat line as our page does, asking for an acknowledgement; returns it.
+    pub async fn say_with_ack(&self, text: &str) -> Value {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = std::sync::Mutex::new(Some(tx));
+        let callback = move |payload: Payload, _| {
+            if let Some(tx) = tx.lock().expect("ack sender").take() {
+                // rust_socketio hands an acknowledgement's arguments over as one array.
+                let value = match payload {
+                    Payload::Text(mut values) if values.len() == 1 => match values.remove(0) {
+                        Value::Array(mut args) if args.len() == 1 => args.remove(0),
+                        other => other,
+                    },
+                    other => json!(format!("{other:?}")),
+                };
+                let _ = tx.send(value);
+            }
+            async {}.boxed()
+        };
+        let line = json!({"type": "message", "message": text});
+        self.socket
+            .emit_with_ack("message", line, WAIT, callback)
+            .await
+            .expect("emit");
+        tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("an acknowledgement in time")
+            .expect("acknowledged")
+    }
+
+    /// The next event, whatever it is (a line's `id` taken out, see [`Client`]).
     pub async fn next(&mut self) -> (String, Value) {
-        tokio::time::timeout(WAIT, self.events.recv())
+        let (name, mut value) = tokio::time::timeout(WAIT, self.events.recv())
             .await
             .expect("an event in time")
-            .expect("client open")
+            .expect("client open");
+        if name == "update"
+            && value["type"] == "message"
+            && let Some(id) = value.as_object_mut().and_then(|update| update.remove("id"))
+        {
+            let id = id.as_i64().unwrap_or_else(|| panic!("a line id, got {id}"));
+            self.line_ids.push(id);
+        }
+        (name, value)
+    }
+
+    /// The ids of the chat lines received so far, in order.
+    pub fn line_ids(&self) -> &[i64] {
+        &self.line_ids
     }
 
     /// The next event must be `event`; returns its payload.
@@ -708,10 +771,23 @@ pub struct WsClient {
 }
 
 impl WsClient {
-    /// Connects to `ws://addr/`.
+    /// Connects to `ws://addr/` as a program does: without `Origin`.
     pub async fn connect(addr: Option<SocketAddr>) -> Self {
         let url = format!("ws://{}/", addr.expect("listener on"));
         let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        Self { socket }
+    }
+
+    /// Connects to `ws://addr/` as a browser page does: with `Origin: origin`.
+    pub async fn connect_from_page(addr: Option<SocketAddr>, origin: &str) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("ws://{}/", addr.expect("listener on"));
+        let mut request = url.into_client_request().expect("a request");
+        let origin = origin.parse().expect("an origin header");
+        request.headers_mut().insert("origin", origin);
+        let (socket, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("connect");
         Self { socket }

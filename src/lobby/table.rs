@@ -1,0 +1,117 @@
+//! The lobby's member table: every connection's [`Entry`], and how many of them are
+//! named (the lobby's members as the protocols count them: WebSocket notifications,
+//! `Event::Joined`/`Left`, `/healthz` `members`). The count is kept with the table, so
+//! reading it costs nothing however many members there are.
+//!
+//! Reading goes through `Deref` to the map; every change of who is in the table or
+//! whether an entry has a name goes through [`Table::insert`], [`Table::remove`] and
+//! [`Table::name`], which keep the count.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use super::Entry;
+
+/// The member table (see the module doc).
+#[derive(Default)]
+pub(super) struct Table {
+    entries: HashMap<u64, Entry>,
+    named: usize,
+}
+
+impl Table {
+    /// Named members in the table.
+    pub(super) fn named(&self) -> usize {
+        self.named
+    }
+
+    /// Adds (or replaces) member `id`.
+    pub(super) fn insert(&mut self, id: u64, entry: Entry) {
+        if entry.name.is_some() {
+            self.named += 1;
+        }
+        if let Some(old) = self.entries.insert(id, entry)
+            && old.name.is_some()
+        {
+            self.named -= 1;
+        }
+    }
+
+    /// Takes member `id` out of the table.
+    pub(super) fn remove(&mut self, id: &u64) -> Option<Entry> {
+        let entry = self.entries.remove(id)?;
+        if entry.name.is_some() {
+            self.named -= 1;
+        }
+        Some(entry)
+    }
+
+    /// Gives member `id` the name `name`; returns its previous name (`None`: it had none,
+    /// or it is not in the table).
+    pub(super) fn name(&mut self, id: u64, name: Arc<str>) -> Option<Arc<str>> {
+        let entry = self.entries.get_mut(&id)?;
+        let previous = entry.name.replace(name);
+        if previous.is_none() {
+            self.named += 1;
+        }
+        previous
+    }
+}
+
+impl Deref for Table {
+    type Target = HashMap<u64, Entry>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.entries
+    }
+}
+
+impl DerefMut for Table {
+    // For the fields of an entry that do not change the count; `name` goes through
+    // [`Table::name`].
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::lobby::tests::Recorder;
+    use crate::protocol::Protocol;
+
+    fn entry(name: Option<&str>) -> Entry {
+        Entry {
+            protocol: Protocol::SocketIo,
+            name: name.map(Arc::from),
+            since: SystemTime::now(),
+            outbox: Arc::new(Recorder::default()),
+            first_live_line: None,
+        }
+    }
+
+    #[test]
+    fn the_named_count_follows_joins_names_and_leaves() {
+        let mut table = Table::default();
+        table.insert(1, entry(None));
+        table.insert(2, entry(Some("guest-2")));
+        assert_eq!((table.len(), table.named()), (2, 1));
+        assert_eq!(table.name(1, "ann".into()), None);
+        assert_eq!((table.len(), table.named()), (2, 2));
+        // A rename is not a second member.
+        assert_eq!(table.name(1, "anna".into()).as_deref(), Some("ann"));
+        assert_eq!(table.named(), 2);
+        table.insert(3, entry(None));
+        assert_eq!((table.len(), table.named()), (3, 2));
+        assert!(table.remove(&2).is_some());
+        assert!(table.remove(&2).is_none());
+        assert_eq!((table.len(), table.named()), (2, 1));
+        assert!(table.remove(&3).is_some());
+        assert_eq!((table.len(), table.named()), (1, 1));
+        assert_eq!(table.name(9, "nobody".into()), None);
+        assert_eq!(table.named(), 1);
+    }
+}
