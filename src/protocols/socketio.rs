@@ -65,8 +65,9 @@ use crate::lobby::{Delivery, Event, Lobby, LobbyError, Member, Outbox, OutboxRef
 use crate::protocol::Protocol;
 use crate::refusals::Who;
 
-/// The `name` of server announcements, as the original server sent it.
-const SERVER_NAME: &str = "SERVER";
+/// The `name` of server announcements, as the original server sent it (no member is
+/// given it: see `crate::lobby::names`).
+const SERVER_NAME: &str = crate::lobby::names::SERVER;
 
 /// The chunk in which a Socket.IO WebSocket connection reads (socketioxide's default is
 /// 4 KiB). A chat client's frames are a few hundred bytes, and this buffer is kept for
@@ -485,7 +486,16 @@ fn decode<T: serde::de::DeserializeOwned>(socket: &Arc<Socket>, mut data: Value)
 
 fn new_user(socket: &Arc<Socket>, member: &Member, data: Value) -> Result<(), RequestRefusal> {
     let raw: String = decode(socket, data).ok_or(Malformed::Name)?;
-    member.set_name(&raw)?;
+    // Told before its join is announced, with or without a history in between.
+    member.set_name_telling(&raw, |taken| {
+        let told = ErrorReply {
+            message: &taken.to_string(),
+        };
+        if let Err(e) = socket.emit("error", &told) {
+            // Queue full or closing, as for a refusal's reply.
+            tracing::debug!(socket = %socket.id, "cannot tell the name given: {e}");
+        }
+    })?;
     Ok(())
 }
 

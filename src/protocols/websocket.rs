@@ -244,7 +244,14 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                             }
                             Some(Ok(Message::Text(text))) => match serde_json::from_str::<Line>(&text) {
                                 Ok(line) => match member.say_as(&line.name, &line.msg) {
-                                    Ok(()) => None,
+                                    Ok(None) => None,
+                                    Ok(Some(taken)) => {
+                                        let notice = to_json(&Outgoing::Error { msg: &taken.to_string() });
+                                        if sink.send(text_frame(notice)).await.is_err() {
+                                            return None;
+                                        }
+                                        None
+                                    }
                                     Err(e) if e.disconnects() => {
                                         let who = Who::Member(member.id(), Some(peer));
                                         lobby.refusals().report(Protocol::WebSocket, who, e.reason(), &e, true);
