@@ -9,6 +9,7 @@
 //! | server → client | `update` | `{type: "connect" \| "disconnect", name: "SERVER", message: "<X>님이 접속하였습니다." \| "<X>님이 나가셨습니다."}` |
 //! | server → client | `update` | `{type: "message", name: "<stored name>", message: "<text>"}` |
 //! | server → sender | `error` | `{message: "<why>"}`: its request was refused, nothing was relayed |
+//! | server → sender | `error` | `{message: "the name \"X\" is taken: you are \"Y\""}`: its `newUser` asked for a name it cannot have (`crate::lobby::names`); it is Y, told before its join |
 //! | client → server | `members` | none: subscribe to the member list (our page; original clients never send it) |
 //! | server → subscriber | `members` | `{count, members: [{name, protocol, since}]}` (as `GET /api/members`), at once and after every change |
 //!

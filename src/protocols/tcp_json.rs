@@ -11,9 +11,12 @@
 //! | someone left | `Someone's out.` |
 //! | X said a line (any protocol; the client's own included) | `<X> : <line>` |
 //!
-//! The name is the one of CONNECT (cleaned like every name); a CHAT's content is
-//! relayed under it: its leading `<X> : ` is taken off when it matches the client's
-//! name, and anything else in it is part of the line, so no client can speak as another.
+//! The name is the one of CONNECT (cleaned like every name), or the nearest free one
+//! when it is taken (`crate::lobby::names`): then the client is told
+//! `error: the name "<X>" is taken: you are "<Y>"` before `<Y> connected!`, and the
+//! connection stays. A CHAT's content is relayed under the name given: its leading
+//! `<X> : ` is taken off when it is the client's name (as typed or as given), and
+//! anything else in it is part of the line, so no client can speak as another.
 //!
 //! Errors: malformed JSON, a value that is not a command object, an unknown `type`, an
 //! object over [`Limits::max_json_object_bytes`], no CONNECT within

@@ -9,6 +9,7 @@
 //! | server → client | `{"type":"notification","msg":"새로운 유저 접속 [현재 : N명]"}`: someone joined (the client itself included), N counts the whole lobby |
 //! | server → client | `{"type":"notification","msg":"유저 연결 해제 [현재 : N명]"}`: someone left |
 //! | server → client | `{"type":"error","msg":"<why>"}`: the client's frame was refused, nothing was relayed |
+//! | server → client | `{"type":"error","msg":"the name \"X\" is taken: you are \"Y\""}`: the line's name is one the client cannot have (`crate::lobby::names`); the line goes out under Y, after this frame |
 //!
 //! `name` and `msg` of `message` frames are HTML-escaped (`& < > " '`): the one
 //! WebSocket client, the original page, inserts them into the page with `innerHTML`, so
@@ -17,7 +18,9 @@
 //! worse.
 //!
 //! A connection is in the lobby as `guest-<n>` from its first moment; a line's `name`
-//! (cleaned like every name) becomes its name from then on. A message over
+//! (cleaned like every name) becomes its name from then on, or the nearest free name
+//! when it is taken, which it keeps for as long as its lines claim the same name (told
+//! once, at the first of them). A message over
 //! [`Limits::max_ws_message_bytes`] closes the connection with code 1009; a handshake
 //! that does not finish within `--header-timeout-ms` ([`Timeouts::header`]) is dropped
 //! and counted (`header_timeout`); an upgrade from an
