@@ -72,6 +72,45 @@ fn taken(asked: &str, given: &str) -> String {
     format!("the name \"{asked}\" is taken: you are \"{given}\"")
 }
 
+/// A Socket.IO member that sent `newUser` `raw`, cleaned to `asked`: it is told first
+/// if it gets `given` instead, then hears its join, which every watcher sees.
+async fn socketio_asking(
+    server: &TestServer,
+    all: &mut Watchers,
+    raw: &str,
+    asked: &str,
+    given: &str,
+) -> Client {
+    let mut member = Client::connect(server).await;
+    member.emit("newUser", json!(raw)).await;
+    if asked != given {
+        member.expect_error(&taken(asked, given)).await;
+    }
+    member.expect_update(joined(given)).await;
+    all.see_join(given).await;
+    member
+}
+
+/// A TCP JSON member that sent `CONNECT` `raw`, as [`socketio_asking`].
+async fn tcp_json_asking(
+    server: &TestServer,
+    all: &mut Watchers,
+    raw: &str,
+    asked: &str,
+    given: &str,
+) -> TcpClient {
+    let mut member = TcpClient::connect(server.tcp_json).await;
+    member.command("CONNECT", raw).await;
+    if asked != given {
+        member
+            .expect(format!("error: {}\n", taken(asked, given)))
+            .await;
+    }
+    member.expect(format!("{given} connected!")).await;
+    all.see_join(given).await;
+    member
+}
+
 const FAKE_LEAVE: &str = "admin님이 나가셨습니다.";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,11 +127,7 @@ async fn a_socketio_member_cannot_pass_for_the_server() {
         ("\u{2067}SER\u{200d}VER\u{feff}", "SERVER", "SERVER-2"),
     ];
     for (new_user, asked, given) in cases {
-        let mut impostor = Client::connect(&server).await;
-        impostor.emit("newUser", json!(new_user)).await;
-        impostor.expect_error(&taken(asked, given)).await;
-        impostor.expect_update(joined(given)).await;
-        all.see_join(given).await;
+        let impostor = socketio_asking(&server, &mut all, new_user, asked, given).await;
         impostor.say(FAKE_LEAVE).await;
         all.see_line(given, FAKE_LEAVE).await;
         impostor.disconnect().await;
@@ -104,10 +139,7 @@ async fn a_socketio_member_cannot_pass_for_the_server() {
 async fn a_bidi_override_is_removed_and_what_is_left_is_an_ordinary_name() {
     let server = TestServer::spawn().await;
     let mut all = Watchers::connect(&server).await;
-    let mut rtl = Client::connect(&server).await;
-    rtl.emit("newUser", json!("\u{202e}REVRES")).await;
-    rtl.expect_update(joined("REVRES")).await;
-    all.see_join("REVRES").await;
+    let mut rtl = socketio_asking(&server, &mut all, "\u{202e}REVRES", "REVRES", "REVRES").await;
     rtl.say(FAKE_LEAVE).await;
     all.see_line("REVRES", FAKE_LEAVE).await;
     // It was told nothing: the next thing it hears is a line of another.
@@ -120,12 +152,7 @@ async fn tcp_json_and_websocket_members_cannot_pass_for_the_server() {
     let server = TestServer::spawn().await;
     let mut all = Watchers::connect(&server).await;
 
-    let mut tcp = TcpClient::connect(server.tcp_json).await;
-    tcp.command("CONNECT", "S\u{200b}erver").await;
-    tcp.expect(format!("error: {}\n", taken("Server", "Server-2")))
-        .await;
-    tcp.expect("Server-2 connected!").await;
-    all.see_join("Server-2").await;
+    let mut tcp = tcp_json_asking(&server, &mut all, "S\u{200b}erver", "Server", "Server-2").await;
     tcp.command("CHAT", &format!("S\u{200b}erver : {FAKE_LEAVE}"))
         .await;
     tcp.expect(format!("Server-2 : {FAKE_LEAVE}")).await;
@@ -152,13 +179,7 @@ async fn a_second_victim_on_tcp_json_gets_the_nearest_free_name() {
     let mut victim = Client::named(&server, "victim").await;
     all.see_join("victim").await;
 
-    let mut second = TcpClient::connect(server.tcp_json).await;
-    second.command("CONNECT", "victim").await;
-    second
-        .expect(format!("error: {}\n", taken("victim", "victim-2")))
-        .await;
-    second.expect("victim-2 connected!").await;
-    all.see_join("victim-2").await;
+    let mut second = tcp_json_asking(&server, &mut all, "victim", "victim", "victim-2").await;
     victim.expect_update(joined("victim-2")).await;
     // Its lines go out under the name it was given, its typed name taken off.
     second.command("CHAT", "victim : it is me").await;
@@ -172,13 +193,7 @@ async fn a_second_victim_on_tcp_json_gets_the_nearest_free_name() {
         ("ｖｉｃｔｉｍ", "ｖｉｃｔｉｍ", "ｖｉｃｔｉｍ-3"),
         ("\u{200b}victim", "victim", "victim-3"),
     ] {
-        let mut third = TcpClient::connect(server.tcp_json).await;
-        third.command("CONNECT", typed).await;
-        third
-            .expect(format!("error: {}\n", taken(asked, given)))
-            .await;
-        third.expect(format!("{given} connected!")).await;
-        all.see_join(given).await;
+        let third = tcp_json_asking(&server, &mut all, typed, asked, given).await;
         drop(third);
         all.see_leave(given).await;
         second
@@ -218,11 +233,7 @@ async fn socketio_names_are_unique_and_a_rename_to_its_own_name_keeps_it() {
     victim.expect_update(joined("victim")).await;
     all.see_join("victim").await;
 
-    let mut second = Client::connect(&server).await;
-    second.emit("newUser", json!("Victim")).await;
-    second.expect_error(&taken("Victim", "Victim-2")).await;
-    second.expect_update(joined("Victim-2")).await;
-    all.see_join("Victim-2").await;
+    let mut second = socketio_asking(&server, &mut all, "Victim", "Victim", "Victim-2").await;
     victim.expect_update(joined("Victim-2")).await;
     second.say("it is me").await;
     all.see_line("Victim-2", "it is me").await;
@@ -281,20 +292,11 @@ async fn guest_names_are_the_servers() {
         ("GUEST-2", "GUEST-2-2"),
         ("guest-99", "guest-99-2"),
     ] {
-        let mut sio = Client::connect(&server).await;
-        sio.emit("newUser", json!(asked)).await;
-        sio.expect_error(&taken(asked, given)).await;
-        sio.expect_update(joined(given)).await;
-        all.see_join(given).await;
+        let sio = socketio_asking(&server, &mut all, asked, asked, given).await;
         sio.disconnect().await;
         all.see_leave(given).await;
     }
-    let mut tcp = TcpClient::connect(server.tcp_json).await;
-    tcp.command("CONNECT", "guest-2").await;
-    tcp.expect(format!("error: {}\n", taken("guest-2", "guest-2-2")))
-        .await;
-    tcp.expect("guest-2-2 connected!").await;
-    all.see_join("guest-2-2").await;
+    let mut tcp = tcp_json_asking(&server, &mut all, "guest-2", "guest-2", "guest-2-2").await;
     // A WebSocket member naming itself by its own guest name keeps it, untold.
     all.ws.say("guest-2", "still me").await;
     all.ws.expect(ws_line("guest-2", "still me")).await;
@@ -306,16 +308,8 @@ async fn guest_names_are_the_servers() {
 async fn the_nearest_free_name_fits_the_length_limit() {
     let server = TestServer::spawn_with(|config| config.max_name_chars = 7).await;
     let mut all = Watchers::connect(&server).await;
-    let mut first = Client::connect(&server).await;
-    first.emit("newUser", json!("abcdefgh")).await;
-    first.expect_update(joined("abcdefg")).await;
-    all.see_join("abcdefg").await;
+    let _first = socketio_asking(&server, &mut all, "abcdefgh", "abcdefg", "abcdefg").await;
     // Invisible characters take no room: removed before the cut.
-    let mut second = TcpClient::connect(server.tcp_json).await;
-    second.command("CONNECT", "\u{200b}\u{200b}abcdefgh").await;
-    second
-        .expect(format!("error: {}\n", taken("abcdefg", "abcde-2")))
-        .await;
-    second.expect("abcde-2 connected!").await;
-    all.see_join("abcde-2").await;
+    let raw = "\u{200b}\u{200b}abcdefgh";
+    let _second = tcp_json_asking(&server, &mut all, raw, "abcdefg", "abcde-2").await;
 }

@@ -328,6 +328,12 @@ mod tests {
         (given.name.to_string(), told)
     }
 
+    /// What a member asking for `asked` and given `given` is told.
+    fn told(asked: &str, given: &str) -> (String, Option<String>) {
+        let told = format!("the name \"{asked}\" is taken: you are \"{given}\"");
+        (given.to_owned(), Some(told))
+    }
+
     #[test]
     fn a_free_name_is_given_as_asked() {
         assert_eq!(
@@ -354,26 +360,18 @@ mod tests {
 
     #[test]
     fn the_servers_names_are_not_given() {
-        let told = |asked: &str, given: &str| {
-            Some(format!(
-                "the name \"{asked}\" is taken: you are \"{given}\""
-            ))
-        };
         for server in ["SERVER", "Server", "ＳＥＲＶＥＲ"] {
             let name = format!("{server}-2");
-            assert_eq!(
-                given(server, 1, 32, &[]),
-                (name.clone(), told(server, &name))
-            );
+            assert_eq!(given(server, 1, 32, &[]), told(server, &name));
         }
         // Another member's guest name, present or not.
         assert_eq!(
             given("guest-7", 3, 32, &["guest-7"]),
-            ("guest-7-2".into(), told("guest-7", "guest-7-2"))
+            told("guest-7", "guest-7-2")
         );
         assert_eq!(
             given("GUEST-９", 3, 32, &[]),
-            ("GUEST-９-2".into(), told("GUEST-９", "GUEST-９-2"))
+            told("GUEST-９", "GUEST-９-2")
         );
     }
 
@@ -381,10 +379,7 @@ mod tests {
     fn a_name_held_by_another_member_gets_the_nearest_free_one() {
         assert_eq!(
             given("victim", 2, 32, &["victim"]),
-            (
-                "victim-2".into(),
-                Some("the name \"victim\" is taken: you are \"victim-2\"".into())
-            )
+            told("victim", "victim-2")
         );
         // Held in another case or width, or with its suffixes held too.
         assert_eq!(given("victim", 2, 32, &["ＶＩＣＴＩＭ"]).0, "victim-2");
@@ -410,10 +405,7 @@ mod tests {
         // Every `guest-<n>` is kept for member n.
         assert_eq!(
             given("guest", 30, 32, &["guest"]),
-            (
-                "guest-30".into(),
-                Some("the name \"guest\" is taken: you are \"guest-30\"".into())
-            )
+            told("guest", "guest-30")
         );
         // A limit that leaves no room before the suffix.
         assert_eq!(given("ab", 9, 2, &["ab"]).0, "guest-9");
@@ -472,11 +464,7 @@ mod tests {
             let name = other
                 .set_name_telling("victim", |taken| told = Some(taken.to_string()))
                 .unwrap();
-            assert_eq!(&*name, "victim-2");
-            assert_eq!(
-                told.as_deref(),
-                Some("the name \"victim\" is taken: you are \"victim-2\"")
-            );
+            assert_eq!((name.to_string(), told), super::told("victim", "victim-2"));
             drop(victim);
             assert_eq!(&*other.set_name("victim").unwrap(), "victim");
             assert_eq!(
@@ -494,10 +482,7 @@ mod tests {
             victim.set_name("victim").unwrap();
             let ws = lobby.join(Protocol::WebSocket, Recorder::default());
             let taken = ws.say_as("victim", "one").unwrap().map(|t| t.to_string());
-            assert_eq!(
-                taken.as_deref(),
-                Some("the name \"victim\" is taken: you are \"victim-2\"")
-            );
+            assert_eq!(taken, super::told("victim", "victim-2").1);
             assert_eq!(ws.say_as("victim", "two"), Ok(None));
             // Still `victim-2` once `victim` has left: its claim has not changed.
             drop(victim);
