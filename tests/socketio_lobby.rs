@@ -96,6 +96,9 @@ async fn names_are_trimmed_cleaned_cut_and_default_to_anonymous() {
         watcher.expect_update(joined(stored)).await;
         member.say("x").await;
         watcher.expect_update(line(stored, "x")).await;
+        // Gone before the next asks: a name present is not given twice.
+        member.disconnect().await;
+        watcher.expect_update(left(stored)).await;
     }
 }
 

@@ -184,6 +184,7 @@ mod tests {
             let entry = Entry {
                 protocol: Protocol::SocketIo,
                 name: Some(name.into()),
+                naming: crate::lobby::names::Naming::new(Some(name)),
                 since: SystemTime::now(),
                 outbox: Arc::new(outbox.clone()),
                 first_live_line: None,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::fanout::cut_off;
-use super::names::{clean_name, clean_room_name};
+use super::names::{Given, NameTaken, clean_name, clean_room_name};
 use super::rate::Bucket;
 use super::rooms::Seat;
 use super::{Event, Lobby, LobbyError, Stored};
@@ -30,21 +30,41 @@ impl Member {
         self.lobby.refusals()
     }
 
-    /// Names (or renames) the member and announces its join under the cleaned name to
-    /// everyone, the member included. Returns the name as stored.
+    /// Names (or renames) the member and announces its join under the name it is given
+    /// to everyone, the member included. Returns the name given.
+    #[cfg(test)]
     pub(crate) fn set_name(&self, raw: &str) -> Result<Arc<str>, LobbyError> {
-        let name = clean_name(raw, self.lobby.inner.limits.max_name_chars);
-        let cut = {
+        self.set_name_telling(raw, |_| {})
+    }
+
+    /// Names (or renames) the member: it asks for `raw` (cleaned) and is given that name
+    /// or the nearest free one ([`names`](super::names)), under which its join is
+    /// announced to everyone, the member included. When the name is not the one asked
+    /// for, `tell` is called first, with the lobby's lock held (it must not block), so
+    /// that the member hears why before its join. Returns the name given.
+    pub(crate) fn set_name_telling(
+        &self,
+        raw: &str,
+        tell: impl FnOnce(&NameTaken),
+    ) -> Result<Arc<str>, LobbyError> {
+        let asked = clean_name(raw, self.lobby.inner.limits.max_name_chars);
+        let (name, cut) = {
             let mut members = self.lobby.lock();
             let entry = members.get(&self.id).ok_or(LobbyError::Gone)?;
             // The first name is part of connecting; a rename is announced to everyone
             // like a line, and costs one.
-            if entry.name.is_some() {
+            let first = entry.name.is_none();
+            if !first {
                 self.rate.check()?;
             }
             let protocol = entry.protocol;
-            let first = members.name(self.id, name.clone()).is_none();
-            if first {
+            let given = self.lobby.give_name(&members, self.id, asked);
+            let name = given.name.clone();
+            if let Some(taken) = given.taken() {
+                tracing::info!(member = self.id, %taken, "name taken");
+                tell(&taken);
+            }
+            if members.give(self.id, given) {
                 self.lobby.inner.metrics.members[protocol.index()].increment(1.0);
             }
             tracing::info!(member = self.id, %name, protocol = protocol.as_str(), "joined");
@@ -57,7 +77,8 @@ impl Member {
                 name: name.clone(),
                 members: members.named(),
             };
-            self.lobby.announce_presence(&mut members, event, replay_to)
+            let cut = self.lobby.announce_presence(&mut members, event, replay_to);
+            (name, cut)
         };
         self.lobby.presence_changed();
         cut_off(cut);
@@ -66,28 +87,28 @@ impl Member {
 
     /// Relays a chat line under the member's stored name.
     pub(crate) fn say(&self, text: &str) -> Result<(), LobbyError> {
-        self.relay(None, text, None, None)
+        self.relay(None, text, None, None).map(drop)
     }
 
     /// [`Member::say`], then `stored` is told the line's history id (`None` without a
     /// history) where the line would be in the member's own stream: for a protocol that
     /// does not echo, whose client learns so which stored line is its own.
     pub(crate) fn say_then(&self, text: &str, stored: Stored) -> Result<(), LobbyError> {
-        self.relay(None, text, None, Some(stored))
+        self.relay(None, text, None, Some(stored)).map(drop)
     }
 
-    /// Relays a chat line under `claimed_name` (cleaned), for protocols whose clients
-    /// send their name with every line: the member's stored name follows it silently.
-    pub(crate) fn say_as(&self, claimed_name: &str, text: &str) -> Result<(), LobbyError> {
-        self.relay(
-            Some(clean_name(
-                claimed_name,
-                self.lobby.inner.limits.max_name_chars,
-            )),
-            text,
-            None,
-            None,
-        )
+    /// Relays a chat line for a protocol whose clients send their name with every line:
+    /// a `claimed_name` (cleaned) other than the one the member claimed last renames it
+    /// silently, to that name or the nearest free one ([`names`](super::names)), which it
+    /// then keeps for as long as it claims the same. Returns what the member must be
+    /// told when it was given another name than it claimed (once: at that line).
+    pub(crate) fn say_as(
+        &self,
+        claimed_name: &str,
+        text: &str,
+    ) -> Result<Option<NameTaken>, LobbyError> {
+        let claim = clean_name(claimed_name, self.lobby.inner.limits.max_name_chars);
+        self.relay(Some(claim), text, None, None)
     }
 
     /// Relays a raw chunk (TCP text): the bytes go as they are to other TCP text
@@ -98,24 +119,32 @@ impl Member {
             .strip_suffix('\n')
             .map(|line| line.strip_suffix('\r').unwrap_or(line))
             .unwrap_or(&decoded);
-        self.relay(None, text, Some(chunk.clone()), None)
+        self.relay(None, text, Some(chunk.clone()), None).map(drop)
     }
 
+    /// Relays a line under the member's stored name, or under the name it is given for
+    /// `claim`; returns what it must be told about that name.
     fn relay(
         &self,
-        rename: Option<Arc<str>>,
+        claim: Option<Arc<str>>,
         text: &str,
         raw: Option<Bytes>,
         stored: Option<Stored>,
-    ) -> Result<(), LobbyError> {
+    ) -> Result<Option<NameTaken>, LobbyError> {
         self.rate.check()?;
         self.lobby.check_message(text)?;
-        let cut = {
+        let (cut, taken) = {
             let mut members = self.lobby.lock();
             let entry = members.get(&self.id).ok_or(LobbyError::Gone)?;
             let protocol = entry.protocol;
-            let name = match &rename {
-                Some(name) => name.clone(),
+            let given = match claim {
+                Some(claim) if !entry.asked_for(&claim) => {
+                    Some(self.lobby.give_name(&members, self.id, claim))
+                }
+                _ => None,
+            };
+            let name = match &given {
+                Some(given) => given.name.clone(),
                 None => entry.name.clone().ok_or(LobbyError::Unnamed)?,
             };
             let event = Event::Message {
@@ -128,13 +157,17 @@ impl Member {
                 .lobby
                 .announce(&mut members, event, Some(self.id), None, stored)?;
             self.lobby.inner.metrics.lines_in[protocol.index()].increment(1);
-            if let Some(name) = rename {
-                members.name(self.id, name);
+            let taken = given.as_ref().and_then(Given::taken);
+            if let Some(taken) = &taken {
+                tracing::info!(member = self.id, %taken, "name taken");
             }
-            cut
+            if let Some(given) = given {
+                members.give(self.id, given);
+            }
+            (cut, taken)
         };
         cut_off(cut);
-        Ok(())
+        Ok(taken)
     }
 
     /// Takes a seat in the two-person room `room` (cleaned like a name), leaving the

@@ -91,6 +91,8 @@ struct Inner {
 struct Entry {
     protocol: Protocol,
     name: Option<Arc<str>>,
+    /// The fold of its name and the name it asked for ([`names`]).
+    naming: names::Naming,
     since: SystemTime,
     outbox: Arc<dyn Outbox>,
     /// The history id of the first chat line relayed to it: a replay stops before it,
@@ -292,9 +294,10 @@ impl Lobby {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let name = protocol
             .announced_on_connect()
-            .then(|| Arc::<str>::from(format!("guest-{id}")));
+            .then(|| names::guest_name(id));
         let entry = Entry {
             protocol,
+            naming: names::Naming::new(name.as_deref()),
             name: name.clone(),
             since: SystemTime::now(),
             outbox: Arc::new(outbox),

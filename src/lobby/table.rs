@@ -9,9 +9,9 @@
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 
 use super::Entry;
+use super::names::Given;
 
 /// The member table (see the module doc).
 #[derive(Default)]
@@ -47,15 +47,20 @@ impl Table {
         Some(entry)
     }
 
-    /// Gives member `id` the name `name`; returns its previous name (`None`: it had none,
-    /// or it is not in the table).
-    pub(super) fn name(&mut self, id: u64, name: Arc<str>) -> Option<Arc<str>> {
-        let entry = self.entries.get_mut(&id)?;
-        let previous = entry.name.replace(name);
-        if previous.is_none() {
+    /// Gives member `id` the name decided for it ([`Lobby::give_name`]); true if it is
+    /// its first name (false: a rename, or `id` is not in the table).
+    ///
+    /// [`Lobby::give_name`]: super::Lobby::give_name
+    pub(super) fn give(&mut self, id: u64, given: Given) -> bool {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return false;
+        };
+        let first = entry.name.is_none();
+        entry.take_name(given);
+        if first {
             self.named += 1;
         }
-        previous
+        first
     }
 }
 
@@ -69,7 +74,7 @@ impl Deref for Table {
 
 impl DerefMut for Table {
     // For the fields of an entry that do not change the count; `name` goes through
-    // [`Table::name`].
+    // [`Table::give`].
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.entries
     }
@@ -77,6 +82,7 @@ impl DerefMut for Table {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::SystemTime;
 
     use super::*;
@@ -87,6 +93,7 @@ mod tests {
         Entry {
             protocol: Protocol::SocketIo,
             name: name.map(Arc::from),
+            naming: crate::lobby::names::Naming::new(name),
             since: SystemTime::now(),
             outbox: Arc::new(Recorder::default()),
             first_live_line: None,
@@ -99,10 +106,11 @@ mod tests {
         table.insert(1, entry(None));
         table.insert(2, entry(Some("guest-2")));
         assert_eq!((table.len(), table.named()), (2, 1));
-        assert_eq!(table.name(1, "ann".into()), None);
+        assert!(table.give(1, Given::as_asked("ann")));
         assert_eq!((table.len(), table.named()), (2, 2));
         // A rename is not a second member.
-        assert_eq!(table.name(1, "anna".into()).as_deref(), Some("ann"));
+        assert!(!table.give(1, Given::as_asked("anna")));
+        assert_eq!(table[&1].name.as_deref(), Some("anna"));
         assert_eq!(table.named(), 2);
         table.insert(3, entry(None));
         assert_eq!((table.len(), table.named()), (3, 2));
@@ -111,7 +119,7 @@ mod tests {
         assert_eq!((table.len(), table.named()), (2, 1));
         assert!(table.remove(&3).is_some());
         assert_eq!((table.len(), table.named()), (1, 1));
-        assert_eq!(table.name(9, "nobody".into()), None);
+        assert!(!table.give(9, Given::as_asked("nobody")));
         assert_eq!(table.named(), 1);
     }
 }

@@ -10,6 +10,7 @@
 //! | server → client | `update` | `{type: "connect" \| "disconnect", name: "SERVER", message: "<X>님이 접속하였습니다." \| "<X>님이 나가셨습니다."}` |
 //! | server → client | `update` | `{type: "message", name: "<stored name>", message: "<text>", id}`: `id` the line's `/api/history` id (an extra field original clients ignore; absent without a history) |
 //! | server → sender | `error` | `{message: "<why>"}`: its request was refused, nothing was relayed |
+//! | server → sender | `error` | `{message: "the name \"X\" is taken: you are \"Y\""}`: its `newUser` asked for a name it cannot have (`crate::lobby::names`); it is Y, told before its join |
 //! | client → server | `members` | none: subscribe to the member list (our page; original clients never send it) |
 //! | server → subscriber | `members` | `{count, members: [{name, protocol, since}]}` (as `GET /api/members`), at once and after every change |
 //!
@@ -68,8 +69,9 @@ use crate::lobby::{Delivery, Event, Lobby, LobbyError, Member, Outbox, OutboxRef
 use crate::protocol::Protocol;
 use crate::refusals::Who;
 
-/// The `name` of server announcements, as the original server sent it.
-const SERVER_NAME: &str = "SERVER";
+/// The `name` of server announcements, as the original server sent it (no member is
+/// given it: see `crate::lobby::names`).
+const SERVER_NAME: &str = crate::lobby::names::SERVER;
 
 /// The chunk in which a Socket.IO WebSocket connection reads (socketioxide's default is
 /// 4 KiB). A chat client's frames are a few hundred bytes, and this buffer is kept for
@@ -509,7 +511,16 @@ fn new_user(
     _ack: Option<i64>,
 ) -> Result<(), RequestRefusal> {
     let raw: String = decode(socket, data).ok_or(Malformed::Name)?;
-    member.set_name(&raw)?;
+    // Told before its join is announced, with or without a history in between.
+    member.set_name_telling(&raw, |taken| {
+        let told = ErrorReply {
+            message: &taken.to_string(),
+        };
+        if let Err(e) = socket.emit("error", &told) {
+            // Queue full or closing, as for a refusal's reply.
+            tracing::debug!(socket = %socket.id, "cannot tell the name given: {e}");
+        }
+    })?;
     Ok(())
 }
 

@@ -11,9 +11,12 @@
 //! | someone left | `Someone's out.` |
 //! | X said a line (any protocol; the client's own included) | `<X> : <line>` |
 //!
-//! The name is the one of CONNECT (cleaned like every name); a CHAT's content is
-//! relayed under it: its leading `<X> : ` is taken off when it matches the client's
-//! name, and anything else in it is part of the line, so no client can speak as another.
+//! The name is the one of CONNECT (cleaned like every name), or the nearest free one
+//! when it is taken (`crate::lobby::names`): then the client is told
+//! `error: the name "<X>" is taken: you are "<Y>"` before `<Y> connected!`, and the
+//! connection stays. A CHAT's content is relayed under the name given: its leading
+//! `<X> : ` is taken off when it is the client's name (as typed or as given), and
+//! anything else in it is part of the line, so no client can speak as another.
 //!
 //! Errors: malformed JSON, a value that is not a command object, an unknown `type`, an
 //! object over [`Limits::max_json_object_bytes`], no CONNECT within
@@ -36,6 +39,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
+use crate::lobby::names::NameTaken;
 use crate::lobby::{Event, LobbyError, Member};
 use crate::net::accept::Served;
 use crate::net::outbox::{QueueOutbox, until_stopped, write_delivery};
@@ -261,8 +265,15 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                             Ok(None) => break None,
                             Ok(Some(command)) => {
                                 decoded = true;
-                                let Err(why) = handle(&member, &mut names, command) else {
-                                    continue;
+                                let why = match handle(&member, &mut names, command) {
+                                    Ok(None) => continue,
+                                    Ok(Some(taken)) => {
+                                        if writer.write_all(format!("error: {taken}\n").as_bytes()).await.is_err() {
+                                            return "write failed";
+                                        }
+                                        continue;
+                                    }
+                                    Err(why) => why,
                                 };
                                 if why.disconnects() {
                                     break Some(StreamError::Flooding(why));
@@ -310,23 +321,26 @@ fn millis(limit: Option<std::time::Duration>) -> u128 {
     limit.map_or(0, |limit| limit.as_millis())
 }
 
+/// Carries out a command; returns what the client must be told about the name it was
+/// given, if it is not the one it asked for.
 fn handle(
     member: &Member,
     names: &mut Option<(String, String)>,
     command: Command,
-) -> Result<(), LobbyError> {
+) -> Result<Option<NameTaken>, LobbyError> {
     match command {
         Command::Connect(typed) => {
-            let stored = member.set_name(&typed)?;
+            let mut told = None;
+            let stored = member.set_name_telling(&typed, |taken| told = Some(taken.clone()))?;
             *names = Some((typed, stored.to_string()));
-            Ok(())
+            Ok(told)
         }
         Command::Chat(content) => {
             let line = match names {
                 Some((typed, stored)) => line_of(&content, typed, stored),
                 None => &content,
             };
-            member.say(line)
+            member.say(line).map(|()| None)
         }
     }
 }

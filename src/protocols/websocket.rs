@@ -9,6 +9,7 @@
 //! | server → client | `{"type":"notification","msg":"새로운 유저 접속 [현재 : N명]"}`: someone joined (the client itself included), N counts the lobby's named members (a Socket.IO socket from its `newUser` on) |
 //! | server → client | `{"type":"notification","msg":"유저 연결 해제 [현재 : N명]"}`: someone left |
 //! | server → client | `{"type":"error","msg":"<why>"}`: the client's frame was refused, nothing was relayed |
+//! | server → client | `{"type":"error","msg":"the name \"X\" is taken: you are \"Y\""}`: the line's name is one the client cannot have (`crate::lobby::names`); the line goes out under Y, after this frame |
 //!
 //! A `message` frame carries the name and the text exactly as they were sent, with one
 //! exception: for a connection whose upgrade request carried an `Origin` header (a page
@@ -19,7 +20,9 @@
 //! from making it worse, without changing the text for programs.
 //!
 //! A connection is in the lobby as `guest-<n>` from its first moment; a line's `name`
-//! (cleaned like every name) becomes its name from then on. A message over
+//! (cleaned like every name) becomes its name from then on, or the nearest free name
+//! when it is taken, which it keeps for as long as its lines claim the same name (told
+//! once, at the first of them). A message over
 //! [`Limits::max_ws_message_bytes`] closes the connection with code 1009; a handshake
 //! that does not finish within `--header-timeout-ms` ([`Timeouts::header`]) is dropped
 //! and counted (`header_timeout`); an upgrade from an
@@ -264,7 +267,14 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                             }
                             Some(Ok(Message::Text(text))) => match serde_json::from_str::<Line>(&text) {
                                 Ok(line) => match member.say_as(&line.name, &line.msg) {
-                                    Ok(()) => None,
+                                    Ok(None) => None,
+                                    Ok(Some(taken)) => {
+                                        let notice = to_json(&Outgoing::Error { msg: &taken.to_string() });
+                                        if sink.send(text_frame(notice)).await.is_err() {
+                                            return None;
+                                        }
+                                        None
+                                    }
                                     Err(e) if e.disconnects() => {
                                         let who = Who::Member(member.id(), Some(peer));
                                         lobby.refusals().report(Protocol::WebSocket, who, e.reason(), &e, true);
