@@ -13,7 +13,8 @@ use tokio_util::task::TaskTracker;
 
 use super::Timeouts;
 use super::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
-use crate::lobby::Lobby;
+use super::outbox::{Inbox, QueueOutbox};
+use crate::lobby::{Lobby, Member};
 use crate::protocol::Protocol;
 use crate::refusals::{Refusals, Who};
 
@@ -31,6 +32,15 @@ pub(crate) struct Served {
     pub(crate) timeouts: Timeouts,
     /// Cancelled when the server shuts down.
     pub(crate) shutdown: CancellationToken,
+}
+
+impl Served {
+    /// Joins the lobby as a member of `protocol` with a bounded outgoing queue
+    /// (`--outbox-messages`); the client task writes out what comes into the [`Inbox`].
+    pub(crate) fn join(&self, protocol: Protocol) -> (Member, Inbox) {
+        let (outbox, inbox) = QueueOutbox::new(self.lobby.limits().outbox_messages);
+        (self.lobby.join(protocol, outbox), inbox)
+    }
 }
 
 /// Serves a raw connection protocol on `listener` until the shutdown: runs `client` for

@@ -42,7 +42,7 @@ use tokio_util::codec::Decoder;
 use crate::lobby::names::NameTaken;
 use crate::lobby::{Event, LobbyError, Member};
 use crate::net::accept::Served;
-use crate::net::outbox::{QueueOutbox, until_stopped, write_delivery};
+use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
 use crate::refusals::Who;
@@ -222,14 +222,13 @@ fn line_of<'a>(content: &'a str, typed_name: &str, stored_name: &str) -> &'a str
 
 /// Serves one client until it leaves, is cut off, or the server shuts down.
 pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
+    let (member, mut inbox) = served.join(Protocol::TcpJson);
     let Served {
         lobby,
         timeouts,
         shutdown,
     } = served;
     let (mut reader, mut writer) = stream.into_split();
-    let (outbox, mut inbox) = QueueOutbox::new(lobby.limits().outbox_messages);
-    let member = lobby.join(Protocol::TcpJson, outbox);
     let mut commands = Commands::new(lobby.limits().max_json_object_bytes);
     // Holds at most one object over the limit, and one read more.
     let mut buf = BytesMut::new();

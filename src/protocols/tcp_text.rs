@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 use crate::lobby::{Event, LobbyError};
 use crate::net::accept::Served;
-use crate::net::outbox::{QueueOutbox, until_stopped, write_delivery};
+use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
 use crate::refusals::Who;
@@ -65,14 +65,13 @@ fn complete_prefix(buf: &[u8]) -> usize {
 
 /// Serves one client until it leaves, is cut off, or the server shuts down.
 pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
+    let (member, mut inbox) = served.join(Protocol::TcpText);
     let Served {
         lobby,
         timeouts,
         shutdown,
     } = served;
     let (mut reader, mut writer) = stream.into_split();
-    let (outbox, mut inbox) = QueueOutbox::new(lobby.limits().outbox_messages);
-    let member = lobby.join(Protocol::TcpText, outbox);
     // Holds one chunk; `filled` bytes of it are read, a split character's start first.
     let mut buf = vec![0; lobby.limits().max_message_chars.max(4)];
     let mut filled = 0;

@@ -52,7 +52,7 @@ use crate::http::origins::AllowedOrigins;
 use crate::lobby::Event;
 use crate::net::accept::Served;
 use crate::net::admission::{AdmissionRefusal, REFUSAL_TIMEOUT};
-use crate::net::outbox::{Ending, QueueOutbox, until_stopped};
+use crate::net::outbox::{Ending, until_stopped};
 use crate::net::until;
 use crate::protocol::Protocol;
 use crate::refusals::{Refusals, Who};
@@ -196,7 +196,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         lobby,
         timeouts,
         shutdown,
-    } = served;
+    } = &served;
     let limits = lobby.limits();
     let config = WebSocketConfig::default()
         .max_message_size(Some(limits.max_ws_message_bytes))
@@ -227,10 +227,9 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         },
     };
     let (mut sink, mut frames) = socket.split();
-    let (outbox, mut inbox) = QueueOutbox::new(limits.outbox_messages);
-    let member = lobby.join(Protocol::WebSocket, outbox);
+    let (member, mut inbox) = served.join(Protocol::WebSocket);
 
-    let ending = until_stopped(&shutdown, &inbox.cut, async {
+    let ending = until_stopped(shutdown, &inbox.cut, async {
             loop {
                 tokio::select! {
                     delivery = inbox.queue.recv() => {

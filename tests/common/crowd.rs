@@ -22,7 +22,9 @@ use std::net::SocketAddr;
 
 use rust_socketio::TransportType;
 
-use super::{Client, SioClient, TcpClient, TestServer, WAIT, WsClient};
+use rust_socketio::asynchronous::Client as SioClient;
+
+use super::{Client, TcpClient, TestServer, WAIT, WsClient};
 
 /// Members of the crowd: five per protocol.
 pub const SIZE: usize = 20;
@@ -108,19 +110,19 @@ pub async fn connect(kind: Kind, at: &Addresses, name: &str) -> (Sender, Receive
 
 /// The crowd, connected and named, not chatting yet.
 pub struct Crowd {
-    senders: Vec<Sender>,
-    receivers: Vec<Receiver>,
+    pub(crate) senders: Vec<Sender>,
+    pub(crate) receivers: Vec<Receiver>,
 }
 
 /// The crowd chatting, until [`Chatting::finish`].
 pub struct Chatting {
-    stop: watch::Sender<bool>,
-    rounds: watch::Receiver<usize>,
+    pub(crate) stop: watch::Sender<bool>,
+    pub(crate) rounds: watch::Receiver<usize>,
     /// Returns the rounds sent, and the senders: dropping a TCP sender's half would
     /// close its connection for the receiving half too.
-    sending: JoinHandle<(usize, Vec<Sender>)>,
-    totals: watch::Sender<Option<usize>>,
-    receiving: Vec<JoinHandle<()>>,
+    pub(crate) sending: JoinHandle<(usize, Vec<Sender>)>,
+    pub(crate) totals: watch::Sender<Option<usize>>,
+    pub(crate) receiving: Vec<JoinHandle<()>>,
 }
 
 fn token(member: usize, round: usize) -> String {
