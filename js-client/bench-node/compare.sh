@@ -8,6 +8,8 @@
 #   REPORTS=dir js-client/bench-node/compare.sh    # also keep each run's JSON report in dir
 #   SERVERS=chatterbox js-client/bench-node/compare.sh  # one server only (Node's column n/a,
 #                                                  # no chart): before/after a change
+#   CHATTERBOX_BIN=path js-client/bench-node/compare.sh # another chatterbox build (say, the
+#                                                  # one before a change), same generator
 #
 # After the table it draws the same reports as docs/comparison.svg (chart.mjs), which
 # README shows.
@@ -33,7 +35,7 @@ start_server() {
     # the connection limits and the message rate are off.
     chatterbox) rm -f "$out"/chatterbox.db*
       # shellcheck disable=SC2086
-      taskset -c 0 target/release/chatterbox --host 127.0.0.1 --port 0 \
+      taskset -c 0 "${CHATTERBOX_BIN:-target/release/chatterbox}" --host 127.0.0.1 --port 0 \
         --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 --db "$out/chatterbox.db" \
         --max-connections 0 --max-connections-per-ip 0 --rate-lines-per-sec 0 \
         ${CHATTERBOX_ARGS:-} 2>"$log" & ;;
