@@ -8,7 +8,7 @@ mod common;
 
 use common::redis::RedisServer;
 use common::{
-    Client, TcpClient, TestServer, WAIT, WsClient, joined, line, ws_joined, ws_line,
+    Client, TcpClient, TestServer, WAIT, WsClient, joined, left, line, ws_joined, ws_left, ws_line,
 };
 use serde_json::{Value, json};
 
@@ -66,6 +66,11 @@ async fn a_line_on_one_node_reaches_every_protocol_on_the_others() {
     kim.expect("wes : yo from c").await;
     ann.expect_update(line("wes", "yo from c")).await;
     assert_eq!(ann.line_ids(), [2, 3]);
+
+    // A leave too, with its node's count (b has nobody left).
+    drop(kim);
+    ann.expect_update(left("kim")).await;
+    wes.expect(ws_left(0)).await;
 
     // One history, the same on every node.
     let expected = [
@@ -181,7 +186,12 @@ async fn six_clients_on_three_nodes_see_one_order() {
         .collect();
     let mut sequences = Vec::new();
     for sender in senders {
-        sequences.push(tokio::time::timeout(WAIT * 3, sender).await.expect("in time").expect("task"));
+        sequences.push(
+            tokio::time::timeout(WAIT * 3, sender)
+                .await
+                .expect("in time")
+                .expect("task"),
+        );
     }
     // One order: every WebSocket client heard the same 300 lines in the same order...
     let order = sequences[0].clone();
@@ -212,11 +222,20 @@ async fn six_clients_on_three_nodes_see_one_order() {
     for node in &cluster {
         let page = history(node, "?limit=1000").await;
         let lines = page["lines"].as_array().expect("lines");
-        let ids: Vec<_> = lines.iter().map(|l| l["id"].as_i64().expect("id")).collect();
+        let ids: Vec<_> = lines
+            .iter()
+            .map(|l| l["id"].as_i64().expect("id"))
+            .collect();
         assert_eq!(ids, (1..=300).collect::<Vec<i64>>());
         let texts: Vec<_> = lines
             .iter()
-            .map(|l| format!("{} : {}", l["name"].as_str().expect("name"), l["text"].as_str().expect("text")))
+            .map(|l| {
+                format!(
+                    "{} : {}",
+                    l["name"].as_str().expect("name"),
+                    l["text"].as_str().expect("text")
+                )
+            })
             .collect();
         assert_eq!(texts, order);
     }
@@ -240,7 +259,9 @@ async fn entries_a_node_cannot_read_are_skipped_and_counted() {
         let reply = redis.command(&[b"XADD", key, b"*", b"e", bad]).await;
         assert!(reply.starts_with('$'), "{reply}");
     }
-    let reply = redis.command(&[b"XADD", key, b"*", b"other", b"field"]).await;
+    let reply = redis
+        .command(&[b"XADD", key, b"*", b"other", b"field"])
+        .await;
     assert!(reply.starts_with('$'), "{reply}");
 
     // The next thing either hears is the next real line: nothing garbled came first.
@@ -287,7 +308,9 @@ async fn a_node_says_what_redis_persistence_means_and_fails_without_redis() {
     );
     // The generated node id is logged at start.
     node.wait_for_log("the node id", |log| {
-        log.iter().find(|l| l.contains("cluster node") && l.contains("node=")).cloned()
+        log.iter()
+            .find(|l| l.contains("cluster node") && l.contains("node="))
+            .cloned()
     })
     .await;
     assert!(!db.exists(), "a cluster node writes no SQLite history");

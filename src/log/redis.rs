@@ -681,7 +681,10 @@ fn take_pending<T>(shared: &Shared<T>, seq: u64) -> Option<Pending<T>> {
     let mut pending = lock(&shared.pending);
     while pending.front().is_some_and(|p| p.seq < seq) {
         if let Some(lost) = pending.pop_front() {
-            tracing::warn!(seq = lost.seq, "a cluster entry of this node never came back");
+            tracing::warn!(
+                seq = lost.seq,
+                "a cluster entry of this node never came back"
+            );
         }
     }
     let mine = pending.front().is_some_and(|p| p.seq == seq);

@@ -98,7 +98,9 @@ impl RedisServer {
                 reply.extend_from_slice(&buffer[..n]);
             }
         };
-        tokio::time::timeout(WAIT, reading).await.expect("a reply in time");
+        tokio::time::timeout(WAIT, reading)
+            .await
+            .expect("a reply in time");
         String::from_utf8_lossy(&reply).into_owned()
     }
 }
