@@ -340,3 +340,30 @@ async fn a_node_says_what_redis_persistence_means_and_fails_without_redis() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_on_one_node_gives_the_lines_said_on_another() {
+    let redis = RedisServer::start().await;
+    let mut cluster = Vec::new();
+    for n in 0..2 {
+        let server = TestServer::spawn_with(|c| {
+            c.redis_url = Some(redis.url());
+            c.cluster = "replay".to_owned();
+            c.node_id = Some(format!("node-{n}"));
+            c.replay = 2;
+        })
+        .await;
+        server.wait_for_connections(0).await;
+        cluster.push(server);
+    }
+    let ann = Client::named_at(cluster[0].url(), "ann").await;
+    for text in ["one", "two", "three"] {
+        ann.say_with_ack(text).await;
+    }
+    let mut bob = Client::connect_to(cluster[1].url(), rust_socketio::TransportType::Any).await;
+    bob.emit("newUser", json!("bob")).await;
+    bob.expect_update(line("ann", "two")).await;
+    bob.expect_update(line("ann", "three")).await;
+    bob.expect_update(joined("bob")).await;
+    assert_eq!(bob.line_ids(), [2, 3]);
+}
