@@ -216,6 +216,21 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_DB_DURABILITY", value_enum, default_value_t = Durability::Full)]
     pub db_durability: Durability,
 
+    /// Run as a node of a cluster: the lobby's log and history are in this Redis
+    /// (`redis://host:port` or `redis+unix:///path/to/socket`), shared with every node
+    /// on it; `--db` is then not used. None: one process, history in SQLite.
+    #[arg(long, env = "CHATTERBOX_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// The cluster's name: the prefix of every key in Redis (two clusters can share one
+    /// Redis).
+    #[arg(long, env = "CHATTERBOX_CLUSTER", default_value = crate::log::redis::DEFAULT_CLUSTER)]
+    pub cluster: String,
+
+    /// This node's id in the cluster's log; none: one is generated (and logged at start).
+    #[arg(long, env = "CHATTERBOX_NODE_ID")]
+    pub node_id: Option<String>,
+
     /// Keep no history: lines are relayed at once and never written anywhere.
     #[arg(long, env = "CHATTERBOX_NO_HISTORY")]
     pub no_history: bool,
@@ -304,6 +319,19 @@ impl Config {
             keep_age: (self.history_keep_days > 0)
                 .then(|| Duration::from_secs(self.history_keep_days.saturating_mul(SECS_PER_DAY))),
         }
+    }
+
+    /// Where the cluster is, when this is a cluster node (`--redis-url`).
+    pub fn cluster(&self) -> Option<crate::log::redis::ClusterSettings> {
+        let url = self.redis_url.clone()?;
+        Some(crate::log::redis::ClusterSettings {
+            url,
+            cluster: self.cluster.clone(),
+            node_id: self
+                .node_id
+                .clone()
+                .unwrap_or_else(crate::log::redis::generated_node_id),
+        })
     }
 
     /// The history file, unless the history is off.

@@ -65,6 +65,9 @@ pub enum RunError {
     /// The history cannot be opened.
     #[error(transparent)]
     History(#[from] log::HistoryError),
+    /// The cluster's Redis cannot be used.
+    #[error(transparent)]
+    Cluster(#[from] log::redis::ClusterError),
     /// The history's writer thread cannot start.
     #[error("cannot start the history writer: {0}")]
     Writer(std::io::Error),
@@ -87,8 +90,13 @@ pub async fn run(
 ) -> Result<(), RunError> {
     // Installed before the lobby takes its metric handles.
     telemetry::prometheus();
-    let lobby = match config.history_path() {
-        Some(path) => {
+    let lobby = match (config.cluster(), config.history_path()) {
+        (Some(cluster), _) => {
+            tracing::info!(node = %cluster.node_id, cluster = %cluster.cluster, "cluster node");
+            let connected = log::redis::connect(cluster).await?;
+            Lobby::with_cluster(config.limits(), connected).map_err(RunError::Writer)?
+        }
+        (None, Some(path)) => {
             let (path, durability) = (path.to_owned(), config.db_durability);
             let retention = config.retention();
             let store = tokio::task::spawn_blocking(move || {
@@ -98,7 +106,7 @@ pub async fn run(
             .map_err(|e| RunError::Writer(std::io::Error::other(e)))??;
             Lobby::with_history(config.limits(), store).map_err(RunError::Writer)?
         }
-        None => Lobby::new(config.limits()),
+        (None, None) => Lobby::new(config.limits()),
     };
     // The listeners stop on their own token, cancelled once the lobby is closed, so no
     // connection sees the shutdown before the lobby does.

@@ -15,6 +15,8 @@
 //! | `chatterbox_history_lines_total` | counter | | chat lines committed to the history |
 //! | `chatterbox_history_commit_seconds` | summary | | time of one group commit (one transaction, one fsync) |
 //! | `chatterbox_history_commit_failures_total` | counter | | commits that failed and were retried |
+//! | `chatterbox_cluster_entries_skipped_total` | counter | | cluster log entries this node could not read (foreign, truncated, another version), skipped (`--redis-url`) |
+//! | `chatterbox_cluster_append_failures_total` | counter | | appends to the cluster log that failed: not relayed (`--redis-url`) |
 //!
 //! The recorder is process-wide (the `metrics` crate has one global recorder): several
 //! servers in one process share it.

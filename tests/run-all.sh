@@ -2,12 +2,14 @@
 # Runs every chatterbox test: the Rust unit and integration tests, then the Node tests
 # with the official clients and headless Chromium against the binary that the Rust
 # tests built. Installs what is missing first: npm packages (npm ci) and, as root on
-# Debian, Chromium and a Korean font for the page tests.
+# Debian, Chromium and a Korean font for the page tests, and redis-server for the
+# cluster tests (tests/cluster.rs starts its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if ! { command -v fc-list >/dev/null && fc-list : family | grep -i nanum >/dev/null; }; then
   missing+=(fonts-nanum)
 fi

@@ -83,7 +83,6 @@ impl Delivery {
     }
 
     /// The event.
-    #[cfg(test)]
     pub(crate) fn event(&self) -> &Event {
         &self.event
     }

@@ -26,10 +26,16 @@
 //! receive a line said a few milliseconds before its join, still on its way to disk.
 
 //!
+//! With a cluster ([`Lobby::with_cluster`], `--redis-url`), the log is the cluster's
+//! log in Redis ([`crate::log::redis`]): every node appends there and relays what it
+//! reads back, its own events included, in the log's one order. Member counts stay the
+//! local node's in this increment (see that module's doc).
+//!
 //! The parts: [`member`] (what a connection may ask of the lobby), [`event`] (what
 //! members receive), [`fanout`] (delivery in order, replay, slow consumers),
 //! [`presence`] (who is here), [`names`], [`rooms`], [`rate`], [`limits`], [`error`].
 
+mod cluster;
 pub(crate) mod error;
 pub(crate) mod event;
 pub(crate) mod fanout;
@@ -137,6 +143,20 @@ impl Lobby {
         Self::with_log(limits, |deliver| {
             let log: Box<dyn Log<Outgoing>> =
                 Box::new(Sequencer::start(store, capacity, batch_items, deliver)?);
+            Ok(log)
+        })
+    }
+
+    /// An empty lobby of a cluster node: every event goes through the cluster's log in
+    /// Redis and is relayed as every node reads it back (see the module doc).
+    pub(crate) fn with_cluster(
+        limits: Limits,
+        connected: log::redis::Connected,
+    ) -> std::io::Result<Self> {
+        let capacity = limits.history_queue_lines;
+        Self::with_log(limits, |deliver| {
+            let log: Box<dyn Log<Outgoing>> =
+                Box::new(log::redis::RedisLog::start(connected, capacity, deliver));
             Ok(log)
         })
     }

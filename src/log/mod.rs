@@ -2,11 +2,16 @@
 //! comes back out, in one order, once the log has made it durable (chat lines stored,
 //! with their ids); the lobby fans out only what comes back. Relay order is log order,
 //! and nothing is relayed that the log has not accepted. Behind the one small trait
-//! [`Log`]: [`sqlite`], the single-node history (one writer thread, group commit).
+//! [`Log`]: [`sqlite`], the single-node history (one writer thread, group commit), and
+//! [`redis`], the cluster log of several nodes on one Redis (`--redis-url`).
 //!
-//! Entries are the lobby's own items ([`Queued::item`], generic: the log never looks
-//! into them), each with the chat line to store first, if any.
+//! Entries are the lobby's own items ([`Queued::item`], generic: the SQLite log never
+//! looks into them), each with the chat line to store first, if any. The cluster log
+//! must send the event itself to other nodes: it asks the item for it through
+//! [`redis::Replicated`], which the lobby implements, so this module never imports the
+//! lobby.
 
+pub mod redis;
 pub mod sqlite;
 
 use std::sync::Arc;

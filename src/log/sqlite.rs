@@ -121,6 +121,9 @@ pub enum HistoryError {
     /// A read failed.
     #[error("cannot read the history: {0}")]
     Read(rusqlite::Error),
+    /// A read of the cluster's history in Redis failed.
+    #[error("cannot read the history from Redis: {0}")]
+    Redis(redis::RedisError),
 }
 
 /// What a commit waits for.

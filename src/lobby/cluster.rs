@@ -1,0 +1,64 @@
+//! The lobby's events as the cluster log carries them ([`Replicated`]): what this node
+//! appends for an event, and the event another node's entry stands for.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Event;
+use super::fanout::Outgoing;
+use crate::log::NewLine;
+use crate::log::redis::{Record, Replicated, millis};
+
+impl Replicated for Outgoing {
+    fn record(&self, line: Option<&NewLine>) -> Record {
+        match self.delivery.event() {
+            Event::Joined { name, members } => Record::Joined {
+                name: name.to_string(),
+                members: *members,
+            },
+            Event::Left { name, members } => Record::Left {
+                name: name.to_string(),
+                members: *members,
+            },
+            Event::Message {
+                name,
+                text,
+                origin,
+                raw,
+            } => Record::Line {
+                name: name.to_string(),
+                protocol: *origin,
+                text: text.to_string(),
+                time_ms: line.map_or(0, |line| millis(line.time)),
+                raw: raw.as_ref().map(|raw| raw.to_vec()),
+            },
+        }
+    }
+
+    fn from_record(record: Record) -> Self {
+        let event = match record {
+            Record::Joined { name, members } => Event::Joined {
+                name: Arc::from(name),
+                members,
+            },
+            Record::Left { name, members } => Event::Left {
+                name: Arc::from(name),
+                members,
+            },
+            Record::Line {
+                name,
+                protocol,
+                text,
+                raw,
+                ..
+            } => Event::Message {
+                name: Arc::from(name),
+                text: Arc::from(text),
+                origin: protocol,
+                raw: raw.map(Bytes::from),
+            },
+        };
+        Outgoing::new(event, None)
+    }
+}
