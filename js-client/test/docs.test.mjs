@@ -20,6 +20,7 @@ const otherPrograms = new Map([
   ['--ignored', 'the Rust test harness (cargo test -- --ignored)'], ['--require', 'node (a preload)'],
   ['--call-graph', 'perf record'], ['--lib', 'cargo test'],
   ['--nocapture', 'the Rust test harness'], ['--test-threads', 'the Rust test harness'],
+  ['--appendonly', 'redis-server'], ['--appendfsync', 'redis-server'],
 ]);
 
 // Markdown without fenced code blocks and inline code (where links are not links).
