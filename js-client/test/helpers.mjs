@@ -61,6 +61,15 @@ export async function startServer(args = []) {
     exited,
     dir,
     output: () => output,
+    // Waits until every connection of the lobby has left (`/healthz` `connections`):
+    // a test that closed its clients then leaves the next one a lobby without them
+    // (their leaves announced, their names free).
+    async empty() {
+      await until(async () => {
+        const health = await (await fetch(`http://${addresses.http}/healthz`)).json();
+        return health.connections === 0;
+      }, 'every connection gone from the lobby');
+    },
     async stop() {
       for (const client of clients) client.kill();
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

@@ -1,12 +1,14 @@
 // The official socket.io-client (4.x, and 2.x for Engine.IO v3) against the binary:
 // every transport, the upgrade, both protocol versions, and the payload limit.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import ioV2 from 'socket.io-client-v2';
 import { Client, startServer, named, joined, left, line, within } from './helpers.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
+// Tests share the server: each starts once the last one's clients are gone.
+afterEach(async () => { await server.empty(); });
 after(async () => {
   const { code } = await server.stop();
   assert.equal(code, 0, server.output());
