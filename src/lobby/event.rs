@@ -82,6 +82,11 @@ impl Delivery {
         }
     }
 
+    /// The history id of the event's chat line, once the log has stored it.
+    pub(crate) fn line_id(&self) -> Option<i64> {
+        self.line_id.get().copied()
+    }
+
     /// The event.
     pub(crate) fn event(&self) -> &Event {
         &self.event
@@ -112,7 +117,7 @@ impl Delivery {
         encode: impl FnOnce(&Event, Option<i64>) -> Box<RawValue>,
     ) -> &RawValue {
         self.json
-            .get_or_init(|| encode(&self.event, self.line_id.get().copied()))
+            .get_or_init(|| encode(&self.event, self.line_id()))
     }
 }
 

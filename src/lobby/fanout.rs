@@ -14,8 +14,6 @@ pub(crate) struct Outgoing {
     pub(super) delivery: Arc<Delivery>,
     /// The sender, skipped if its protocol does not echo.
     pub(super) from: Option<u64>,
-    /// The history id of the event's chat line, if it was stored.
-    pub(super) line_id: Option<i64>,
     /// A member and the lines replayed to it just before the event.
     pub(super) replay: Option<(u64, Vec<StoredLine>)>,
     /// Told the line's history id (`None`: not stored) at the place in the sender's
@@ -31,7 +29,6 @@ impl Outgoing {
         Self {
             delivery: Delivery::new(event),
             from,
-            line_id: None,
             replay: None,
             stored: None,
         }
@@ -61,11 +58,11 @@ pub(super) fn fan_out(
                     replay(entry, lines);
                 }
                 if entry.first_live_line.is_none() {
-                    entry.first_live_line = out.line_id;
+                    entry.first_live_line = out.delivery.line_id();
                 }
                 if out.from == Some(id) && !entry.protocol.echoes_own_lines() {
                     if let Some(stored) = out.stored.take() {
-                        stored(out.line_id);
+                        stored(out.delivery.line_id());
                     }
                     continue;
                 }

@@ -279,7 +279,6 @@ impl Lobby {
             .into_iter()
             .map(|done| {
                 let mut out = done.item;
-                out.line_id = done.id;
                 if let Some(id) = done.id {
                     out.delivery.set_line_id(id);
                 }
