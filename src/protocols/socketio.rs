@@ -430,12 +430,7 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
             member
                 .refusals()
                 .report(Protocol::SocketIo, who, reason, &why, disconnect);
-            if let Err(e) = socket.emit("error", &ErrorReply { message: &why }) {
-                // Its queue is full (it will be cut off as a slow consumer at the next
-                // delivery) or closing: the refusal is logged and counted above, and a
-                // line per unsent reply would flood the log under overload.
-                tracing::debug!(socket = %socket.id, "cannot send an error reply: {e}");
-            }
+            send_error(&socket, &why);
             if disconnect && let Err(e) = SocketRef::from(socket.clone()).disconnect() {
                 tracing::warn!(socket = %socket.id, "cannot disconnect a flooding socket: {e}");
             }
@@ -497,6 +492,17 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for SubscribeMe
     }
 }
 
+/// Sends the socket an `error` event `{message}`: a refusal's reason, or the name it was
+/// given instead of the one it asked for.
+fn send_error(socket: &Arc<Socket>, message: &str) {
+    if let Err(e) = socket.emit("error", &ErrorReply { message }) {
+        // Its queue is full (it will be cut off as a slow consumer at the next delivery)
+        // or closing: what it was told is logged (and a refusal counted) already, and a
+        // line per unsent reply would flood the log under overload.
+        tracing::debug!(socket = %socket.id, "cannot send an error event: {e}");
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(socket: &Arc<Socket>, mut data: Value) -> Option<T> {
     use socketioxide::handler::FromMessageParts;
     Data::<T>::from_message_parts(socket, &mut data, &None)
@@ -512,15 +518,7 @@ fn new_user(
 ) -> Result<(), RequestRefusal> {
     let raw: String = decode(socket, data).ok_or(Malformed::Name)?;
     // Told before its join is announced, with or without a history in between.
-    member.set_name_telling(&raw, |taken| {
-        let told = ErrorReply {
-            message: &taken.to_string(),
-        };
-        if let Err(e) = socket.emit("error", &told) {
-            // Queue full or closing, as for a refusal's reply.
-            tracing::debug!(socket = %socket.id, "cannot tell the name given: {e}");
-        }
-    })?;
+    member.set_name_telling(&raw, |taken| send_error(socket, &taken.to_string()))?;
     Ok(())
 }
 
