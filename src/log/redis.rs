@@ -315,9 +315,44 @@ struct Pending<T> {
     replay: usize,
 }
 
+/// This node's appends, in order, until their entries come back, and how many of them
+/// are chat lines (kept as it changes: `append` checks it under the lobby's lock).
+struct PendingQueue<T> {
+    items: VecDeque<Pending<T>>,
+    lines: usize,
+}
+
+impl<T> PendingQueue<T> {
+    fn push_back(&mut self, pending: Pending<T>) {
+        self.lines += usize::from(pending.is_line);
+        self.items.push_back(pending);
+    }
+
+    fn pop_back(&mut self) -> Option<Pending<T>> {
+        let pending = self.items.pop_back()?;
+        self.lines -= usize::from(pending.is_line);
+        Some(pending)
+    }
+
+    fn pop_front(&mut self) -> Option<Pending<T>> {
+        let pending = self.items.pop_front()?;
+        self.lines -= usize::from(pending.is_line);
+        Some(pending)
+    }
+
+    /// Drops append `seq` (it never reached the log).
+    fn remove(&mut self, seq: u64) {
+        if let Some(at) = self.items.iter().position(|p| p.seq == seq)
+            && let Some(pending) = self.items.remove(at)
+        {
+            self.lines -= usize::from(pending.is_line);
+        }
+    }
+}
+
 struct Shared<T> {
     /// This node's appends, in order, until their entries come back.
-    pending: Mutex<VecDeque<Pending<T>>>,
+    pending: Mutex<PendingQueue<T>>,
     /// Notified whenever `pending` shrinks.
     drained: Condvar,
 }
@@ -357,10 +392,15 @@ impl<T: Replicated> RedisLog<T> {
             start,
         } = connected;
         let shared = Arc::new(Shared {
-            pending: Mutex::new(VecDeque::new()),
+            pending: Mutex::new(PendingQueue {
+                items: VecDeque::new(),
+                lines: 0,
+            }),
             drained: Condvar::new(),
         });
         let stop = CancellationToken::new();
+        // Holds no more than the pending FIFO does: chat lines are capped there at
+        // `capacity` (`QueueFull` past it), joins and leaves by the connections.
         let (to_appender, from_lobby) = mpsc::unbounded_channel();
         let cluster = settings.cluster.clone();
         tokio::spawn(append_all(
@@ -400,7 +440,7 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
         let record = queued.item.record(queued.line.as_ref());
         let is_line = matches!(record, Record::Line { .. });
         let mut pending = lock(&self.shared.pending);
-        if is_line && pending.iter().filter(|p| p.is_line).count() >= self.capacity {
+        if is_line && pending.lines >= self.capacity {
             return Err(QueueFull);
         }
         let seq = {
@@ -454,11 +494,11 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
     fn finish(&self) {
         let deadline = std::time::Instant::now() + FINISH_WAIT;
         let mut pending = lock(&self.shared.pending);
-        while !pending.is_empty() {
+        while !pending.items.is_empty() {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 tracing::warn!(
-                    entries = pending.len(),
+                    entries = pending.items.len(),
                     "cluster entries still on their way at shutdown: not relayed here"
                 );
                 break;
@@ -594,7 +634,7 @@ async fn append_all<T>(
             // entries after it still match.
             tracing::error!(seq, "cluster append failed, entry not relayed: {e}");
             metrics::counter!(APPEND_FAILURES).increment(1);
-            lock(&shared.pending).retain(|p| p.seq != seq);
+            lock(&shared.pending).remove(seq);
             shared.drained.notify_all();
         }
     }
@@ -679,7 +719,7 @@ async fn read_all<T: Replicated>(
 /// This node's pending append `seq`, dropping any before it (their appends failed).
 fn take_pending<T>(shared: &Shared<T>, seq: u64) -> Option<Pending<T>> {
     let mut pending = lock(&shared.pending);
-    while pending.front().is_some_and(|p| p.seq < seq) {
+    while pending.items.front().is_some_and(|p| p.seq < seq) {
         if let Some(lost) = pending.pop_front() {
             tracing::warn!(
                 seq = lost.seq,
@@ -687,7 +727,7 @@ fn take_pending<T>(shared: &Shared<T>, seq: u64) -> Option<Pending<T>> {
             );
         }
     }
-    let mine = pending.front().is_some_and(|p| p.seq == seq);
+    let mine = pending.items.front().is_some_and(|p| p.seq == seq);
     let mine = if mine { pending.pop_front() } else { None };
     drop(pending);
     shared.drained.notify_all();
