@@ -61,6 +61,11 @@ export async function startServer(args = []) {
     exited,
     dir,
     output: () => output,
+    // The names of the lobby's members now (`/api/members`), in the order they came.
+    async members() {
+      const { members } = await (await fetch(`http://${addresses.http}/api/members`)).json();
+      return members.map((member) => member.name);
+    },
     // Waits until every connection of the lobby has left (`/healthz` `connections`):
     // a test that closed its clients then leaves the next one a lobby without them
     // (their leaves announced, their names free).
@@ -109,7 +114,13 @@ export class Client {
 
   next(what = 'an event') {
     if (this.events.length > 0) return Promise.resolve(this.events.shift());
-    return within(new Promise((resolve) => this.waiters.push(resolve)), what);
+    let waiter;
+    const got = new Promise((resolve) => { waiter = resolve; this.waiters.push(waiter); });
+    // A wait that timed out takes no later event.
+    return within(got, what).catch((error) => {
+      this.waiters = this.waiters.filter((other) => other !== waiter);
+      throw error;
+    });
   }
 
   async expect(event, data) {
@@ -140,11 +151,17 @@ export async function named(url, name, options = {}, ioFn = io) {
 }
 
 // Resolves once `condition()` is true; polls, for state that changes on its own (a
-// page, a child's output).
-export async function until(condition, what) {
-  await within((async () => {
-    while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 25));
-  })(), what);
+// page, a child's output). The polling stops when the wait times out: a poll left
+// running would keep the test file's process alive after its tests have ended.
+export async function until(condition, what, ms = WAIT_MS) {
+  let waiting = true;
+  try {
+    await within((async () => {
+      while (waiting && !(await condition())) await new Promise((resolve) => setTimeout(resolve, 25));
+    })(), what, ms);
+  } finally {
+    waiting = false;
+  }
 }
 
 // Runs an original terminal client (tests/fixtures/…), unchanged, with its fixed ports
