@@ -231,6 +231,19 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_NODE_ID")]
     pub node_id: Option<String>,
 
+    /// A cluster node's lease, in milliseconds: renewed three times a lease; a node that
+    /// has not renewed it for this long (killed, frozen, cut off from Redis) is given
+    /// up by the others, which announce its members as left.
+    #[arg(long, env = "CHATTERBOX_NODE_LEASE_MS", default_value_t = crate::log::redis::DEFAULT_LEASE_MS,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub node_lease_ms: u64,
+
+    /// Entries the cluster's log (`<cluster>:log` in Redis) keeps, about (Redis trims
+    /// whole blocks): a node that falls further behind rebuilds its presence from Redis.
+    #[arg(long, env = "CHATTERBOX_CLUSTER_LOG_ENTRIES", default_value_t = crate::log::redis::DEFAULT_LOG_ENTRIES,
+          value_parser = clap::value_parser!(u64).range(1000..))]
+    pub cluster_log_entries: u64,
+
     /// Keep no history: lines are relayed at once and never written anywhere.
     #[arg(long, env = "CHATTERBOX_NO_HISTORY")]
     pub no_history: bool,
@@ -331,6 +344,9 @@ impl Config {
                 .node_id
                 .clone()
                 .unwrap_or_else(crate::log::redis::generated_node_id),
+            lease: Duration::from_millis(self.node_lease_ms),
+            log_entries: self.cluster_log_entries,
+            history_lines: self.history_keep_lines,
         })
     }
 

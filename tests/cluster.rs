@@ -1,8 +1,8 @@
-//! Several nodes on one Redis are one lobby (`--redis-url`, issue #16, first increment):
-//! every test starts a redis-server of its own (a unix socket in a directory of its own)
-//! and two or three nodes in this process, each on port 0, each test under its own
-//! `--cluster` prefix. Counts are each node's own in this increment (README, "Several
-//! nodes"), so the tests assert the counts each node gives.
+//! Several nodes on one Redis are one lobby (`--redis-url`, issue #16): every test starts
+//! a redis-server of its own (a unix socket in a directory of its own) and two or three
+//! nodes, each on port 0, each test under its own `--cluster` prefix: in this process,
+//! or as processes of their own where a test sends them signals. Every count is the
+//! whole cluster's.
 
 mod common;
 
@@ -45,9 +45,10 @@ async fn a_line_on_one_node_reaches_every_protocol_on_the_others() {
     kim.command("CONNECT", "kim").await;
     kim.expect("kim connected!").await;
     ann.expect_update(joined("kim")).await;
-    // The WebSocket client on c is c's first connection: guest-1, one member on c.
+    // The WebSocket client on c is c's first connection (guest-1), and the cluster's
+    // third member.
     let mut wes = WsClient::connect(c.websocket).await;
-    wes.expect(ws_joined(1)).await;
+    wes.expect(ws_joined(3)).await;
     kim.expect("guest-1 connected!").await;
     ann.expect_update(joined("guest-1")).await;
 
@@ -67,10 +68,10 @@ async fn a_line_on_one_node_reaches_every_protocol_on_the_others() {
     ann.expect_update(line("wes", "yo from c")).await;
     assert_eq!(ann.line_ids(), [2, 3]);
 
-    // A leave too, with its node's count (b has nobody left).
+    // A leave too, with the cluster's count.
     drop(kim);
     ann.expect_update(left("kim")).await;
-    wes.expect(ws_left(0)).await;
+    wes.expect(ws_left(2)).await;
 
     // One history, the same on every node.
     let expected = [
@@ -121,8 +122,9 @@ async fn six_clients_on_three_nodes_see_one_order() {
     let mut websockets = Vec::new();
     let mut tcps = Vec::new();
     for (n, node) in cluster.iter().enumerate() {
+        // Two members on each node before it: this one is the cluster's 2n+1st.
         let mut ws = WsClient::connect(node.websocket).await;
-        ws.expect(ws_joined(1)).await;
+        ws.expect(ws_joined(2 * n + 1)).await;
         websockets.push((format!("w{n}"), ws));
         let mut tcp = TcpClient::connect(node.tcp_json).await;
         let name = format!("t{n}");

@@ -2,6 +2,7 @@
 //! appends for an event, and the event another node's entry stands for.
 
 use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 
@@ -9,17 +10,30 @@ use super::Event;
 use super::fanout::Outgoing;
 use crate::log::NewLine;
 use crate::log::redis::{Record, Replicated, millis};
+use crate::protocol::Protocol;
 
 impl Replicated for Outgoing {
-    fn record(&self, line: Option<&NewLine>) -> Record {
-        match self.delivery.event() {
-            Event::Joined { name, members } => Record::Joined {
-                name: name.to_string(),
-                members: *members,
-            },
+    fn record(&self, line: Option<&NewLine>) -> (Record, Option<u64>) {
+        let member = self.someone.map(|someone| someone.id).or(self.from);
+        let record = match self.delivery.event() {
+            Event::Joined { name, members } => {
+                let (protocol, since) = self
+                    .someone
+                    .map_or((Protocol::SocketIo, UNIX_EPOCH), |someone| {
+                        (someone.protocol, someone.since)
+                    });
+                Record::Joined {
+                    name: name.to_string(),
+                    members: *members,
+                    id: member.unwrap_or(0),
+                    protocol,
+                    since_ms: millis(since),
+                }
+            }
             Event::Left { name, members } => Record::Left {
                 name: name.to_string(),
                 members: *members,
+                id: member.unwrap_or(0),
             },
             Event::Message {
                 name,
@@ -33,16 +47,17 @@ impl Replicated for Outgoing {
                 time_ms: line.map_or(0, |line| millis(line.time)),
                 raw: raw.as_ref().map(|raw| raw.to_vec()),
             },
-        }
+        };
+        (record, member)
     }
 
     fn from_record(record: Record) -> Self {
         let event = match record {
-            Record::Joined { name, members } => Event::Joined {
+            Record::Joined { name, members, .. } => Event::Joined {
                 name: Arc::from(name),
                 members,
             },
-            Record::Left { name, members } => Event::Left {
+            Record::Left { name, members, .. } => Event::Left {
                 name: Arc::from(name),
                 members,
             },

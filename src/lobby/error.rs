@@ -2,7 +2,7 @@
 //! reason its metric label.
 
 use crate::lobby::rooms::RoomError;
-use crate::log::QueueFull;
+use crate::log::{AppendRefusal, QueueFull};
 
 /// Why the lobby refused a member's request. The text is what the sender is told.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +37,19 @@ pub enum LobbyError {
     /// The history does not keep up with the lines coming in: the line was not sent.
     #[error("{0}")]
     Busy(#[from] QueueFull),
+    /// The lobby's log cannot be reached (a cluster's Redis is down): the line was not
+    /// sent.
+    #[error("the lobby is unavailable: line not sent, try again")]
+    Unavailable,
+}
+
+impl From<AppendRefusal> for LobbyError {
+    fn from(refusal: AppendRefusal) -> Self {
+        match refusal {
+            AppendRefusal::Full(full) => LobbyError::Busy(full),
+            AppendRefusal::Unavailable => LobbyError::Unavailable,
+        }
+    }
 }
 
 impl LobbyError {
@@ -52,6 +65,7 @@ impl LobbyError {
             LobbyError::RateLimited { .. } => "rate",
             LobbyError::Flooding { .. } => "flood",
             LobbyError::Busy(_) => "busy",
+            LobbyError::Unavailable => "unavailable",
         }
     }
 

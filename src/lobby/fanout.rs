@@ -19,6 +19,19 @@ pub(crate) struct Outgoing {
     /// Told the line's history id (`None`: not stored) at the place in the sender's
     /// stream where its own line would be, for a sender whose protocol does not echo.
     pub(super) stored: Option<Stored>,
+    /// For a join or leave: who joined or left.
+    pub(super) someone: Option<Someone>,
+}
+
+/// The member a join or leave is about, as the cluster's presence records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Someone {
+    /// Its id on this node.
+    pub(crate) id: u64,
+    /// Its protocol.
+    pub(crate) protocol: Protocol,
+    /// When it connected.
+    pub(crate) since: std::time::SystemTime,
 }
 
 /// What a sender is told once its line is on its way: the line's history id, if stored.
@@ -31,13 +44,32 @@ impl Outgoing {
             from,
             replay: None,
             stored: None,
+            someone: None,
         }
+    }
+
+    /// Gives a join's or leave's announcement the count `members` (a cluster's, from its
+    /// log) in place of this node's; before anyone has encoded it.
+    pub(super) fn count_as(&mut self, members: usize) {
+        let event = match self.delivery.event() {
+            Event::Joined { name, .. } => Event::Joined {
+                name: name.clone(),
+                members,
+            },
+            Event::Left { name, .. } => Event::Left {
+                name: name.clone(),
+                members,
+            },
+            Event::Message { .. } => return,
+        };
+        self.delivery = Delivery::new(event);
     }
 }
 
 /// Delivers a batch of events, in order, to every member (except, where its protocol
-/// does not echo, each event's sender), then the leaves of any member it found too slow.
-/// Returns the outboxes to cut off once the lock is released.
+/// does not echo, each event's sender), then the leaves of any member it found too slow
+/// (with [`SlowLeaves::Returned`], those leaves are returned instead, for the caller to
+/// send through the log). Returns the outboxes to cut off once the lock is released.
 ///
 /// Member by member, each taking the whole batch: a member's outbox (for Socket.IO its
 /// socket and that socket's queue) is then fetched into the cache once per batch, not
@@ -46,9 +78,30 @@ impl Outgoing {
 pub(super) fn fan_out(
     members: &mut Table,
     metrics: &LobbyMetrics,
-    mut batch: Vec<Outgoing>,
+    batch: Vec<Outgoing>,
 ) -> Vec<Arc<dyn Outbox>> {
+    fan_out_with(members, metrics, batch, SlowLeaves::FannedOut).0
+}
+
+/// Where [`fan_out_with`] sends the leaves of the members it found too slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SlowLeaves {
+    /// Out to everyone here, right after the batch.
+    FannedOut,
+    /// Back to the caller (a cluster announces them through its log).
+    Returned,
+}
+
+/// [`fan_out`], choosing where the slow members' leaves go; returns the outboxes to cut
+/// off and the leaves returned.
+pub(super) fn fan_out_with(
+    members: &mut Table,
+    metrics: &LobbyMetrics,
+    mut batch: Vec<Outgoing>,
+    slow_leaves: SlowLeaves,
+) -> (Vec<Arc<dyn Outbox>>, Vec<Outgoing>) {
     let mut cut = Vec::new();
+    let mut returned = Vec::new();
     while !batch.is_empty() {
         let mut slow = Vec::new();
         let mut sent = [0; Protocol::ALL.len()];
@@ -93,12 +146,18 @@ pub(super) fn fan_out(
             );
             metrics.cut_offs[entry.protocol.index()].increment(1);
             if let Some(left) = left {
-                batch.push(Outgoing::new(left, None));
+                batch.push(Outgoing {
+                    someone: Some(entry.someone(id)),
+                    ..Outgoing::new(left, None)
+                });
             }
             cut.push(entry.outbox);
         }
+        if slow_leaves == SlowLeaves::Returned {
+            returned.append(&mut batch);
+        }
     }
-    cut
+    (cut, returned)
 }
 
 /// Takes member `id` out of the lobby's table and counts it out: its entry, and its

@@ -77,7 +77,14 @@ impl Member {
                 name: name.clone(),
                 members: members.named(),
             };
-            let cut = self.lobby.announce_presence(&mut members, event, replay_to);
+            let someone = members.get(&self.id).map(|entry| entry.someone(self.id));
+            let cut = match someone {
+                Some(someone) => {
+                    self.lobby
+                        .announce_presence(&mut members, event, someone, replay_to)
+                }
+                None => Vec::new(),
+            };
             (name, cut)
         };
         self.lobby.presence_changed();
@@ -153,9 +160,9 @@ impl Member {
                 origin: protocol,
                 raw,
             };
-            let cut = self
-                .lobby
-                .announce(&mut members, event, Some(self.id), None, stored)?;
+            let cut =
+                self.lobby
+                    .announce(&mut members, event, Some(self.id), None, stored, None)?;
             self.lobby.inner.metrics.lines_in[protocol.index()].increment(1);
             let taken = given.as_ref().and_then(Given::taken);
             if let Some(taken) = &taken {

@@ -61,12 +61,14 @@ pub(crate) use member::Member;
 pub use rooms::RoomError;
 
 pub use crate::log::QueueFull;
-use crate::log::{self, Committed, Log, NewLine, Queued, Sequencer, Store, StoredLine};
+use crate::log::{
+    self, AppendRefusal, Committed, Log, NewLine, Queued, Sequencer, Store, StoredLine,
+};
 use crate::protocol::Protocol;
 use crate::refusals::Refusals;
 use crate::telemetry::LobbyMetrics;
 pub(crate) use fanout::Stored;
-use fanout::{Outgoing, cut_off, fan_out, remove_member};
+use fanout::{Outgoing, SlowLeaves, Someone, cut_off, fan_out, fan_out_with, remove_member};
 use rate::Bucket;
 use rooms::Rooms;
 use table::Table;
@@ -87,6 +89,9 @@ struct Inner {
     metrics: LobbyMetrics,
     /// The log every event goes through when there is a history.
     log: Option<Box<dyn Log<Outgoing>>>,
+    /// Whether presence (who is here, the counts) is the log's ([`Log::present`]): a
+    /// cluster's, where the whole lobby is every node's members.
+    log_presence: bool,
     /// Bumped whenever the list of named members changes.
     presence: watch::Sender<u64>,
     /// Every refusal's count and log line.
@@ -106,12 +111,24 @@ struct Entry {
     first_live_line: Option<i64>,
 }
 
+impl Entry {
+    /// Who member `id` is, for the announcement of its join or leave.
+    fn someone(&self, id: u64) -> Someone {
+        Someone {
+            id,
+            protocol: self.protocol,
+            since: self.since,
+        }
+    }
+}
+
 /// Where the log hands each committed batch, in order.
 type Deliver = Box<dyn FnMut(Vec<Committed<Outgoing>>) + Send + 'static>;
 
 impl Inner {
     fn new(limits: Limits, log: Option<Box<dyn Log<Outgoing>>>) -> Self {
         Self {
+            log_presence: log.as_ref().is_some_and(|log| log.present().is_some()),
             refusals: Refusals::new(limits.log_fold),
             limits,
             next_id: AtomicU64::new(1),
@@ -140,7 +157,7 @@ impl Lobby {
         // Half a member's queue: a batch fits even in a queue the previous one has not
         // been written out of yet.
         let batch_items = limits.outbox_messages / 2;
-        Self::with_log(limits, |deliver| {
+        Self::with_log(limits, |deliver, _| {
             let log: Box<dyn Log<Outgoing>> =
                 Box::new(Sequencer::start(store, capacity, batch_items, deliver)?);
             Ok(log)
@@ -154,28 +171,36 @@ impl Lobby {
         connected: log::redis::Connected,
     ) -> std::io::Result<Self> {
         let capacity = limits.history_queue_lines;
-        Self::with_log(limits, |deliver| {
-            let log: Box<dyn Log<Outgoing>> =
-                Box::new(log::redis::RedisLog::start(connected, capacity, deliver));
+        Self::with_log(limits, |deliver, lost| {
+            let log: Box<dyn Log<Outgoing>> = Box::new(log::redis::RedisLog::start(
+                connected, capacity, deliver, lost,
+            ));
             Ok(log)
         })
     }
 
     /// An empty lobby whose events go through the log `start` makes; `start` gets the
-    /// delivery the log hands every committed batch to.
+    /// delivery the log hands every committed batch to, and what a cluster's log calls
+    /// when the node lost its place in the cluster ([`Lobby::drop_everyone`]).
     fn with_log(
         limits: Limits,
-        start: impl FnOnce(Deliver) -> std::io::Result<Box<dyn Log<Outgoing>>>,
+        start: impl FnOnce(Deliver, log::redis::Lost) -> std::io::Result<Box<dyn Log<Outgoing>>>,
     ) -> std::io::Result<Self> {
         let mut failure = None;
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
-            let weak = weak.clone();
+            let for_delivery = weak.clone();
             let deliver: Deliver = Box::new(move |batch| {
-                if let Some(inner) = weak.upgrade() {
+                if let Some(inner) = for_delivery.upgrade() {
                     Lobby { inner }.deliver(batch);
                 }
             });
-            let log = start(deliver).map_err(|e| failure = Some(e)).ok();
+            let for_lost = weak.clone();
+            let lost: log::redis::Lost = Box::new(move || {
+                if let Some(inner) = for_lost.upgrade() {
+                    Lobby { inner }.drop_everyone();
+                }
+            });
+            let log = start(deliver, lost).map_err(|e| failure = Some(e)).ok();
             Inner::new(limits, log)
         });
         match failure {
@@ -229,10 +254,12 @@ impl Lobby {
         from: Option<u64>,
         replay_to: Option<u64>,
         stored: Option<Stored>,
-    ) -> Result<Vec<Arc<dyn Outbox>>, QueueFull> {
+        someone: Option<Someone>,
+    ) -> Result<Vec<Arc<dyn Outbox>>, AppendRefusal> {
         let Some(log) = &self.inner.log else {
             let out = Outgoing {
                 stored,
+                someone,
                 ..Outgoing::new(event, from)
             };
             return Ok(fan_out(members, &self.inner.metrics, vec![out]));
@@ -255,6 +282,7 @@ impl Lobby {
         let item = Outgoing {
             replay: replay_to.map(|to| (to, Vec::new())),
             stored,
+            someone,
             ..Outgoing::new(event, from)
         };
         log.append(Queued { item, line, replay })?;
@@ -267,18 +295,24 @@ impl Lobby {
         &self,
         members: &mut Table,
         event: Event,
+        someone: Someone,
         replay_to: Option<u64>,
     ) -> Vec<Arc<dyn Outbox>> {
-        self.announce(members, event, None, replay_to, None)
+        self.announce(members, event, None, replay_to, None, Some(someone))
             .unwrap_or_default()
     }
 
     /// Fans out a committed batch, in order (the log's writer calls this).
     fn deliver(&self, batch: Vec<Committed<Outgoing>>) {
+        let mut presence = false;
         let batch = batch
             .into_iter()
             .map(|done| {
                 let mut out = done.item;
+                if let Some(count) = done.members {
+                    presence = true;
+                    out.count_as(count);
+                }
                 if let Some(id) = done.id {
                     out.delivery.set_line_id(id);
                 }
@@ -288,8 +322,31 @@ impl Lobby {
                 out
             })
             .collect();
-        let cut = fan_out(&mut self.lock(), &self.inner.metrics, batch);
-        if !cut.is_empty() {
+        // Where presence lives in the log, a slow member's leave goes through it too,
+        // so that every node hears it, in its place in the one order.
+        let slow_leaves = match self.inner.log_presence {
+            true => SlowLeaves::Returned,
+            false => SlowLeaves::FannedOut,
+        };
+        let cut = {
+            let mut members = self.lock();
+            let (cut, leaves) = fan_out_with(&mut members, &self.inner.metrics, batch, slow_leaves);
+            let closed = self.inner.closed.load(Ordering::SeqCst);
+            if let (Some(log), false) = (&self.inner.log, closed) {
+                for item in leaves {
+                    let queued = Queued {
+                        item,
+                        line: None,
+                        replay: 0,
+                    };
+                    if let Err(e) = log.append(queued) {
+                        tracing::error!("a slow member's leave not announced: {e}");
+                    }
+                }
+            }
+            cut
+        };
+        if presence || !cut.is_empty() {
             self.presence_changed();
         }
         cut_off(cut);
@@ -322,6 +379,7 @@ impl Lobby {
             outbox: Arc::new(outbox),
             first_live_line: None,
         };
+        let someone = entry.someone(id);
         let cut = {
             let mut members = self.lock();
             members.insert(id, entry);
@@ -335,7 +393,7 @@ impl Lobby {
                         name,
                         members: members.named(),
                     };
-                    self.announce_presence(&mut members, event, None)
+                    self.announce_presence(&mut members, event, someone, None)
                 }
                 None => Vec::new(),
             }
@@ -361,7 +419,30 @@ impl Lobby {
     /// from its `newUser`, a TCP JSON client from its `CONNECT`, a WebSocket or TCP text
     /// client from its connection).
     pub(crate) fn member_count(&self) -> usize {
-        self.lock().named()
+        match &self.inner.log {
+            Some(log) if self.inner.log_presence => log.member_count().unwrap_or(0),
+            _ => self.lock().named(),
+        }
+    }
+
+    /// Ends every connection at once, silently: for a cluster node whose members the
+    /// cluster has already announced as left (its lease ran out while it was frozen or
+    /// cut off from Redis). Their clients reconnect and join anew.
+    pub(crate) fn drop_everyone(&self) {
+        let cut: Vec<_> = {
+            let mut members = self.lock();
+            let ids: Vec<u64> = members.keys().copied().collect();
+            ids.into_iter()
+                .filter_map(|id| remove_member(&mut members, &self.inner.metrics, id))
+                .map(|(entry, _)| entry.outbox)
+                .collect()
+        };
+        tracing::warn!(
+            connections = cut.len(),
+            "this node's lease ran out: every connection dropped (the cluster announced its members as left)"
+        );
+        self.presence_changed();
+        cut_off(cut);
     }
 
     /// Connections in the lobby now, named or not.
@@ -400,7 +481,7 @@ impl Lobby {
                 (Some(_), _) if self.inner.closed.load(Ordering::SeqCst) => Vec::new(),
                 (Some(left), Some(name)) => {
                     tracing::info!(member = id, %name, protocol, "left");
-                    self.announce_presence(&mut members, left, None)
+                    self.announce_presence(&mut members, left, entry.someone(id), None)
                 }
                 _ => Vec::new(),
             }

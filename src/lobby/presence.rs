@@ -11,22 +11,17 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::lobby::Lobby;
-use crate::protocol::Protocol;
 
-/// A named member present in the lobby, for the presence API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Present {
-    /// Its name.
-    pub(crate) name: Arc<str>,
-    /// Its protocol.
-    pub(crate) protocol: Protocol,
-    /// When it connected.
-    pub(crate) since: SystemTime,
-}
+pub(crate) use crate::log::Present;
 
 impl Lobby {
     /// The named members present now, in the order they connected.
     pub(crate) fn present(&self) -> Vec<Present> {
+        if let Some(log) = &self.inner.log
+            && let Some(present) = log.present()
+        {
+            return present;
+        }
         let members = self.lock();
         let mut present: Vec<(u64, Present)> = members
             .iter()
@@ -109,6 +104,7 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
 mod tests {
     use super::*;
     use crate::lobby::{Delivery, Limits, Outbox, OutboxRefusal};
+    use crate::protocol::Protocol;
 
     struct Nobody;
 

@@ -25,8 +25,8 @@ pub(crate) use sqlite::{HistoryError, Sequencer, Store};
 /// delivery when it starts it; everything appended is handed back there, in order.
 pub(crate) trait Log<T>: Send + Sync + 'static {
     /// Queues `queued`, to be handed back once its line (if any) is stored. Refused only
-    /// for a chat line, when the log cannot take more lines now.
-    fn append(&self, queued: Queued<T>) -> Result<(), QueueFull>;
+    /// for a chat line, when the log cannot take more lines now or cannot be reached.
+    fn append(&self, queued: Queued<T>) -> Result<(), AppendRefusal>;
 
     /// Up to `limit` stored lines before id `before` (the newest if `None`), oldest
     /// first. Blocking: call it from `spawn_blocking`.
@@ -38,6 +38,29 @@ pub(crate) trait Log<T>: Send + Sync + 'static {
 
     /// Stores and hands back everything queued, then stops. Blocking.
     fn finish(&self);
+
+    /// Who is present in the whole lobby, when presence lives in the log (a cluster:
+    /// every node's members, as the log has announced them, in the order they
+    /// connected); `None` when the lobby's own table is the presence.
+    fn present(&self) -> Option<Vec<Present>> {
+        None
+    }
+
+    /// How many [`Log::present`] would list.
+    fn member_count(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// A named member present in the lobby, for the presence API and the counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Present {
+    /// Its name.
+    pub(crate) name: Arc<str>,
+    /// Its protocol.
+    pub(crate) protocol: Protocol,
+    /// When it connected.
+    pub(crate) since: SystemTime,
 }
 
 /// Default for the sequencer's queue, in chat lines waiting for their commit. One
@@ -100,9 +123,24 @@ pub(crate) struct Committed<T> {
     pub(crate) id: Option<i64>,
     /// The lines read for it (oldest first) when it asked for a replay.
     pub(crate) replayed: Vec<StoredLine>,
+    /// For a join or leave, the lobby's member count the log gave it, where that is not
+    /// the lobby's own (a cluster: the whole lobby's count at that point of the log).
+    pub(crate) members: Option<usize>,
 }
 
 /// The sequencer's queue is full of lines waiting for their commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the history does not keep up: line not sent, try again")]
 pub struct QueueFull;
+
+/// Why the log refused a chat line: the text is what its sender is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AppendRefusal {
+    /// Too many lines wait for the log.
+    #[error(transparent)]
+    Full(#[from] QueueFull),
+    /// The log cannot be reached (a cluster's Redis is down): nothing is relayed until
+    /// it is back.
+    #[error("the lobby is unavailable: line not sent, try again")]
+    Unavailable,
+}

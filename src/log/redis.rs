@@ -1,53 +1,73 @@
-//! The cluster [`Log`]: several chatterbox nodes on one Redis are one lobby, in one order
-//! (`--redis-url`; first increment of issue #16).
+//! The cluster [`Log`]: several chatterbox nodes on one Redis are one lobby, in one order,
+//! with one presence (`--redis-url`, issue #16).
 //!
-//! Keys, under the cluster's prefix (`--cluster`, default `chatterbox`):
+//! Keys, under the cluster's prefix `<c>` (`--cluster`, default `chatterbox`); one Redis
+//! (not Redis Cluster: the scripts touch keys they compute):
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `{cluster}:log` | stream | every lobby event of every node (join, rename, line, leave), in the one order every node relays; fields `e` (the entry, JSON), `line` (the line's id, `0` if not a line), `last` (the newest line id when the entry was added) |
-//! | `{cluster}:line-id` | string (counter) | the last line id given out (`INCR`) |
-//! | `{cluster}:lines` | stream | the history: each chat line under the stream id `<line id>-0`, field `e` (the entry, JSON) |
+//! | `<c>:log` | stream | every lobby event of every node (join, rename, line, leave), in the one order every node relays; fields `e` (the entry, JSON), `line` (the line's id, `0` if not a line), `last` (the newest line id when the entry was added), `count` (members present after it); trimmed to about `--cluster-log-entries` |
+//! | `<c>:line-id` | string (counter) | the last line id given out (`INCR`) |
+//! | `<c>:lines` | stream | the history: each chat line under the stream id `<line id>-0`, field `e` (the entry, JSON); trimmed to about `--history-keep-lines` when set |
+//! | `<c>:members` | hash | who is present: `<node>/<id>` → `{"name","protocol","since_ms"}` ([`roster`]) |
+//! | `<c>:node:<node>` | set | the keys of `<c>:members` that are that node's |
+//! | `<c>:nodes` | sorted set | the nodes alive: node → when its lease runs out (ms, Redis's clock) |
+//! | `<c>:epochs` | hash | node → its current epoch (bumped each time it registers) |
+//! | `<c>:seqs` | hash | node → the seq of its last entry appended (a retried append is not doubled) |
 //!
 //! An entry (`e`) is JSON: `{"v":1,"node":"…","seq":N,"kind":"joined"|"left"|"line",…}`
-//! (`name` and `members` for joins and leaves; `name`, `protocol`, `text`, `time_ms` and,
-//! for TCP text chunks, `raw` for lines). `v` is the format's version; an entry this
-//! build cannot read (another version, foreign or truncated data) is logged, counted in
+//! (`name`, `members`, `id` (the member's id on its node) for joins and leaves, and
+//! `protocol`, `since_ms` for joins; `name`, `protocol`, `text`, `time_ms` and, for TCP
+//! text chunks, `raw` for lines). `v` is the format's version; an entry this build
+//! cannot read (another version, foreign or truncated data) is logged, counted in
 //! `chatterbox_cluster_entries_skipped_total` and skipped: no node stops for it.
 //!
 //! Writing: the lobby appends under its lock; the entry goes, in that order, to one task
-//! that runs one Lua script per entry on one connection (so a node's entries reach Redis
-//! in the order its lobby accepted them). The script gives a chat line its id (`INCR`),
-//! adds it to `{cluster}:lines` under that id, and adds the entry to `{cluster}:log`, all
-//! atomically: line ids grow in log order, on every node the same.
+//! that runs the append script ([`scripts::append`]) per entry on one connection (so a
+//! node's entries reach Redis in the order its lobby accepted them). The script gives a
+//! chat line its id and its place in `<c>:lines`, applies a join or leave to
+//! `<c>:members`, and adds the entry to `<c>:log` with the member count after it, all
+//! atomically: line ids grow in log order, and every count is the cluster's at that
+//! point of the log. When Redis does not answer, the task tries the same entry again
+//! (the script's `<c>:seqs` check makes a retry after a lost reply harmless) until it
+//! does; meanwhile the lobby refuses new chat lines ([`AppendRefusal::Unavailable`]:
+//! "the lobby is unavailable: line not sent, try again"), counted as refusals.
 //!
-//! Reading: every node, the author included, reads `{cluster}:log` with `XREAD BLOCK`
-//! on a connection of its own (never the shared multiplexed one: a blocking read there
-//! would hold up every command behind it, and its response timeout would cut the read
-//! short), from where the log was when the node started, and hands each batch, in
-//! stream order, to the lobby's delivery, exactly as the SQLite log does. Nothing is
-//! relayed that is not in Redis. A node's own entries come back with what only it knows
-//! (the sender to skip, the acknowledgement to call, the member to replay to): it keeps
-//! its appends waiting in a FIFO, matched to its entries as they come back by `seq`.
-//! Entries of other nodes are delivered as they are (no sender of this node skipped).
+//! Reading: every node, the author included, reads `<c>:log` with `XREAD BLOCK` on a
+//! connection of its own (never the shared multiplexed one: a blocking read there would
+//! hold up every command behind it, and its response timeout would cut the read short),
+//! from where the log was when the node started, applies each join and leave to its
+//! [`roster`] (who is present in the whole cluster), and hands each batch, in stream
+//! order, to the lobby's delivery. Nothing is relayed that is not in Redis. A node's own
+//! entries come back with what only it knows (the sender to skip, the acknowledgement
+//! to call, the member to replay to): it keeps its appends waiting in a FIFO, matched to
+//! its entries as they come back by `seq`. After a failed read it reconnects and goes
+//! on from the last entry it read; if the log was trimmed past it meanwhile, it counts
+//! the gap, takes a new snapshot of `<c>:members` and goes on from there.
 //!
-//! History: `/api/history` reads `{cluster}:lines` (`XREVRANGE`/`XRANGE` by line id), the
+//! Leases ([`lease`]): a node registers under a new epoch at start and renews its lease
+//! (`--node-lease-ms`) three times a lease. Every node, three times a lease, gives up
+//! the nodes whose lease has run out: the give-up script announces each of their
+//! members as left, once, and forgets them. A node that finds its own lease lost (it
+//! was frozen, or cut off from Redis, for longer than a lease) drops every connection
+//! (their leaves were announced), registers anew and goes on; entries of its old epoch
+//! are refused (`NOLEASE`), so no ghost joins or late lines. A node shut down (SIGTERM)
+//! gives itself up: its members are announced as left to the others.
+//!
+//! History: `/api/history` reads `<c>:lines` (`XREVRANGE`/`XRANGE` by line id), the
 //! same lines with the same ids on every node; `--replay` too (the latest lines up to
-//! the entry's `last`). A sorted set was the other choice; a stream keyed by the line id
-//! needs no second index and pages by id directly. Nothing is trimmed yet: both streams
-//! grow (retention in cluster mode is for a later increment).
+//! the entry's `last`). A stream keyed by the line id needs no second index and pages
+//! by id directly.
 //!
 //! Durability: a line is relayed only once Redis has accepted it; whether it survives a
 //! crash of Redis is Redis's persistence (`appendonly`, `appendfsync`), logged at start.
-//!
-//! What this increment does not do yet (issue #16): member counts, `/healthz`,
-//! `/api/members` and the `members` event are the local node's (the count in a join or
-//! leave announced by another node is that node's); names are unique per node only;
-//! two-person rooms are per node; a node that dies, freezes or loses Redis is not
-//! detected (an append that fails is logged, counted and dropped: its line is not
-//! relayed, and its sender gets no acknowledgement).
+
+mod lease;
+pub(crate) mod roster;
+mod scripts;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,9 +76,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Committed, HistoryError, Log, NewLine, QueueFull, Queued, StoredLine};
+use super::{
+    AppendRefusal, Committed, HistoryError, Log, NewLine, Present, QueueFull, Queued, StoredLine,
+};
 use crate::locks::lock;
 use crate::protocol::Protocol;
+use roster::{Kept, Roster, member_key};
 
 /// The version of the entry format this build writes and reads.
 pub const ENTRY_VERSION: u32 = 1;
@@ -79,29 +102,29 @@ const READ_BLOCK_MS: u64 = 1_000;
 /// How long [`Log::finish`] waits for the node's own entries still on their way.
 const FINISH_WAIT: Duration = Duration::from_secs(3);
 
+/// Default `--node-lease-ms`.
+pub const DEFAULT_LEASE_MS: u64 = 5_000;
+
+/// Default `--cluster-log-entries`: the log is read as it is written; this much lets a
+/// node that lost Redis for a while catch up from it.
+pub const DEFAULT_LOG_ENTRIES: u64 = 100_000;
+
+/// The longest pause between two tries of an append Redis did not answer.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// Entries skipped because this build cannot read them.
 const SKIPPED: &str = "chatterbox_cluster_entries_skipped_total";
-/// Appends Redis refused or that failed.
+/// Appends Redis refused or that failed (each try).
 const APPEND_FAILURES: &str = "chatterbox_cluster_append_failures_total";
-
-/// The script that appends one entry: a line gets the next id and its place in the
-/// history; every entry goes to the log with that id and the newest id at that point.
-const APPEND: &str = r"
-local line = 0
-if ARGV[2] == '1' then
-  line = redis.call('INCR', KEYS[2])
-  redis.call('XADD', KEYS[3], line .. '-0', 'e', ARGV[1])
-end
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'line', line, 'last', last)
-return line
-";
+/// Times a node's reading found the log trimmed past where it was.
+const LOG_GAPS: &str = "chatterbox_cluster_log_gaps_total";
 
 /// What the lobby's items are to the cluster: what goes into the log for an item of this
 /// node, and the item for an entry of another node.
 pub(crate) trait Replicated: Send + Sized + 'static {
-    /// The entry for this item (a chat line's comes from its [`Queued::line`]).
-    fn record(&self, line: Option<&NewLine>) -> Record;
+    /// The entry for this item (a chat line's comes from its [`Queued::line`]), and the
+    /// member it is from or about (for `<c>:members`).
+    fn record(&self, line: Option<&NewLine>) -> (Record, Option<u64>);
     /// The item for an entry another node appended.
     fn from_record(record: Record) -> Self;
 }
@@ -114,15 +137,24 @@ pub(crate) enum Record {
     Joined {
         /// Its name.
         name: String,
-        /// Named members after the join, on the node it joined.
+        /// Members present after the join (the log's `count` is the cluster's).
         members: usize,
+        /// Its id on its node.
+        id: u64,
+        /// Its protocol.
+        #[serde(with = "protocol_name")]
+        protocol: Protocol,
+        /// When it connected, in milliseconds since the Unix epoch.
+        since_ms: i64,
     },
     /// A named member left.
     Left {
         /// Its last name.
         name: String,
-        /// Named members after the leave, on the node it left.
+        /// Members present after the leave (the log's `count` is the cluster's).
         members: usize,
+        /// Its id on its node.
+        id: u64,
     },
     /// A chat line.
     Line {
@@ -177,6 +209,12 @@ pub struct ClusterSettings {
     pub cluster: String,
     /// This node's id in the log.
     pub node_id: String,
+    /// The node's lease (`--node-lease-ms`).
+    pub lease: Duration,
+    /// About how many entries `<c>:log` keeps (`--cluster-log-entries`).
+    pub log_entries: u64,
+    /// About how many lines `<c>:lines` keeps; 0: all (`--history-keep-lines`).
+    pub history_lines: u64,
 }
 
 /// Why the cluster cannot be used.
@@ -200,18 +238,57 @@ pub enum ClusterError {
     },
 }
 
-/// A node connected to its cluster's Redis, not yet reading.
+/// A node connected to its cluster's Redis and registered, not yet reading.
 pub(crate) struct Connected {
     settings: ClusterSettings,
     client: redis::Client,
     appends: redis::aio::ConnectionManager,
     reads: redis::aio::MultiplexedConnection,
-    /// The log's newest entry at start: the node relays what comes after it.
+    /// The log's newest entry when presence was read: the node relays what comes after.
     start: String,
+    /// Who was present then.
+    roster: Roster,
+    /// The epoch the node registered under.
+    epoch: u64,
 }
 
-/// Connects to Redis, checks that it answers and logs what its persistence means for
-/// the lines relayed. Fails within [`CONNECT_TIMEOUT`] if Redis does not answer.
+/// The cluster's keys, under its prefix (see the module doc).
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: String,
+    log: String,
+    line_id: String,
+    lines: String,
+    members: String,
+    nodes: String,
+    epochs: String,
+    seqs: String,
+}
+
+impl Keys {
+    fn new(cluster: &str) -> Self {
+        let key = |name: &str| format!("{cluster}:{name}");
+        Self {
+            prefix: cluster.to_owned(),
+            log: key("log"),
+            line_id: key("line-id"),
+            lines: key("lines"),
+            members: key("members"),
+            nodes: key("nodes"),
+            epochs: key("epochs"),
+            seqs: key("seqs"),
+        }
+    }
+
+    /// The set of `node`'s member keys.
+    fn node_members(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+}
+
+/// Connects to Redis, checks that it answers, logs what its persistence means for
+/// the lines relayed, registers the node and reads who is present. Fails within
+/// [`CONNECT_TIMEOUT`] if Redis does not answer.
 pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, ClusterError> {
     let url = settings.url.clone();
     let client = redis::Client::open(url.as_str()).map_err(|cause| ClusterError::Url {
@@ -222,13 +299,9 @@ pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, Clus
         url: url.clone(),
         cause,
     };
+    let keys = Keys::new(&settings.cluster);
     let connecting = async {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(None);
-        let mut reads = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let mut reads = reading_connection(&client).await?;
         let manager_config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT));
         let appends = client
@@ -245,17 +318,19 @@ pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, Clus
             .arg("appendfsync")
             .query_async(&mut reads)
             .await?;
-        let newest: StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(log_key(&settings.cluster))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut reads)
-            .await?;
-        Ok::<_, redis::RedisError>((reads, appends, appendonly, appendfsync, newest))
+        let epoch = lease::register(&mut reads, &keys, &settings).await?;
+        let (start, members) = snapshot(&mut reads, &keys).await?;
+        Ok::<_, redis::RedisError>((
+            reads,
+            appends,
+            appendonly,
+            appendfsync,
+            epoch,
+            start,
+            members,
+        ))
     };
-    let (reads, appends, appendonly, appendfsync, newest) =
+    let (reads, appends, appendonly, appendfsync, epoch, start, members) =
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
             Ok(Err(e)) => return Err(unreachable(e.to_string())),
@@ -271,18 +346,49 @@ pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, Clus
         "cluster log in Redis: {}",
         durability(&appendonly, &appendfsync)
     );
-    let start = newest
-        .ids
-        .first()
-        .map(|entry| entry.id.clone())
-        .unwrap_or_else(|| "0-0".to_owned());
+    let roster = roster_of(members);
     Ok(Connected {
         settings,
         client,
         appends,
         reads,
         start,
+        roster,
+        epoch,
     })
+}
+
+/// A connection for reads that block (`XREAD BLOCK`): no response timeout.
+async fn reading_connection(
+    client: &redis::Client,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(None);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// The log's newest entry id and `<c>:members` at one instant.
+async fn snapshot(
+    connection: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+) -> redis::RedisResult<(String, Vec<(String, String)>)> {
+    redis::Script::new(scripts::SNAPSHOT)
+        .key(&keys.log)
+        .key(&keys.members)
+        .invoke_async(connection)
+        .await
+}
+
+/// The roster of a snapshot's members, counting those it cannot read.
+fn roster_of(members: Vec<(String, String)>) -> Roster {
+    let (roster, unreadable) = Roster::from_snapshot(members);
+    if unreadable > 0 {
+        metrics::counter!(SKIPPED).increment(unreadable as u64);
+    }
+    roster
 }
 
 /// What Redis's persistence promises for a line once it is relayed.
@@ -301,10 +407,6 @@ fn durability(appendonly: &str, appendfsync: &str) -> &'static str {
             "Redis keeps no append-only file: relayed lines are in its memory only (a restart of Redis may lose them)"
         }
     }
-}
-
-fn log_key(cluster: &str) -> String {
-    format!("{cluster}:log")
 }
 
 /// An append of this node's on its way to Redis and back.
@@ -350,11 +452,50 @@ impl<T> PendingQueue<T> {
     }
 }
 
+/// What the node's tasks and the lobby share.
 struct Shared<T> {
     /// This node's appends, in order, until their entries come back.
     pending: Mutex<PendingQueue<T>>,
     /// Notified whenever `pending` shrinks.
     drained: Condvar,
+    /// Who is present in the whole cluster, as the log has announced it.
+    roster: Mutex<Roster>,
+    /// Set while Redis does not answer (an append or a renewal failed), cleared when it
+    /// does again: chat lines are refused meanwhile.
+    unavailable: AtomicBool,
+    /// The epoch the node's entries are appended under.
+    epoch: AtomicU64,
+    /// Woken when an append is refused for a lost lease.
+    lease_lost: tokio::sync::Notify,
+}
+
+/// The kind of an entry, as the append script takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Line,
+    Join,
+    Leave,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Line => "line",
+            Kind::Join => "join",
+            Kind::Leave => "leave",
+        }
+    }
+}
+
+/// One entry on its way to the append script.
+struct Append {
+    seq: u64,
+    epoch: u64,
+    json: String,
+    kind: Kind,
+    member: String,
+    /// The member as `<c>:members` keeps it (joins).
+    kept: String,
 }
 
 /// The cluster log (see the module doc).
@@ -363,26 +504,34 @@ pub(crate) struct RedisLog<T> {
     node: String,
     next_seq: Mutex<u64>,
     capacity: usize,
-    appends: mpsc::UnboundedSender<(u64, String, bool)>,
+    appends: mpsc::UnboundedSender<Append>,
     history: History,
+    keys: Keys,
+    log_entries: u64,
     stop: CancellationToken,
 }
 
-/// Where `/api/history` reads: blocking reads of `{cluster}:lines` on a connection of
-/// their own (opened on first use, reopened after a failure).
+/// Where `/api/history` reads, and a node gives itself up at shutdown: blocking
+/// commands on a connection of their own (opened on first use, reopened after a
+/// failure).
 struct History {
     client: redis::Client,
     key: String,
     connection: Mutex<Option<redis::Connection>>,
 }
 
+/// What the node does when it finds its lease lost, after it has registered anew:
+/// drop every connection (the cluster has announced its members as left).
+pub(crate) type Lost = Box<dyn Fn() + Send + Sync + 'static>;
+
 impl<T: Replicated> RedisLog<T> {
-    /// Starts the node's appender and reader tasks (on the current tokio runtime);
-    /// every entry read is handed to `deliver`, in log order.
+    /// Starts the node's appender, reader and lease tasks (on the current tokio
+    /// runtime); every entry read is handed to `deliver`, in log order.
     pub(crate) fn start(
         connected: Connected,
         capacity: usize,
         deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
+        lost: Lost,
     ) -> Self {
         let Connected {
             settings,
@@ -390,6 +539,8 @@ impl<T: Replicated> RedisLog<T> {
             appends,
             reads,
             start,
+            roster,
+            epoch,
         } = connected;
         let shared = Arc::new(Shared {
             pending: Mutex::new(PendingQueue {
@@ -397,26 +548,40 @@ impl<T: Replicated> RedisLog<T> {
                 lines: 0,
             }),
             drained: Condvar::new(),
+            roster: Mutex::new(roster),
+            unavailable: AtomicBool::new(false),
+            epoch: AtomicU64::new(epoch),
+            lease_lost: tokio::sync::Notify::new(),
         });
         let stop = CancellationToken::new();
+        let keys = Keys::new(&settings.cluster);
         // Holds no more than the pending FIFO does: chat lines are capped there at
         // `capacity` (`QueueFull` past it), joins and leaves by the connections.
         let (to_appender, from_lobby) = mpsc::unbounded_channel();
-        let cluster = settings.cluster.clone();
         tokio::spawn(append_all(
-            appends,
-            cluster.clone(),
+            appends.clone(),
+            keys.clone(),
+            settings.clone(),
             from_lobby,
             shared.clone(),
             stop.clone(),
         ));
         tokio::spawn(read_all(
+            client.clone(),
             reads,
-            cluster.clone(),
+            keys.clone(),
             settings.node_id.clone(),
             start,
             shared.clone(),
             deliver,
+            stop.clone(),
+        ));
+        tokio::spawn(lease::keep(
+            appends,
+            keys.clone(),
+            settings.clone(),
+            shared.clone(),
+            lost,
             stop.clone(),
         ));
         Self {
@@ -427,21 +592,43 @@ impl<T: Replicated> RedisLog<T> {
             appends: to_appender,
             history: History {
                 client,
-                key: format!("{cluster}:lines"),
+                key: keys.lines.clone(),
                 connection: Mutex::new(None),
             },
+            keys,
+            log_entries: settings.log_entries,
             stop,
         }
     }
 }
 
 impl<T: Replicated> Log<T> for RedisLog<T> {
-    fn append(&self, queued: Queued<T>) -> Result<(), QueueFull> {
-        let record = queued.item.record(queued.line.as_ref());
-        let is_line = matches!(record, Record::Line { .. });
+    fn append(&self, queued: Queued<T>) -> Result<(), AppendRefusal> {
+        let (record, member) = queued.item.record(queued.line.as_ref());
+        let (kind, kept) = match &record {
+            Record::Line { .. } => (Kind::Line, String::new()),
+            Record::Joined {
+                name,
+                protocol,
+                since_ms,
+                ..
+            } => {
+                let kept = Kept {
+                    name: name.clone(),
+                    protocol: *protocol,
+                    since_ms: *since_ms,
+                };
+                (Kind::Join, serde_json::to_string(&kept).unwrap_or_default())
+            }
+            Record::Left { .. } => (Kind::Leave, String::new()),
+        };
+        let is_line = kind == Kind::Line;
+        if is_line && self.shared.unavailable.load(Ordering::SeqCst) {
+            return Err(AppendRefusal::Unavailable);
+        }
         let mut pending = lock(&self.shared.pending);
         if is_line && pending.lines >= self.capacity {
-            return Err(QueueFull);
+            return Err(QueueFull.into());
         }
         let seq = {
             let mut next = lock(&self.next_seq);
@@ -468,8 +655,16 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
             is_line,
             replay: queued.replay,
         });
+        let append = Append {
+            seq,
+            epoch: self.shared.epoch.load(Ordering::SeqCst),
+            json,
+            kind,
+            member: member_key(&self.node, member.unwrap_or(0)),
+            kept,
+        };
         // Sent under the lock: the appender gets the entries in the FIFO's order.
-        if self.appends.send((seq, json, is_line)).is_err() {
+        if self.appends.send(append).is_err() {
             tracing::error!("the cluster appender has stopped: entry dropped");
             pending.pop_back();
         }
@@ -510,6 +705,27 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
         }
         drop(pending);
         self.stop.cancel();
+        // The lobby goes on elsewhere: this node's members are announced as left.
+        match self
+            .history
+            .give_up(&self.keys, &self.node, self.log_entries)
+        {
+            Ok(left) => tracing::info!(
+                members = left,
+                "left the cluster: its members announced as left"
+            ),
+            Err(e) => tracing::error!(
+                "cannot leave the cluster ({e}): the other nodes announce this node's members as left once its lease runs out"
+            ),
+        }
+    }
+
+    fn present(&self) -> Option<Vec<Present>> {
+        Some(lock(&self.shared.roster).present())
+    }
+
+    fn member_count(&self) -> Option<usize> {
+        Some(lock(&self.shared.roster).len())
     }
 }
 
@@ -523,25 +739,66 @@ impl History {
         to: &str,
         limit: usize,
     ) -> Result<Vec<StoredLine>, HistoryError> {
+        let reply: StreamRangeReply = self
+            .with_connection(|connection| {
+                redis::cmd(command)
+                    .arg(&self.key)
+                    .arg(from)
+                    .arg(to)
+                    .arg("COUNT")
+                    .arg(limit)
+                    .query(connection)
+            })
+            .map_err(HistoryError::Redis)?;
+        Ok(reply.ids.iter().filter_map(stored_line).collect())
+    }
+
+    /// Gives up `node` ([`scripts::give_up`]): returns how many leaves were announced.
+    fn give_up(&self, keys: &Keys, node: &str, log_entries: u64) -> redis::RedisResult<u64> {
+        self.with_connection(|connection| {
+            give_up_script(keys, node, log_entries).invoke(connection)
+        })
+    }
+
+    /// Runs `command` on the connection (opened first if there is none; kept only if
+    /// the command succeeded).
+    fn with_connection<R>(
+        &self,
+        command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
+    ) -> redis::RedisResult<R> {
         let taken = lock(&self.connection).take();
         let mut connection = match taken {
             Some(connection) => connection,
-            None => self
-                .client
-                .get_connection_with_timeout(CONNECT_TIMEOUT)
-                .map_err(HistoryError::Redis)?,
+            None => self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?,
         };
-        let reply: StreamRangeReply = redis::cmd(command)
-            .arg(&self.key)
-            .arg(from)
-            .arg(to)
-            .arg("COUNT")
-            .arg(limit)
-            .query(&mut connection)
-            .map_err(HistoryError::Redis)?;
+        connection.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+        let result = command(&mut connection)?;
         *lock(&self.connection) = Some(connection);
-        Ok(reply.ids.iter().filter_map(stored_line).collect())
+        Ok(result)
     }
+}
+
+/// The give-up script for `node` ('' : every node whose lease has run out), ready to
+/// invoke.
+fn give_up_script(keys: &Keys, node: &str, log_entries: u64) -> redis::ScriptInvocation<'static> {
+    let script: &'static redis::Script = give_up_script_text();
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(&keys.log)
+        .key(&keys.line_id)
+        .key(&keys.members)
+        .key(&keys.nodes)
+        .key(&keys.seqs)
+        .arg(&keys.prefix)
+        .arg(node)
+        .arg(log_entries);
+    invocation
+}
+
+/// The give-up script, made once.
+fn give_up_script_text() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(&scripts::give_up()))
 }
 
 /// A history entry as a stored line; `None` (logged, counted) if it cannot be read.
@@ -599,68 +856,147 @@ fn skipped(id: &str, why: &str) {
     metrics::counter!(SKIPPED).increment(1);
 }
 
-/// Runs the append script for each entry, in order, on one connection.
+/// Runs the append script for each entry, in order, on one connection; an entry Redis
+/// did not answer for is tried again until it does (see the module doc).
 async fn append_all<T>(
     mut connection: redis::aio::ConnectionManager,
-    cluster: String,
-    mut entries: mpsc::UnboundedReceiver<(u64, String, bool)>,
+    keys: Keys,
+    settings: ClusterSettings,
+    mut entries: mpsc::UnboundedReceiver<Append>,
     shared: Arc<Shared<T>>,
     stop: CancellationToken,
 ) {
-    let script = redis::Script::new(APPEND);
-    let keys = [
-        log_key(&cluster),
-        format!("{cluster}:line-id"),
-        format!("{cluster}:lines"),
-    ];
+    let script = redis::Script::new(&scripts::append());
+    let node_members = keys.node_members(&settings.node_id);
     loop {
-        let (seq, json, is_line) = tokio::select! {
+        let append = tokio::select! {
             () = stop.cancelled() => return,
             entry = entries.recv() => match entry {
                 Some(entry) => entry,
                 None => return,
             },
         };
-        let appended: redis::RedisResult<i64> = script
-            .key(&keys[0])
-            .key(&keys[1])
-            .key(&keys[2])
-            .arg(&json)
-            .arg(if is_line { "1" } else { "0" })
-            .invoke_async(&mut connection)
-            .await;
-        if let Err(e) = appended {
+        let mut pause = Duration::from_millis(50);
+        let outcome = loop {
+            let appended: redis::RedisResult<(i64, i64)> = script
+                .key(&keys.log)
+                .key(&keys.line_id)
+                .key(&keys.lines)
+                .key(&keys.members)
+                .key(&keys.nodes)
+                .key(&keys.epochs)
+                .key(&keys.seqs)
+                .key(&node_members)
+                .arg(&append.json)
+                .arg(append.kind.as_str())
+                .arg(&settings.node_id)
+                .arg(append.epoch)
+                .arg(append.seq)
+                .arg(&append.member)
+                .arg(&append.kept)
+                .arg(settings.log_entries)
+                .arg(settings.history_lines)
+                .invoke_async(&mut connection)
+                .await;
+            match appended {
+                Ok(reply) => {
+                    shared.unavailable.store(false, Ordering::SeqCst);
+                    break Ok(reply);
+                }
+                Err(e) if is_unreachable(&e) => {
+                    metrics::counter!(APPEND_FAILURES).increment(1);
+                    if !shared.unavailable.swap(true, Ordering::SeqCst) {
+                        tracing::error!(
+                            "Redis does not answer: chat lines are refused until it does ({e})"
+                        );
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let appended = match outcome {
+            Ok((line, _)) => line >= -1,
+            Err(e) => {
+                metrics::counter!(APPEND_FAILURES).increment(1);
+                if e.code() == Some("NOLEASE") {
+                    tracing::warn!(
+                        seq = append.seq,
+                        "cluster entry refused: this node's lease is lost"
+                    );
+                    shared.lease_lost.notify_one();
+                } else {
+                    tracing::error!(
+                        seq = append.seq,
+                        "cluster append refused, entry not relayed: {e}"
+                    );
+                }
+                false
+            }
+        };
+        if !appended {
             // Not in the log: nobody relays it. Its pending place goes, so that the
             // entries after it still match.
-            tracing::error!(seq, "cluster append failed, entry not relayed: {e}");
-            metrics::counter!(APPEND_FAILURES).increment(1);
-            lock(&shared.pending).remove(seq);
+            lock(&shared.pending).remove(append.seq);
             shared.drained.notify_all();
         }
     }
 }
 
-/// Reads the log from `start` on and hands each batch to `deliver`, in order.
+/// Whether `e` says Redis could not be reached (as opposed to a refusal by a script).
+fn is_unreachable(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.code() == Some("LOADING")
+}
+
+/// Reads the log from `start` on, applies joins and leaves to the roster and hands each
+/// batch to `deliver`, in order; reconnects after a failure.
+#[allow(clippy::too_many_arguments)]
 async fn read_all<T: Replicated>(
+    client: redis::Client,
     mut connection: redis::aio::MultiplexedConnection,
-    cluster: String,
+    keys: Keys,
     node: String,
     start: String,
     shared: Arc<Shared<T>>,
     mut deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
     stop: CancellationToken,
 ) {
-    let key = log_key(&cluster);
-    let lines_key = format!("{cluster}:lines");
     let mut last = start;
+    let mut failed = false;
     loop {
+        if failed {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(READ_BLOCK_MS)) => {}
+            }
+            match catch_up(&client, &keys, &last, &shared).await {
+                Ok((reconnected, from)) => {
+                    connection = reconnected;
+                    last = from;
+                    failed = false;
+                    tracing::info!("reading the cluster log again");
+                }
+                Err(e) => {
+                    tracing::debug!("cannot reach Redis to read the log: {e}");
+                    continue;
+                }
+            }
+        }
         let mut read = redis::cmd("XREAD");
         read.arg("COUNT")
             .arg(READ_COUNT)
             .arg("BLOCK")
             .arg(READ_BLOCK_MS)
             .arg("STREAMS")
-            .arg(&key)
+            .arg(&keys.log)
             .arg(&last);
         let reply = tokio::select! {
             () = stop.cancelled() => return,
@@ -671,10 +1007,7 @@ async fn read_all<T: Replicated>(
             Ok(None) => Vec::new(),
             Err(e) => {
                 tracing::error!("cannot read the cluster log: {e}");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_millis(READ_BLOCK_MS)) => {}
-                }
+                failed = true;
                 continue;
             }
         };
@@ -686,11 +1019,21 @@ async fn read_all<T: Replicated>(
                 continue;
             };
             let line = entry.get::<i64>("line").filter(|&id| id > 0);
-            if envelope.node != node {
+            let count = entry
+                .get::<i64>("count")
+                .and_then(|count| usize::try_from(count).ok());
+            apply(&shared, &envelope);
+            let members = match envelope.record {
+                Record::Line { .. } => None,
+                _ => count,
+            };
+            // seq 0: written by the cluster itself (a node given up), never pending.
+            if envelope.node != node || envelope.seq == 0 {
                 batch.push(Committed {
                     item: T::from_record(envelope.record),
                     id: line,
                     replayed: Vec::new(),
+                    members,
                 });
                 continue;
             }
@@ -701,19 +1044,90 @@ async fn read_all<T: Replicated>(
             let replayed = match (mine.replay, entry.get::<i64>("last")) {
                 (0, _) | (_, None | Some(0)) => Vec::new(),
                 (count, Some(last_line)) => {
-                    replay(&mut connection, &lines_key, last_line, count).await
+                    replay(&mut connection, &keys.lines, last_line, count).await
                 }
             };
             batch.push(Committed {
                 item: mine.item,
                 id: line,
                 replayed,
+                members,
             });
         }
         if !batch.is_empty() {
             deliver(batch);
         }
     }
+}
+
+/// Applies a join or leave to the roster.
+fn apply<T>(shared: &Shared<T>, envelope: &Envelope) {
+    match &envelope.record {
+        Record::Joined {
+            name,
+            id,
+            protocol,
+            since_ms,
+            ..
+        } => {
+            let kept = Kept {
+                name: name.clone(),
+                protocol: *protocol,
+                since_ms: *since_ms,
+            };
+            lock(&shared.roster).joined(member_key(&envelope.node, *id), &kept);
+        }
+        Record::Left { id, .. } => {
+            lock(&shared.roster).left(&member_key(&envelope.node, *id));
+        }
+        Record::Line { .. } => {}
+    }
+}
+
+/// After a failed read: a new connection, and where to go on reading. If the log lost
+/// entries after `last` meanwhile (trimmed: Redis's `max-deleted-entry-id` is past it;
+/// or the whole log is gone, a Redis restarted without its data), they cannot be
+/// relayed: the gap is logged and counted, presence is read anew, and reading goes on
+/// from there.
+async fn catch_up<T>(
+    client: &redis::Client,
+    keys: &Keys,
+    last: &str,
+    shared: &Shared<T>,
+) -> redis::RedisResult<(redis::aio::MultiplexedConnection, String)> {
+    let mut connection = reading_connection(client).await?;
+    let info: redis::RedisResult<std::collections::HashMap<String, redis::Value>> =
+        redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&keys.log)
+            .query_async(&mut connection)
+            .await;
+    let gap = match info {
+        Ok(info) => info
+            .get("max-deleted-entry-id")
+            .and_then(|id| redis::from_redis_value::<String>(id.clone()).ok())
+            .is_some_and(|deleted| stream_id(&deleted) > stream_id(last)),
+        // No log at all: a Redis that lost it (or a cluster with none yet).
+        Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => last != "0-0",
+        Err(e) => return Err(e),
+    };
+    if !gap {
+        return Ok((connection, last.to_owned()));
+    }
+    tracing::warn!(
+        from = last,
+        "the cluster log lost entries this node had not read: presence read anew"
+    );
+    metrics::counter!(LOG_GAPS).increment(1);
+    let (start, members) = snapshot(&mut connection, keys).await?;
+    *lock(&shared.roster) = roster_of(members);
+    Ok((connection, start))
+}
+
+/// A stream id's two numbers.
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// This node's pending append `seq`, dropping any before it (their appends failed).

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::{Committed, Log, NewLine, QueueFull, Queued, StoredLine};
+use super::{AppendRefusal, Committed, Log, NewLine, QueueFull, Queued, StoredLine};
 use crate::locks::lock;
 use crate::protocol::Protocol;
 use crate::telemetry;
@@ -594,8 +594,8 @@ impl<T: Send + 'static> Sequencer<T> {
 }
 
 impl<T: Send + 'static> Log<T> for Sequencer<T> {
-    fn append(&self, queued: Queued<T>) -> Result<(), QueueFull> {
-        self.push(queued)
+    fn append(&self, queued: Queued<T>) -> Result<(), AppendRefusal> {
+        Ok(self.push(queued)?)
     }
 
     fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
@@ -693,6 +693,7 @@ fn write_loop<T>(
                     item: queued.item,
                     id,
                     replayed,
+                    members: None,
                 }
             })
             .collect();

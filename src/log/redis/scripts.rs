@@ -1,0 +1,144 @@
+//! The Lua scripts the cluster runs in Redis: each is one atomic step of the cluster's
+//! state (the log, the history, who is present, which nodes are alive), so that no two
+//! nodes ever see it half done. Keys are those of the parent module's table; `<c>` is
+//! the `--cluster` prefix. Times are Redis's own clock (`TIME`), never a node's.
+//!
+//! An entry the scripts write themselves (a leave announced for a node whose lease ran
+//! out) is JSON of the same format as a node's: `{"v":1,"node":"<the node that had the
+//! member>","seq":0,"kind":"left","name":…,"members":…,"id":…}`; `seq` 0 marks it as
+//! written by the cluster, not by the node.
+
+/// Milliseconds of Redis's clock, as a script's first lines.
+const NOW: &str = "
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+";
+
+/// Appends one entry of a node. KEYS: 1 log, 2 line-id, 3 lines, 4 members, 5 nodes,
+/// 6 epochs, 7 seqs, 8 the node's member set. ARGV: 1 the entry (JSON), 2 its kind
+/// (`line`, `join`, `leave`), 3 the node, 4 its epoch, 5 the entry's seq, 6 the member's
+/// key, 7 the member as `members` keeps it (JSON; joins), 8 the log's length cap,
+/// 9 the history's length cap (0: none).
+///
+/// Refused with `NOLEASE` when the node's lease has run out or its epoch is not the
+/// current one (it was frozen or cut off, and the cluster announced its members as
+/// left). Returns `{line id (0: not a line), member count}`, or `{-1, 0}` for an entry
+/// already appended (a retry after a lost reply), `{-2, 0}` for a line or leave of a
+/// member the cluster no longer has (nothing appended).
+pub(super) fn append() -> String {
+    format!(
+        "{NOW}
+local lease = redis.call('ZSCORE', KEYS[5], ARGV[3])
+if (not lease) or tonumber(lease) < ms or redis.call('HGET', KEYS[6], ARGV[3]) ~= ARGV[4] then
+  return redis.error_reply('NOLEASE node ' .. ARGV[3] .. ' holds no lease')
+end
+local seq = tonumber(ARGV[5])
+if seq <= tonumber(redis.call('HGET', KEYS[7], ARGV[3]) or '0') then
+  return {{-1, 0}}
+end
+redis.call('HSET', KEYS[7], ARGV[3], seq)
+local kind = ARGV[2]
+local line = 0
+if kind == 'line' then
+  if redis.call('HEXISTS', KEYS[4], ARGV[6]) == 0 then return {{-2, 0}} end
+  line = redis.call('INCR', KEYS[2])
+  if ARGV[9] ~= '0' then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], line .. '-0', 'e', ARGV[1])
+  else
+    redis.call('XADD', KEYS[3], line .. '-0', 'e', ARGV[1])
+  end
+elseif kind == 'join' then
+  redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
+  redis.call('SADD', KEYS[8], ARGV[6])
+elseif kind == 'leave' then
+  if redis.call('HDEL', KEYS[4], ARGV[6]) == 0 then return {{-2, 0}} end
+  redis.call('SREM', KEYS[8], ARGV[6])
+end
+local count = redis.call('HLEN', KEYS[4])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[8], '*',
+  'e', ARGV[1], 'line', line, 'last', last, 'count', count)
+return {{line, count}}
+"
+    )
+}
+
+/// Registers a node under a new epoch, with a lease of ARGV 2 ms. KEYS: 1 nodes,
+/// 2 epochs, 3 seqs. ARGV: 1 the node, 2 the lease. Returns the epoch.
+pub(super) fn register() -> String {
+    format!(
+        "{NOW}
+local epoch = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
+return epoch
+"
+    )
+}
+
+/// Renews a node's lease if it still holds it under its epoch. KEYS: 1 nodes,
+/// 2 epochs. ARGV: 1 the node, 2 its epoch, 3 the lease in ms. Returns 1, or 0 when the
+/// lease is lost.
+pub(super) fn renew() -> String {
+    format!(
+        "{NOW}
+local lease = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (not lease) or tonumber(lease) < ms or redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[3]), ARGV[1])
+return 1
+"
+    )
+}
+
+/// Announces every member of the nodes given up as left, once, and forgets the nodes:
+/// ARGV 2 names one node (a node leaving at shutdown, or one that found its lease
+/// lost), or is empty for every node whose lease has run out. KEYS: 1 log, 2 line-id,
+/// 3 members, 4 nodes, 5 seqs. ARGV: 1 the cluster prefix, 2 the node or '', 3 the
+/// log's length cap. Returns the number of leaves announced.
+pub(super) fn give_up() -> String {
+    format!(
+        "{NOW}
+local nodes
+if ARGV[2] ~= '' then
+  nodes = {{ARGV[2]}}
+else
+  nodes = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. ms)
+end
+local announced = 0
+for _, node in ipairs(nodes) do
+  redis.call('ZREM', KEYS[4], node)
+  redis.call('HDEL', KEYS[5], node)
+  local set = ARGV[1] .. ':node:' .. node
+  for _, key in ipairs(redis.call('SMEMBERS', set)) do
+    local kept = redis.call('HGET', KEYS[3], key)
+    if kept then
+      redis.call('HDEL', KEYS[3], key)
+      local ok, member = pcall(cjson.decode, kept)
+      local name = (ok and type(member) == 'table' and member.name) or key
+      local id = tonumber(string.match(key, '/(%d+)$')) or 0
+      local count = redis.call('HLEN', KEYS[3])
+      local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+      local entry = cjson.encode({{v = 1, node = node, seq = 0, kind = 'left',
+        name = name, members = count, id = id}})
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+        'e', entry, 'line', 0, 'last', last, 'count', count)
+      announced = announced + 1
+    end
+  end
+  redis.call('DEL', set)
+end
+return announced
+"
+    )
+}
+
+/// Where a node starts reading, and who is present there, at one instant. KEYS: 1 log,
+/// 2 members. Returns `{the log's newest id ('0-0' if empty), {key, member, …}}`.
+pub(super) const SNAPSHOT: &str = "
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local id = '0-0'
+if newest[1] then id = newest[1][1] end
+return {id, redis.call('HGETALL', KEYS[2])}
+";
