@@ -6,9 +6,13 @@
 
 mod common;
 
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
 use common::redis::RedisServer;
 use common::{
-    Client, TcpClient, TestServer, WAIT, WsClient, joined, left, line, ws_joined, ws_left, ws_line,
+    BinaryServer, Client, TcpClient, TestServer, WAIT, WsClient, joined, left, line, ws_joined,
+    ws_left, ws_line,
 };
 use serde_json::{Value, json};
 
@@ -17,16 +21,78 @@ use serde_json::{Value, json};
 async fn nodes(redis: &RedisServer, cluster: &str, nodes: usize) -> Vec<TestServer> {
     let mut started = Vec::new();
     for n in 0..nodes {
-        let server = TestServer::spawn_with(|c| {
-            c.redis_url = Some(redis.url());
-            c.cluster = cluster.to_owned();
-            c.node_id = Some(format!("node-{n}"));
-        })
-        .await;
-        server.wait_for_connections(0).await;
-        started.push(server);
+        started.push(node(redis, cluster, &format!("node-{n}"), DEFAULT_LEASE_MS).await);
     }
     started
+}
+
+/// The default `--node-lease-ms`.
+const DEFAULT_LEASE_MS: u64 = 5_000;
+
+/// A node of `cluster` on `redis` in this process, answering, with a lease of
+/// `lease_ms`.
+async fn node(redis: &RedisServer, cluster: &str, id: &str, lease_ms: u64) -> TestServer {
+    let server = TestServer::spawn_with(|c| {
+        c.redis_url = Some(redis.url());
+        c.cluster = cluster.to_owned();
+        c.node_id = Some(id.to_owned());
+        c.node_lease_ms = lease_ms;
+    })
+    .await;
+    server.wait_for_connections(0).await;
+    server
+}
+
+/// A node of `cluster` on `redis` as a process of its own (for the tests that send it
+/// signals), with a lease of `lease_ms`, and the addresses of its TCP JSON and
+/// WebSocket listeners.
+async fn node_process(
+    redis: &RedisServer,
+    cluster: &str,
+    id: &str,
+    lease_ms: u64,
+) -> (BinaryServer, SocketAddr, SocketAddr) {
+    let lease = lease_ms.to_string();
+    let url = redis.url();
+    let args = ["--redis-url", &url, "--cluster", cluster, "--node-id", id];
+    let mut server = BinaryServer::spawn(&[&args[..], &["--node-lease-ms", &lease]].concat());
+    let tcp_json = server.listener("tcp-json").await;
+    let websocket = server.listener("websocket").await;
+    (server, tcp_json, websocket)
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `TERM`) to `server`'s process.
+fn signal(server: &BinaryServer, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(server.child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal}");
+}
+
+/// The names and protocols of `/api/members` on `server`, in order.
+async fn members(server: &TestServer) -> Vec<(String, String)> {
+    let members = server.get_json("/api/members").await;
+    members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().expect("name").to_owned(),
+                m["protocol"].as_str().expect("protocol").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `name`, `protocol` pairs as [`members`] gives them.
+fn listed(members: &[(&str, &str)]) -> Vec<(String, String)> {
+    members
+        .iter()
+        .map(|&(name, protocol)| (name.to_owned(), protocol.to_owned()))
+        .collect()
 }
 
 /// The lines of `/api/history?QUERY` on `server`, as JSON.
@@ -368,4 +434,198 @@ async fn replay_on_one_node_gives_the_lines_said_on_another() {
     bob.expect_update(line("ann", "three")).await;
     bob.expect_update(joined("bob")).await;
     assert_eq!(bob.line_ids(), [2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn presence_and_counts_are_the_whole_clusters() {
+    let redis = RedisServer::start().await;
+    let cluster = nodes(&redis, "presence", 3).await;
+    let mut ann = Client::named_at(cluster[0].url(), "ann").await;
+    let mut kim = TcpClient::connect(cluster[1].tcp_json).await;
+    kim.command("CONNECT", "kim").await;
+    kim.expect("kim connected!").await;
+    ann.expect_update(joined("kim")).await;
+    // A socket that never names itself is a connection of its node, not a member.
+    let _quiet =
+        Client::connect_to(cluster[2].url(), rust_socketio::TransportType::Websocket).await;
+    cluster[2].wait_for_connections(1).await;
+
+    let both = listed(&[("ann", "socketio"), ("kim", "tcp-json")]);
+    for node in &cluster {
+        node.wait_for_members(2).await;
+        assert_eq!(members(node).await, both);
+    }
+    let health = cluster[2].get_json("/healthz").await;
+    assert_eq!(
+        health,
+        json!({"status": "ok", "members": 2, "connections": 1, "redis": "ok"})
+    );
+
+    // A WebSocket client on the third node is the cluster's third member; its counts
+    // are the cluster's as members come and go on other nodes.
+    let mut wes = WsClient::connect(cluster[2].websocket).await;
+    wes.expect(ws_joined(3)).await;
+    ann.expect_update(joined("guest-2")).await;
+    ann.disconnect().await;
+    wes.expect(ws_left(2)).await;
+    kim.expect("guest-2 connected!").await;
+    kim.expect("Someone's out.").await;
+    for node in &cluster {
+        node.wait_for_members(2).await;
+        assert_eq!(
+            members(node).await,
+            listed(&[("kim", "tcp-json"), ("guest-2", "websocket")])
+        );
+    }
+}
+
+/// A lease short enough for a test, long enough for a busy machine.
+const TEST_LEASE_MS: u64 = 1_500;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_node_is_announced_as_left_once_within_two_leases() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, "killed", "a", TEST_LEASE_MS).await;
+    let (mut b, b_json, b_ws) = node_process(&redis, "killed", "b", TEST_LEASE_MS).await;
+    let mut ann = Client::named_at(a.url(), "ann").await;
+    let mut kim = TcpClient::connect(Some(b_json)).await;
+    kim.command("CONNECT", "kim").await;
+    kim.expect("kim connected!").await;
+    ann.expect_update(joined("kim")).await;
+    let mut wes = WsClient::connect(Some(b_ws)).await;
+    wes.expect(ws_joined(3)).await;
+    ann.expect_update(joined("guest-2")).await;
+
+    b.child.kill().expect("kill -9");
+    let killed = Instant::now();
+    let mut heard = vec![ann.next().await, ann.next().await];
+    let within = killed.elapsed();
+    heard.sort_by_key(|(_, update)| update.to_string());
+    assert_eq!(
+        heard,
+        [
+            ("update".to_owned(), left("guest-2")),
+            ("update".to_owned(), left("kim"))
+        ]
+    );
+    assert!(
+        within < Duration::from_millis(2 * TEST_LEASE_MS),
+        "announced {within:?} after the kill"
+    );
+    a.wait_for_members(1).await;
+    assert_eq!(members(&a).await, listed(&[("ann", "socketio")]));
+    // Once: the next thing ann hears is the next join, no leave again before it.
+    let _bob = Client::named_at(a.url(), "bob").await;
+    ann.expect_update(joined("bob")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_frozen_past_its_lease_drops_its_clients_and_joins_anew() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, "frozen", "a", TEST_LEASE_MS).await;
+    let (b, b_json, _) = node_process(&redis, "frozen", "b", TEST_LEASE_MS).await;
+    let mut ann = Client::named_at(a.url(), "ann").await;
+    let mut kim = TcpClient::connect(Some(b_json)).await;
+    kim.command("CONNECT", "kim").await;
+    kim.expect("kim connected!").await;
+    ann.expect_update(joined("kim")).await;
+
+    signal(&b, "STOP");
+    ann.expect_update(left("kim")).await;
+    a.wait_for_members(1).await;
+    signal(&b, "CONT");
+    // Back, b finds its lease lost: it drops kim, whose leave the cluster announced.
+    kim.expect_closed_with("").await;
+    let mut kim = TcpClient::connect(Some(b_json)).await;
+    kim.command("CONNECT", "kim").await;
+    kim.expect("kim connected!").await;
+    // No second leave, no ghost: the next thing ann hears is kim's new join.
+    ann.expect_update(joined("kim")).await;
+    kim.command("CHAT", "kim : back").await;
+    kim.expect("kim : back").await;
+    ann.expect_update(line("kim", "back")).await;
+    assert_eq!(
+        members(&a).await,
+        listed(&[("ann", "socketio"), ("kim", "tcp-json")])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_shut_down_announces_its_members_as_left() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, "shut-down", "a", DEFAULT_LEASE_MS).await;
+    // A lease far longer than the wait: the leave comes from the shutdown, not the lease.
+    let (mut b, b_json, _) = node_process(&redis, "shut-down", "b", 60_000).await;
+    let mut ann = Client::named_at(a.url(), "ann").await;
+    let mut kim = TcpClient::connect(Some(b_json)).await;
+    kim.command("CONNECT", "kim").await;
+    kim.expect("kim connected!").await;
+    ann.expect_update(joined("kim")).await;
+
+    signal(&b, "TERM");
+    ann.expect_update(left("kim")).await;
+    kim.expect_closed_with("").await;
+    let status = tokio::task::spawn_blocking(move || b.child.wait())
+        .await
+        .expect("wait")
+        .expect("exit status");
+    assert_eq!(status.code(), Some(0));
+    a.wait_for_members(1).await;
+    let _bob = Client::named_at(a.url(), "bob").await;
+    ann.expect_update(joined("bob")).await;
+}
+
+/// Polls `/healthz` on `node` until its `redis` field is `state`.
+async fn wait_for_redis(node: &TestServer, state: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.get_json("/healthz").await["redis"] != state {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis never {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_redis_is_down_a_line_is_refused_clearly_and_the_lobby_goes_on_after() {
+    let mut redis =
+        RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await;
+    // A lease longer than the outage: the nodes keep their members.
+    let a = node(&redis, "outage", "a", 20_000).await;
+    let b = node(&redis, "outage", "b", 20_000).await;
+    let mut ann = Client::named_at(a.url(), "ann").await;
+    let mut kim = TcpClient::connect(b.tcp_json).await;
+    kim.command("CONNECT", "kim").await;
+    kim.expect("kim connected!").await;
+    ann.expect_update(joined("kim")).await;
+    kim.command("CHAT", "kim : before").await;
+    kim.expect("kim : before").await;
+    ann.expect_update(line("kim", "before")).await;
+
+    redis.kill();
+    wait_for_redis(&b, "unavailable").await;
+    kim.command("CHAT", "kim : while redis is down").await;
+    kim.expect("error: the lobby is unavailable: line not sent, try again\n")
+        .await;
+    ann.say("me neither").await;
+    ann.expect_error("the lobby is unavailable: line not sent, try again")
+        .await;
+
+    redis.restart().await;
+    wait_for_redis(&a, "ok").await;
+    wait_for_redis(&b, "ok").await;
+    // The same connections go on, and nothing was relayed meanwhile: the next thing
+    // each hears is the next line.
+    kim.command("CHAT", "kim : after").await;
+    kim.expect("kim : after").await;
+    ann.expect_update(line("kim", "after")).await;
+    let page = history(&a, "").await;
+    let texts: Vec<_> = page["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l["text"].as_str().expect("text").to_owned())
+        .collect();
+    assert_eq!(texts, ["before", "after"]);
 }

@@ -432,13 +432,19 @@ async fn metrics() -> Response {
 }
 
 /// `GET /healthz`: `{"status": "ok", "members": N, "connections": C}`: `members` the
-/// named lobby members (as the protocols count them), `connections` every connection in
-/// the lobby, named or not (a Socket.IO socket before its `newUser`, or one that only
-/// uses the two-person rooms).
+/// named lobby members (as the protocols count them; a cluster node: the whole
+/// cluster's), `connections` every connection of this node's lobby, named or not (a
+/// Socket.IO socket before its `newUser`, or one that only uses the two-person rooms).
+/// A cluster node adds `"redis": "ok"` or `"unavailable"` (chat lines are refused
+/// while Redis does not answer; connections stay).
 async fn healthz(State(lobby): State<Lobby>) -> Json<serde_json::Value> {
-    Json(json!({
+    let mut health = json!({
         "status": "ok",
         "members": lobby.member_count(),
         "connections": lobby.connection_count(),
-    }))
+    });
+    if let Some(available) = lobby.cluster_available() {
+        health["redis"] = json!(if available { "ok" } else { "unavailable" });
+    }
+    Json(health)
 }

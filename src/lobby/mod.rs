@@ -445,6 +445,12 @@ impl Lobby {
         cut_off(cut);
     }
 
+    /// For a cluster node, whether its Redis answers now; `None` for a single node.
+    pub(crate) fn cluster_available(&self) -> Option<bool> {
+        let log = self.inner.log.as_ref()?;
+        self.inner.log_presence.then(|| log.available())
+    }
+
     /// Connections in the lobby now, named or not.
     pub(crate) fn connection_count(&self) -> usize {
         self.lock().len()

@@ -50,6 +50,11 @@ pub(crate) trait Log<T>: Send + Sync + 'static {
     fn member_count(&self) -> Option<usize> {
         None
     }
+
+    /// Whether the log can be reached now (a cluster's Redis answers).
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// A named member present in the lobby, for the presence API and the counts.

@@ -116,6 +116,8 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 const SKIPPED: &str = "chatterbox_cluster_entries_skipped_total";
 /// Appends Redis refused or that failed (each try).
 const APPEND_FAILURES: &str = "chatterbox_cluster_append_failures_total";
+/// 1 while Redis does not answer this node (chat lines refused), 0 otherwise.
+const UNAVAILABLE: &str = "chatterbox_cluster_redis_unavailable";
 /// Times a node's reading found the log trimmed past where it was.
 const LOG_GAPS: &str = "chatterbox_cluster_log_gaps_total";
 
@@ -469,6 +471,20 @@ struct Shared<T> {
     lease_lost: tokio::sync::Notify,
 }
 
+impl<T> Shared<T> {
+    /// Records whether Redis answers (the gauge too); returns what it was.
+    fn set_unavailable(&self, unavailable: bool) -> bool {
+        let was = self.unavailable.swap(unavailable, Ordering::SeqCst);
+        if was != unavailable {
+            metrics::gauge!(UNAVAILABLE).set(f64::from(u8::from(unavailable)));
+            if !unavailable {
+                tracing::info!("Redis answers again: chat lines are accepted");
+            }
+        }
+        was
+    }
+}
+
 /// The kind of an entry, as the append script takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -727,6 +743,10 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
     fn member_count(&self) -> Option<usize> {
         Some(lock(&self.shared.roster).len())
     }
+
+    fn available(&self) -> bool {
+        !self.shared.unavailable.load(Ordering::SeqCst)
+    }
 }
 
 impl History {
@@ -900,7 +920,7 @@ async fn append_all<T>(
                 .await;
             match appended {
                 Ok(reply) => {
-                    shared.unavailable.store(false, Ordering::SeqCst);
+                    shared.set_unavailable(false);
                     break Ok(reply);
                 }
                 Err(e) if is_unreachable(&e) => {

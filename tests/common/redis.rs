@@ -16,7 +16,8 @@ pub struct RedisServer {
     child: Child,
     /// Its unix socket.
     pub socket: PathBuf,
-    _dir: tempfile::TempDir,
+    settings: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -30,27 +31,29 @@ impl RedisServer {
     pub async fn start_with(settings: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("a directory for redis");
         let socket = dir.path().join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args(["--unixsocketperm", "700", "--save", "", "--dir"])
-            .arg(dir.path())
-            .args(settings)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}): the cluster tests need it \
-                     (apt-get install redis-server; tests/run-all.sh installs it)"
-                )
-            });
+        let settings: Vec<String> = settings.iter().map(|s| (*s).to_owned()).collect();
+        let child = spawn(&socket, dir.path(), &settings);
         let server = Self {
             child,
             socket,
-            _dir: dir,
+            settings,
+            dir,
         };
         server.wait_until_ready().await;
         server
+    }
+
+    /// Kills it with SIGKILL (`kill -9`): whatever it had not written to disk is lost.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill -9 redis-server");
+        self.child.wait().expect("redis-server gone");
+    }
+
+    /// Starts it again, on the same socket with the same settings and directory (an
+    /// append-only file there is read back), and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.child = spawn(&self.socket, self.dir.path(), &self.settings);
+        self.wait_until_ready().await;
     }
 
     /// The URL chatterbox connects with.
@@ -103,6 +106,24 @@ impl RedisServer {
             .expect("a reply in time");
         String::from_utf8_lossy(&reply).into_owned()
     }
+}
+
+/// Starts `redis-server` on `socket`, in `dir`.
+fn spawn(socket: &std::path::Path, dir: &std::path::Path, settings: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(["--port", "0", "--unixsocket"])
+        .arg(socket)
+        .args(["--unixsocketperm", "700", "--save", "", "--dir"])
+        .arg(dir)
+        .args(settings)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start redis-server ({e}): the cluster tests need it \
+                 (apt-get install redis-server; tests/run-all.sh installs it)"
+            )
+        })
 }
 
 impl Drop for RedisServer {

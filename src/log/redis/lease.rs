@@ -68,7 +68,7 @@ pub(super) async fn keep<T>(
             .await;
         match renewed {
             Ok(1) => {
-                shared.unavailable.store(false, Ordering::SeqCst);
+                shared.set_unavailable(false);
             }
             Ok(_) => {
                 tracing::warn!(
@@ -86,7 +86,7 @@ pub(super) async fn keep<T>(
                 match registered {
                     Ok(epoch) => {
                         shared.epoch.store(epoch, Ordering::SeqCst);
-                        shared.unavailable.store(false, Ordering::SeqCst);
+                        shared.set_unavailable(false);
                         lost();
                     }
                     Err(e) => {
@@ -97,7 +97,7 @@ pub(super) async fn keep<T>(
                 }
             }
             Err(e) => {
-                if !shared.unavailable.swap(true, Ordering::SeqCst) {
+                if !shared.set_unavailable(true) {
                     tracing::error!(
                         "cannot renew this node's lease: chat lines are refused until Redis answers ({e})"
                     );
