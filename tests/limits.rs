@@ -388,7 +388,13 @@ async fn silent_stalled_and_trickling_clients_are_cut_off() {
             let mut received = Vec::new();
             let reading = tokio::time::timeout(WAIT, read.read_to_end(&mut received));
             let (_, read) = tokio::join!(writing, reading);
-            read.expect("closed in time").expect("read");
+            // A byte written after the server closed may draw a reset: what was read
+            // before it is kept, and must end with the error.
+            match read.expect("closed in time") {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                Err(e) => panic!("read: {e}"),
+            }
             received
         }
     });

@@ -28,8 +28,11 @@
 //!
 //! With a cluster ([`Lobby::with_cluster`], `--redis-url`), the log is the cluster's
 //! log in Redis ([`crate::log::redis`]): every node appends there and relays what it
-//! reads back, its own events included, in the log's one order. Member counts stay the
-//! local node's in this increment (see that module's doc).
+//! reads back, its own events included, in the log's one order. Presence is then the
+//! log's ([`Log::present`]): counts, `/healthz` and `/api/members` are the whole
+//! cluster's, each join's and leave's count the one the log gave it; a slow member's
+//! leave goes through the log too; and a node that lost its lease drops every
+//! connection ([`Lobby::drop_everyone`]).
 //!
 //! The parts: [`member`] (what a connection may ask of the lobby), [`event`] (what
 //! members receive), [`fanout`] (delivery in order, replay, slow consumers),
