@@ -107,16 +107,18 @@ async fn a_line_on_one_node_reaches_every_protocol_on_the_others() {
     let (a, b, c) = (&cluster[0], &cluster[1], &cluster[2]);
 
     let mut ann = Client::named_at(a.url(), "ann").await;
+    b.wait_for_members(1).await;
     let mut kim = TcpClient::connect(b.tcp_json).await;
     kim.command("CONNECT", "kim").await;
     kim.expect("kim connected!").await;
     ann.expect_update(joined("kim")).await;
-    // The WebSocket client on c is c's first connection (guest-1), and the cluster's
+    // The WebSocket client on c is c's first connection (guest-20001: each node
+    // takes its member ids from the cluster in blocks of 10,000, c the third), and the cluster's
     // third member.
     let mut wes = WsClient::connect(c.websocket).await;
     wes.expect(ws_joined(3)).await;
-    kim.expect("guest-1 connected!").await;
-    ann.expect_update(joined("guest-1")).await;
+    kim.expect("guest-20001 connected!").await;
+    ann.expect_update(joined("guest-20001")).await;
 
     // Acknowledged once the line is in the log, with the id every node gives it.
     assert_eq!(ann.say_with_ack("hello from a").await, json!({"id": 1}));
@@ -450,6 +452,7 @@ async fn presence_and_counts_are_the_whole_clusters() {
     let redis = RedisServer::start().await;
     let cluster = nodes(&redis, "presence", 3).await;
     let mut ann = Client::named_at(cluster[0].url(), "ann").await;
+    cluster[1].wait_for_members(1).await;
     let mut kim = TcpClient::connect(cluster[1].tcp_json).await;
     kim.command("CONNECT", "kim").await;
     kim.expect("kim connected!").await;
@@ -474,16 +477,16 @@ async fn presence_and_counts_are_the_whole_clusters() {
     // are the cluster's as members come and go on other nodes.
     let mut wes = WsClient::connect(cluster[2].websocket).await;
     wes.expect(ws_joined(3)).await;
-    ann.expect_update(joined("guest-2")).await;
+    ann.expect_update(joined("guest-20002")).await;
     ann.disconnect().await;
     wes.expect(ws_left(2)).await;
-    kim.expect("guest-2 connected!").await;
+    kim.expect("guest-20002 connected!").await;
     kim.expect("Someone's out.").await;
     for node in &cluster {
         node.wait_for_members(2).await;
         assert_eq!(
             members(node).await,
-            listed(&[("kim", "tcp-json"), ("guest-2", "websocket")])
+            listed(&[("kim", "tcp-json"), ("guest-20002", "websocket")])
         );
     }
 }
@@ -497,13 +500,16 @@ async fn a_killed_node_is_announced_as_left_once_within_two_leases() {
     let a = node(&redis, "killed", "a", TEST_LEASE_MS).await;
     let (mut b, b_json, b_ws) = node_process(&redis, "killed", "b", TEST_LEASE_MS).await;
     let mut ann = Client::named_at(a.url(), "ann").await;
+    // b has read ann's join: kim's client, which hears the lobby from its connection
+    // on, starts with its own join.
+    common::wait_for_members(b.http, 1).await;
     let mut kim = TcpClient::connect(Some(b_json)).await;
     kim.command("CONNECT", "kim").await;
     kim.expect("kim connected!").await;
     ann.expect_update(joined("kim")).await;
     let mut wes = WsClient::connect(Some(b_ws)).await;
     wes.expect(ws_joined(3)).await;
-    ann.expect_update(joined("guest-2")).await;
+    ann.expect_update(joined("guest-10002")).await;
 
     b.child.kill().expect("kill -9");
     let killed = Instant::now();
@@ -513,7 +519,7 @@ async fn a_killed_node_is_announced_as_left_once_within_two_leases() {
     assert_eq!(
         heard,
         [
-            ("update".to_owned(), left("guest-2")),
+            ("update".to_owned(), left("guest-10002")),
             ("update".to_owned(), left("kim"))
         ]
     );
@@ -534,6 +540,9 @@ async fn a_node_frozen_past_its_lease_drops_its_clients_and_joins_anew() {
     let a = node(&redis, "frozen", "a", TEST_LEASE_MS).await;
     let (b, b_json, _) = node_process(&redis, "frozen", "b", TEST_LEASE_MS).await;
     let mut ann = Client::named_at(a.url(), "ann").await;
+    // b has read ann's join: kim's client, which hears the lobby from its connection
+    // on, starts with its own join.
+    common::wait_for_members(b.http, 1).await;
     let mut kim = TcpClient::connect(Some(b_json)).await;
     kim.command("CONNECT", "kim").await;
     kim.expect("kim connected!").await;
@@ -545,6 +554,7 @@ async fn a_node_frozen_past_its_lease_drops_its_clients_and_joins_anew() {
     signal(&b, "CONT");
     // Back, b finds its lease lost: it drops kim, whose leave the cluster announced.
     kim.expect_closed_with("").await;
+    common::wait_for_members(b.http, 1).await;
     let mut kim = TcpClient::connect(Some(b_json)).await;
     kim.command("CONNECT", "kim").await;
     kim.expect("kim connected!").await;
@@ -566,6 +576,9 @@ async fn a_node_shut_down_announces_its_members_as_left() {
     // A lease far longer than the wait: the leave comes from the shutdown, not the lease.
     let (mut b, b_json, _) = node_process(&redis, "shut-down", "b", 60_000).await;
     let mut ann = Client::named_at(a.url(), "ann").await;
+    // b has read ann's join: kim's client, which hears the lobby from its connection
+    // on, starts with its own join.
+    common::wait_for_members(b.http, 1).await;
     let mut kim = TcpClient::connect(Some(b_json)).await;
     kim.command("CONNECT", "kim").await;
     kim.expect("kim connected!").await;
@@ -604,6 +617,7 @@ async fn while_redis_is_down_a_line_is_refused_clearly_and_the_lobby_goes_on_aft
     let a = node(&redis, "outage", "a", 20_000).await;
     let b = node(&redis, "outage", "b", 20_000).await;
     let mut ann = Client::named_at(a.url(), "ann").await;
+    b.wait_for_members(1).await;
     let mut kim = TcpClient::connect(b.tcp_json).await;
     kim.command("CONNECT", "kim").await;
     kim.expect("kim connected!").await;
@@ -637,4 +651,44 @@ async fn while_redis_is_down_a_line_is_refused_clearly_and_the_lobby_goes_on_aft
         .map(|l| l["text"].as_str().expect("text").to_owned())
         .collect();
     assert_eq!(texts, ["before", "after"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_held_on_one_node_is_taken_on_every_node() {
+    let redis = RedisServer::start().await;
+    let cluster = nodes(&redis, "names", 2).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let mut ann = Client::named_at(a.url(), "ann").await;
+    // Whatever its case or width, on another node and another protocol.
+    b.wait_for_members(1).await;
+    let mut other = TcpClient::connect(b.tcp_json).await;
+    other.command("CONNECT", "ＡＮＮ").await;
+    other
+        .expect("error: the name \"ＡＮＮ\" is taken: you are \"ＡＮＮ-2\"\nＡＮＮ-2 connected!")
+        .await;
+    ann.expect_update(joined("ＡＮＮ-2")).await;
+    // Guests of two nodes never share a name: a's second member, b's second.
+    let mut wes = WsClient::connect(a.websocket).await;
+    wes.expect(ws_joined(3)).await;
+    ann.expect_update(joined("guest-2")).await;
+    let mut wan = WsClient::connect(b.websocket).await;
+    wan.expect(ws_joined(4)).await;
+    ann.expect_update(joined("guest-10002")).await;
+    // A name set free on one node is free on the other once its leave is read there.
+    wes.expect(ws_joined(4)).await;
+    ann.disconnect().await;
+    wes.expect(ws_left(3)).await;
+    b.wait_for_members(3).await;
+    let mut again = TcpClient::connect(b.tcp_json).await;
+    again.command("CONNECT", "ann").await;
+    again.expect("ann connected!").await;
+    assert_eq!(
+        members(a).await,
+        listed(&[
+            ("ＡＮＮ-2", "tcp-json"),
+            ("guest-2", "websocket"),
+            ("guest-10002", "websocket"),
+            ("ann", "tcp-json")
+        ])
+    );
 }

@@ -14,20 +14,24 @@ use crate::protocol::Protocol;
 
 impl Replicated for Outgoing {
     fn record(&self, line: Option<&NewLine>) -> (Record, Option<u64>) {
-        let member = self.someone.map(|someone| someone.id).or(self.from);
+        let member = self
+            .someone
+            .as_ref()
+            .map(|someone| someone.id)
+            .or(self.from);
         let record = match self.delivery.event() {
             Event::Joined { name, members } => {
-                let (protocol, since) = self
-                    .someone
-                    .map_or((Protocol::SocketIo, UNIX_EPOCH), |someone| {
-                        (someone.protocol, someone.since)
-                    });
+                let (protocol, since, key) = match &self.someone {
+                    Some(someone) => (someone.protocol, someone.since, someone.key.clone()),
+                    None => (Protocol::SocketIo, UNIX_EPOCH, None),
+                };
                 Record::Joined {
                     name: name.to_string(),
                     members: *members,
                     id: member.unwrap_or(0),
                     protocol,
                     since_ms: millis(since),
+                    key: key.map_or_else(|| name.to_string(), String::from),
                 }
             }
             Event::Left { name, members } => Record::Left {

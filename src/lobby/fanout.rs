@@ -24,7 +24,7 @@ pub(crate) struct Outgoing {
 }
 
 /// The member a join or leave is about, as the cluster's presence records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Someone {
     /// Its id on this node.
     pub(crate) id: u64,
@@ -32,6 +32,8 @@ pub(crate) struct Someone {
     pub(crate) protocol: Protocol,
     /// When it connected.
     pub(crate) since: std::time::SystemTime,
+    /// The fold of its name ([`super::names::fold`]), by which names are compared.
+    pub(crate) key: Option<Box<str>>,
 }
 
 /// What a sender is told once its line is on its way: the line's history id, if stored.

@@ -121,6 +121,7 @@ impl Entry {
             id,
             protocol: self.protocol,
             since: self.since,
+            key: self.naming.key().map(Box::from),
         }
     }
 }
@@ -370,7 +371,10 @@ impl Lobby {
     /// is named `guest-<id>` and announced; any other stays unnamed and unannounced
     /// until [`Member::set_name`]. Dropping the returned [`Member`] removes it.
     pub(crate) fn join(&self, protocol: Protocol, outbox: impl Outbox) -> Member {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = match self.inner.log.as_ref().and_then(|log| log.member_id()) {
+            Some(id) => id,
+            None => self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+        };
         let name = protocol
             .announced_on_connect()
             .then(|| names::guest_name(id));

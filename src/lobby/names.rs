@@ -24,9 +24,11 @@
 //! The decision is made under the lobby's member lock, and stored under the same hold
 //! ([`Table::give`](super::table::Table::give)), so two members racing for one name
 //! cannot both get it. It scans the member table (once; a second time, into a set, when the name is taken):
-//! names change far less often than lines are said. A cluster of lobbies must make the
-//! same decision across its nodes (a name held on any node is taken on every node),
-//! in place of [`Lobby::give_name`]'s look at this node's table.
+//! names change far less often than lines are said. A cluster node also refuses the
+//! names the members of the other nodes hold, as its log has announced them: a name
+//! held on any node is taken on every node. Two members of two nodes asking for one
+//! free name within the same few milliseconds (before either join has reached the other
+//! node) can both get it; guest names cannot clash, member ids being the cluster's.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -120,6 +122,11 @@ pub(super) struct Naming {
 }
 
 impl Naming {
+    /// The [`fold`] of the member's name, `None` while it has none.
+    pub(super) fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
     /// The naming of a member the server named `name` (or left unnamed).
     pub(super) fn new(name: Option<&str>) -> Self {
         Self {
@@ -179,7 +186,10 @@ impl Lobby {
     /// The name member `id` is given when it asks for `asked` (cleaned), with `members`
     /// the lobby's table, locked: `asked` if it is free, else the nearest free name (see
     /// the module doc). The caller stores it ([`Table::give`](super::table::Table::give))
-    /// before it lets go of the lock. A cluster must decide here across its nodes.
+    /// before it lets go of the lock. A cluster node also looks at the names the other
+    /// nodes' members hold, as its log has announced them ([`Log::name_held_elsewhere`]).
+    ///
+    /// [`Log::name_held_elsewhere`]: crate::log::Log::name_held_elsewhere
     pub(super) fn give_name(
         &self,
         members: &HashMap<u64, Entry>,
@@ -192,7 +202,18 @@ impl Lobby {
                 .filter(move |(other, _)| **other != id)
                 .filter_map(|(_, entry)| entry.naming.key.as_deref())
         };
-        decide(asked, id, self.inner.limits.max_name_chars, others)
+        let cluster = self.inner.log.as_ref().filter(|_| self.inner.log_presence);
+        let elsewhere = Elsewhere {
+            held: &|key| cluster.is_some_and(|log| log.name_held_elsewhere(key)),
+            count: cluster.and_then(|log| log.member_count()).unwrap_or(0),
+        };
+        decide(
+            asked,
+            id,
+            self.inner.limits.max_name_chars,
+            others,
+            elsewhere,
+        )
     }
 }
 
@@ -213,16 +234,27 @@ impl Entry {
     }
 }
 
+/// The names held on other nodes of a cluster, for [`decide`].
+struct Elsewhere<'a> {
+    /// Whether a member of another node holds the name folding to this.
+    held: &'a dyn Fn(&str) -> bool,
+    /// At most how many names they hold.
+    count: usize,
+}
+
 /// [`Lobby::give_name`] for member `id`, `others` the folds of the names the other
-/// members hold.
+/// members of this node hold.
 fn decide<'a, I: Iterator<Item = &'a str>>(
     asked: Arc<str>,
     id: u64,
     max_chars: usize,
     others: impl Fn() -> I,
+    elsewhere: Elsewhere<'_>,
 ) -> Given {
     let own_guest = fold(&guest_name(id));
-    let kept_for_others = |key: &str| key == SERVER_FOLDED || (is_guest(key) && key != &*own_guest);
+    let kept_for_others = |key: &str| {
+        key == SERVER_FOLDED || (is_guest(key) && key != &*own_guest) || (elsewhere.held)(key)
+    };
     let key = fold(&asked);
     if !kept_for_others(&key) && !others().any(|other| other == &*key) {
         return Given {
@@ -234,7 +266,7 @@ fn decide<'a, I: Iterator<Item = &'a str>>(
     let held: HashSet<&str> = others().collect();
     // Each candidate folds to a different name, and each other member holds one: one
     // of the first `held.len() + 1` is free, unless they are all guest names.
-    for n in 2..=held.len() + 2 {
+    for n in 2..=held.len() + elsewhere.count + 2 {
         let suffix = format!("-{n}");
         let room = max_chars.saturating_sub(suffix.chars().count());
         let base: String = asked.chars().take(room).collect();
@@ -331,9 +363,17 @@ mod tests {
 
     fn given(asked: &str, id: u64, max_chars: usize, others: &[&str]) -> (String, Option<String>) {
         let folds: Vec<Box<str>> = others.iter().map(|name| fold(name)).collect();
-        let given = decide(Arc::from(asked), id, max_chars, || {
-            folds.iter().map(|key| &**key)
-        });
+        let nowhere = Elsewhere {
+            held: &|_| false,
+            count: 0,
+        };
+        let given = decide(
+            Arc::from(asked),
+            id,
+            max_chars,
+            || folds.iter().map(|key| &**key),
+            nowhere,
+        );
         let told = given.taken().map(|taken| taken.to_string());
         (given.name.to_string(), told)
     }

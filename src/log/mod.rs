@@ -55,6 +55,18 @@ pub(crate) trait Log<T>: Send + Sync + 'static {
     fn available(&self) -> bool {
         true
     }
+
+    /// Whether a member of another node holds the name whose fold is `key` (a
+    /// cluster); this node's own members are the lobby's table to look at.
+    fn name_held_elsewhere(&self, _key: &str) -> bool {
+        false
+    }
+
+    /// A new member's id, unique in the whole cluster (a cluster: ids come in blocks
+    /// from Redis); `None`: the lobby numbers its members itself.
+    fn member_id(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A named member present in the lobby, for the presence API and the counts.

@@ -14,6 +14,7 @@
 //! | `<c>:nodes` | sorted set | the nodes alive: node → when its lease runs out (ms, Redis's clock) |
 //! | `<c>:epochs` | hash | node → its current epoch (bumped each time it registers) |
 //! | `<c>:seqs` | hash | node → the seq of its last entry appended (a retried append is not doubled) |
+//! | `<c>:member-ids` | string (counter) | the last member id given out to a node, in blocks ([`ids`]): a member's id, and so its guest name, is the cluster's |
 //!
 //! An entry (`e`) is JSON: `{"v":1,"node":"…","seq":N,"kind":"joined"|"left"|"line",…}`
 //! (`name`, `members`, `id` (the member's id on its node) for joins and leaves, and
@@ -62,6 +63,7 @@
 //! Durability: a line is relayed only once Redis has accepted it; whether it survives a
 //! crash of Redis is Redis's persistence (`appendonly`, `appendfsync`), logged at start.
 
+mod ids;
 mod lease;
 pub(crate) mod roster;
 mod scripts;
@@ -148,6 +150,9 @@ pub(crate) enum Record {
         protocol: Protocol,
         /// When it connected, in milliseconds since the Unix epoch.
         since_ms: i64,
+        /// The fold of its name, by which names are compared.
+        #[serde(default)]
+        key: String,
     },
     /// A named member left.
     Left {
@@ -252,6 +257,8 @@ pub(crate) struct Connected {
     roster: Roster,
     /// The epoch the node registered under.
     epoch: u64,
+    /// The first block of member ids.
+    ids: std::ops::Range<u64>,
 }
 
 /// The cluster's keys, under its prefix (see the module doc).
@@ -265,6 +272,7 @@ struct Keys {
     nodes: String,
     epochs: String,
     seqs: String,
+    member_ids: String,
 }
 
 impl Keys {
@@ -279,6 +287,7 @@ impl Keys {
             nodes: key("nodes"),
             epochs: key("epochs"),
             seqs: key("seqs"),
+            member_ids: key("member-ids"),
         }
     }
 
@@ -321,6 +330,7 @@ pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, Clus
             .query_async(&mut reads)
             .await?;
         let epoch = lease::register(&mut reads, &keys, &settings).await?;
+        let ids = ids::block(&mut reads, &keys).await?;
         let (start, members) = snapshot(&mut reads, &keys).await?;
         Ok::<_, redis::RedisError>((
             reads,
@@ -328,11 +338,12 @@ pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, Clus
             appendonly,
             appendfsync,
             epoch,
+            ids,
             start,
             members,
         ))
     };
-    let (reads, appends, appendonly, appendfsync, epoch, start, members) =
+    let (reads, appends, appendonly, appendfsync, epoch, ids, start, members) =
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
             Ok(Err(e)) => return Err(unreachable(e.to_string())),
@@ -357,6 +368,7 @@ pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, Clus
         start,
         roster,
         epoch,
+        ids,
     })
 }
 
@@ -469,6 +481,10 @@ struct Shared<T> {
     epoch: AtomicU64,
     /// Woken when an append is refused for a lost lease.
     lease_lost: tokio::sync::Notify,
+    /// The member ids this node gives out.
+    ids: ids::MemberIds,
+    /// Woken when the member ids run low.
+    refill: tokio::sync::Notify,
 }
 
 impl<T> Shared<T> {
@@ -524,6 +540,8 @@ pub(crate) struct RedisLog<T> {
     history: History,
     keys: Keys,
     log_entries: u64,
+    /// What this node's keys in `<c>:members` start with.
+    own_members: String,
     stop: CancellationToken,
 }
 
@@ -557,6 +575,7 @@ impl<T: Replicated> RedisLog<T> {
             start,
             roster,
             epoch,
+            ids,
         } = connected;
         let shared = Arc::new(Shared {
             pending: Mutex::new(PendingQueue {
@@ -568,6 +587,8 @@ impl<T: Replicated> RedisLog<T> {
             unavailable: AtomicBool::new(false),
             epoch: AtomicU64::new(epoch),
             lease_lost: tokio::sync::Notify::new(),
+            ids: ids::MemberIds::new(ids),
+            refill: tokio::sync::Notify::new(),
         });
         let stop = CancellationToken::new();
         let keys = Keys::new(&settings.cluster);
@@ -600,6 +621,7 @@ impl<T: Replicated> RedisLog<T> {
             lost,
             stop.clone(),
         ));
+        let own_members = format!("{}/", settings.node_id);
         Self {
             shared,
             node: settings.node_id,
@@ -613,6 +635,7 @@ impl<T: Replicated> RedisLog<T> {
             },
             keys,
             log_entries: settings.log_entries,
+            own_members,
             stop,
         }
     }
@@ -627,12 +650,14 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
                 name,
                 protocol,
                 since_ms,
+                key,
                 ..
             } => {
                 let kept = Kept {
                     name: name.clone(),
                     protocol: *protocol,
                     since_ms: *since_ms,
+                    key: key.clone(),
                 };
                 (Kind::Join, serde_json::to_string(&kept).unwrap_or_default())
             }
@@ -746,6 +771,14 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
 
     fn available(&self) -> bool {
         !self.shared.unavailable.load(Ordering::SeqCst)
+    }
+
+    fn name_held_elsewhere(&self, key: &str) -> bool {
+        lock(&self.shared.roster).holds(key, &self.own_members)
+    }
+
+    fn member_id(&self) -> Option<u64> {
+        Some(self.shared.ids.next(&self.shared.refill))
     }
 }
 
@@ -1088,12 +1121,14 @@ fn apply<T>(shared: &Shared<T>, envelope: &Envelope) {
             id,
             protocol,
             since_ms,
+            key,
             ..
         } => {
             let kept = Kept {
                 name: name.clone(),
                 protocol: *protocol,
                 since_ms: *since_ms,
+                key: key.clone(),
             };
             lock(&shared.roster).joined(member_key(&envelope.node, *id), &kept);
         }

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ClusterSettings, Keys, Lost, Shared, give_up_script, scripts};
+use super::{ClusterSettings, Keys, Lost, Shared, give_up_script, ids, scripts};
 
 /// Registers `settings`' node under a new epoch; returns the epoch.
 pub(super) async fn register(
@@ -56,6 +56,13 @@ pub(super) async fn keep<T>(
             () = stop.cancelled() => return,
             _ = ticks.tick() => {}
             () = shared.lease_lost.notified() => {}
+            () = shared.refill.notified() => {}
+        }
+        if shared.ids.wanted() {
+            match ids::block(&mut connection, &keys).await {
+                Ok(block) => shared.ids.give(block),
+                Err(e) => tracing::error!("cannot take more member ids: {e}"),
+            }
         }
         let epoch = shared.epoch.load(Ordering::SeqCst);
         let renewed: redis::RedisResult<u8> = renew

@@ -26,12 +26,17 @@ pub(crate) struct Kept {
     pub(crate) protocol: Protocol,
     /// When it connected, in milliseconds since the Unix epoch.
     pub(crate) since_ms: i64,
+    /// The fold of its name, by which names are compared (`crate::lobby::names`).
+    #[serde(default)]
+    pub(crate) key: String,
 }
 
 /// The members of every node (see the module doc).
 #[derive(Debug, Default)]
 pub(crate) struct Roster {
-    members: HashMap<String, Present>,
+    members: HashMap<String, (Present, String)>,
+    /// The members holding each name, by its fold.
+    names: HashMap<String, Vec<String>>,
 }
 
 impl Roster {
@@ -58,19 +63,49 @@ impl Roster {
     /// Member `key` joined (or renamed itself).
     pub(crate) fn joined(&mut self, key: String, kept: &Kept) {
         let since = UNIX_EPOCH + Duration::from_millis(u64::try_from(kept.since_ms).unwrap_or(0));
-        self.members.insert(
-            key,
-            Present {
-                name: Arc::from(kept.name.as_str()),
-                protocol: kept.protocol,
-                since,
-            },
-        );
+        let present = Present {
+            name: Arc::from(kept.name.as_str()),
+            protocol: kept.protocol,
+            since,
+        };
+        self.names
+            .entry(kept.key.clone())
+            .or_default()
+            .push(key.clone());
+        if let Some((_, old_name)) = self
+            .members
+            .insert(key.clone(), (present, kept.key.clone()))
+        {
+            self.forget_name(&old_name, &key);
+        }
     }
 
     /// Member `key` left.
     pub(crate) fn left(&mut self, key: &str) {
-        self.members.remove(key);
+        if let Some((_, name)) = self.members.remove(key) {
+            self.forget_name(&name, key);
+        }
+    }
+
+    /// Member `key` no longer holds the name folding to `name` (one entry of it: a
+    /// rename to the same name added a second).
+    fn forget_name(&mut self, name: &str, key: &str) {
+        if let Some(holders) = self.names.get_mut(name) {
+            if let Some(at) = holders.iter().position(|holder| holder == key) {
+                holders.swap_remove(at);
+            }
+            if holders.is_empty() {
+                self.names.remove(name);
+            }
+        }
+    }
+
+    /// Whether a member whose key does not start with `except_prefix` holds the name
+    /// folding to `name`.
+    pub(crate) fn holds(&self, name: &str, except_prefix: &str) -> bool {
+        self.names
+            .get(name)
+            .is_some_and(|holders| holders.iter().any(|key| !key.starts_with(except_prefix)))
     }
 
     /// How many members are present.
@@ -80,7 +115,11 @@ impl Roster {
 
     /// The members present, in the order they connected (ties by key).
     pub(crate) fn present(&self) -> Vec<Present> {
-        let mut present: Vec<(&String, &Present)> = self.members.iter().collect();
+        let mut present: Vec<(&String, &Present)> = self
+            .members
+            .iter()
+            .map(|(key, (member, _))| (key, member))
+            .collect();
         present.sort_by(|(a_key, a), (b_key, b)| a.since.cmp(&b.since).then(a_key.cmp(b_key)));
         present
             .into_iter()
