@@ -177,149 +177,6 @@ async fn a_line_on_one_node_reaches_every_protocol_on_the_others() {
     }
 }
 
-/// Lines each client sends, as fast as it can.
-const LINES_EACH: usize = 50;
-
-#[tokio::test(flavor = "multi_thread")]
-async fn six_clients_on_three_nodes_see_one_order() {
-    let redis = RedisServer::start().await;
-    let cluster = nodes(&redis, "one-order", 3).await;
-
-    // A WebSocket and a TCP JSON client on each node: both protocols echo a sender's
-    // own lines, so every client receives every line.
-    let mut websockets = Vec::new();
-    let mut tcps = Vec::new();
-    for (n, node) in cluster.iter().enumerate() {
-        // Two members on each node before it: this one is the cluster's 2n+1st. The
-        // join before its own may still be on its way to this node: it reaches the new
-        // client first, with its own (smaller) count.
-        let mut ws = WsClient::connect(node.websocket).await;
-        loop {
-            let frame = ws.next().await;
-            let value: Value = serde_json::from_str(frame.to_text().expect("text")).expect("JSON");
-            if value == ws_joined(2 * n + 1) {
-                break;
-            }
-            assert_eq!(value, ws_joined(2 * n), "only the join just before");
-        }
-        websockets.push((format!("w{n}"), ws));
-        let mut tcp = TcpClient::connect(node.tcp_json).await;
-        let name = format!("t{n}");
-        tcp.command("CONNECT", &name).await;
-        tcp.expect(format!("{name} connected!")).await;
-        tcps.push((name, tcp));
-    }
-    // Every join has reached every client before the chat starts: each node relays
-    // its own joins from the log too, after everything before them.
-    for (n, (_, ws)) in websockets.iter_mut().enumerate() {
-        // The joins after its own: the TCP client of its node, then both of each later
-        // node.
-        let mut named = 0;
-        while named < 2 * (cluster.len() - n) - 1 {
-            let frame = ws.next().await;
-            let value: Value = serde_json::from_str(frame.to_text().expect("text")).expect("JSON");
-            assert_eq!(value["type"], "notification", "{value}");
-            named += 1;
-        }
-    }
-    for (name, tcp) in &mut tcps {
-        // Presence notices only, up to the last join (t2's own, for t2).
-        let last_join = "t2 connected!";
-        if name != "t2" {
-            let skipped = tcp.expect_somewhere(last_join).await;
-            assert!(!skipped.contains(" : "), "{skipped:?}");
-        }
-    }
-
-    let senders: Vec<_> = websockets
-        .into_iter()
-        .map(|(name, mut ws)| {
-            tokio::spawn(async move {
-                for n in 0..LINES_EACH {
-                    ws.say(&name, &format!("{name} {n}")).await;
-                }
-                let mut heard = Vec::new();
-                while heard.len() < LINES_EACH * 6 {
-                    let frame = ws.next().await;
-                    let value: Value =
-                        serde_json::from_str(frame.to_text().expect("text")).expect("JSON");
-                    assert_eq!(value["type"], "message", "{value}");
-                    heard.push(format!("{} : {}", value["name"].as_str().expect("name"), {
-                        value["msg"].as_str().expect("msg")
-                    }));
-                }
-                heard
-            })
-        })
-        .collect();
-    let tcp_senders: Vec<_> = tcps
-        .into_iter()
-        .map(|(name, mut tcp)| {
-            tokio::spawn(async move {
-                for n in 0..LINES_EACH {
-                    tcp.command("CHAT", &format!("{name} : {name} {n}")).await;
-                }
-                tcp
-            })
-        })
-        .collect();
-    let mut sequences = Vec::new();
-    for sender in senders {
-        sequences.push(
-            tokio::time::timeout(WAIT * 3, sender)
-                .await
-                .expect("in time")
-                .expect("task"),
-        );
-    }
-    // One order: every WebSocket client heard the same 300 lines in the same order...
-    let order = sequences[0].clone();
-    for heard in &sequences {
-        assert_eq!(heard, &order);
-    }
-    // ...each sender's lines in the order it sent them...
-    for sender in ["w0", "w1", "w2", "t0", "t1", "t2"] {
-        let own: Vec<_> = order
-            .iter()
-            .filter(|l| l.starts_with(&format!("{sender} : ")))
-            .cloned()
-            .collect();
-        let sent: Vec<_> = (0..LINES_EACH)
-            .map(|n| format!("{sender} : {sender} {n}"))
-            .collect();
-        assert_eq!(own, sent);
-    }
-    // ...and every TCP JSON client exactly the same bytes, in that order.
-    let expected: String = order.concat();
-    for sender in tcp_senders {
-        let mut tcp = sender.await.expect("task");
-        tcp.expect(&expected).await;
-    }
-
-    // One history: the same 300 lines with the same ids, 1 to 300, on every node, in
-    // the order every client heard them.
-    for node in &cluster {
-        let page = history(node, "?limit=1000").await;
-        let lines = page["lines"].as_array().expect("lines");
-        let ids: Vec<_> = lines
-            .iter()
-            .map(|l| l["id"].as_i64().expect("id"))
-            .collect();
-        assert_eq!(ids, (1..=300).collect::<Vec<i64>>());
-        let texts: Vec<_> = lines
-            .iter()
-            .map(|l| {
-                format!(
-                    "{} : {}",
-                    l["name"].as_str().expect("name"),
-                    l["text"].as_str().expect("text")
-                )
-            })
-            .collect();
-        assert_eq!(texts, order);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn entries_a_node_cannot_read_are_skipped_and_counted() {
     let redis = RedisServer::start().await;
@@ -691,4 +548,214 @@ async fn a_name_held_on_one_node_is_taken_on_every_node() {
             ("ann", "tcp-json")
         ])
     );
+}
+
+/// Lines each of the twelve clients sends, without pauses.
+const LINES_OF_TWELVE: usize = 200;
+
+/// A chat line as every test client here writes it down: `<name> : <text>`.
+fn heard(name: &str, text: &str) -> String {
+    format!("{name} : {text}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twelve_clients_of_three_protocols_on_three_nodes_hear_one_order() {
+    let redis = RedisServer::start().await;
+    let cluster = nodes(&redis, "twelve", 3).await;
+    // On each node: two WebSocket clients, a TCP JSON client and a Socket.IO client,
+    // joining one after another (each join heard back before the next).
+    let mut websockets = Vec::new();
+    let mut tcps = Vec::new();
+    let mut sockets = Vec::new();
+    let mut joined_count = 0;
+    for (n, node) in cluster.iter().enumerate() {
+        for letter in ["a", "b"] {
+            let mut ws = WsClient::connect(node.websocket).await;
+            joined_count += 1;
+            loop {
+                let frame = ws.next().await;
+                let value: Value =
+                    serde_json::from_str(frame.to_text().expect("text")).expect("JSON");
+                if value == ws_joined(joined_count) {
+                    break;
+                }
+                assert_eq!(value, ws_joined(joined_count - 1), "only the join before");
+            }
+            websockets.push((format!("w{n}{letter}"), ws));
+        }
+        node.wait_for_members(joined_count).await;
+        let mut tcp = TcpClient::connect(node.tcp_json).await;
+        let name = format!("t{n}");
+        tcp.command("CONNECT", &name).await;
+        tcp.expect(format!("{name} connected!")).await;
+        tcps.push((name, tcp));
+        joined_count += 1;
+        node.wait_for_members(joined_count).await;
+        let name = format!("s{n}");
+        sockets.push((name.clone(), Client::named_at(node.url(), &name).await));
+        joined_count += 1;
+    }
+    assert_eq!(joined_count, 12);
+    for node in &cluster {
+        node.wait_for_members(12).await;
+    }
+    // Every client has heard every join before the chat starts.
+    for (_, ws) in &mut websockets {
+        loop {
+            let frame = ws.next().await;
+            let value: Value = serde_json::from_str(frame.to_text().expect("text")).expect("JSON");
+            assert_eq!(value["type"], "notification", "{value}");
+            if value == ws_joined(12) {
+                break;
+            }
+        }
+    }
+    for (_, tcp) in &mut tcps {
+        let skipped = tcp.expect_somewhere("s2 connected!").await;
+        assert!(!skipped.contains(" : "), "{skipped:?}");
+    }
+    for (name, socket) in &mut sockets {
+        if name != "s2" {
+            loop {
+                let (event, update) = socket.next().await;
+                assert_eq!(event, "update");
+                assert_eq!(update["type"], "connect", "{update}");
+                if update == joined("s2") {
+                    break;
+                }
+            }
+        }
+    }
+
+    let names: Vec<String> = websockets
+        .iter()
+        .map(|(name, _)| name.clone())
+        .chain(tcps.iter().map(|(name, _)| name.clone()))
+        .chain(sockets.iter().map(|(name, _)| name.clone()))
+        .collect();
+    let total = names.len() * LINES_OF_TWELVE;
+    let text = |name: &str, n: usize| format!("{name} {n}");
+    let ws_tasks: Vec<_> = websockets
+        .into_iter()
+        .map(|(name, mut ws)| {
+            tokio::spawn(async move {
+                for n in 0..LINES_OF_TWELVE {
+                    ws.say(&name, &text(&name, n)).await;
+                }
+                let mut lines = Vec::new();
+                while lines.len() < total {
+                    let frame = ws.next().await;
+                    let value: Value =
+                        serde_json::from_str(frame.to_text().expect("text")).expect("JSON");
+                    assert_eq!(value["type"], "message", "{value}");
+                    lines.push(heard(
+                        value["name"].as_str().expect("name"),
+                        value["msg"].as_str().expect("msg"),
+                    ));
+                }
+                lines
+            })
+        })
+        .collect();
+    let tcp_tasks: Vec<_> = tcps
+        .into_iter()
+        .map(|(name, mut tcp)| {
+            tokio::spawn(async move {
+                for n in 0..LINES_OF_TWELVE {
+                    tcp.command("CHAT", &heard(&name, &text(&name, n))).await;
+                }
+                tcp
+            })
+        })
+        .collect();
+    let socket_tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|(name, mut socket)| {
+            tokio::spawn(async move {
+                for n in 0..LINES_OF_TWELVE {
+                    socket.say(&text(&name, n)).await;
+                }
+                // Socket.IO does not echo a sender's own lines.
+                let mut lines = Vec::new();
+                while lines.len() < total - LINES_OF_TWELVE {
+                    let (event, update) = socket.next().await;
+                    assert_eq!(event, "update");
+                    assert_eq!(update["type"], "message", "{update}");
+                    lines.push(heard(
+                        update["name"].as_str().expect("name"),
+                        update["message"].as_str().expect("message"),
+                    ));
+                }
+                (name, lines)
+            })
+        })
+        .collect();
+
+    let mut orders = Vec::new();
+    for task in ws_tasks {
+        orders.push(
+            tokio::time::timeout(WAIT * 3, task)
+                .await
+                .expect("in time")
+                .expect("task"),
+        );
+    }
+    // One order: every WebSocket client heard the same 2,400 lines in the same order...
+    let order = orders[0].clone();
+    for heard_here in &orders {
+        assert_eq!(heard_here, &order);
+    }
+    // ...each sender's lines in the order it sent them...
+    for name in &names {
+        let own: Vec<_> = order
+            .iter()
+            .filter(|l| l.starts_with(&format!("{name} : ")))
+            .cloned()
+            .collect();
+        let sent: Vec<_> = (0..LINES_OF_TWELVE)
+            .map(|n| heard(name, &text(name, n)))
+            .collect();
+        assert_eq!(own, sent);
+    }
+    // ...every Socket.IO client the same order without its own lines...
+    for task in socket_tasks {
+        let (name, lines) = tokio::time::timeout(WAIT * 3, task)
+            .await
+            .expect("in time")
+            .expect("task");
+        let others: Vec<_> = order
+            .iter()
+            .filter(|l| !l.starts_with(&format!("{name} : ")))
+            .cloned()
+            .collect();
+        assert_eq!(lines, others, "{name}");
+    }
+    // ...and every TCP JSON client exactly those bytes, in that order.
+    let expected: String = order.concat();
+    for task in tcp_tasks {
+        let mut tcp = task.await.expect("task");
+        tcp.expect(&expected).await;
+    }
+    // One history: the 2,400 lines with ids 1 to 2,400 on every node, in that order.
+    for node in &cluster {
+        let mut texts = Vec::new();
+        let mut ids = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = history(node, &format!("?after={after}&limit=1000")).await;
+            for l in page["lines"].as_array().expect("lines") {
+                ids.push(l["id"].as_i64().expect("id"));
+                texts.push(heard(
+                    l["name"].as_str().expect("name"),
+                    l["text"].as_str().expect("text"),
+                ));
+            }
+            match page["newer"].as_i64() {
+                Some(newer) => after = newer,
+                None => break,
+            }
+        }
+        assert_eq!(ids, (1..=2400).collect::<Vec<i64>>());
+        assert_eq!(texts, order);
+    }
 }
