@@ -539,12 +539,24 @@ async fn a_name_held_on_one_node_is_taken_on_every_node() {
     let mut again = TcpClient::connect(b.tcp_json).await;
     again.command("CONNECT", "ann").await;
     again.expect("ann connected!").await;
+    // A WebSocket client names itself with its lines, silently: the other node knows
+    // the name too, and gives it to nobody else.
+    wan.say("wendy", "hi").await;
+    wan.expect(ws_left(3)).await;
+    wan.expect(ws_joined(4)).await;
+    wan.expect(ws_line("wendy", "hi")).await;
+    wes.expect(ws_joined(4)).await;
+    wes.expect(ws_line("wendy", "hi")).await;
+    wes.say("Wendy", "me too").await;
+    wes.expect(json!({"type": "error", "msg": "the name \"Wendy\" is taken: you are \"Wendy-2\""}))
+        .await;
+    wes.expect(ws_line("Wendy-2", "me too")).await;
     assert_eq!(
         members(a).await,
         listed(&[
             ("ＡＮＮ-2", "tcp-json"),
-            ("guest-2", "websocket"),
-            ("guest-10002", "websocket"),
+            ("Wendy-2", "websocket"),
+            ("wendy", "websocket"),
             ("ann", "tcp-json")
         ])
     );

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::Event;
 use super::fanout::Outgoing;
 use crate::log::NewLine;
+use crate::log::redis::roster::Kept;
 use crate::log::redis::{Record, Replicated, millis};
 use crate::protocol::Protocol;
 
@@ -50,6 +51,16 @@ impl Replicated for Outgoing {
                 text: text.to_string(),
                 time_ms: line.map_or(0, |line| millis(line.time)),
                 raw: raw.as_ref().map(|raw| raw.to_vec()),
+                id: member.unwrap_or(0),
+                // A line that renamed its sender says so to presence.
+                renamed: self.someone.as_ref().and_then(|someone| {
+                    Some(Kept {
+                        name: name.to_string(),
+                        protocol: someone.protocol,
+                        since_ms: millis(someone.since),
+                        key: someone.key.as_deref()?.to_owned(),
+                    })
+                }),
             },
         };
         (record, member)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::fanout::cut_off;
+use super::fanout::{Someone, cut_off};
 use super::names::{Given, NameTaken, clean_name, clean_room_name};
 use super::rate::Bucket;
 use super::rooms::Seat;
@@ -160,9 +160,14 @@ impl Member {
                 origin: protocol,
                 raw,
             };
+            // A line that renames its sender tells presence (a cluster's) the new name.
+            let renamed = given.as_ref().map(|given| Someone {
+                key: Some(Box::from(given.key())),
+                ..entry.someone(self.id)
+            });
             let cut =
                 self.lobby
-                    .announce(&mut members, event, Some(self.id), None, stored, None)?;
+                    .announce(&mut members, event, Some(self.id), None, stored, renamed)?;
             self.lobby.inner.metrics.lines_in[protocol.index()].increment(1);
             let taken = given.as_ref().and_then(Given::taken);
             if let Some(taken) = &taken {

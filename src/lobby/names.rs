@@ -155,6 +155,11 @@ impl Given {
         }
     }
 
+    /// The [`fold`] of the name given.
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+
     /// What the member is told when it did not get the name it asked for.
     pub(super) fn taken(&self) -> Option<NameTaken> {
         (self.name != self.asked).then(|| NameTaken {

@@ -177,6 +177,13 @@ pub(crate) enum Record {
         /// A TCP text chunk's bytes as received.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         raw: Option<Vec<u8>>,
+        /// The sender's id on its node.
+        #[serde(default)]
+        id: u64,
+        /// The sender as presence keeps it, when this line renamed it (a WebSocket
+        /// client's line under another name than it had: renamed silently).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renamed: Option<Kept>,
     },
 }
 
@@ -645,7 +652,13 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
     fn append(&self, queued: Queued<T>) -> Result<(), AppendRefusal> {
         let (record, member) = queued.item.record(queued.line.as_ref());
         let (kind, kept) = match &record {
-            Record::Line { .. } => (Kind::Line, String::new()),
+            Record::Line { renamed, .. } => (
+                Kind::Line,
+                renamed
+                    .as_ref()
+                    .and_then(|kept| serde_json::to_string(kept).ok())
+                    .unwrap_or_default(),
+            ),
             Record::Joined {
                 name,
                 protocol,
@@ -1135,7 +1148,14 @@ fn apply<T>(shared: &Shared<T>, envelope: &Envelope) {
         Record::Left { id, .. } => {
             lock(&shared.roster).left(&member_key(&envelope.node, *id));
         }
-        Record::Line { .. } => {}
+        Record::Line {
+            id,
+            renamed: Some(kept),
+            ..
+        } => {
+            lock(&shared.roster).joined(member_key(&envelope.node, *id), kept);
+        }
+        Record::Line { renamed: None, .. } => {}
     }
 }
 
@@ -1261,12 +1281,14 @@ mod tests {
                 text: "hi".into(),
                 time_ms: 5,
                 raw: Some(b"hi\n".to_vec()),
+                id: 3,
+                renamed: None,
             },
         };
         let json = serde_json::to_string(&envelope).unwrap();
         assert_eq!(
             json,
-            r#"{"v":1,"node":"n1","seq":7,"kind":"line","name":"ann","protocol":"tcp-text","text":"hi","time_ms":5,"raw":[104,105,10]}"#
+            r#"{"v":1,"node":"n1","seq":7,"kind":"line","name":"ann","protocol":"tcp-text","text":"hi","time_ms":5,"raw":[104,105,10],"id":3}"#
         );
         assert_eq!(decode(&json).unwrap().record, envelope.record);
         assert!(decode(&json[..json.len() - 3]).is_none());

@@ -17,7 +17,8 @@ local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 /// Appends one entry of a node. KEYS: 1 log, 2 line-id, 3 lines, 4 members, 5 nodes,
 /// 6 epochs, 7 seqs, 8 the node's member set. ARGV: 1 the entry (JSON), 2 its kind
 /// (`line`, `join`, `leave`), 3 the node, 4 its epoch, 5 the entry's seq, 6 the member's
-/// key, 7 the member as `members` keeps it (JSON; joins), 8 the log's length cap,
+/// key, 7 the member as `members` keeps it (JSON; joins, and lines that rename their
+/// sender, else empty), 8 the log's length cap,
 /// 9 the history's length cap (0: none).
 ///
 /// Refused with `NOLEASE` when the node's lease has run out or its epoch is not the
@@ -41,6 +42,7 @@ local kind = ARGV[2]
 local line = 0
 if kind == 'line' then
   if redis.call('HEXISTS', KEYS[4], ARGV[6]) == 0 then return {{-2, 0}} end
+  if ARGV[7] ~= '' then redis.call('HSET', KEYS[4], ARGV[6], ARGV[7]) end
   line = redis.call('INCR', KEYS[2])
   if ARGV[9] ~= '0' then
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], line .. '-0', 'e', ARGV[1])
