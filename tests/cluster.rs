@@ -771,3 +771,115 @@ async fn twelve_clients_of_three_protocols_on_three_nodes_hear_one_order() {
         assert_eq!(texts, order);
     }
 }
+
+/// A Socket.IO socket at `url` that never names itself (rooms only), connected.
+async fn room_socket(url: String) -> Client {
+    Client::connect_to(url, rust_socketio::TransportType::Websocket).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_sockets_on_two_nodes_share_a_room_and_the_last_seat_goes_to_one() {
+    let redis = RedisServer::start().await;
+    let cluster = nodes(&redis, "rooms", 2).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let mut ann = room_socket(a.url()).await;
+    let mut bob = room_socket(b.url()).await;
+    ann.emit("room", json!("r1")).await;
+    bob.emit("room", json!("r1")).await;
+    // Lines reach both seats, the sender's included, on both nodes.
+    ann.emit("chat message", json!("hi from a")).await;
+    assert_eq!(ann.expect_event("chat message").await, json!("hi from a"));
+    assert_eq!(bob.expect_event("chat message").await, json!("hi from a"));
+    bob.emit("chat message", json!("hi from b")).await;
+    assert_eq!(bob.expect_event("chat message").await, json!("hi from b"));
+    assert_eq!(ann.expect_event("chat message").await, json!("hi from b"));
+    // Full on every node.
+    let mut cat = room_socket(a.url()).await;
+    cat.emit("room", json!("r1")).await;
+    assert_eq!(cat.expect_event("result").await, json!("failed"));
+    cat.emit("chat message", json!("let me in")).await;
+    cat.expect_error("join a room before sending chat messages")
+        .await;
+
+    // Two sockets on two nodes racing for the last seat of a room: one gets it.
+    for round in 0..10 {
+        let room = format!("race-{round}");
+        let mut holder = room_socket(a.url()).await;
+        holder.emit("room", json!(room)).await;
+        holder.emit("chat message", json!("seated")).await;
+        assert_eq!(holder.expect_event("chat message").await, json!("seated"));
+        let mut racers = vec![room_socket(a.url()).await, room_socket(b.url()).await];
+        for racer in &racers {
+            racer.emit("room", json!(room)).await;
+        }
+        let mut seated = 0;
+        for racer in &mut racers {
+            racer.emit("chat message", json!("who won?")).await;
+            let (event, value) = racer.next().await;
+            match event.as_str() {
+                "chat message" => {
+                    assert_eq!(value, json!("who won?"));
+                    seated += 1;
+                }
+                "result" => {
+                    assert_eq!(value, json!("failed"));
+                    racer
+                        .expect_error("join a room before sending chat messages")
+                        .await;
+                }
+                other => panic!("unexpected {other} {value}"),
+            }
+        }
+        assert_eq!(seated, 1, "round {round}");
+        assert_eq!(holder.expect_event("chat message").await, json!("who won?"));
+        for racer in racers {
+            racer.disconnect().await;
+        }
+        holder.disconnect().await;
+    }
+
+    // A seat is freed when its holder leaves: bob goes, cat (on the other node) sits.
+    bob.disconnect().await;
+    cat.emit("room", json!("r1")).await;
+    cat.emit("chat message", json!("in at last")).await;
+    assert_eq!(cat.expect_event("chat message").await, json!("in at last"));
+    assert_eq!(ann.expect_event("chat message").await, json!("in at last"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seats_of_a_killed_node_are_freed() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, "dead-seats", "a", TEST_LEASE_MS).await;
+    let (mut b, _, _) = node_process(&redis, "dead-seats", "b", TEST_LEASE_MS).await;
+    let mut ann = room_socket(a.url()).await;
+    let mut bob = room_socket(b.url()).await;
+    ann.emit("room", json!("r")).await;
+    bob.emit("room", json!("r")).await;
+    bob.emit("chat message", json!("bob here")).await;
+    assert_eq!(ann.expect_event("chat message").await, json!("bob here"));
+    let mut cat = room_socket(a.url()).await;
+    cat.emit("room", json!("r")).await;
+    assert_eq!(cat.expect_event("result").await, json!("failed"));
+
+    b.child.kill().expect("kill -9");
+    // Once b's lease has run out, its seat is free: cat gets in.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        cat.emit("room", json!("r")).await;
+        cat.emit("chat message", json!("cat here")).await;
+        let (event, value) = cat.next().await;
+        if event == "chat message" {
+            assert_eq!(value, json!("cat here"));
+            break;
+        }
+        assert_eq!((event.as_str(), value), ("result", json!("failed")));
+        cat.expect_error("join a room before sending chat messages")
+            .await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b's seat never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ann.expect_event("chat message").await, json!("cat here"));
+}

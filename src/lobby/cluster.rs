@@ -66,8 +66,10 @@ impl Replicated for Outgoing {
         (record, member)
     }
 
-    fn from_record(record: Record) -> Self {
+    fn from_record(record: Record) -> Option<Self> {
         let event = match record {
+            // The rooms' own: the log hands them to the rooms.
+            Record::RoomLine { .. } => return None,
             Record::Joined { name, members, .. } => Event::Joined {
                 name: Arc::from(name),
                 members,
@@ -89,6 +91,6 @@ impl Replicated for Outgoing {
                 raw: raw.map(Bytes::from),
             },
         };
-        Outgoing::new(event, None)
+        Some(Outgoing::new(event, None))
     }
 }

@@ -7,8 +7,9 @@ use bytes::Bytes;
 use super::fanout::{Someone, cut_off};
 use super::names::{Given, NameTaken, clean_name, clean_room_name};
 use super::rate::Bucket;
-use super::rooms::Seat;
+use super::rooms::{RoomError, Seat};
 use super::{Event, Lobby, LobbyError, Stored};
+use crate::log::SeatAnswer;
 use crate::protocol::Protocol;
 
 /// One connection's place in the lobby. Dropping it leaves the lobby (announced if the
@@ -183,21 +184,69 @@ impl Member {
     }
 
     /// Takes a seat in the two-person room `room` (cleaned like a name), leaving the
-    /// member's previous room. A full room leaves the member where it was.
+    /// member's previous room. A full room leaves the member where it was, and is told
+    /// through `seat` ([`Seat::refused`]): at once, or, for a cluster's rooms, once
+    /// Redis has answered.
     pub(crate) fn take_seat(&self, room: &str, seat: impl Seat) -> Result<Arc<str>, LobbyError> {
         let room = clean_room_name(room, self.lobby.inner.limits.max_room_name_chars)?;
-        self.lobby
+        let seat: Arc<dyn Seat> = Arc::new(seat);
+        let Some(log) = self
+            .lobby
             .inner
-            .rooms
-            .take_seat(self.id, room.clone(), Arc::new(seat))?;
+            .log
+            .as_ref()
+            .filter(|log| log.shared_rooms())
+        else {
+            if let Err(why) = self
+                .lobby
+                .inner
+                .rooms
+                .take_seat(self.id, room.clone(), seat.clone())
+            {
+                self.lobby.refuse_seat(self.id, &*seat, why);
+            }
+            return Ok(room);
+        };
+        let (lobby, id, seated) = (self.lobby.clone(), self.id, room.clone());
+        log.take_seat(
+            self.id,
+            &room,
+            Box::new(move |answer| match answer {
+                SeatAnswer::Seated => lobby.seat_if_present(id, seated, seat),
+                SeatAnswer::Full | SeatAnswer::NotSeated => {
+                    lobby.refuse_seat(id, &*seat, RoomError::Full);
+                }
+            }),
+        );
         Ok(room)
     }
 
-    /// Sends a line to everyone in the member's room, the member included.
-    pub(crate) fn say_in_room(&self, text: &str) -> Result<(), LobbyError> {
+    /// Sends a line to everyone in the member's room, the member included. For a
+    /// cluster's rooms, the member holding no seat is told through `seat` once Redis
+    /// has answered.
+    pub(crate) fn say_in_room(&self, text: &str, seat: impl Seat) -> Result<(), LobbyError> {
         self.rate.check()?;
         self.lobby.check_message(text)?;
-        Ok(self.lobby.inner.rooms.say(self.id, text)?)
+        let Some(log) = self
+            .lobby
+            .inner
+            .log
+            .as_ref()
+            .filter(|log| log.shared_rooms())
+        else {
+            return Ok(self.lobby.inner.rooms.say(self.id, text)?);
+        };
+        let (lobby, id) = (self.lobby.clone(), self.id);
+        log.say_in_room(
+            self.id,
+            text,
+            Box::new(move |answer| {
+                if answer == SeatAnswer::NotSeated {
+                    lobby.refuse_seat(id, &seat, RoomError::NotSeated);
+                }
+            }),
+        )?;
+        Ok(())
     }
 }
 

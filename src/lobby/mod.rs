@@ -161,7 +161,7 @@ impl Lobby {
         // Half a member's queue: a batch fits even in a queue the previous one has not
         // been written out of yet.
         let batch_items = limits.outbox_messages / 2;
-        Self::with_log(limits, |deliver, _| {
+        Self::with_log(limits, |deliver, _, _| {
             let log: Box<dyn Log<Outgoing>> =
                 Box::new(Sequencer::start(store, capacity, batch_items, deliver)?);
             Ok(log)
@@ -175,9 +175,9 @@ impl Lobby {
         connected: log::redis::Connected,
     ) -> std::io::Result<Self> {
         let capacity = limits.history_queue_lines;
-        Self::with_log(limits, |deliver, lost| {
+        Self::with_log(limits, |deliver, lost, room_line| {
             let log: Box<dyn Log<Outgoing>> = Box::new(log::redis::RedisLog::start(
-                connected, capacity, deliver, lost,
+                connected, capacity, deliver, lost, room_line,
             ));
             Ok(log)
         })
@@ -188,7 +188,11 @@ impl Lobby {
     /// when the node lost its place in the cluster ([`Lobby::drop_everyone`]).
     fn with_log(
         limits: Limits,
-        start: impl FnOnce(Deliver, log::redis::Lost) -> std::io::Result<Box<dyn Log<Outgoing>>>,
+        start: impl FnOnce(
+            Deliver,
+            log::redis::Lost,
+            log::RoomLine,
+        ) -> std::io::Result<Box<dyn Log<Outgoing>>>,
     ) -> std::io::Result<Self> {
         let mut failure = None;
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
@@ -204,7 +208,15 @@ impl Lobby {
                     Lobby { inner }.drop_everyone();
                 }
             });
-            let log = start(deliver, lost).map_err(|e| failure = Some(e)).ok();
+            let for_rooms = weak.clone();
+            let room_line: log::RoomLine = Box::new(move |room, line| {
+                if let Some(inner) = for_rooms.upgrade() {
+                    Lobby { inner }.relay_in_room(room, &line);
+                }
+            });
+            let log = start(deliver, lost, room_line)
+                .map_err(|e| failure = Some(e))
+                .ok();
             Inner::new(limits, log)
         });
         match failure {
@@ -480,6 +492,7 @@ impl Lobby {
 
     fn leave(&self, id: u64) {
         self.inner.rooms.leave(id);
+        self.free_cluster_seat(id);
         self.inner.refusals.left(id);
         let named;
         let cut = {
@@ -499,6 +512,9 @@ impl Lobby {
                 _ => Vec::new(),
             }
         };
+        // Out of the table now: a seat a cluster gave it meanwhile goes too
+        // ([`Lobby::seat_if_present`]).
+        self.inner.rooms.leave(id);
         if named {
             self.presence_changed();
         }

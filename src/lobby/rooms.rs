@@ -21,6 +21,10 @@ pub(crate) trait Seat: Send + Sync + 'static {
 
     /// Ends the member's connection because it did not keep up.
     fn cut_off(&self);
+
+    /// Tells the member its room request was refused (a cluster answers after the
+    /// request, not during it).
+    fn refused(&self, why: &RoomError);
 }
 
 /// Why a room request was refused. The text is what the sender is told.
@@ -111,16 +115,40 @@ impl Rooms {
         self.lock().free(member);
     }
 
+    /// Seats `member` in `room` as a cluster decided it (no count here: the cluster
+    /// holds the seats), freeing its previous seat on this node.
+    pub(crate) fn seat(&self, member: u64, room: Arc<str>, seat: Arc<dyn Seat>) {
+        let mut state = self.lock();
+        state.free(member);
+        state
+            .rooms
+            .entry(room.clone())
+            .or_default()
+            .push((member, seat));
+        state.seated.insert(member, room);
+    }
+
     /// Relays `text` to everyone in `member`'s room, `member` included. A seated member
     /// that does not keep up is unseated and cut off.
     pub(crate) fn say(&self, member: u64, text: &str) -> Result<(), RoomError> {
-        let line = Arc::<str>::from(text);
+        let room = self
+            .lock()
+            .seated
+            .get(&member)
+            .cloned()
+            .ok_or(RoomError::NotSeated)?;
+        self.relay(&room, &Arc::from(text));
+        Ok(())
+    }
+
+    /// Relays `line` to everyone seated in `room` here. A seated member that does not
+    /// keep up is unseated and cut off; returns who.
+    pub(crate) fn relay(&self, room: &str, line: &Arc<str>) -> Vec<u64> {
         let mut slow = Vec::new();
         {
             let mut state = self.lock();
-            let room = state.seated.get(&member).ok_or(RoomError::NotSeated)?;
             for (id, seat) in state.rooms.get(room).into_iter().flatten() {
-                if seat.offer_line(&line) == Err(OutboxRefusal::Full) {
+                if seat.offer_line(line) == Err(OutboxRefusal::Full) {
                     slow.push((*id, seat.clone()));
                 }
             }
@@ -129,16 +157,61 @@ impl Rooms {
                 state.free(*id);
             }
         }
+        let ids = slow.iter().map(|(id, _)| *id).collect();
         for (_, seat) in slow {
             seat.cut_off();
         }
-        Ok(())
+        ids
     }
 
     /// How many members sit in `room`.
     #[cfg(test)]
     pub(crate) fn occupancy(&self, room: &str) -> usize {
         self.lock().rooms.get(room).map_or(0, Vec::len)
+    }
+}
+
+impl crate::lobby::Lobby {
+    /// A room line read from the cluster's log, to this node's seats in `room`.
+    pub(super) fn relay_in_room(&self, room: &str, line: &Arc<str>) {
+        for id in self.inner.rooms.relay(room, line) {
+            self.free_cluster_seat(id);
+        }
+    }
+
+    /// Frees member `id`'s seat in the cluster's rooms, if the rooms are the cluster's.
+    pub(super) fn free_cluster_seat(&self, id: u64) {
+        if let Some(log) = &self.inner.log
+            && log.shared_rooms()
+        {
+            log.free_seat(id);
+        }
+    }
+
+    /// Seats member `id` in `room` here, as the cluster decided, if it is still in the
+    /// lobby (checked under the lobby's lock: a member leaving frees its seats after
+    /// it is out of the table, so no seat outlives it).
+    pub(super) fn seat_if_present(&self, id: u64, room: Arc<str>, seat: Arc<dyn Seat>) {
+        let members = self.lock();
+        if members.contains_key(&id) {
+            self.inner.rooms.seat(id, room, seat);
+        }
+    }
+
+    /// Tells member `id` its room request was refused, and counts it.
+    pub(super) fn refuse_seat(&self, id: u64, seat: &dyn Seat, why: RoomError) {
+        let why = crate::lobby::LobbyError::Room(why);
+        let who = crate::refusals::Who::Member(id, None);
+        self.inner.refusals.report(
+            crate::protocol::Protocol::SocketIo,
+            who,
+            why.reason(),
+            &why,
+            false,
+        );
+        if let crate::lobby::LobbyError::Room(room) = &why {
+            seat.refused(room);
+        }
     }
 }
 
@@ -155,6 +228,7 @@ mod tests {
             Ok(())
         }
         fn cut_off(&self) {}
+        fn refused(&self, _: &RoomError) {}
     }
 
     fn seat() -> Arc<Lines> {

@@ -67,7 +67,44 @@ pub(crate) trait Log<T>: Send + Sync + 'static {
     fn member_id(&self) -> Option<u64> {
         None
     }
+
+    /// Whether the two-person rooms are the log's (a cluster's: seats are taken in
+    /// Redis, room lines go through the log, [`Log::take_seat`], [`Log::say_in_room`]);
+    /// false: the lobby's own rooms decide.
+    fn shared_rooms(&self) -> bool {
+        false
+    }
+
+    /// Asks for a seat in `room` for member `member` (leaving its previous one);
+    /// `told` gets the answer, [`SeatAnswer::Seated`] or [`SeatAnswer::Full`].
+    fn take_seat(&self, _member: u64, _room: &str, _told: SeatTold) {}
+
+    /// Sends `text` to whoever sits in member `member`'s room, the member included;
+    /// `told` hears [`SeatAnswer::NotSeated`] if it holds no seat.
+    fn say_in_room(&self, _member: u64, _text: &str, _told: SeatTold) -> Result<(), AppendRefusal> {
+        Ok(())
+    }
+
+    /// Frees member `member`'s seat, if it holds one.
+    fn free_seat(&self, _member: u64) {}
 }
+
+/// The answer to a room request made through the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeatAnswer {
+    /// The member sits in the room now (or its line went out).
+    Seated,
+    /// The room holds two members: the member keeps the seat it had.
+    Full,
+    /// A room line from a member that holds no seat: not sent.
+    NotSeated,
+}
+
+/// Told the answer to a room request, once, from the log's task (must not block).
+pub(crate) type SeatTold = Box<dyn FnOnce(SeatAnswer) + Send + 'static>;
+
+/// Hands a room line read from a cluster's log to the lobby: the room, the line.
+pub(crate) type RoomLine = Box<dyn Fn(&str, Arc<str>) + Send + Sync + 'static>;
 
 /// A named member present in the lobby, for the presence API and the counts.
 #[derive(Debug, Clone, PartialEq, Eq)]

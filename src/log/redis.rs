@@ -79,7 +79,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AppendRefusal, Committed, HistoryError, Log, NewLine, Present, QueueFull, Queued, StoredLine,
+    AppendRefusal, Committed, HistoryError, Log, NewLine, Present, QueueFull, Queued, RoomLine,
+    SeatAnswer, SeatTold, StoredLine,
 };
 use crate::locks::lock;
 use crate::protocol::Protocol;
@@ -129,14 +130,20 @@ pub(crate) trait Replicated: Send + Sized + 'static {
     /// The entry for this item (a chat line's comes from its [`Queued::line`]), and the
     /// member it is from or about (for `<c>:members`).
     fn record(&self, line: Option<&NewLine>) -> (Record, Option<u64>);
-    /// The item for an entry another node appended.
-    fn from_record(record: Record) -> Self;
+    /// The item for an entry another node appended (`None`: not a lobby event).
+    fn from_record(record: Record) -> Option<Self>;
 }
 
 /// A lobby event as the cluster log carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(crate) enum Record {
+    /// A line for a two-person room (the room is the log's field `room`, which the
+    /// cluster fills in: the sender's seat as Redis has it).
+    RoomLine {
+        /// The line.
+        text: String,
+    },
     /// A member named (or renamed) itself.
     Joined {
         /// Its name.
@@ -280,6 +287,7 @@ struct Keys {
     epochs: String,
     seqs: String,
     member_ids: String,
+    seats: String,
 }
 
 impl Keys {
@@ -295,6 +303,7 @@ impl Keys {
             epochs: key("epochs"),
             seqs: key("seqs"),
             member_ids: key("member-ids"),
+            seats: key("seats"),
         }
     }
 
@@ -526,6 +535,42 @@ impl Kind {
     }
 }
 
+/// A room request of this node's, in its order with the entries ([`scripts::rooms`]).
+enum RoomKind {
+    Seat,
+    Unseat,
+    Line,
+}
+
+impl RoomKind {
+    fn as_str(&self) -> &'static str {
+        match self {
+            RoomKind::Seat => "seat",
+            RoomKind::Unseat => "unseat",
+            RoomKind::Line => "line",
+        }
+    }
+}
+
+/// A room request on its way to Redis.
+struct RoomRequest {
+    seq: u64,
+    epoch: u64,
+    kind: RoomKind,
+    member: String,
+    /// The room (a seat), or empty.
+    room: String,
+    /// The entry (a line), or empty.
+    json: String,
+    told: Option<SeatTold>,
+}
+
+/// What the appender does next, in the node's order.
+enum Job {
+    Entry(Append),
+    Room(RoomRequest),
+}
+
 /// One entry on its way to the append script.
 struct Append {
     seq: u64,
@@ -543,7 +588,7 @@ pub(crate) struct RedisLog<T> {
     node: String,
     next_seq: Mutex<u64>,
     capacity: usize,
-    appends: mpsc::UnboundedSender<Append>,
+    appends: mpsc::UnboundedSender<Job>,
     history: History,
     keys: Keys,
     log_entries: u64,
@@ -573,6 +618,7 @@ impl<T: Replicated> RedisLog<T> {
         capacity: usize,
         deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
         lost: Lost,
+        room_line: RoomLine,
     ) -> Self {
         let Connected {
             settings,
@@ -618,6 +664,7 @@ impl<T: Replicated> RedisLog<T> {
             start,
             shared.clone(),
             deliver,
+            room_line,
             stop.clone(),
         ));
         tokio::spawn(lease::keep(
@@ -644,6 +691,38 @@ impl<T: Replicated> RedisLog<T> {
             log_entries: settings.log_entries,
             own_members,
             stop,
+        }
+    }
+}
+
+impl<T> RedisLog<T> {
+    /// Sends a room request to the appender, in order with the node's entries.
+    fn ask_rooms(
+        &self,
+        kind: RoomKind,
+        member: u64,
+        room: String,
+        json: String,
+        told: Option<SeatTold>,
+    ) {
+        let _in_order = lock(&self.shared.pending);
+        let seq = {
+            let mut next = lock(&self.next_seq);
+            let seq = *next;
+            *next += 1;
+            seq
+        };
+        let request = RoomRequest {
+            seq,
+            epoch: self.shared.epoch.load(Ordering::SeqCst),
+            kind,
+            member: member_key(&self.node, member),
+            room,
+            json,
+            told,
+        };
+        if self.appends.send(Job::Room(request)).is_err() {
+            tracing::error!("the cluster appender has stopped: room request dropped");
         }
     }
 }
@@ -675,6 +754,10 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
                 (Kind::Join, serde_json::to_string(&kept).unwrap_or_default())
             }
             Record::Left { .. } => (Kind::Leave, String::new()),
+            Record::RoomLine { .. } => {
+                tracing::error!("a room line appended as a lobby event: dropped");
+                return Ok(());
+            }
         };
         let is_line = kind == Kind::Line;
         if is_line && self.shared.unavailable.load(Ordering::SeqCst) {
@@ -718,7 +801,7 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
             kept,
         };
         // Sent under the lock: the appender gets the entries in the FIFO's order.
-        if self.appends.send(append).is_err() {
+        if self.appends.send(Job::Entry(append)).is_err() {
             tracing::error!("the cluster appender has stopped: entry dropped");
             pending.pop_back();
         }
@@ -793,6 +876,43 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
     fn member_id(&self) -> Option<u64> {
         Some(self.shared.ids.next(&self.shared.refill))
     }
+
+    fn shared_rooms(&self) -> bool {
+        true
+    }
+
+    fn take_seat(&self, member: u64, room: &str, told: SeatTold) {
+        self.ask_rooms(
+            RoomKind::Seat,
+            member,
+            room.to_owned(),
+            String::new(),
+            Some(told),
+        );
+    }
+
+    fn say_in_room(&self, member: u64, text: &str, told: SeatTold) -> Result<(), AppendRefusal> {
+        if self.shared.unavailable.load(Ordering::SeqCst) {
+            return Err(AppendRefusal::Unavailable);
+        }
+        let envelope = Envelope {
+            v: ENTRY_VERSION,
+            node: self.node.clone(),
+            seq: 0,
+            record: Record::RoomLine {
+                text: text.to_owned(),
+            },
+        };
+        match serde_json::to_string(&envelope) {
+            Ok(json) => self.ask_rooms(RoomKind::Line, member, String::new(), json, Some(told)),
+            Err(e) => tracing::error!("cannot encode a room line: {e}"),
+        }
+        Ok(())
+    }
+
+    fn free_seat(&self, member: u64) {
+        self.ask_rooms(RoomKind::Unseat, member, String::new(), String::new(), None);
+    }
 }
 
 impl History {
@@ -855,6 +975,7 @@ fn give_up_script(keys: &Keys, node: &str, log_entries: u64) -> redis::ScriptInv
         .key(&keys.members)
         .key(&keys.nodes)
         .key(&keys.seqs)
+        .key(&keys.seats)
         .arg(&keys.prefix)
         .arg(node)
         .arg(log_entries);
@@ -922,94 +1043,154 @@ fn skipped(id: &str, why: &str) {
     metrics::counter!(SKIPPED).increment(1);
 }
 
-/// Runs the append script for each entry, in order, on one connection; an entry Redis
-/// did not answer for is tried again until it does (see the module doc).
+/// Runs the append script for each entry, and the rooms script for each room request,
+/// in order, on one connection; one Redis did not answer for is tried again until it
+/// does (see the module doc).
 async fn append_all<T>(
     mut connection: redis::aio::ConnectionManager,
     keys: Keys,
     settings: ClusterSettings,
-    mut entries: mpsc::UnboundedReceiver<Append>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
     shared: Arc<Shared<T>>,
     stop: CancellationToken,
 ) {
-    let script = redis::Script::new(&scripts::append());
+    let append_script = redis::Script::new(&scripts::append());
+    let rooms_script = redis::Script::new(&scripts::rooms());
     let node_members = keys.node_members(&settings.node_id);
+    let node_seats = format!("{}:node-seats:{}", keys.prefix, settings.node_id);
     loop {
-        let append = tokio::select! {
+        let job = tokio::select! {
             () = stop.cancelled() => return,
-            entry = entries.recv() => match entry {
-                Some(entry) => entry,
+            job = jobs.recv() => match job {
+                Some(job) => job,
                 None => return,
             },
         };
-        let mut pause = Duration::from_millis(50);
-        let outcome = loop {
-            let appended: redis::RedisResult<(i64, i64)> = script
-                .key(&keys.log)
-                .key(&keys.line_id)
-                .key(&keys.lines)
-                .key(&keys.members)
-                .key(&keys.nodes)
-                .key(&keys.epochs)
-                .key(&keys.seqs)
-                .key(&node_members)
-                .arg(&append.json)
-                .arg(append.kind.as_str())
-                .arg(&settings.node_id)
-                .arg(append.epoch)
-                .arg(append.seq)
-                .arg(&append.member)
-                .arg(&append.kept)
-                .arg(settings.log_entries)
-                .arg(settings.history_lines)
-                .invoke_async(&mut connection)
-                .await;
-            match appended {
-                Ok(reply) => {
-                    shared.set_unavailable(false);
-                    break Ok(reply);
-                }
-                Err(e) if is_unreachable(&e) => {
-                    metrics::counter!(APPEND_FAILURES).increment(1);
-                    if !shared.unavailable.swap(true, Ordering::SeqCst) {
-                        tracing::error!(
-                            "Redis does not answer: chat lines are refused until it does ({e})"
-                        );
+        match job {
+            Job::Entry(append) => {
+                let mut invocation = append_script.prepare_invoke();
+                invocation
+                    .key(&keys.log)
+                    .key(&keys.line_id)
+                    .key(&keys.lines)
+                    .key(&keys.members)
+                    .key(&keys.nodes)
+                    .key(&keys.epochs)
+                    .key(&keys.seqs)
+                    .key(&node_members)
+                    .arg(&append.json)
+                    .arg(append.kind.as_str())
+                    .arg(&settings.node_id)
+                    .arg(append.epoch)
+                    .arg(append.seq)
+                    .arg(&append.member)
+                    .arg(&append.kept)
+                    .arg(settings.log_entries)
+                    .arg(settings.history_lines);
+                let Some(outcome) =
+                    answered::<T, (i64, i64)>(&invocation, &mut connection, &shared, &stop).await
+                else {
+                    return;
+                };
+                let appended = match outcome {
+                    Ok((line, _)) => line >= -1,
+                    Err(e) => {
+                        refused(&shared, append.seq, &e);
+                        false
                     }
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(pause) => {}
+                };
+                if !appended {
+                    // Not in the log: nobody relays it. Its pending place goes, so that
+                    // the entries after it still match.
+                    lock(&shared.pending).remove(append.seq);
+                    shared.drained.notify_all();
+                }
+            }
+            Job::Room(request) => {
+                let mut invocation = rooms_script.prepare_invoke();
+                invocation
+                    .key(&keys.log)
+                    .key(&keys.seats)
+                    .key(&keys.nodes)
+                    .key(&keys.epochs)
+                    .key(&keys.seqs)
+                    .key(&node_seats)
+                    .arg(request.kind.as_str())
+                    .arg(&keys.prefix)
+                    .arg(&settings.node_id)
+                    .arg(request.epoch)
+                    .arg(request.seq)
+                    .arg(&request.member)
+                    .arg(&request.room)
+                    .arg(&request.json)
+                    .arg(ROOM_SEATS)
+                    .arg(settings.log_entries);
+                let Some(outcome) =
+                    answered::<T, i64>(&invocation, &mut connection, &shared, &stop).await
+                else {
+                    return;
+                };
+                let answer = match (outcome, &request.kind) {
+                    (Ok(0), RoomKind::Seat) => SeatAnswer::Full,
+                    (Ok(0), _) => SeatAnswer::NotSeated,
+                    (Ok(_), _) => SeatAnswer::Seated,
+                    (Err(e), _) => {
+                        refused(&shared, request.seq, &e);
+                        continue;
                     }
-                    pause = (pause * 2).min(RETRY_MAX);
+                };
+                if let Some(told) = request.told {
+                    told(answer);
                 }
-                Err(e) => break Err(e),
             }
-        };
-        let appended = match outcome {
-            Ok((line, _)) => line >= -1,
-            Err(e) => {
-                metrics::counter!(APPEND_FAILURES).increment(1);
-                if e.code() == Some("NOLEASE") {
-                    tracing::warn!(
-                        seq = append.seq,
-                        "cluster entry refused: this node's lease is lost"
-                    );
-                    shared.lease_lost.notify_one();
-                } else {
-                    tracing::error!(
-                        seq = append.seq,
-                        "cluster append refused, entry not relayed: {e}"
-                    );
-                }
-                false
-            }
-        };
-        if !appended {
-            // Not in the log: nobody relays it. Its pending place goes, so that the
-            // entries after it still match.
-            lock(&shared.pending).remove(append.seq);
-            shared.drained.notify_all();
         }
+    }
+}
+
+/// Seats a two-person room holds (PROTOCOLS.md section 2).
+const ROOM_SEATS: usize = 2;
+
+/// Runs `invocation` until Redis answers (or `stop`: `None`), marking Redis
+/// unavailable while it does not.
+async fn answered<T, R: redis::FromRedisValue>(
+    invocation: &redis::ScriptInvocation<'_>,
+    connection: &mut redis::aio::ConnectionManager,
+    shared: &Shared<T>,
+    stop: &CancellationToken,
+) -> Option<redis::RedisResult<R>> {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match invocation.invoke_async::<R>(connection).await {
+            Err(e) if is_unreachable(&e) => {
+                metrics::counter!(APPEND_FAILURES).increment(1);
+                if !shared.set_unavailable(true) {
+                    tracing::error!(
+                        "Redis does not answer: chat lines are refused until it does ({e})"
+                    );
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            answer => {
+                shared.set_unavailable(false);
+                return Some(answer);
+            }
+        }
+    }
+}
+
+/// An entry or request Redis refused: counted and logged; a lost lease is the lease
+/// task's to handle.
+fn refused<T>(shared: &Shared<T>, seq: u64, e: &redis::RedisError) {
+    metrics::counter!(APPEND_FAILURES).increment(1);
+    if e.code() == Some("NOLEASE") {
+        tracing::warn!(seq, "cluster entry refused: this node's lease is lost");
+        shared.lease_lost.notify_one();
+    } else {
+        tracing::error!(seq, "cluster append refused, entry not relayed: {e}");
     }
 }
 
@@ -1033,6 +1214,7 @@ async fn read_all<T: Replicated>(
     start: String,
     shared: Arc<Shared<T>>,
     mut deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
+    room_line: RoomLine,
     stop: CancellationToken,
 ) {
     let mut last = start;
@@ -1094,13 +1276,22 @@ async fn read_all<T: Replicated>(
                 _ => count,
             };
             // seq 0: written by the cluster itself (a node given up), never pending.
+            if let Record::RoomLine { text } = envelope.record {
+                match entry.get::<String>("room") {
+                    Some(room) => room_line(&room, Arc::from(text)),
+                    None => skipped(&entry.id, "a room line without its room"),
+                }
+                continue;
+            }
             if envelope.node != node || envelope.seq == 0 {
-                batch.push(Committed {
-                    item: T::from_record(envelope.record),
-                    id: line,
-                    replayed: Vec::new(),
-                    members,
-                });
+                if let Some(item) = T::from_record(envelope.record) {
+                    batch.push(Committed {
+                        item,
+                        id: line,
+                        replayed: Vec::new(),
+                        members,
+                    });
+                }
                 continue;
             }
             let Some(mine) = take_pending(&shared, envelope.seq) else {
@@ -1155,7 +1346,7 @@ fn apply<T>(shared: &Shared<T>, envelope: &Envelope) {
         } => {
             lock(&shared.roster).joined(member_key(&envelope.node, *id), kept);
         }
-        Record::Line { renamed: None, .. } => {}
+        Record::Line { renamed: None, .. } | Record::RoomLine { .. } => {}
     }
 }
 

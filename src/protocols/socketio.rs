@@ -307,6 +307,22 @@ impl Seat for SocketOutbox {
     fn cut_off(&self) {
         Outbox::cut_off(self);
     }
+
+    /// A full room: `result` `"failed"` (PROTOCOLS.md section 2); a line from a socket
+    /// in no room: an `error` event, as any refusal.
+    fn refused(&self, why: &RoomError) {
+        let Some(socket) = self.socket.upgrade() else {
+            return;
+        };
+        match why {
+            RoomError::Full => {
+                if let Err(e) = socket.emit("result", "failed") {
+                    tracing::warn!(socket = %socket.id, "cannot send a room result: {e}");
+                }
+            }
+            other => send_error(&socket, &other.to_string()),
+        }
+    }
 }
 
 /// Connect handler of the `/` namespace. Its middleware joins the lobby and registers the
@@ -552,21 +568,8 @@ fn room(
     _ack: Option<i64>,
 ) -> Result<(), RequestRefusal> {
     let name: String = decode(socket, data).ok_or(Malformed::Room)?;
-    let seat = SocketOutbox::new(socket);
-    match member.take_seat(&name, seat) {
-        Ok(_) => Ok(()),
-        Err(full @ LobbyError::Room(RoomError::Full)) => {
-            let who = Who::Member(member.id(), None);
-            member
-                .refusals()
-                .report(Protocol::SocketIo, who, full.reason(), &full, false);
-            if let Err(e) = socket.emit("result", "failed") {
-                tracing::warn!(socket = %socket.id, "cannot send a room result: {e}");
-            }
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
+    member.take_seat(&name, SocketOutbox::new(socket))?;
+    Ok(())
 }
 
 fn room_line(
@@ -576,5 +579,5 @@ fn room_line(
     _ack: Option<i64>,
 ) -> Result<(), RequestRefusal> {
     let line: String = decode(socket, data).ok_or(Malformed::RoomLine)?;
-    Ok(member.say_in_room(&line)?)
+    Ok(member.say_in_room(&line, SocketOutbox::new(socket))?)
 }

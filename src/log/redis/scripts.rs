@@ -94,11 +94,12 @@ return 1
     )
 }
 
-/// Announces every member of the nodes given up as left, once, and forgets the nodes:
-/// ARGV 2 names one node (a node leaving at shutdown, or one that found its lease
-/// lost), or is empty for every node whose lease has run out. KEYS: 1 log, 2 line-id,
-/// 3 members, 4 nodes, 5 seqs. ARGV: 1 the cluster prefix, 2 the node or '', 3 the
-/// log's length cap. Returns the number of leaves announced.
+/// Announces every member of the nodes given up as left, once, frees their seats in the
+/// two-person rooms, and forgets the nodes: ARGV 2 names one node (a node leaving at
+/// shutdown, or one that found its lease lost), or is empty for every node whose lease
+/// has run out. KEYS: 1 log, 2 line-id, 3 members, 4 nodes, 5 seqs, 6 seats. ARGV: 1
+/// the cluster prefix, 2 the node or '', 3 the log's length cap. Returns the number of
+/// leaves announced.
 pub(super) fn give_up() -> String {
     format!(
         "{NOW}
@@ -130,6 +131,15 @@ for _, node in ipairs(nodes) do
     end
   end
   redis.call('DEL', set)
+  local seats = ARGV[1] .. ':node-seats:' .. node
+  for _, key in ipairs(redis.call('SMEMBERS', seats)) do
+    local room = redis.call('HGET', KEYS[6], key)
+    if room then
+      redis.call('SREM', ARGV[1] .. ':room:' .. room, key)
+      redis.call('HDEL', KEYS[6], key)
+    end
+  end
+  redis.call('DEL', seats)
 end
 return announced
 "
@@ -144,3 +154,53 @@ local id = '0-0'
 if newest[1] then id = newest[1][1] end
 return {id, redis.call('HGETALL', KEYS[2])}
 ";
+
+/// A request about the two-person rooms, in the node's order with its other entries.
+/// KEYS: 1 log, 2 seats, 3 nodes, 4 epochs, 5 seqs, 6 the node's seat set. ARGV: 1 the
+/// request (`seat`, `unseat`, `line`), 2 the cluster prefix, 3 the node, 4 its epoch,
+/// 5 the entry's seq, 6 the member's key, 7 the room (`seat`), 8 the entry (JSON;
+/// `line`), 9 seats a room holds, 10 the log's length cap.
+///
+/// `seat` takes a seat in the room, leaving the member's previous one: 1, or 0 when the
+/// room is full (the member keeps its seat). `line` adds a room line to the log, with
+/// the member's room in its field `room`: 1, or 0 when the member holds no seat.
+/// `unseat` frees the member's seat: 1. `seat` and `line` are refused with `NOLEASE`
+/// when the node's lease is lost; a retried request returns -1.
+pub(super) fn rooms() -> String {
+    format!(
+        "{NOW}
+local kind = ARGV[1]
+local member = ARGV[6]
+local current = redis.call('HGET', KEYS[2], member)
+local function room_set(room) return ARGV[2] .. ':room:' .. room end
+if kind == 'unseat' then
+  if current then
+    redis.call('SREM', room_set(current), member)
+    redis.call('HDEL', KEYS[2], member)
+    redis.call('SREM', KEYS[6], member)
+  end
+  return 1
+end
+local lease = redis.call('ZSCORE', KEYS[3], ARGV[3])
+if (not lease) or tonumber(lease) < ms or redis.call('HGET', KEYS[4], ARGV[3]) ~= ARGV[4] then
+  return redis.error_reply('NOLEASE node ' .. ARGV[3] .. ' holds no lease')
+end
+local seq = tonumber(ARGV[5])
+if seq <= tonumber(redis.call('HGET', KEYS[5], ARGV[3]) or '0') then return -1 end
+redis.call('HSET', KEYS[5], ARGV[3], seq)
+if kind == 'seat' then
+  local room = ARGV[7]
+  if current == room then return 1 end
+  if redis.call('SCARD', room_set(room)) >= tonumber(ARGV[9]) then return 0 end
+  if current then redis.call('SREM', room_set(current), member) end
+  redis.call('SADD', room_set(room), member)
+  redis.call('HSET', KEYS[2], member, room)
+  redis.call('SADD', KEYS[6], member)
+  return 1
+end
+if not current then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[10], '*', 'e', ARGV[8], 'line', 0, 'room', current)
+return 1
+"
+    )
+}
