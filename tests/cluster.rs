@@ -852,7 +852,7 @@ async fn the_seats_of_a_killed_node_are_freed() {
     let a = node(&redis, "dead-seats", "a", TEST_LEASE_MS).await;
     let (mut b, _, _) = node_process(&redis, "dead-seats", "b", TEST_LEASE_MS).await;
     let mut ann = room_socket(a.url()).await;
-    let mut bob = room_socket(b.url()).await;
+    let bob = room_socket(b.url()).await;
     ann.emit("room", json!("r")).await;
     bob.emit("room", json!("r")).await;
     bob.emit("chat message", json!("bob here")).await;

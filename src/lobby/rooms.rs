@@ -5,6 +5,10 @@
 //! Seats are taken and freed under one lock, so two members racing for the last seat
 //! cannot both get it. A member holds at most one seat: taking another frees the first,
 //! and leaving the lobby (disconnecting) frees it too.
+//!
+//! A cluster node's rooms are the cluster's ([`crate::log::Log::shared_rooms`]): the
+//! seats are taken in Redis and room lines go through the cluster's log; this table
+//! then holds only this node's seats, as Redis granted them, to hand room lines to.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -14,6 +14,9 @@
 //! | `<c>:nodes` | sorted set | the nodes alive: node → when its lease runs out (ms, Redis's clock) |
 //! | `<c>:epochs` | hash | node → its current epoch (bumped each time it registers) |
 //! | `<c>:seqs` | hash | node → the seq of its last entry appended (a retried append is not doubled) |
+//! | `<c>:seats` | hash | the two-person rooms: a seated member's key → its room |
+//! | `<c>:room:<room>` | set | a room's seats (member keys), two at most |
+//! | `<c>:node-seats:<node>` | set | that node's seated members (freed when it is given up) |
 //! | `<c>:member-ids` | string (counter) | the last member id given out to a node, in blocks ([`ids`]): a member's id, and so its guest name, is the cluster's |
 //!
 //! An entry (`e`) is JSON: `{"v":1,"node":"…","seq":N,"kind":"joined"|"left"|"line",…}`
@@ -54,6 +57,12 @@
 //! (their leaves were announced), registers anew and goes on; entries of its old epoch
 //! are refused (`NOLEASE`), so no ghost joins or late lines. A node shut down (SIGTERM)
 //! gives itself up: its members are announced as left to the others.
+//!
+//! Rooms: a seat is taken, a room line sent and a seat freed by the rooms script
+//! ([`scripts::rooms`]), run by the same task in the node's order, so a socket's room
+//! request and the lines after it keep their order; the answer (full, not seated) is
+//! told to the socket when Redis has given it. Room lines go into `<c>:log` (field
+//! `room`) and every node hands them to its seats in that room.
 //!
 //! History: `/api/history` reads `<c>:lines` (`XREVRANGE`/`XRANGE` by line id), the
 //! same lines with the same ids on every node; `--replay` too (the latest lines up to
