@@ -772,6 +772,31 @@ async fn twelve_clients_of_three_protocols_on_three_nodes_hear_one_order() {
     }
 }
 
+/// Asks for a seat in `room` and says `text` there until the line comes back: the
+/// room is full until a seat is freed on another node (a condition polled, refused
+/// each time as the protocol says).
+async fn sit_once_free(socket: &mut Client, room: &str, text: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        socket.emit("room", json!(room)).await;
+        socket.emit("chat message", json!(text)).await;
+        let (event, value) = socket.next().await;
+        if event == "chat message" {
+            assert_eq!(value, json!(text));
+            return;
+        }
+        assert_eq!((event.as_str(), value), ("result", json!("failed")));
+        socket
+            .expect_error("join a room before sending chat messages")
+            .await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no seat freed in {room}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A Socket.IO socket at `url` that never names itself (rooms only), connected.
 async fn room_socket(url: String) -> Client {
     Client::connect_to(url, rust_socketio::TransportType::Websocket).await
@@ -784,8 +809,14 @@ async fn two_sockets_on_two_nodes_share_a_room_and_the_last_seat_goes_to_one() {
     let (a, b) = (&cluster[0], &cluster[1]);
     let mut ann = room_socket(a.url()).await;
     let mut bob = room_socket(b.url()).await;
+    // Seated once its own line comes back (Redis gives the seats).
     ann.emit("room", json!("r1")).await;
+    ann.emit("chat message", json!("ann in")).await;
+    assert_eq!(ann.expect_event("chat message").await, json!("ann in"));
     bob.emit("room", json!("r1")).await;
+    bob.emit("chat message", json!("bob in")).await;
+    assert_eq!(bob.expect_event("chat message").await, json!("bob in"));
+    assert_eq!(ann.expect_event("chat message").await, json!("bob in"));
     // Lines reach both seats, the sender's included, on both nodes.
     ann.emit("chat message", json!("hi from a")).await;
     assert_eq!(ann.expect_event("chat message").await, json!("hi from a"));
@@ -840,9 +871,7 @@ async fn two_sockets_on_two_nodes_share_a_room_and_the_last_seat_goes_to_one() {
 
     // A seat is freed when its holder leaves: bob goes, cat (on the other node) sits.
     bob.disconnect().await;
-    cat.emit("room", json!("r1")).await;
-    cat.emit("chat message", json!("in at last")).await;
-    assert_eq!(cat.expect_event("chat message").await, json!("in at last"));
+    sit_once_free(&mut cat, "r1", "in at last").await;
     assert_eq!(ann.expect_event("chat message").await, json!("in at last"));
 }
 
@@ -854,6 +883,8 @@ async fn the_seats_of_a_killed_node_are_freed() {
     let mut ann = room_socket(a.url()).await;
     let bob = room_socket(b.url()).await;
     ann.emit("room", json!("r")).await;
+    ann.emit("chat message", json!("ann here")).await;
+    assert_eq!(ann.expect_event("chat message").await, json!("ann here"));
     bob.emit("room", json!("r")).await;
     bob.emit("chat message", json!("bob here")).await;
     assert_eq!(ann.expect_event("chat message").await, json!("bob here"));
@@ -863,23 +894,44 @@ async fn the_seats_of_a_killed_node_are_freed() {
 
     b.child.kill().expect("kill -9");
     // Once b's lease has run out, its seat is free: cat gets in.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        cat.emit("room", json!("r")).await;
-        cat.emit("chat message", json!("cat here")).await;
-        let (event, value) = cat.next().await;
-        if event == "chat message" {
-            assert_eq!(value, json!("cat here"));
-            break;
-        }
-        assert_eq!((event.as_str(), value), ("result", json!("failed")));
-        cat.expect_error("join a room before sending chat messages")
-            .await;
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "b's seat never freed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    sit_once_free(&mut cat, "r", "cat here").await;
     assert_eq!(ann.expect_event("chat message").await, json!("cat here"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_line_on_its_way_when_redis_freezes_is_relayed_once_when_it_thaws() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, "frozen-redis", "a", 20_000).await;
+    let b = node(&redis, "frozen-redis", "b", 20_000).await;
+    let mut ann = Client::named_at(a.url(), "ann").await;
+    b.wait_for_members(1).await;
+    let mut kim = TcpClient::connect(b.tcp_json).await;
+    kim.command("CONNECT", "kim").await;
+    kim.expect("kim connected!").await;
+    ann.expect_update(joined("kim")).await;
+
+    // Redis freezes: a line sent at once is accepted (nothing has failed yet) and its
+    // append waits; tried again and again, it may reach Redis more than once.
+    redis.signal("STOP");
+    kim.command("CHAT", "kim : on its way").await;
+    wait_for_redis(&b, "unavailable").await;
+    kim.command("CHAT", "kim : while frozen").await;
+    kim.expect("error: the lobby is unavailable: line not sent, try again\n")
+        .await;
+    redis.signal("CONT");
+    // Relayed once, in its place, then the chat goes on.
+    kim.expect("kim : on its way").await;
+    ann.expect_update(line("kim", "on its way")).await;
+    wait_for_redis(&b, "ok").await;
+    kim.command("CHAT", "kim : after").await;
+    kim.expect("kim : after").await;
+    ann.expect_update(line("kim", "after")).await;
+    let page = history(&a, "").await;
+    let texts: Vec<_> = page["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l["text"].as_str().expect("text").to_owned())
+        .collect();
+    assert_eq!(texts, ["on its way", "after"]);
 }

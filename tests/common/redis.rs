@@ -49,6 +49,16 @@ impl RedisServer {
         self.child.wait().expect("redis-server gone");
     }
 
+    /// Sends it `signal` (`STOP`: it freezes, answering nothing; `CONT`: it goes on).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} redis-server");
+    }
+
     /// Starts it again, on the same socket with the same settings and directory (an
     /// append-only file there is read back), and waits until it answers.
     pub async fn restart(&mut self) {
