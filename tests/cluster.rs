@@ -95,6 +95,16 @@ fn listed(members: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The texts of the latest lines of `/api/history` on `server`, oldest first.
+async fn history_texts(server: &TestServer) -> Vec<String> {
+    history(server, "").await["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l["text"].as_str().expect("text").to_owned())
+        .collect()
+}
+
 /// The lines of `/api/history?QUERY` on `server`, as JSON.
 async fn history(server: &TestServer, query: &str) -> Value {
     server.get_json(&format!("/api/history{query}")).await
@@ -115,6 +125,8 @@ async fn a_line_on_one_node_reaches_every_protocol_on_the_others() {
     // The WebSocket client on c is c's first connection (guest-20001: each node
     // takes its member ids from the cluster in blocks of 10,000, c the third), and the cluster's
     // third member.
+    // c has read both joins: the first thing wes hears is its own.
+    c.wait_for_members(2).await;
     let mut wes = WsClient::connect(c.websocket).await;
     wes.expect(ws_joined(3)).await;
     kim.expect("guest-20001 connected!").await;
@@ -500,14 +512,7 @@ async fn while_redis_is_down_a_line_is_refused_clearly_and_the_lobby_goes_on_aft
     kim.command("CHAT", "kim : after").await;
     kim.expect("kim : after").await;
     ann.expect_update(line("kim", "after")).await;
-    let page = history(&a, "").await;
-    let texts: Vec<_> = page["lines"]
-        .as_array()
-        .expect("lines")
-        .iter()
-        .map(|l| l["text"].as_str().expect("text").to_owned())
-        .collect();
-    assert_eq!(texts, ["before", "after"]);
+    assert_eq!(history_texts(&a).await, ["before", "after"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -528,6 +533,7 @@ async fn a_name_held_on_one_node_is_taken_on_every_node() {
     let mut wes = WsClient::connect(a.websocket).await;
     wes.expect(ws_joined(3)).await;
     ann.expect_update(joined("guest-2")).await;
+    b.wait_for_members(3).await;
     let mut wan = WsClient::connect(b.websocket).await;
     wan.expect(ws_joined(4)).await;
     ann.expect_update(joined("guest-10002")).await;
@@ -926,12 +932,5 @@ async fn a_line_on_its_way_when_redis_freezes_is_relayed_once_when_it_thaws() {
     kim.command("CHAT", "kim : after").await;
     kim.expect("kim : after").await;
     ann.expect_update(line("kim", "after")).await;
-    let page = history(&a, "").await;
-    let texts: Vec<_> = page["lines"]
-        .as_array()
-        .expect("lines")
-        .iter()
-        .map(|l| l["text"].as_str().expect("text").to_owned())
-        .collect();
-    assert_eq!(texts, ["on its way", "after"]);
+    assert_eq!(history_texts(&a).await, ["on its way", "after"]);
 }

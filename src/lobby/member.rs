@@ -190,13 +190,7 @@ impl Member {
     pub(crate) fn take_seat(&self, room: &str, seat: impl Seat) -> Result<Arc<str>, LobbyError> {
         let room = clean_room_name(room, self.lobby.inner.limits.max_room_name_chars)?;
         let seat: Arc<dyn Seat> = Arc::new(seat);
-        let Some(log) = self
-            .lobby
-            .inner
-            .log
-            .as_ref()
-            .filter(|log| log.shared_rooms())
-        else {
+        let Some(log) = self.lobby.cluster_rooms() else {
             if let Err(why) = self
                 .lobby
                 .inner
@@ -227,13 +221,7 @@ impl Member {
     pub(crate) fn say_in_room(&self, text: &str, seat: impl Seat) -> Result<(), LobbyError> {
         self.rate.check()?;
         self.lobby.check_message(text)?;
-        let Some(log) = self
-            .lobby
-            .inner
-            .log
-            .as_ref()
-            .filter(|log| log.shared_rooms())
-        else {
+        let Some(log) = self.lobby.cluster_rooms() else {
             return Ok(self.lobby.inner.rooms.say(self.id, text)?);
         };
         let (lobby, id) = (self.lobby.clone(), self.id);

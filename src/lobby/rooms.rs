@@ -67,6 +67,16 @@ struct State {
 }
 
 impl State {
+    /// Seats `member` in `room`, freeing its previous seat.
+    fn sit(&mut self, member: u64, room: Arc<str>, seat: Arc<dyn Seat>) {
+        self.free(member);
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .push((member, seat));
+        self.seated.insert(member, room);
+    }
+
     fn free(&mut self, member: u64) {
         let Some(room) = self.seated.remove(&member) else {
             return;
@@ -104,13 +114,7 @@ impl Rooms {
         {
             return Err(RoomError::Full);
         }
-        state.free(member);
-        state
-            .rooms
-            .entry(room.clone())
-            .or_default()
-            .push((member, seat));
-        state.seated.insert(member, room);
+        state.sit(member, room, seat);
         Ok(())
     }
 
@@ -122,14 +126,7 @@ impl Rooms {
     /// Seats `member` in `room` as a cluster decided it (no count here: the cluster
     /// holds the seats), freeing its previous seat on this node.
     pub(crate) fn seat(&self, member: u64, room: Arc<str>, seat: Arc<dyn Seat>) {
-        let mut state = self.lock();
-        state.free(member);
-        state
-            .rooms
-            .entry(room.clone())
-            .or_default()
-            .push((member, seat));
-        state.seated.insert(member, room);
+        self.lock().sit(member, room, seat);
     }
 
     /// Relays `text` to everyone in `member`'s room, `member` included. A seated member
@@ -183,11 +180,16 @@ impl crate::lobby::Lobby {
         }
     }
 
+    /// The cluster's log, if the rooms are the cluster's ([`Log::shared_rooms`]).
+    ///
+    /// [`Log::shared_rooms`]: crate::log::Log::shared_rooms
+    pub(super) fn cluster_rooms(&self) -> Option<&dyn crate::log::Log<super::fanout::Outgoing>> {
+        self.inner.log.as_deref().filter(|log| log.shared_rooms())
+    }
+
     /// Frees member `id`'s seat in the cluster's rooms, if the rooms are the cluster's.
     pub(super) fn free_cluster_seat(&self, id: u64) {
-        if let Some(log) = &self.inner.log
-            && log.shared_rooms()
-        {
+        if let Some(log) = self.cluster_rooms() {
             log.free_seat(id);
         }
     }
