@@ -21,6 +21,7 @@ const otherPrograms = new Map([
   ['--call-graph', 'perf record'], ['--lib', 'cargo test'],
   ['--nocapture', 'the Rust test harness'], ['--test-threads', 'the Rust test harness'],
   ['--appendonly', 'redis-server'], ['--appendfsync', 'redis-server'],
+  ['--test-timeout', 'node --test'], ['--test-force-exit', 'node --test'],
 ]);
 
 // Markdown without fenced code blocks and inline code (where links are not links).
