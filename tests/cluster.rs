@@ -934,3 +934,58 @@ async fn a_line_on_its_way_when_redis_freezes_is_relayed_once_when_it_thaws() {
     ann.expect_update(line("kim", "after")).await;
     assert_eq!(history_texts(&a).await, ["on its way", "after"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_missed_trimmed_entries_reads_presence_anew() {
+    let redis = RedisServer::start().await;
+    let short_log = |c: &mut chatterbox::Config| {
+        c.redis_url = Some(redis.url());
+        c.cluster = "trimmed".to_owned();
+        c.node_id = Some("a".to_owned());
+        c.cluster_log_entries = 1_000;
+    };
+    let a = TestServer::spawn_with(short_log).await;
+    a.wait_for_connections(0).await;
+    // b's lease outlasts its pause: it is not given up, it only falls behind.
+    let (b, b_json, _) = node_process(&redis, "trimmed", "b", 60_000).await;
+    let mut kim = TcpClient::connect(Some(b_json)).await;
+    kim.command("CONNECT", "kim").await;
+    kim.expect("kim connected!").await;
+
+    signal(&b, "STOP");
+    let ann = Client::named_at(a.url(), "ann").await;
+    // Far more lines than the log keeps: ann's join is trimmed away before b reads it.
+    let said: Vec<String> = (0..3_000).map(|n| format!("ann : line {n}")).collect();
+    for n in 0..3_000 {
+        ann.say(&format!("line {n}")).await;
+    }
+    ann.say_with_ack("after the gap").await;
+    signal(&b, "CONT");
+
+    // kim hears ann's join, if it was still there, then the lines the log kept, in
+    // order up to the last, then the next one.
+    let heard = kim.expect_somewhere("ann : after the gap").await;
+    let heard = heard.strip_prefix("ann connected!").unwrap_or(&heard);
+    let kept = (0..said.len())
+        .find(|&from| said[from..].concat() == heard)
+        .unwrap_or_else(|| panic!("not a tail of the lines said, in order: {heard:?}"));
+    assert!(kept > 0, "the log kept every line: nothing was trimmed");
+    // b knows ann is here though her join was trimmed, and says it missed entries.
+    common::wait_for_members(b.http, 2).await;
+    let members: Value =
+        serde_json::from_str(&common::http_get(b.http, "/api/members").await).expect("JSON");
+    let names: Vec<_> = members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["kim", "ann"]);
+    let metrics = common::http_get(b.http, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "chatterbox_cluster_log_gaps_total 1"),
+        "{metrics}"
+    );
+}

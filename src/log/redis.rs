@@ -6,7 +6,7 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `<c>:log` | stream | every lobby event of every node (join, rename, line, leave), in the one order every node relays; fields `e` (the entry, JSON), `line` (the line's id, `0` if not a line), `last` (the newest line id when the entry was added), `count` (members present after it); trimmed to about `--cluster-log-entries` |
+//! | `<c>:log` | stream | every lobby event of every node (join, rename, line, leave), in the one order every node relays; fields `prev` (the id of the entry before it), `e` (the entry, JSON), `line` (the line's id, `0` if not a line), `last` (the newest line id when the entry was added), `count` (members present after it); room lines with `room`; trimmed to about `--cluster-log-entries` |
 //! | `<c>:line-id` | string (counter) | the last line id given out (`INCR`) |
 //! | `<c>:lines` | stream | the history: each chat line under the stream id `<line id>-0`, field `e` (the entry, JSON); trimmed to about `--history-keep-lines` when set |
 //! | `<c>:members` | hash | who is present: `<node>/<id>` → `{"name","protocol","since_ms"}` ([`roster`]) |
@@ -46,8 +46,9 @@
 //! entries come back with what only it knows (the sender to skip, the acknowledgement
 //! to call, the member to replay to): it keeps its appends waiting in a FIFO, matched to
 //! its entries as they come back by `seq`. After a failed read it reconnects and goes
-//! on from the last entry it read; if the log was trimmed past it meanwhile, it counts
-//! the gap, takes a new snapshot of `<c>:members` and goes on from there.
+//! on from the last entry it read. Every entry names the one before it (`prev`): a
+//! node that finds entries missing (the log trimmed past it while it was away, or a
+//! Redis that lost its data) counts the gap, reads `<c>:members` anew and goes on.
 //!
 //! Leases ([`lease`]): a node registers under a new epoch at start and renews its lease
 //! (`--node-lease-ms`) three times a lease. Every node, three times a lease, gives up
@@ -1234,10 +1235,9 @@ async fn read_all<T: Replicated>(
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_millis(READ_BLOCK_MS)) => {}
             }
-            match catch_up(&client, &keys, &last, &shared).await {
-                Ok((reconnected, from)) => {
+            match reading_connection(&client).await {
+                Ok(reconnected) => {
                     connection = reconnected;
-                    last = from;
                     failed = false;
                     tracing::info!("reading the cluster log again");
                 }
@@ -1270,6 +1270,9 @@ async fn read_all<T: Replicated>(
         };
         let mut batch = Vec::with_capacity(entries.len());
         for entry in entries {
+            if entry.get::<String>("prev").is_some_and(|prev| prev != last) {
+                read_presence_anew(&mut connection, &keys, &last, &shared).await;
+            }
             last = entry.id.clone();
             let Some(envelope) = entry.get::<String>("e").and_then(|e| decode(&e)) else {
                 skipped(&entry.id, "undecodable");
@@ -1359,50 +1362,25 @@ fn apply<T>(shared: &Shared<T>, envelope: &Envelope) {
     }
 }
 
-/// After a failed read: a new connection, and where to go on reading. If the log lost
-/// entries after `last` meanwhile (trimmed: Redis's `max-deleted-entry-id` is past it;
-/// or the whole log is gone, a Redis restarted without its data), they cannot be
-/// relayed: the gap is logged and counted, presence is read anew, and reading goes on
-/// from there.
-async fn catch_up<T>(
-    client: &redis::Client,
+/// Presence read anew after the log lost entries this node had not read (trimmed while
+/// it was away, or a Redis restarted without its data): they cannot be relayed, and
+/// the gap is logged and counted. The snapshot may already hold what the entries read
+/// next say; applying a join or leave twice changes nothing.
+async fn read_presence_anew<T>(
+    connection: &mut redis::aio::MultiplexedConnection,
     keys: &Keys,
     last: &str,
     shared: &Shared<T>,
-) -> redis::RedisResult<(redis::aio::MultiplexedConnection, String)> {
-    let mut connection = reading_connection(client).await?;
-    let info: redis::RedisResult<std::collections::HashMap<String, redis::Value>> =
-        redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(&keys.log)
-            .query_async(&mut connection)
-            .await;
-    let gap = match info {
-        Ok(info) => info
-            .get("max-deleted-entry-id")
-            .and_then(|id| redis::from_redis_value::<String>(id.clone()).ok())
-            .is_some_and(|deleted| stream_id(&deleted) > stream_id(last)),
-        // No log at all: a Redis that lost it (or a cluster with none yet).
-        Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => last != "0-0",
-        Err(e) => return Err(e),
-    };
-    if !gap {
-        return Ok((connection, last.to_owned()));
-    }
+) {
     tracing::warn!(
-        from = last,
+        after = last,
         "the cluster log lost entries this node had not read: presence read anew"
     );
     metrics::counter!(LOG_GAPS).increment(1);
-    let (start, members) = snapshot(&mut connection, keys).await?;
-    *lock(&shared.roster) = roster_of(members);
-    Ok((connection, start))
-}
-
-/// A stream id's two numbers.
-fn stream_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
+    match snapshot(connection, keys).await {
+        Ok((_, members)) => *lock(&shared.roster) = roster_of(members),
+        Err(e) => tracing::error!("cannot read presence anew: {e}"),
+    }
 }
 
 /// This node's pending append `seq`, dropping any before it (their appends failed).

@@ -8,10 +8,19 @@
 //! member>","seq":0,"kind":"left","name":…,"members":…,"id":…}`; `seq` 0 marks it as
 //! written by the cluster, not by the node.
 
-/// Milliseconds of Redis's clock, as a script's first lines.
+/// A script's first lines: `ms`, the milliseconds of Redis's clock, and `add_to_log`,
+/// which adds an entry to the log (trimmed to about `cap`) with the id of the entry
+/// before it as its field `prev`: a reader that finds `prev` is not the last entry it
+/// read knows it missed some (trimmed while it was away, or a Redis that lost its data).
 const NOW: &str = "
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local function add_to_log(log, cap, ...)
+  local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+  local prev = '0-0'
+  if newest[1] then prev = newest[1][1] end
+  return redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'prev', prev, unpack({...}))
+end
 ";
 
 /// Appends one entry of a node. KEYS: 1 log, 2 line-id, 3 lines, 4 members, 5 nodes,
@@ -58,8 +67,7 @@ elseif kind == 'leave' then
 end
 local count = redis.call('HLEN', KEYS[4])
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[8], '*',
-  'e', ARGV[1], 'line', line, 'last', last, 'count', count)
+add_to_log(KEYS[1], ARGV[8], 'e', ARGV[1], 'line', line, 'last', last, 'count', count)
 return {{line, count}}
 "
     )
@@ -125,8 +133,7 @@ for _, node in ipairs(nodes) do
       local last = tonumber(redis.call('GET', KEYS[2]) or '0')
       local entry = cjson.encode({{v = 1, node = node, seq = 0, kind = 'left',
         name = name, members = count, id = id}})
-      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
-        'e', entry, 'line', 0, 'last', last, 'count', count)
+      add_to_log(KEYS[1], ARGV[3], 'e', entry, 'line', 0, 'last', last, 'count', count)
       announced = announced + 1
     end
   end
@@ -199,7 +206,7 @@ if kind == 'seat' then
   return 1
 end
 if not current then return 0 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[10], '*', 'e', ARGV[8], 'line', 0, 'room', current)
+add_to_log(KEYS[1], ARGV[10], 'e', ARGV[8], 'line', 0, 'room', current)
 return 1
 "
     )
