@@ -211,7 +211,7 @@ impl Member {
                     lobby.refuse_seat(id, &*seat, RoomError::Full);
                 }
             }),
-        );
+        )?;
         Ok(room)
     }
 

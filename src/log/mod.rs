@@ -76,8 +76,11 @@ pub(crate) trait Log<T>: Send + Sync + 'static {
     }
 
     /// Asks for a seat in `room` for member `member` (leaving its previous one);
-    /// `told` gets the answer, [`SeatAnswer::Seated`] or [`SeatAnswer::Full`].
-    fn take_seat(&self, _member: u64, _room: &str, _told: SeatTold) {}
+    /// `told` gets the answer, [`SeatAnswer::Seated`] or [`SeatAnswer::Full`]. Refused
+    /// when too many room requests wait.
+    fn take_seat(&self, _member: u64, _room: &str, _told: SeatTold) -> Result<(), AppendRefusal> {
+        Ok(())
+    }
 
     /// Sends `text` to whoever sits in member `member`'s room, the member included;
     /// `told` hears [`SeatAnswer::NotSeated`] if it holds no seat.

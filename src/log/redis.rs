@@ -511,6 +511,8 @@ struct Shared<T> {
     ids: ids::MemberIds,
     /// Woken when the member ids run low.
     refill: tokio::sync::Notify,
+    /// Seats and room lines waiting for the appender (at most the log's capacity).
+    rooms_waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl<T> Shared<T> {
@@ -652,11 +654,13 @@ impl<T: Replicated> RedisLog<T> {
             lease_lost: tokio::sync::Notify::new(),
             ids: ids::MemberIds::new(ids),
             refill: tokio::sync::Notify::new(),
+            rooms_waiting: std::sync::atomic::AtomicUsize::new(0),
         });
         let stop = CancellationToken::new();
         let keys = Keys::new(&settings.cluster);
-        // Holds no more than the pending FIFO does: chat lines are capped there at
-        // `capacity` (`QueueFull` past it), joins and leaves by the connections.
+        // Bounded without a bound of its own: chat lines are capped at `capacity` in
+        // the pending FIFO, seats and room lines at `capacity` by `rooms_waiting`
+        // (`QueueFull` past either), joins, leaves and freed seats by the connections.
         let (to_appender, from_lobby) = mpsc::unbounded_channel();
         tokio::spawn(append_all(
             appends.clone(),
@@ -706,7 +710,8 @@ impl<T: Replicated> RedisLog<T> {
 }
 
 impl<T> RedisLog<T> {
-    /// Sends a room request to the appender, in order with the node's entries.
+    /// Sends a room request to the appender, in order with the node's entries. A seat
+    /// or a room line is refused while [`RedisLog::capacity`] of them wait for Redis.
     fn ask_rooms(
         &self,
         kind: RoomKind,
@@ -714,8 +719,15 @@ impl<T> RedisLog<T> {
         room: String,
         json: String,
         told: Option<SeatTold>,
-    ) {
+    ) -> Result<(), AppendRefusal> {
         let _in_order = lock(&self.shared.pending);
+        let counted = !matches!(kind, RoomKind::Unseat);
+        if counted {
+            if self.shared.rooms_waiting.load(Ordering::SeqCst) >= self.capacity {
+                return Err(QueueFull.into());
+            }
+            self.shared.rooms_waiting.fetch_add(1, Ordering::SeqCst);
+        }
         let seq = {
             let mut next = lock(&self.next_seq);
             let seq = *next;
@@ -734,6 +746,7 @@ impl<T> RedisLog<T> {
         if self.appends.send(Job::Room(request)).is_err() {
             tracing::error!("the cluster appender has stopped: room request dropped");
         }
+        Ok(())
     }
 }
 
@@ -891,14 +904,14 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
         true
     }
 
-    fn take_seat(&self, member: u64, room: &str, told: SeatTold) {
+    fn take_seat(&self, member: u64, room: &str, told: SeatTold) -> Result<(), AppendRefusal> {
         self.ask_rooms(
             RoomKind::Seat,
             member,
             room.to_owned(),
             String::new(),
             Some(told),
-        );
+        )
     }
 
     fn say_in_room(&self, member: u64, text: &str, told: SeatTold) -> Result<(), AppendRefusal> {
@@ -915,13 +928,17 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
         };
         match serde_json::to_string(&envelope) {
             Ok(json) => self.ask_rooms(RoomKind::Line, member, String::new(), json, Some(told)),
-            Err(e) => tracing::error!("cannot encode a room line: {e}"),
+            Err(e) => {
+                tracing::error!("cannot encode a room line: {e}");
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     fn free_seat(&self, member: u64) {
-        self.ask_rooms(RoomKind::Unseat, member, String::new(), String::new(), None);
+        // Never refused: one a leave, bounded by the connections.
+        let freed = self.ask_rooms(RoomKind::Unseat, member, String::new(), String::new(), None);
+        debug_assert!(freed.is_ok());
     }
 }
 
@@ -1117,6 +1134,9 @@ async fn append_all<T>(
                 }
             }
             Job::Room(request) => {
+                if !matches!(request.kind, RoomKind::Unseat) {
+                    shared.rooms_waiting.fetch_sub(1, Ordering::SeqCst);
+                }
                 let mut invocation = rooms_script.prepare_invoke();
                 invocation
                     .key(&keys.log)
