@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A 10-second smoke run of the benchmark against chatterbox (debug build), with
-# Socket.IO, plain WebSocket and TCP JSON members: it must run and report no line lost,
+# A smoke run of the benchmark against chatterbox (debug build): 10 seconds of lines to
+# Socket.IO, plain WebSocket and TCP JSON members, then a burst of long lines to idle
+# Socket.IO members. It must run and report no line lost,
 # duplicated, reordered or echoed (chatterbox-bench exits 1 otherwise). No timing is
 # asserted: speed is measured by js-client/bench-node/compare.sh, on a release build.
 set -euo pipefail
@@ -23,4 +24,8 @@ target/debug/chatterbox-bench --addr "$(address http)" --server-pid "$pid" \
   --members 50 --senders 5 --rate 20 --duration-secs 10 \
   --ws-addr "$(address websocket)" --ws-members 10 \
   --tcp-json-addr "$(address tcp-json)" --tcp-json-members 10
-echo "bench-smoke: 1 passed, 0 failed"
+# The idle members' memory, then a burst of long lines to all of them: every line must
+# arrive (the memory figures are compare.sh's, on a release build).
+target/debug/chatterbox-bench --addr "$(address http)" --server-pid "$pid" \
+  --members 50 --senders 5 --idle --burst-lines 50 --burst-line-bytes 1024
+echo "bench-smoke: 2 passed, 0 failed"

@@ -17,10 +17,11 @@
 //! `--search` raises the rate round by round until a round fails (p99 over
 //! `--max-p99-ms`, a loss, or a saturated generator); a round that failed on its p99
 //! alone is run again at the same rate (`--retries`) before the search ends. `--idle` reports the server's RSS
-//! per joined idle member and the time the members took to join.
+//! per joined idle member and the time the members took to join; with `--burst-lines`,
+//! also its RSS per member once every member has received a burst of long lines.
 //!
-//! Exit status (without `--search`): 1 when the round lost, duplicated, reordered or
-//! echoed a line or a member was disconnected. A search always ends on a failing round,
+//! Exit status (without `--search`): 1 when the round (or the burst) lost, duplicated,
+//! reordered or echoed a line or a member was disconnected. A search always ends on a failing round,
 //! so it exits 0 with every round in its report.
 //!
 //! This file holds the flags and the run's steps: start the members, wait for their
@@ -106,9 +107,21 @@ struct Args {
     /// TCP JSON members (receivers).
     #[arg(long, default_value_t = 0)]
     tcp_json_members: usize,
-    /// Join, report memory per idle member and the join time, and stop.
+    /// Join, report memory per idle member and the join time, and stop (after the
+    /// burst, with `--burst-lines`).
     #[arg(long)]
     idle: bool,
+    /// With `--idle`: then the senders send this many lines in all, spread over
+    /// `--burst-secs`, each of `--burst-line-bytes`; once every member has them, the
+    /// server's memory per member after the burst is reported too.
+    #[arg(long, default_value_t = 0)]
+    burst_lines: u64,
+    /// How long the burst's lines are spread over, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    burst_secs: f64,
+    /// The length of each of the burst's lines (the chat text), in bytes.
+    #[arg(long, default_value_t = 1024)]
+    burst_line_bytes: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -149,7 +162,11 @@ async fn main() -> anyhow::Result<()> {
     });
     let failed = if args.idle {
         measure_idle(&args, empty, everyone, &mut report).await;
-        false
+        if args.burst_lines > 0 {
+            measure_burst(&args, &shared, &phase_tx, empty, everyone, &mut report).await
+        } else {
+            false
+        }
     } else {
         run_rounds(&args, &shared, &phase_tx, &mut report).await
     };
@@ -265,6 +282,13 @@ async fn wait_until_quiet(shared: &Shared) {
     }
 }
 
+/// The server's resident memory now, `now`, over what it was `empty`, per member of
+/// `everyone`, in bytes.
+fn rss_per_member(empty: Option<Usage>, now: Option<Usage>, everyone: usize) -> Option<u64> {
+    let grown = now?.rss_kib.saturating_sub(empty?.rss_kib);
+    Some(grown * 1024 / everyone.max(1) as u64)
+}
+
 /// `--idle`: the server's memory with the `everyone` members joined and idle, against
 /// `empty`, its memory before they came. Adds `idle_rss_kib` and
 /// `idle_rss_per_member_bytes` to the report.
@@ -277,12 +301,7 @@ async fn measure_idle(
     // Let the server settle what the joins allocated before reading its memory.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = server_usage(args.server_pid);
-    let per_member = match (empty, idle) {
-        (Some(empty), Some(idle)) => {
-            Some(idle.rss_kib.saturating_sub(empty.rss_kib) * 1024 / everyone.max(1) as u64)
-        }
-        _ => None,
-    };
+    let per_member = rss_per_member(empty, idle, everyone);
     report["idle_rss_kib"] = json!(idle.map(|u| u.rss_kib));
     report["idle_rss_per_member_bytes"] = json!(per_member);
     if !args.json {
@@ -293,6 +312,54 @@ async fn measure_idle(
             per_member.map_or("?".into(), |b| b.to_string()),
         );
     }
+}
+
+/// `--burst-lines`: the senders send the burst (each sender its share, at the rate that
+/// spreads it over `--burst-secs`), the run waits until every member has it, lets the
+/// server settle, and reads its memory against `empty`. Adds `burst` to the report: the
+/// round's summary with `rss_kib` and `rss_per_member_bytes`. True when the burst lost,
+/// duplicated, reordered or echoed a line, or a member was disconnected.
+async fn measure_burst(
+    args: &Args,
+    shared: &Shared,
+    phase: &watch::Sender<Phase>,
+    empty: Option<Usage>,
+    everyone: usize,
+    report: &mut serde_json::Value,
+) -> bool {
+    let senders = args.senders.max(1) as u64;
+    let each = args.burst_lines.div_ceil(senders);
+    let secs = args.burst_secs.max(0.001);
+    let plan = round::Plan {
+        rate: each as f64 / secs,
+        // Each sender's last line is due before `secs`; the margin lets it out.
+        duration: Duration::from_secs_f64(secs) + Duration::from_millis(50),
+        lines: Some(each),
+        line_bytes: args.burst_line_bytes,
+    };
+    let receivers_per_line = (everyone - 1) as u64;
+    let measured = round::run(args, shared, phase, &plan, receivers_per_line).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server_usage(args.server_pid);
+    let per_member = rss_per_member(empty, after, everyone);
+    let mut burst = measured.summary(1);
+    burst["lines_per_sender"] = json!(each);
+    burst["line_bytes"] = json!(args.burst_line_bytes);
+    burst["rss_kib"] = json!(after.map(|u| u.rss_kib));
+    burst["rss_per_member_bytes"] = json!(per_member);
+    report["burst"] = burst;
+    if !args.json {
+        round::print_header();
+        measured.print_row();
+        println!(
+            "server RSS after a burst of {} lines of {} bytes: {} KiB, {} bytes per member",
+            each * senders,
+            args.burst_line_bytes,
+            after.map_or("?".into(), |u| u.rss_kib.to_string()),
+            per_member.map_or("?".into(), |b| b.to_string()),
+        );
+    }
+    measured.failed()
 }
 
 /// The rounds: one at `--rate`, or with `--search` one rate after another as
@@ -315,7 +382,8 @@ async fn run_rounds(
     }
     let (mut steps, mut tries) = (0, 0);
     loop {
-        let measured = round::run(args, shared, phase, rate, receivers_per_line).await;
+        let plan = round::Plan::at_rate(args, rate);
+        let measured = round::run(args, shared, phase, &plan, receivers_per_line).await;
         let summary = measured.summary(tries + 1);
         if !args.json {
             measured.print_row();

@@ -27,8 +27,13 @@ use crate::ws::{self, find, read_more};
 pub enum Phase {
     /// Not sending (between rounds).
     Quiet,
-    /// Sending, each sender at `rate` lines per second.
-    Sending { rate: f64 },
+    /// Sending, each sender at `rate` lines per second, at most `lines` of them in
+    /// this phase (`None`: no limit), each line's content padded to `line_bytes`.
+    Sending {
+        rate: f64,
+        lines: Option<u64>,
+        line_bytes: usize,
+    },
     /// The run is over.
     Done,
 }
@@ -145,6 +150,8 @@ async fn send_lines(
 ) -> anyhow::Result<()> {
     let mut seq = 0;
     let mut ticker: Option<tokio::time::Interval> = None;
+    // This phase's limit and padding, and the lines sent in it.
+    let (mut limit, mut line_bytes, mut sent_in_phase) = (None, 0, 0);
     loop {
         tokio::select! {
             changed = phase.changed() => {
@@ -154,7 +161,8 @@ async fn send_lines(
                 let now = *phase.borrow_and_update();
                 ticker = match now {
                     Phase::Done => return Ok(()),
-                    Phase::Sending { rate } => {
+                    Phase::Sending { rate, lines, line_bytes: bytes } => {
+                        (limit, line_bytes, sent_in_phase) = (lines, bytes, 0);
                         // Senders spread over the period, as independent clients are.
                         let period = Duration::from_secs_f64(1.0 / rate);
                         let offset = period.mul_f64(index as f64 / shared.senders as f64);
@@ -172,15 +180,31 @@ async fn send_lines(
             },
             _ = async { ticker.as_mut().expect("ticking").tick().await }, if ticker.is_some() => {
                 seq += 1;
-                let line = format!(
-                    r#"42["message",{{"type":"message","message":"{index}|{seq}|{};"}}]"#,
-                    shared.now_us()
-                );
-                writer.text(&line).await?;
+                let content = line(index, seq, shared.now_us(), line_bytes);
+                writer
+                    .text(&format!(r#"42["message",{{"type":"message","message":"{content}"}}]"#))
+                    .await?;
                 shared.sent[index].fetch_add(1, Ordering::Relaxed);
+                sent_in_phase += 1;
+                if limit.is_some_and(|limit| sent_in_phase >= limit) {
+                    ticker = None;
+                }
             }
         }
     }
+}
+
+/// A line's content, `<sender>|<seq>|<µs>;`, padded to `bytes` (when longer) with a
+/// fourth field of `x`s that receivers ignore: `<sender>|<seq>|<µs>|xxx…;`.
+fn line(sender: usize, seq: u64, sent_us: u64, bytes: usize) -> String {
+    let mut line = format!("{sender}|{seq}|{sent_us}");
+    if bytes > line.len() + 2 {
+        let pad = bytes - line.len() - 2;
+        line.push('|');
+        line.extend(std::iter::repeat_n('x', pad));
+    }
+    line.push(';');
+    line
 }
 
 /// One plain WebSocket member: receives every line as `{"type":"message",…,"msg":"…"}`.
@@ -257,5 +281,20 @@ mod tests {
         }
         let ws = br#"{"type":"message","name":"m1","msg":"0|1|5;"}"#;
         assert_eq!(field(ws, br#""msg":""#), Some(&b"0|1|5;"[..]));
+    }
+
+    #[test]
+    fn a_padded_line_has_the_bytes_asked_for_and_reads_as_the_same_line() {
+        assert_eq!(line(3, 7, 99, 0), "3|7|99;");
+        assert_eq!(line(3, 7, 99, 8), "3|7|99;");
+        assert_eq!(line(3, 7, 99, 12), "3|7|99|xxxx;");
+        assert_eq!(line(3, 7, 99, 1024).len(), 1024);
+        let mut seen = crate::stats::Seen::new(4, None);
+        seen.line(line(3, 1, 99, 1024).as_bytes(), 100);
+        let shared = Shared::new(4);
+        shared.report(&mut seen);
+        let round = shared.round();
+        assert_eq!((round.received, round.reordered), (1, 0));
+        assert_eq!(round.latency_us.max(), 1);
     }
 }

@@ -45,22 +45,52 @@ pub struct Measured {
     pub pass: bool,
 }
 
-/// Runs one round at `rate` lines per second per sender, each line owed to
-/// `receivers_per_line` members.
+/// What the senders do in a round.
+pub struct Plan {
+    /// Lines per second of each sender.
+    pub rate: f64,
+    /// How long the senders send.
+    pub duration: Duration,
+    /// The most lines each sender sends (`None`: as many as the rate gives).
+    pub lines: Option<u64>,
+    /// Each line's content padded to this many bytes (0: not padded).
+    pub line_bytes: usize,
+}
+
+impl Plan {
+    /// Lines at `rate` for `--duration-secs`, unpadded: a round of the search.
+    pub fn at_rate(args: &Args, rate: f64) -> Self {
+        Self {
+            rate,
+            duration: Duration::from_secs(args.duration_secs),
+            lines: None,
+            line_bytes: 0,
+        }
+    }
+}
+
+/// Runs one round as `plan` says, each line owed to `receivers_per_line` members.
 pub async fn run(
     args: &Args,
     shared: &Shared,
     phase: &watch::Sender<Phase>,
-    rate: f64,
+    plan: &Plan,
     receivers_per_line: u64,
 ) -> Measured {
+    let rate = plan.rate;
     *shared.round() = Round::new();
     let sent_before = shared.lines_sent();
     let refused_before = shared.refused.load(Ordering::Relaxed);
     let (server_before, bench_before) = (server_usage(args.server_pid), usage("self"));
     let started = Instant::now();
-    phase.send(Phase::Sending { rate }).ok();
-    tokio::time::sleep(Duration::from_secs(args.duration_secs)).await;
+    phase
+        .send(Phase::Sending {
+            rate,
+            lines: plan.lines,
+            line_bytes: plan.line_bytes,
+        })
+        .ok();
+    tokio::time::sleep(plan.duration).await;
     phase.send(Phase::Quiet).ok();
     let sending_secs = started.elapsed().as_secs_f64();
     let sent = shared.lines_sent() - sent_before;

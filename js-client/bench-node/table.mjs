@@ -35,6 +35,7 @@ row('p99 ms at 10,000 deliveries/s, N=1000', (s) => load(s, 'p99').rounds?.[0]?.
 row('server CPU (cores) at 10,000 deliveries/s, N=1000', (s) => load(s, 'p99').rounds?.[0]?.server_cores, 3, 'lower');
 row('RSS per idle member, N=1000 (bytes)', idleRssPerMember(load, 'idle1000'), 0, 'lower');
 row('RSS per idle member, N=5000 (bytes)', idleRssPerMember(load, 'idle5000'), 0, 'lower');
+row('RSS per member after a burst of 100 lines of 1 KiB, N=1000 (bytes)', (s) => load(s, 'idle1000').burst?.rss_per_member_bytes, 0, 'lower');
 row('RSS of the empty server (KiB)', (s) => load(s, 'idle1000').empty_rss_kib, 0, 'lower');
 row('time for 5,000 members to join (s)', (s) => load(s, 'idle5000').join_secs, 2, 'lower');
 
