@@ -24,10 +24,18 @@
 //! reordered or echoed a line or a member was disconnected. A search always ends on a failing round,
 //! so it exits 0 with every round in its report.
 //!
+//! Several nodes of one lobby (`--addr A,B,C`): members are spread over them, every
+//! receiver's order is checked against the others', and latency across nodes is
+//! reported (see [`cluster`]). A receiver out of the one order fails a run without
+//! `--search` (exit status 1); in a search it is reported with each round and does not
+//! fail the round (whose rule stays: p99, nothing lost), so that a cluster that keeps
+//! no order across nodes still has a rate.
+//!
 //! This file holds the flags and the run's steps: start the members, wait for their
 //! joins and for the join notices to settle, then measure the idle members or run the
 //! rounds, and report.
 
+mod cluster;
 mod members;
 mod round;
 mod search;
@@ -60,7 +68,8 @@ const JOIN_STALL: Duration = Duration::from_secs(30);
 #[derive(Debug, Parser)]
 #[command(name = "chatterbox-bench", version)]
 struct Args {
-    /// The server's HTTP address: members connect to ws://ADDR/socket.io/.
+    /// The server's HTTP address: members connect to ws://ADDR/socket.io/. Several
+    /// nodes' addresses, comma-separated: members are spread over them in turn.
     #[arg(long, default_value = "127.0.0.1:8000")]
     addr: String,
     /// The server's process id, for its CPU time and memory (read from /proc).
@@ -125,6 +134,14 @@ struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Check one order across every receiver even with one address (with several it
+    /// is always checked).
+    #[arg(long)]
+    check_order: bool,
+    /// Another process to report the CPU and memory of (another node, Redis), as
+    /// NAME=PID; repeatable.
+    #[arg(long, value_parser = cluster::parse_watch)]
+    watch: Vec<(String, u32)>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -137,7 +154,15 @@ async fn main() -> anyhow::Result<()> {
         bail!("--senders must not be over --members");
     }
     let empty = server_usage(args.server_pid);
-    let shared = Arc::new(Shared::new(args.senders));
+    let mut shared = Shared::new(args.senders);
+    shared.cluster = cluster::Cluster::new(
+        &args.addr,
+        args.ws_addr.as_deref(),
+        args.tcp_json_addr.as_deref(),
+        args.check_order,
+        &args.watch,
+    );
+    let shared = Arc::new(shared);
     let (phase_tx, phase) = watch::channel(Phase::Quiet);
     let join_started = Instant::now();
     let (mut members, joined) = connect_members(&args, &shared, phase)?;
@@ -170,6 +195,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         run_rounds(&args, &shared, &phase_tx, &mut report).await
     };
+    if let Some(cluster) = &shared.cluster {
+        cluster.add_to_report(&mut report);
+        if !args.json {
+            cluster.print_run();
+        }
+    }
     let peak = server_usage(args.server_pid).map(|u| u.peak_rss_kib);
     report["server_peak_rss_kib"] = json!(peak);
     if args.json {
@@ -201,7 +232,7 @@ fn connect_members(
         let member = members::socketio_member(
             shared.clone(),
             index,
-            args.addr.clone(),
+            cluster::pick(&args.addr, index),
             handshakes.clone(),
             joined_tx.clone(),
             phase.clone(),
@@ -221,8 +252,9 @@ fn connect_members(
         let addr = addr
             .clone()
             .with_context(|| format!("--{kind}-addr is needed"))?;
-        for _ in 0..count {
-            let (shared, addr, joined) = (shared.clone(), addr.clone(), joined_tx.clone());
+        for index in 0..count {
+            let addr = cluster::pick(&addr, index);
+            let (shared, joined) = (shared.clone(), joined_tx.clone());
             members.spawn(async move {
                 let result = if kind == "ws" {
                     members::websocket_member(shared.clone(), addr, joined).await

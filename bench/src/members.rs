@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::stats::{Seen, Shared};
+use crate::stats::Shared;
 use crate::ws::{self, find, read_more};
 
 /// What the senders do now.
@@ -110,7 +110,7 @@ pub async fn socketio_member(
         }
         None => Pong::Direct(writer),
     };
-    let mut seen = Seen::new(shared.senders, me);
+    let mut seen = shared.seen(&addr, me);
     loop {
         reader.fill().await?;
         let now = shared.now_us();
@@ -215,7 +215,7 @@ pub async fn websocket_member(
 ) -> anyhow::Result<()> {
     let (mut reader, mut writer) = ws::connect(&addr, "/").await?;
     joined.send(()).ok();
-    let mut seen = Seen::new(shared.senders, None);
+    let mut seen = shared.seen(&addr, None);
     loop {
         reader.fill().await?;
         let now = shared.now_us();
@@ -248,7 +248,7 @@ pub async fn tcp_json_member(
 ) -> anyhow::Result<()> {
     let mut stream = tokio::net::TcpStream::connect(&addr).await?;
     joined.send(()).ok();
-    let mut seen = Seen::new(shared.senders, None);
+    let mut seen = shared.seen(&addr, None);
     let mut buf = vec![0; 64 * 1024];
     let mut end = 0;
     loop {

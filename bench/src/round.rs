@@ -9,6 +9,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::Args;
+use crate::cluster::{Cluster, RoundCheck};
 use crate::members::Phase;
 use crate::search::Outcome;
 use crate::stats::{Round, Shared};
@@ -40,6 +41,8 @@ pub struct Measured {
     saturated: bool,
     /// Nothing lost, duplicated, out of order or echoed.
     clean: bool,
+    /// One order and latency across nodes, the watched processes (several nodes).
+    cluster: Option<RoundCheck>,
     /// Whether the round passed: clean, nothing refused, nobody cut off, the p99 within
     /// `--max-p99-ms`, the generator not saturated.
     pub pass: bool,
@@ -110,6 +113,7 @@ pub async fn run(
     let server_cores = cores(server_before, server_after);
     let bench_cores = cores(bench_before, bench_after).unwrap_or(0.0);
     let round = std::mem::replace(&mut *shared.round(), Round::new());
+    let cluster = shared.cluster.as_ref().map(Cluster::end_round);
     let lost = expected.saturating_sub(round.received);
     let saturated = bench_cores > SATURATED_CORES;
     // A refused line leaves a gap in its sender's sequence at every receiver, which
@@ -135,6 +139,7 @@ pub async fn run(
         bench_cores,
         saturated,
         clean,
+        cluster,
         pass,
     }
 }
@@ -168,7 +173,7 @@ impl Measured {
     /// The round's item in the report; `attempt` counts the runs of its rate, from 1.
     pub fn summary(&self, attempt: usize) -> serde_json::Value {
         let round = &self.round;
-        json!({
+        let mut summary = json!({
             "rate": self.rate,
             "deliveries_per_s": self.deliveries_per_s(),
             "p50_ms": self.quantile_ms(0.5),
@@ -190,7 +195,11 @@ impl Measured {
             "generator_saturated": self.saturated,
             "pass": self.pass,
             "attempt": attempt,
-        })
+        });
+        if let Some(cluster) = &self.cluster {
+            cluster.add_to(&mut summary);
+        }
+        summary
     }
 
     /// Prints the round's row of the table, and what it lost or had refused if anything.
@@ -226,12 +235,18 @@ impl Measured {
                 self.lost, self.round.duplicated, self.out_of_order, self.round.echoed
             );
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.print();
+        }
     }
 
     /// Whether the run fails for this round (without `--search`): a line lost,
-    /// duplicated, out of order or echoed, or a member cut off.
+    /// duplicated, out of order or echoed, a member cut off, or (several nodes) a
+    /// receiver out of the one order.
     pub fn failed(&self) -> bool {
-        !self.clean || self.disconnected > 0
+        !self.clean
+            || self.disconnected > 0
+            || self.cluster.as_ref().is_some_and(RoundCheck::out_of_order)
     }
 
     /// How the round went, for the search.

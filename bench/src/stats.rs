@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
+use crate::cluster::{Cluster, Recorder};
+
 /// What the receivers saw in one round.
 pub struct Round {
     /// The latency of every line received, in µs.
@@ -56,6 +58,8 @@ pub struct Shared {
     /// Events received by Socket.IO members (Engine.IO pings, which never stop, are
     /// not counted).
     pub events: AtomicU64,
+    /// Several nodes, order checked, processes watched: `None` for one server.
+    pub cluster: Option<Cluster>,
 }
 
 impl Shared {
@@ -70,7 +74,16 @@ impl Shared {
             finishing: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            cluster: None,
         }
+    }
+
+    /// What a new receiver connected to `addr` (sender `me` if it is one) sees; with a
+    /// cluster whose order is checked, it also records each line.
+    pub fn seen(&self, addr: &str, me: Option<usize>) -> Seen {
+        let mut seen = Seen::new(self.senders, me);
+        seen.recorder = self.cluster.as_ref().and_then(|c| c.recorder(addr, me));
+        seen
     }
 
     /// Microseconds since the run started: a line's send time, or its arrival.
@@ -95,6 +108,10 @@ impl Shared {
         round.echoed += std::mem::take(&mut seen.echoed);
         for latency in seen.latencies_us.drain(..) {
             round.latency_us.saturating_record(latency.max(1));
+        }
+        drop(round);
+        if let (Some(cluster), Some(recorder)) = (&self.cluster, &mut seen.recorder) {
+            cluster.report(recorder);
         }
     }
 
@@ -125,6 +142,8 @@ pub struct Seen {
     duplicated: u64,
     reordered: u64,
     echoed: u64,
+    /// Each line taken, for the checks across nodes (see [`crate::cluster`]).
+    recorder: Option<Recorder>,
 }
 
 impl Seen {
@@ -137,6 +156,7 @@ impl Seen {
             duplicated: 0,
             reordered: 0,
             echoed: 0,
+            recorder: None,
         }
     }
 
@@ -171,6 +191,9 @@ impl Seen {
             }
         }
         self.latencies_us.push(now_us.saturating_sub(sent_us));
+        if let Some(recorder) = &mut self.recorder {
+            recorder.push(sender, seq, now_us.saturating_sub(sent_us));
+        }
     }
 }
 

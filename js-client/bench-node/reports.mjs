@@ -28,3 +28,17 @@ export const best = (load, scenario) => (server) => {
 
 /** The idle scenario's resident memory per member, in bytes. */
 export const idleRssPerMember = (load, scenario) => (server) => load(server, scenario).idle_rss_per_member_bytes;
+
+/** What failed the round a search ended on (its last). */
+export const endedOn = (round) => {
+  const why = [];
+  if (round.lost) why.push(`${fmt(round.lost)} lost`);
+  if (round.duplicated || round.reordered || round.echoed) {
+    why.push(`${fmt(round.duplicated)} duplicated, ${fmt(round.reordered)} reordered, ${fmt(round.echoed)} echoed`);
+  }
+  if (round.refused) why.push(`${fmt(round.refused)} lines refused`);
+  if (round.disconnected) why.push(`${fmt(round.disconnected)} members cut off`);
+  if (round.generator_saturated) why.push('generator saturated (its limit, not the server\'s)');
+  if (round.p99_ms > 100) why.push(`p99 ${fmt(round.p99_ms, 1)} ms`);
+  return why.join(', ');
+};

@@ -1,6 +1,6 @@
 // Prints the comparison table from compare.sh's JSON results (one file per server and
 // scenario in the directory given).
-import { best as bestOf, fmt, idleRssPerMember, loader, servers } from './reports.mjs';
+import { best as bestOf, endedOn, fmt, idleRssPerMember, loader, servers } from './reports.mjs';
 
 const load = loader(process.argv[2]);
 const rows = [];
@@ -14,19 +14,6 @@ const row = (label, get, digits, better) => {
 };
 // No passing round (even the first rate was too much) is 0.
 const best = (scenario) => bestOf(load, scenario);
-// What failed the round a search ended on (its last).
-const endedOn = (round) => {
-  const why = [];
-  if (round.lost) why.push(`${fmt(round.lost)} lost`);
-  if (round.duplicated || round.reordered || round.echoed) {
-    why.push(`${fmt(round.duplicated)} duplicated, ${fmt(round.reordered)} reordered, ${fmt(round.echoed)} echoed`);
-  }
-  if (round.refused) why.push(`${fmt(round.refused)} lines refused`);
-  if (round.disconnected) why.push(`${fmt(round.disconnected)} members cut off`);
-  if (round.generator_saturated) why.push('generator saturated (its limit, not the server\'s)');
-  if (round.p99_ms > 100) why.push(`p99 ${fmt(round.p99_ms, 1)} ms`);
-  return why.join(', ');
-};
 
 row('max deliveries/s, N=100 K=10 (p99 ≤ 100 ms, no loss)', best('n100'), 0, 'higher');
 row('max deliveries/s, N=1000 K=10', best('n1000'), 0, 'higher');
