@@ -385,7 +385,7 @@ pub struct RoundCheck {
 
 /// Microseconds as milliseconds; `None` for an empty histogram.
 fn quantile_ms(histogram: &Histogram<u64>, quantile: f64) -> Option<f64> {
-    (histogram.len() > 0).then(|| histogram.value_at_quantile(quantile) as f64 / 1000.0)
+    (!histogram.is_empty()).then(|| histogram.value_at_quantile(quantile) as f64 / 1000.0)
 }
 
 impl RoundCheck {

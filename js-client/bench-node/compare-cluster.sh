@@ -22,7 +22,12 @@
 #   js-client/bench-node/compare-cluster.sh                  # the full comparison
 #   ROUND_SECS=3 js-client/bench-node/compare-cluster.sh     # shorter rounds
 #   REPORTS=dir js-client/bench-node/compare-cluster.sh      # also keep each JSON report
-#   CLUSTERS="chatterbox node" SCENARIOS="p99" …             # a part of it
+#                                                            # and the nodes' and Redis's logs
+#   CLUSTERS="chatterbox node" SCENARIOS="p99" …             # a part of it (clusters:
+#       chatterbox node chatterbox-everysec chatterbox-always; scenarios: n1000 lines
+#       p99 idle5000)
+#   NO_REFERENCE=1 …                                         # without one chatterbox's
+#                                                            # p99 and the Redis round trip
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUND_SECS=${ROUND_SECS:-5}
@@ -86,9 +91,13 @@ start_nodes() {
   done
 }
 
+# Stops the nodes first (so that they leave the cluster while Redis answers), then Redis.
 stop_all() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   pids=()
 }
 
@@ -106,6 +115,10 @@ run() {
     > "$out/$cluster-$scenario.json" || true
   [ -s "$out/$cluster-$scenario.json" ] || echo '{}' > "$out/$cluster-$scenario.json"
   stop_all
+  # The nodes' and Redis's logs, kept with the reports (REPORTS) for a run that went wrong.
+  mkdir -p "$out/logs"
+  for i in $(seq "$NODES"); do mv "$out/node$i.log" "$out/logs/$cluster-$scenario-node$i.log"; done
+  mv "$out/redis/redis.log" "$out/logs/$cluster-$scenario-redis.log"
 }
 
 # The same p99 scenario against one chatterbox (no Redis), pinned the same way, and one
@@ -158,5 +171,5 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "command: js-client/bench-node/compare-cluster.sh (ROUND_SECS=$ROUND_SECS); load average after: $load_after"
 node js-client/bench-node/table-cluster.mjs "$out"
 if [ -n "${REPORTS:-}" ]; then
-  mkdir -p "$REPORTS" && cp "$out"/*.json "$REPORTS"/
+  mkdir -p "$REPORTS" && cp -r "$out"/*.json "$out/logs" "$REPORTS"/
 fi
