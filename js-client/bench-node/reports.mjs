@@ -42,3 +42,12 @@ export const endedOn = (round) => {
   if (round.p99_ms > 100) why.push(`p99 ${fmt(round.p99_ms, 1)} ms`);
   return why.join(', ');
 };
+
+/** Prints the table (a header, then rows, as Markdown) and where each search ended. */
+export const printTable = (header, rows, notes) => {
+  console.log(`| ${header.join(' | ')} |`);
+  console.log(`|${header.map(() => '---').join('|')}|`);
+  for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+  if (notes.length) console.log('\nWhere each search ended:');
+  for (const note of notes) console.log(`- ${note}`);
+};

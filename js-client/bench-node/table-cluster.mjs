@@ -2,19 +2,9 @@
 // per cluster and scenario in the directory given: `<cluster>-<scenario>.json`, cluster
 // `chatterbox`, `chatterbox-everysec`, `chatterbox-always` or `node`; and
 // `single-p99.json` and `redis-rtt.json`, the p99 target's parts).
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { best as bestOf, endedOn, fmt, loader } from './reports.mjs';
+import { best as bestOf, endedOn, fmt, loader, printTable } from './reports.mjs';
 
-const dir = process.argv[2];
-const load = loader(dir);
-const read = (name) => {
-  try {
-    return JSON.parse(readFileSync(path.join(dir, `${name}.json`), 'utf8'));
-  } catch {
-    return {};
-  }
-};
+const load = loader(process.argv[2]);
 const clusters = ['chatterbox', 'chatterbox-everysec', 'chatterbox-always', 'node'];
 const persistence = { 'chatterbox-everysec': 'appendfsync everysec', 'chatterbox-always': 'appendfsync always' };
 
@@ -68,8 +58,8 @@ rowsByPersistence('max deliveries/s, N=1000 K=10 over 3 nodes (p99 ≤ 100 ms, n
 rowsByPersistence('max lines/s through the cluster, N=20 K=20 (each line to 19 members)', linesPerSecond, 0, 'higher');
 rowsByPersistence('p99 ms at 10,000 deliveries/s, N=1000 over 3 nodes', (c) => p99Round(c)?.p99_ms, 2, 'lower');
 rowsByPersistence('p99 ms of the lines from another node, at 10,000 deliveries/s', (c) => p99Round(c)?.cross_node_p99_ms, 2, 'lower');
-const single = read('single-p99').rounds?.[0]?.p99_ms;
-const rtt = read('redis-rtt').p99_ms;
+const single = load('single', 'p99').rounds?.[0]?.p99_ms;
+const rtt = load('redis', 'rtt').p99_ms;
 row(`  target for the cross-node p99: one chatterbox's p99 (${fmt(single, 2)}) + one Redis round trip (p99 ${fmt(rtt, 3)})`,
   typeof single === 'number' && typeof rtt === 'number' ? single + rtt : undefined, undefined, 2);
 row('receivers out of one order, at 10,000 deliveries/s', outOfOrder(p99Round('chatterbox')), outOfOrder(p99Round('node')));
@@ -95,9 +85,4 @@ for (const scenario of ['n1000', 'lines']) {
   }
 }
 
-const header = ['', 'chatterbox, 3 nodes', 'Node (socket.io 4 + redis-adapter), 3 processes', 'ratio'];
-console.log(`| ${header.join(' | ')} |`);
-console.log(`|${header.map(() => '---').join('|')}|`);
-for (const r of rows) console.log(`| ${r.join(' | ')} |`);
-if (notes.length) console.log('\nWhere each search ended:');
-for (const note of notes) console.log(`- ${note}`);
+printTable(['', 'chatterbox, 3 nodes', 'Node (socket.io 4 + redis-adapter), 3 processes', 'ratio'], rows, notes);

@@ -1,6 +1,6 @@
 // Prints the comparison table from compare.sh's JSON results (one file per server and
 // scenario in the directory given).
-import { best as bestOf, endedOn, fmt, idleRssPerMember, loader, servers } from './reports.mjs';
+import { best as bestOf, endedOn, fmt, idleRssPerMember, loader, printTable, servers } from './reports.mjs';
 
 const load = loader(process.argv[2]);
 const rows = [];
@@ -39,9 +39,4 @@ for (const scenario of ['n100', 'n1000', 'n2000']) {
   }
 }
 
-const header = ['', 'chatterbox', 'Node (socket.io 4)', 'ratio'];
-console.log(`| ${header.join(' | ')} |`);
-console.log(`|${header.map(() => '---').join('|')}|`);
-for (const r of rows) console.log(`| ${r.join(' | ')} |`);
-if (notes.length) console.log('\nWhere each search ended:');
-for (const note of notes) console.log(`- ${note}`);
+printTable(['', 'chatterbox', 'Node (socket.io 4)', 'ratio'], rows, notes);

@@ -16,6 +16,10 @@ const round = (deliveries, fields = {}) => ({
   reordered: 0, echoed: 0, disconnected: 0, generator_saturated: false, pass: true,
   attempt: 1, receivers_checked: 999, receivers_out_of_order: 0, lines_out_of_order: 0, ...fields,
 });
+// After the joins: Redis, and each node's memory before the members came and after.
+const joined = (redis, empty, rss) => ({
+  redis, node1: { empty_rss_kib: empty, rss_kib: rss }, node2: { empty_rss_kib: empty, rss_kib: rss }, node3: { empty_rss_kib: empty, rss_kib: rss },
+});
 const watched = (redisCores, nodeCores) => ({
   redis: { cores: redisCores, rss_kib: 9000 },
   node1: { cores: nodeCores }, node2: { cores: nodeCores }, node3: { cores: nodeCores },
@@ -42,21 +46,11 @@ test('the cluster table gives each row with its ratio, each persistence setting 
       'node-p99': { rounds: [round(10000, { p99_ms: 25, cross_node_p99_ms: 42, receivers_out_of_order: 999, lines_out_of_order: 4000, watched: watched(0.02, 0.1) })] },
       'chatterbox-idle5000': {
         members: 5000, join_secs: 30.5,
-        watched: {
-          redis: { rss_kib: 12000, cpu_secs: 8.25 },
-          node1: { empty_rss_kib: 10000, rss_kib: 110000 },
-          node2: { empty_rss_kib: 10000, rss_kib: 110000 },
-          node3: { empty_rss_kib: 10000, rss_kib: 110000 },
-        },
+        watched: joined({ rss_kib: 12000, cpu_secs: 8.25 }, 10000, 110000),
       },
       'node-idle5000': {
         members: 5000, join_secs: 300,
-        watched: {
-          redis: { rss_kib: 9000, cpu_secs: 20 },
-          node1: { empty_rss_kib: 50000, rss_kib: 90000 },
-          node2: { empty_rss_kib: 50000, rss_kib: 90000 },
-          node3: { empty_rss_kib: 50000, rss_kib: 90000 },
-        },
+        watched: joined({ rss_kib: 9000, cpu_secs: 20 }, 50000, 90000),
       },
       'single-p99': { rounds: [round(10000, { p99_ms: 17.25 })] },
       'redis-rtt': { p50_ms: 0.031, p99_ms: 0.055 },
