@@ -238,6 +238,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..))]
     pub node_lease_ms: u64,
 
+    /// How long a cluster node waits for Redis to answer a command, in milliseconds:
+    /// past it the command is tried again and, meanwhile, chat lines are refused
+    /// ("the lobby is unavailable"). Blocking reads of the log wait as long as they
+    /// block.
+    #[arg(long, env = "CHATTERBOX_REDIS_TIMEOUT_MS", default_value_t = crate::log::redis::DEFAULT_RESPONSE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub redis_timeout_ms: u64,
+
     /// Entries the cluster's log (`<cluster>:log` in Redis) keeps, about (Redis trims
     /// whole blocks): a node that falls further behind rebuilds its presence from Redis.
     #[arg(long, env = "CHATTERBOX_CLUSTER_LOG_ENTRIES", default_value_t = crate::log::redis::DEFAULT_LOG_ENTRIES,
@@ -345,6 +353,7 @@ impl Config {
                 .clone()
                 .unwrap_or_else(crate::log::redis::generated_node_id),
             lease: Duration::from_millis(self.node_lease_ms),
+            response_timeout: Duration::from_millis(self.redis_timeout_ms),
             log_entries: self.cluster_log_entries,
             history_lines: self.history_keep_lines,
         })

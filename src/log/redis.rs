@@ -118,6 +118,10 @@ const FINISH_WAIT: Duration = Duration::from_secs(3);
 /// Default `--node-lease-ms`.
 pub const DEFAULT_LEASE_MS: u64 = 5_000;
 
+/// Default `--redis-timeout-ms`: the redis crate's own 500 ms was passed by a busy
+/// Redis during a join storm of 5,000 members (docs/performance.md, the cluster).
+pub const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 2_000;
+
 /// Default `--cluster-log-entries`: the log is read as it is written; this much lets a
 /// node that lost Redis for a while catch up from it.
 pub const DEFAULT_LOG_ENTRIES: u64 = 100_000;
@@ -242,6 +246,8 @@ pub struct ClusterSettings {
     pub node_id: String,
     /// The node's lease (`--node-lease-ms`).
     pub lease: Duration,
+    /// How long a command waits for Redis's answer (`--redis-timeout-ms`).
+    pub response_timeout: Duration,
     /// About how many entries `<c>:log` keeps (`--cluster-log-entries`).
     pub log_entries: u64,
     /// About how many lines `<c>:lines` keeps; 0: all (`--history-keep-lines`).
@@ -340,7 +346,8 @@ pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, Clus
     let connecting = async {
         let mut reads = reading_connection(&client).await?;
         let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT));
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(settings.response_timeout));
         let appends = client
             .get_connection_manager_with_config(manager_config)
             .await?;
