@@ -208,6 +208,29 @@ pub(crate) enum Record {
     },
 }
 
+impl Record {
+    /// The member as `<c>:members` keeps it, for a join and for a line that renamed
+    /// its sender.
+    fn kept(&self) -> Option<Kept> {
+        match self {
+            Record::Joined {
+                name,
+                protocol,
+                since_ms,
+                key,
+                ..
+            } => Some(Kept {
+                name: name.clone(),
+                protocol: *protocol,
+                since_ms: *since_ms,
+                key: key.clone(),
+            }),
+            Record::Line { renamed, .. } => renamed.clone(),
+            Record::Left { .. } | Record::RoomLine { .. } => None,
+        }
+    }
+}
+
 /// Protocols by their [`Protocol::as_str`] name.
 mod protocol_name {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -760,32 +783,20 @@ impl<T> RedisLog<T> {
 impl<T: Replicated> Log<T> for RedisLog<T> {
     fn append(&self, queued: Queued<T>) -> Result<(), AppendRefusal> {
         let (record, member) = queued.item.record(queued.line.as_ref());
-        let (kind, kept) = match &record {
-            Record::Line { renamed, .. } => (
-                Kind::Line,
-                renamed
-                    .as_ref()
-                    .and_then(|kept| serde_json::to_string(kept).ok())
-                    .unwrap_or_default(),
-            ),
-            Record::Joined {
-                name,
-                protocol,
-                since_ms,
-                key,
-                ..
-            } => {
-                let kept = Kept {
-                    name: name.clone(),
-                    protocol: *protocol,
-                    since_ms: *since_ms,
-                    key: key.clone(),
-                };
-                (Kind::Join, serde_json::to_string(&kept).unwrap_or_default())
-            }
-            Record::Left { .. } => (Kind::Leave, String::new()),
+        let kind = match &record {
+            Record::Line { .. } => Kind::Line,
+            Record::Joined { .. } => Kind::Join,
+            Record::Left { .. } => Kind::Leave,
             Record::RoomLine { .. } => {
                 tracing::error!("a room line appended as a lobby event: dropped");
+                return Ok(());
+            }
+        };
+        let kept = match record.kept().map(|kept| serde_json::to_string(&kept)) {
+            None => String::new(),
+            Some(Ok(json)) => json,
+            Some(Err(e)) => {
+                tracing::error!("cannot encode a member for the cluster's presence: {e}");
                 return Ok(());
             }
         };
@@ -1358,34 +1369,14 @@ async fn read_all<T: Replicated>(
 
 /// Applies a join or leave to the roster.
 fn apply<T>(shared: &Shared<T>, envelope: &Envelope) {
-    match &envelope.record {
-        Record::Joined {
-            name,
-            id,
-            protocol,
-            since_ms,
-            key,
-            ..
-        } => {
-            let kept = Kept {
-                name: name.clone(),
-                protocol: *protocol,
-                since_ms: *since_ms,
-                key: key.clone(),
-            };
+    match (&envelope.record, envelope.record.kept()) {
+        (Record::Joined { id, .. } | Record::Line { id, .. }, Some(kept)) => {
             lock(&shared.roster).joined(member_key(&envelope.node, *id), &kept);
         }
-        Record::Left { id, .. } => {
+        (Record::Left { id, .. }, _) => {
             lock(&shared.roster).left(&member_key(&envelope.node, *id));
         }
-        Record::Line {
-            id,
-            renamed: Some(kept),
-            ..
-        } => {
-            lock(&shared.roster).joined(member_key(&envelope.node, *id), kept);
-        }
-        Record::Line { renamed: None, .. } | Record::RoomLine { .. } => {}
+        _ => {}
     }
 }
 
