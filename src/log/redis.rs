@@ -6,7 +6,8 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `<c>:log` | stream | every lobby event of every node (join, rename, line, leave), in the one order every node relays; fields `prev` (the id of the entry before it), `e` (the entry, JSON), `line` (the line's id, `0` if not a line), `last` (the newest line id when the entry was added), `count` (members present after it); room lines with `room`; trimmed to about `--cluster-log-entries` |
+//! | `<c>:log` | stream | every lobby event of every node (join, rename, line, leave), in the one order every node relays; fields `n` (the entry's number: one more than the entry before it), `e` (the entry, JSON), `line` (the line's id, `0` if not a line), `last` (the newest line id when the entry was added), `count` (members present after it); room lines with `room`; trimmed to about `--cluster-log-entries` |
+//! | `<c>:log-entries` | string (counter) | the number of the last entry added to `<c>:log` |
 //! | `<c>:line-id` | string (counter) | the last line id given out (`INCR`) |
 //! | `<c>:lines` | stream | the history: each chat line under the stream id `<line id>-0`, field `e` (the entry, JSON); trimmed to about `--history-keep-lines` when set |
 //! | `<c>:members` | hash | who is present: `<node>/<id>` → `{"name","protocol","since_ms"}` ([`roster`]) |
@@ -46,8 +47,8 @@
 //! entries come back with what only it knows (the sender to skip, the acknowledgement
 //! to call, the member to replay to): it keeps its appends waiting in a FIFO, matched to
 //! its entries as they come back by `seq`. After a failed read it reconnects and goes
-//! on from the last entry it read. Every entry names the one before it (`prev`): a
-//! node that finds entries missing (the log trimmed past it while it was away, or a
+//! on from the last entry it read. Every entry is numbered (`n`): a node that finds
+//! a number that does not follow the last one it read, entries missing (the log trimmed past it while it was away, or a
 //! Redis that lost its data) counts the gap, reads `<c>:members` anew and goes on.
 //!
 //! Leases ([`lease`]): a node registers under a new epoch at start and renews its lease
@@ -304,8 +305,9 @@ pub(crate) struct Connected {
     client: redis::Client,
     appends: redis::aio::ConnectionManager,
     reads: redis::aio::MultiplexedConnection,
-    /// The log's newest entry when presence was read: the node relays what comes after.
-    start: String,
+    /// The log's newest entry, and its number, when presence was read: the node relays
+    /// what comes after.
+    start: (String, u64),
     /// Who was present then.
     roster: Roster,
     /// The epoch the node registered under.
@@ -387,7 +389,8 @@ pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, Clus
             .await?;
         let epoch = lease::register(&mut reads, &keys, &settings).await?;
         let ids = ids::block(&mut reads, &keys).await?;
-        let (start, members) = snapshot(&mut reads, &keys).await?;
+        let (newest, members, entries) = snapshot(&mut reads, &keys).await?;
+        let start = (newest, entries);
         Ok::<_, redis::RedisError>((
             reads,
             appends,
@@ -440,11 +443,12 @@ async fn reading_connection(
         .await
 }
 
-/// The log's newest entry id and `<c>:members` at one instant.
+/// The log's newest entry id, `<c>:members` and the newest entry's number, at one
+/// instant.
 async fn snapshot(
     connection: &mut redis::aio::MultiplexedConnection,
     keys: &Keys,
-) -> redis::RedisResult<(String, Vec<(String, String)>)> {
+) -> redis::RedisResult<(String, Vec<(String, String)>, u64)> {
     redis::Script::new(scripts::SNAPSHOT)
         .key(&keys.log)
         .key(&keys.members)
@@ -1251,7 +1255,7 @@ fn is_unreachable(e: &redis::RedisError) -> bool {
         || e.code() == Some("LOADING")
 }
 
-/// Reads the log from `start` on, applies joins and leaves to the roster and hands each
+/// Reads the log from `start` (the entry and its number) on, applies joins and leaves to the roster and hands each
 /// batch to `deliver`, in order; reconnects after a failure.
 #[allow(clippy::too_many_arguments)]
 async fn read_all<T: Replicated>(
@@ -1259,13 +1263,14 @@ async fn read_all<T: Replicated>(
     mut connection: redis::aio::MultiplexedConnection,
     keys: Keys,
     node: String,
-    start: String,
+    start: (String, u64),
     shared: Arc<Shared<T>>,
     mut deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
     room_line: RoomLine,
     stop: CancellationToken,
 ) {
-    let mut last = start;
+    // The last entry read, and its number.
+    let (mut last, mut read_entries) = start;
     let mut failed = false;
     loop {
         if failed {
@@ -1308,8 +1313,11 @@ async fn read_all<T: Replicated>(
         };
         let mut batch = Vec::with_capacity(entries.len());
         for entry in entries {
-            if entry.get::<String>("prev").is_some_and(|prev| prev != last) {
-                read_presence_anew(&mut connection, &keys, &last, &shared).await;
+            if let Some(n) = entry.get::<u64>("n") {
+                if n != read_entries + 1 {
+                    read_presence_anew(&mut connection, &keys, &last, &shared).await;
+                }
+                read_entries = n;
             }
             last = entry.id.clone();
             let Some(envelope) = entry.get::<String>("e").and_then(|e| decode(&e)) else {
@@ -1396,7 +1404,7 @@ async fn read_presence_anew<T>(
     );
     metrics::counter!(LOG_GAPS).increment(1);
     match snapshot(connection, keys).await {
-        Ok((_, members)) => *lock(&shared.roster) = roster_of(members),
+        Ok((_, members, _)) => *lock(&shared.roster) = roster_of(members),
         Err(e) => tracing::error!("cannot read presence anew: {e}"),
     }
 }

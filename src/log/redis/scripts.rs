@@ -9,17 +9,16 @@
 //! written by the cluster, not by the node.
 
 /// A script's first lines: `ms`, the milliseconds of Redis's clock, and `add_to_log`,
-/// which adds an entry to the log (trimmed to about `cap`) with the id of the entry
-/// before it as its field `prev`: a reader that finds `prev` is not the last entry it
-/// read knows it missed some (trimmed while it was away, or a Redis that lost its data).
+/// which adds an entry to the log (trimmed to about `cap`) with its number in the log
+/// as its field `n` (counted in `<log>-entries`): a reader that finds a number that
+/// does not follow the last one it read knows it missed entries (trimmed while it was
+/// away, or a Redis that lost its data).
 const NOW: &str = "
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local function add_to_log(log, cap, ...)
-  local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
-  local prev = '0-0'
-  if newest[1] then prev = newest[1][1] end
-  return redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'prev', prev, unpack({...}))
+  local n = redis.call('INCR', log .. '-entries')
+  return redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'n', n, unpack({...}))
 end
 ";
 
@@ -154,12 +153,14 @@ return announced
 }
 
 /// Where a node starts reading, and who is present there, at one instant. KEYS: 1 log,
-/// 2 members. Returns `{the log's newest id ('0-0' if empty), {key, member, …}}`.
+/// 2 members. Returns `{the log's newest id ('0-0' if empty), {key, member, …}, the
+/// number of the newest entry (0 if none)}`.
 pub(super) const SNAPSHOT: &str = "
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local id = '0-0'
 if newest[1] then id = newest[1][1] end
-return {id, redis.call('HGETALL', KEYS[2])}
+local entries = tonumber(redis.call('GET', KEYS[1] .. '-entries') or '0')
+return {id, redis.call('HGETALL', KEYS[2]), entries}
 ";
 
 /// A request about the two-person rooms, in the node's order with its other entries.
