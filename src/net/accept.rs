@@ -7,13 +7,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Timeouts;
 use super::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
-use super::outbox::{Inbox, QueueOutbox};
+use super::outbox::{Ending, Inbox, QueueOutbox};
 use crate::lobby::{Lobby, Member};
 use crate::protocol::Protocol;
 use crate::refusals::{Refusals, Who};
@@ -152,6 +153,25 @@ where
 async fn hold(permit: Permit, connection: impl Future<Output = ()>) {
     connection.await;
     drop(permit);
+}
+
+/// Ends a raw TCP connection task: a connection whose own work ended with an error
+/// line (`Err(why)`) gets it with [`close_with_error`]'s lingering close; any other
+/// ending just closes.
+pub(crate) async fn close_telling(
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    peer: SocketAddr,
+    ending: Ending<Result<&'static str, String>>,
+) {
+    let Ending::Ended(Err(why)) = ending else {
+        return;
+    };
+    match reader.reunite(writer) {
+        Ok(stream) => close_with_error(stream, peer, why).await,
+        // Cannot happen (both halves are the one stream's); the close is then abrupt.
+        Err(e) => tracing::warn!(%peer, "cannot send the error line: {e}"),
+    }
 }
 
 /// Ends a TCP connection with one line `error: <why>`: writes it, closes the sending

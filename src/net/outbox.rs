@@ -24,13 +24,15 @@ pub(crate) enum Ending<T> {
     Ended(T),
 }
 
-impl Ending<&'static str> {
-    /// Why the connection ended, for the log.
+impl Ending<Result<&'static str, String>> {
+    /// Why the connection ended, for the log: a connection that ended with an error
+    /// line was refused.
     pub(crate) fn reason(&self) -> &'static str {
         match self {
             Ending::Shutdown => "shutdown",
             Ending::CutOff => "cut off as a slow consumer",
-            Ending::Ended(reason) => reason,
+            Ending::Ended(Ok(reason)) => reason,
+            Ending::Ended(Err(_)) => "refused",
         }
     }
 }

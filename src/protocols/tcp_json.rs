@@ -42,6 +42,7 @@ use tokio_util::codec::Decoder;
 use crate::lobby::names::NameTaken;
 use crate::lobby::{Event, LobbyError, Member};
 use crate::net::accept::Served;
+use crate::net::accept::close_telling;
 use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
@@ -243,7 +244,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
             tokio::select! {
                 delivery = inbox.queue.recv() => {
                     if let Err(stop) = write_delivery(&mut writer, delivery, Protocol::TcpJson, encode).await {
-                        return stop;
+                        return Ok(stop);
                     }
                 }
                 () = until(connect_deadline), if names.is_none() => {
@@ -254,9 +255,9 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                 }
                 read = reader.read_buf(reserve(&mut buf)) => {
                     match read {
-                        Ok(0) => return "closed by the client",
+                        Ok(0) => return Ok("closed by the client"),
                         Ok(_) => {}
-                        Err(_) => return "read failed",
+                        Err(_) => return Ok("read failed"),
                     }
                     let mut decoded = false;
                     let error = loop {
@@ -268,7 +269,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                                     Ok(None) => continue,
                                     Ok(Some(taken)) => {
                                         if writer.write_all(format!("error: {taken}\n").as_bytes()).await.is_err() {
-                                            return "write failed";
+                                            return Ok("write failed");
                                         }
                                         continue;
                                     }
@@ -280,7 +281,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                                 let who = Who::Member(member.id(), Some(peer));
                                 lobby.refusals().report(Protocol::TcpJson, who, why.reason(), &why, false);
                                 if writer.write_all(format!("error: {why}\n").as_bytes()).await.is_err() {
-                                    return "write failed";
+                                    return Ok("write failed");
                                 }
                             }
                             Err(why) => break Some(why),
@@ -299,14 +300,12 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         };
         let who = Who::Member(member.id(), Some(peer));
         lobby.refusals().report(Protocol::TcpJson, who, fatal.reason(), &fatal, true);
-        // The client is being dropped: a failed write of the reason changes nothing.
-        if let Err(e) = writer.write_all(format!("error: {fatal}\n").as_bytes()).await {
-            tracing::debug!(%peer, "cannot send the error line: {e}");
-        }
-        "refused"
+        Err(fatal.to_string())
     })
     .await;
     tracing::debug!(%peer, member = member.id(), "tcp-json connection ends: {}", ending.reason());
+    drop(member);
+    close_telling(reader, writer, peer, ending).await;
 }
 
 /// `buf`, with room for one more read.

@@ -35,6 +35,7 @@ use tokio::time::Instant;
 
 use crate::lobby::{Event, LobbyError};
 use crate::net::accept::Served;
+use crate::net::accept::close_telling;
 use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
@@ -83,20 +84,17 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                 tokio::select! {
                     delivery = inbox.queue.recv() => {
                         if let Err(stop) = write_delivery(&mut writer, delivery, Protocol::TcpText, encode).await {
-                            return stop;
+                            return Ok(stop);
                         }
                     }
                     () = until(stall_deadline) => {
                         let why = format!("incomplete UTF-8 character for {} ms", millis(timeouts.stall));
                         lobby.refusals().report(Protocol::TcpText, Who::Member(member.id(), Some(peer)), "stall", &why, true);
-                        if let Err(e) = writer.write_all(format!("error: {why}\n").as_bytes()).await {
-                            tracing::debug!(%peer, "cannot send the error line: {e}");
-                        }
-                        return "stalled";
+                        return Err(why);
                     }
                     read = reader.read(&mut buf[filled..]) => {
                         match read {
-                            Ok(0) | Err(_) => return "closed by the client",
+                            Ok(0) | Err(_) => return Ok("closed by the client"),
                             Ok(n) => filled += n,
                         }
                         let ready = complete_prefix(&buf[..filled]);
@@ -107,13 +105,12 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                             if let Err(why) = member.say_chunk(chunk) {
                                 let disconnects = why.disconnects() || why == LobbyError::Gone;
                                 lobby.refusals().report(Protocol::TcpText, Who::Member(member.id(), Some(peer)), why.reason(), &why, disconnects);
-                                let line = format!("error: {why}\n");
-                                if let Err(e) = writer.write_all(line.as_bytes()).await {
-                                    tracing::debug!(%peer, "cannot send the error line: {e}");
-                                    return "write failed";
-                                }
                                 if disconnects {
-                                    return "refused";
+                                    return Err(why.to_string());
+                                }
+                                if let Err(e) = writer.write_all(format!("error: {why}\n").as_bytes()).await {
+                                    tracing::debug!(%peer, "cannot send the error line: {e}");
+                                    return Ok("write failed");
                                 }
                             }
                         }
@@ -128,6 +125,8 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         })
     .await;
     tracing::debug!(%peer, member = member.id(), "tcp-text connection ends: {}", ending.reason());
+    drop(member);
+    close_telling(reader, writer, peer, ending).await;
 }
 
 /// A time limit in milliseconds, for error lines.
