@@ -15,6 +15,7 @@ use common::{
     ws_left, ws_line,
 };
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 /// `nodes` chatterbox nodes of cluster `cluster` on `redis`, each answering (so each
 /// reads the log from before any test client connects).
@@ -653,36 +654,83 @@ async fn twelve_clients_of_three_protocols_on_three_nodes_hear_one_order() {
         .collect();
     let total = names.len() * LINES_OF_TWELVE;
     let text = |name: &str, n: usize| format!("{name} {n}");
+    // Every client reads while it sends, as a chat client does (one that did not would
+    // be cut off as a slow consumer once its queue and its socket's buffers are full).
     let ws_tasks: Vec<_> = websockets
         .into_iter()
-        .map(|(name, mut ws)| {
+        .map(|(name, ws)| {
             tokio::spawn(async move {
-                for n in 0..LINES_OF_TWELVE {
-                    ws.say(&name, &text(&name, n)).await;
-                }
-                let mut lines = Vec::new();
-                while lines.len() < total {
-                    let frame = ws.next().await;
-                    let value: Value =
-                        serde_json::from_str(frame.to_text().expect("text")).expect("JSON");
-                    assert_eq!(value["type"], "message", "{value}");
-                    lines.push(heard(
-                        value["name"].as_str().expect("name"),
-                        value["msg"].as_str().expect("msg"),
-                    ));
-                }
-                lines
+                use futures_util::{SinkExt, StreamExt};
+                let (mut sink, mut frames) = ws.socket.split();
+                let send = async {
+                    for n in 0..LINES_OF_TWELVE {
+                        let line = json!({"name": name, "msg": text(&name, n)}).to_string();
+                        sink.send(Message::text(line)).await.expect("send");
+                    }
+                };
+                let read = async {
+                    let mut lines = Vec::new();
+                    while lines.len() < total {
+                        let frame = tokio::time::timeout(WAIT, frames.next())
+                            .await
+                            .expect("a frame in time")
+                            .expect("open")
+                            .expect("a frame");
+                        let value: Value =
+                            serde_json::from_str(frame.to_text().expect("text")).expect("JSON");
+                        assert_eq!(value["type"], "message", "{value}");
+                        lines.push(heard(
+                            value["name"].as_str().expect("name"),
+                            value["msg"].as_str().expect("msg"),
+                        ));
+                    }
+                    lines
+                };
+                tokio::join!(send, read).1
             })
         })
         .collect();
+    // TCP JSON has no framing: its client reads every line's bytes (the same number in
+    // any order), checked against the one order below.
+    let tcp_bytes: usize = names
+        .iter()
+        .flat_map(|name| (0..LINES_OF_TWELVE).map(|n| heard(name, &text(name, n)).len()))
+        .sum();
     let tcp_tasks: Vec<_> = tcps
         .into_iter()
         .map(|(name, mut tcp)| {
             tokio::spawn(async move {
-                for n in 0..LINES_OF_TWELVE {
-                    tcp.command("CHAT", &heard(&name, &text(&name, n))).await;
-                }
-                tcp
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut received = std::mem::take(&mut tcp.received);
+                let (mut reader, mut writer) = tcp.stream.split();
+                let send = async {
+                    for n in 0..LINES_OF_TWELVE {
+                        let content = heard(&name, &text(&name, n));
+                        let command = json!({"type": "CHAT", "content": content}).to_string();
+                        writer.write_all(command.as_bytes()).await.expect("write");
+                    }
+                };
+                let read = async {
+                    let mut buf = [0; 8192];
+                    while received.len() < tcp_bytes {
+                        let n = tokio::time::timeout(WAIT, reader.read(&mut buf))
+                            .await
+                            .expect("bytes in time")
+                            .expect("read");
+                        assert_ne!(
+                            n,
+                            0,
+                            "closed after {} bytes: {:?}",
+                            received.len(),
+                            String::from_utf8_lossy(
+                                &received[received.len().saturating_sub(200)..]
+                            )
+                        );
+                        received.extend_from_slice(&buf[..n]);
+                    }
+                };
+                tokio::join!(send, read);
+                String::from_utf8(received).expect("UTF-8")
             })
         })
         .collect();
@@ -751,8 +799,21 @@ async fn twelve_clients_of_three_protocols_on_three_nodes_hear_one_order() {
     // ...and every TCP JSON client exactly those bytes, in that order.
     let expected: String = order.concat();
     for task in tcp_tasks {
-        let mut tcp = task.await.expect("task");
-        tcp.expect(&expected).await;
+        let received = tokio::time::timeout(WAIT * 3, task)
+            .await
+            .expect("in time")
+            .expect("task");
+        let same = received
+            .bytes()
+            .zip(expected.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        assert!(
+            received == expected,
+            "TCP JSON bytes differ from byte {same}: got {:?}, expected {:?}",
+            &received[same.saturating_sub(40)..(same + 80).min(received.len())],
+            &expected[same.saturating_sub(40)..(same + 80).min(expected.len())],
+        );
     }
     // One history: the 2,400 lines with ids 1 to 2,400 on every node, in that order.
     for node in &cluster {

@@ -146,6 +146,13 @@ impl Inner {
     }
 }
 
+/// The most events a log hands the lobby in one batch: half a member's queue, so that a
+/// batch fits even in a queue the previous one has not been written out of yet (the
+/// lobby hands a whole batch to each member's queue at once).
+fn relay_batch_items(limits: &Limits) -> usize {
+    (limits.outbox_messages / 2).max(1)
+}
+
 impl Lobby {
     /// An empty lobby applying `limits`, without history: events go straight out.
     pub(crate) fn new(limits: Limits) -> Self {
@@ -158,9 +165,7 @@ impl Lobby {
     /// relaying it (see the module doc). Fails only if the writer thread cannot start.
     pub(crate) fn with_history(limits: Limits, store: Store) -> std::io::Result<Self> {
         let capacity = limits.history_queue_lines;
-        // Half a member's queue: a batch fits even in a queue the previous one has not
-        // been written out of yet.
-        let batch_items = limits.outbox_messages / 2;
+        let batch_items = relay_batch_items(&limits);
         Self::with_log(limits, |deliver, _, _| {
             let log: Box<dyn Log<Outgoing>> =
                 Box::new(Sequencer::start(store, capacity, batch_items, deliver)?);
@@ -175,9 +180,15 @@ impl Lobby {
         connected: log::redis::Connected,
     ) -> std::io::Result<Self> {
         let capacity = limits.history_queue_lines;
+        let batch_items = relay_batch_items(&limits);
         Self::with_log(limits, |deliver, lost, room_line| {
             let log: Box<dyn Log<Outgoing>> = Box::new(log::redis::RedisLog::start(
-                connected, capacity, deliver, lost, room_line,
+                connected,
+                capacity,
+                batch_items,
+                deliver,
+                lost,
+                room_line,
             ));
             Ok(log)
         })

@@ -28,12 +28,14 @@
 //! `chatterbox_cluster_entries_skipped_total` and skipped: no node stops for it.
 //!
 //! Writing: the lobby appends under its lock; the entry goes, in that order, to one task
-//! that runs the append script ([`scripts::append`]) per entry on one connection (so a
-//! node's entries reach Redis in the order its lobby accepted them). The script gives a
+//! that runs the append script ([`scripts::append`]) on one connection, for every entry
+//! waiting when it takes them (up to 64 entries or 256 KiB a call: one round trip and one
+//! script run for a burst of lines), so a node's entries reach Redis in the order its
+//! lobby accepted them. The script gives a
 //! chat line its id and its place in `<c>:lines`, applies a join or leave to
 //! `<c>:members`, and adds the entry to `<c>:log` with the member count after it, all
 //! atomically: line ids grow in log order, and every count is the cluster's at that
-//! point of the log. When Redis does not answer, the task tries the same entry again
+//! point of the log. When Redis does not answer, the task tries the same entries again
 //! (the script's `<c>:seqs` check makes a retry after a lost reply harmless) until it
 //! does; meanwhile the lobby refuses new chat lines ([`AppendRefusal::Unavailable`]:
 //! "the lobby is unavailable: line not sent, try again"), counted as refusals.
@@ -82,7 +84,7 @@ mod scripts;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use serde::{Deserialize, Serialize};
@@ -105,9 +107,6 @@ pub const DEFAULT_CLUSTER: &str = "chatterbox";
 
 /// How long a node waits for Redis to answer at start.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Most entries one `XREAD` takes: one batch handed to the lobby.
-const READ_COUNT: usize = 512;
 
 /// How long one `XREAD` blocks before it is sent again (so that a stopping node is not
 /// held up by a read).
@@ -662,6 +661,7 @@ impl<T: Replicated> RedisLog<T> {
     pub(crate) fn start(
         connected: Connected,
         capacity: usize,
+        batch_items: usize,
         deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
         lost: Lost,
         room_line: RoomLine,
@@ -711,8 +711,11 @@ impl<T: Replicated> RedisLog<T> {
             settings.node_id.clone(),
             start,
             shared.clone(),
-            deliver,
-            room_line,
+            Relay {
+                deliver,
+                batch_items: batch_items.max(1),
+                room_line,
+            },
             stop.clone(),
         ));
         tokio::spawn(lease::keep(
@@ -1092,8 +1095,8 @@ fn skipped(id: &str, why: &str) {
     metrics::counter!(SKIPPED).increment(1);
 }
 
-/// Runs the append script for each entry, and the rooms script for each room request,
-/// in order, on one connection; one Redis did not answer for is tried again until it
+/// Runs the append script for the entries waiting (a batch per call), and the rooms
+/// script for each room request, in order, on one connection; one Redis did not answer for is tried again until it
 /// does (see the module doc).
 async fn append_all<T>(
     mut connection: redis::aio::ConnectionManager,
@@ -1107,16 +1110,38 @@ async fn append_all<T>(
     let rooms_script = redis::Script::new(&scripts::rooms());
     let node_members = keys.node_members(&settings.node_id);
     let node_seats = format!("{}:node-seats:{}", keys.prefix, settings.node_id);
+    // A room request found while taking entries: the next job.
+    let mut held = None;
     loop {
-        let job = tokio::select! {
-            () = stop.cancelled() => return,
-            job = jobs.recv() => match job {
-                Some(job) => job,
-                None => return,
+        let job = match held.take() {
+            Some(job) => job,
+            None => tokio::select! {
+                () = stop.cancelled() => return,
+                job = jobs.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
             },
         };
         match job {
-            Job::Entry(append) => {
+            Job::Entry(first) => {
+                // The entries waiting behind it go in the same call, up to a bound, in
+                // order: a room request or another epoch's entry ends the batch.
+                let mut bytes = first.json.len();
+                let mut batch = vec![first];
+                while batch.len() < APPEND_BATCH_ENTRIES && bytes < APPEND_BATCH_BYTES {
+                    match jobs.try_recv() {
+                        Ok(Job::Entry(next)) if next.epoch == batch[0].epoch => {
+                            bytes += next.json.len();
+                            batch.push(next);
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 let mut invocation = append_script.prepare_invoke();
                 invocation
                     .key(&keys.log)
@@ -1127,31 +1152,48 @@ async fn append_all<T>(
                     .key(&keys.epochs)
                     .key(&keys.seqs)
                     .key(&node_members)
-                    .arg(&append.json)
-                    .arg(append.kind.as_str())
                     .arg(&settings.node_id)
-                    .arg(append.epoch)
-                    .arg(append.seq)
-                    .arg(&append.member)
-                    .arg(&append.kept)
+                    .arg(batch[0].epoch)
                     .arg(settings.log_entries)
                     .arg(settings.history_lines);
+                for append in &batch {
+                    invocation
+                        .arg(&append.json)
+                        .arg(append.kind.as_str())
+                        .arg(append.seq)
+                        .arg(&append.member)
+                        .arg(&append.kept);
+                }
                 let Some(outcome) =
-                    answered::<T, (i64, i64)>(&invocation, &mut connection, &shared, &stop).await
+                    answered::<T, Vec<i64>>(&invocation, &mut connection, &shared, &stop).await
                 else {
                     return;
                 };
-                let appended = match outcome {
-                    Ok((line, _)) => line >= -1,
+                let answers = match outcome {
+                    Ok(answers) => answers,
                     Err(e) => {
-                        refused(&shared, append.seq, &e);
-                        false
+                        refused(&shared, batch[0].seq, &e);
+                        Vec::new()
                     }
                 };
-                if !appended {
-                    // Not in the log: nobody relays it. Its pending place goes, so that
-                    // the entries after it still match.
-                    lock(&shared.pending).remove(append.seq);
+                if !answers.is_empty() && answers.len() != batch.len() {
+                    tracing::error!(
+                        entries = batch.len(),
+                        answers = answers.len(),
+                        "the append script answered for another number of entries"
+                    );
+                }
+                // An entry not in the log is relayed by nobody: its pending place goes,
+                // so that the entries after it still match.
+                let mut pending = None;
+                for (at, append) in batch.iter().enumerate() {
+                    if answers.get(at).is_none_or(|&answer| answer < -1) {
+                        pending
+                            .get_or_insert_with(|| lock(&shared.pending))
+                            .remove(append.seq);
+                    }
+                }
+                if pending.take().is_some() {
                     shared.drained.notify_all();
                 }
             }
@@ -1198,6 +1240,15 @@ async fn append_all<T>(
         }
     }
 }
+
+/// The most entries one call of the append script takes: bounds the call's arguments
+/// and how long Redis runs it (a few ms), while a node's waiting lines still go in few
+/// round trips.
+pub(super) const APPEND_BATCH_ENTRIES: usize = 64;
+
+/// The most bytes of entries one call of the append script takes (it may pass this by
+/// its last entry, of at most one line's size).
+const APPEND_BATCH_BYTES: usize = 256 * 1024;
 
 /// Seats a two-person room holds (PROTOCOLS.md section 2).
 const ROOM_SEATS: usize = 2;
@@ -1265,8 +1316,7 @@ async fn read_all<T: Replicated>(
     node: String,
     start: (String, u64),
     shared: Arc<Shared<T>>,
-    mut deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
-    room_line: RoomLine,
+    mut relay: Relay<T>,
     stop: CancellationToken,
 ) {
     // The last entry read, and its number.
@@ -1292,7 +1342,7 @@ async fn read_all<T: Replicated>(
         }
         let mut read = redis::cmd("XREAD");
         read.arg("COUNT")
-            .arg(READ_COUNT)
+            .arg(relay.batch_items)
             .arg("BLOCK")
             .arg(READ_BLOCK_MS)
             .arg("STREAMS")
@@ -1311,6 +1361,7 @@ async fn read_all<T: Replicated>(
                 continue;
             }
         };
+        let read_all_it_could = entries.len() >= relay.batch_items;
         let mut batch = Vec::with_capacity(entries.len());
         for entry in entries {
             if let Some(n) = entry.get::<u64>("n") {
@@ -1336,7 +1387,7 @@ async fn read_all<T: Replicated>(
             // seq 0: written by the cluster itself (a node given up), never pending.
             if let Record::RoomLine { text } = envelope.record {
                 match entry.get::<String>("room") {
-                    Some(room) => room_line(&room, Arc::from(text)),
+                    Some(room) => (relay.room_line)(&room, Arc::from(text)),
                     None => skipped(&entry.id, "a room line without its room"),
                 }
                 continue;
@@ -1370,9 +1421,28 @@ async fn read_all<T: Replicated>(
             });
         }
         if !batch.is_empty() {
-            deliver(batch);
+            let delivering = Instant::now();
+            (relay.deliver)(batch);
+            if read_all_it_could {
+                // A backlog (a burst of the cluster's, or what piled up while this node
+                // was away): relaying only queues the events, the connections' writers
+                // still have to send them. The next part at once would overflow the
+                // queues of members that are keeping up; wait as long as this relay took.
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(delivering.elapsed()) => {}
+                }
+            }
         }
     }
+}
+
+/// Where the reader hands what it read: lobby events in batches of at most
+/// `batch_items`, room lines to `room_line`.
+struct Relay<T> {
+    deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
+    batch_items: usize,
+    room_line: RoomLine,
 }
 
 /// Applies a join or leave to the roster.

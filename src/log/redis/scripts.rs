@@ -22,52 +22,69 @@ local function add_to_log(log, cap, ...)
 end
 ";
 
-/// Appends one entry of a node. KEYS: 1 log, 2 line-id, 3 lines, 4 members, 5 nodes,
-/// 6 epochs, 7 seqs, 8 the node's member set. ARGV: 1 the entry (JSON), 2 its kind
-/// (`line`, `join`, `leave`), 3 the node, 4 its epoch, 5 the entry's seq, 6 the member's
-/// key, 7 the member as `members` keeps it (JSON; joins, and lines that rename their
-/// sender, else empty), 8 the log's length cap,
-/// 9 the history's length cap (0: none).
+/// Appends entries of a node, in order, as one atomic step (the entries waiting in the
+/// node when the appender takes them, at most [`APPEND_BATCH_ENTRIES`](super::APPEND_BATCH_ENTRIES)).
+/// KEYS: 1 log, 2 line-id, 3 lines, 4 members, 5 nodes, 6 epochs, 7 seqs, 8 the node's
+/// member set. ARGV: 1 the node, 2 its epoch, 3 the log's length cap, 4 the history's
+/// length cap (0: none), then five for each entry: the entry (JSON), its kind (`line`,
+/// `join`, `leave`), its seq, the member's key, the member as `members` keeps it (JSON;
+/// joins, and lines that rename their sender, else empty).
 ///
-/// Refused with `NOLEASE` when the node's lease has run out or its epoch is not the
-/// current one (it was frozen or cut off, and the cluster announced its members as
-/// left). Returns `{line id (0: not a line), member count}`, or `{-1, 0}` for an entry
-/// already appended (a retry after a lost reply), `{-2, 0}` for a line or leave of a
-/// member the cluster no longer has (nothing appended).
+/// Refused with `NOLEASE` (nothing appended) when the node's lease has run out or its
+/// epoch is not the current one (it was frozen or cut off, and the cluster announced
+/// its members as left). Returns one answer per entry: its line id (0: not a line),
+/// `-1` for an entry already appended (a retry after a lost reply), `-2` for a line or
+/// leave of a member the cluster no longer has (nothing appended).
 pub(super) fn append() -> String {
     format!(
         "{NOW}
-local lease = redis.call('ZSCORE', KEYS[5], ARGV[3])
-if (not lease) or tonumber(lease) < ms or redis.call('HGET', KEYS[6], ARGV[3]) ~= ARGV[4] then
-  return redis.error_reply('NOLEASE node ' .. ARGV[3] .. ' holds no lease')
+local node = ARGV[1]
+local lease = redis.call('ZSCORE', KEYS[5], node)
+if (not lease) or tonumber(lease) < ms or redis.call('HGET', KEYS[6], node) ~= ARGV[2] then
+  return redis.error_reply('NOLEASE node ' .. node .. ' holds no lease')
 end
-local seq = tonumber(ARGV[5])
-if seq <= tonumber(redis.call('HGET', KEYS[7], ARGV[3]) or '0') then
-  return {{-1, 0}}
-end
-redis.call('HSET', KEYS[7], ARGV[3], seq)
-local kind = ARGV[2]
-local line = 0
-if kind == 'line' then
-  if redis.call('HEXISTS', KEYS[4], ARGV[6]) == 0 then return {{-2, 0}} end
-  if ARGV[7] ~= '' then redis.call('HSET', KEYS[4], ARGV[6], ARGV[7]) end
-  line = redis.call('INCR', KEYS[2])
-  if ARGV[9] ~= '0' then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], line .. '-0', 'e', ARGV[1])
-  else
-    redis.call('XADD', KEYS[3], line .. '-0', 'e', ARGV[1])
-  end
-elseif kind == 'join' then
-  redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
-  redis.call('SADD', KEYS[8], ARGV[6])
-elseif kind == 'leave' then
-  if redis.call('HDEL', KEYS[4], ARGV[6]) == 0 then return {{-2, 0}} end
-  redis.call('SREM', KEYS[8], ARGV[6])
-end
-local count = redis.call('HLEN', KEYS[4])
+local done = tonumber(redis.call('HGET', KEYS[7], node) or '0')
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-add_to_log(KEYS[1], ARGV[8], 'e', ARGV[1], 'line', line, 'last', last, 'count', count)
-return {{line, count}}
+local answers = {{}}
+for i = 5, #ARGV, 5 do
+  local entry, kind, seq, member, kept = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]
+  local answer = 0
+  if seq <= done then
+    answer = -1
+  else
+    done = seq
+    if kind == 'line' then
+      if redis.call('HEXISTS', KEYS[4], member) == 0 then
+        answer = -2
+      else
+        if kept ~= '' then redis.call('HSET', KEYS[4], member, kept) end
+        last = redis.call('INCR', KEYS[2])
+        answer = last
+        if ARGV[4] ~= '0' then
+          redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], last .. '-0', 'e', entry)
+        else
+          redis.call('XADD', KEYS[3], last .. '-0', 'e', entry)
+        end
+      end
+    elseif kind == 'join' then
+      redis.call('HSET', KEYS[4], member, kept)
+      redis.call('SADD', KEYS[8], member)
+    elseif kind == 'leave' then
+      if redis.call('HDEL', KEYS[4], member) == 0 then
+        answer = -2
+      else
+        redis.call('SREM', KEYS[8], member)
+      end
+    end
+    if answer >= 0 then
+      local count = redis.call('HLEN', KEYS[4])
+      add_to_log(KEYS[1], ARGV[3], 'e', entry, 'line', answer, 'last', last, 'count', count)
+    end
+  end
+  answers[#answers + 1] = answer
+end
+redis.call('HSET', KEYS[7], node, done)
+return answers
 "
     )
 }
