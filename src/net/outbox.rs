@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -52,37 +52,15 @@ pub(crate) async fn until_stopped<T>(
     }
 }
 
-/// The most bytes [`write_deliveries`] gathers for one write (it may pass this by its
-/// last delivery): what waits for one connection's write at a time.
-const WRITE_BATCH_BYTES: usize = 64 * 1024;
-
-/// Writes a delivery from the queue in `protocol`'s encoding, with whatever else is
-/// already queued behind it (up to [`WRITE_BATCH_BYTES`]), as one write: a member that
-/// fell behind a burst catches up in few system calls instead of one per line.
-pub(crate) async fn write_deliveries(
+/// Writes a delivery from the queue in `protocol`'s encoding, as one write.
+pub(crate) async fn write_delivery(
     writer: &mut (impl AsyncWrite + Unpin),
     delivery: Option<Arc<Delivery>>,
-    queue: &mut mpsc::Receiver<Arc<Delivery>>,
     protocol: Protocol,
     encode: fn(&Event) -> Bytes,
 ) -> Result<(), &'static str> {
-    let first = delivery.ok_or("closed")?.encoded(protocol, encode);
-    let bytes = match queue.try_recv() {
-        Err(_) => first,
-        Ok(next) => {
-            let mut gathered = BytesMut::from(&first[..]);
-            let mut next = Some(next);
-            while let Some(delivery) = next {
-                gathered.extend_from_slice(&delivery.encoded(protocol, encode));
-                next = if gathered.len() < WRITE_BATCH_BYTES {
-                    queue.try_recv().ok()
-                } else {
-                    None
-                };
-            }
-            gathered.freeze()
-        }
-    };
+    let delivery = delivery.ok_or("closed")?;
+    let bytes = delivery.encoded(protocol, encode);
     writer.write_all(&bytes).await.map_err(|_| "write failed")?;
     telemetry::bytes_out(protocol, bytes.len());
     Ok(())

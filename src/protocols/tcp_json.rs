@@ -43,7 +43,7 @@ use crate::lobby::names::NameTaken;
 use crate::lobby::{Event, LobbyError, Member};
 use crate::net::accept::Served;
 use crate::net::accept::close_telling;
-use crate::net::outbox::{until_stopped, write_deliveries};
+use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
 use crate::refusals::Who;
@@ -243,7 +243,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         let fatal = loop {
             tokio::select! {
                 delivery = inbox.queue.recv() => {
-                    if let Err(stop) = write_deliveries(&mut writer, delivery, &mut inbox.queue, Protocol::TcpJson, encode).await {
+                    if let Err(stop) = write_delivery(&mut writer, delivery, Protocol::TcpJson, encode).await {
                         return Ok(stop);
                     }
                 }

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use crate::lobby::{Event, LobbyError};
 use crate::net::accept::Served;
 use crate::net::accept::close_telling;
-use crate::net::outbox::{until_stopped, write_deliveries};
+use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
 use crate::refusals::Who;
@@ -83,7 +83,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
             loop {
                 tokio::select! {
                     delivery = inbox.queue.recv() => {
-                        if let Err(stop) = write_deliveries(&mut writer, delivery, &mut inbox.queue, Protocol::TcpText, encode).await {
+                        if let Err(stop) = write_delivery(&mut writer, delivery, Protocol::TcpText, encode).await {
                             return Ok(stop);
                         }
                     }
