@@ -28,6 +28,8 @@
 #       p99 idle5000)
 #   NO_REFERENCE=1 …                                         # without one chatterbox's
 #                                                            # p99 and the Redis round trip
+#   CHATTERBOX_BIN=path …                                    # another chatterbox build
+#                                                            # for the nodes and the reference
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUND_SECS=${ROUND_SECS:-5}
@@ -47,6 +49,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release --bins --quiet
 release=${CARGO_TARGET_DIR:-target}/release
 bench=$release/chatterbox-bench
+chatterbox=${CHATTERBOX_BIN:-$release/chatterbox}
 source js-client/bench-node/servers.sh
 
 # start_redis PERSISTENCE: a redis-server of its own on core 0, on a unix socket in a
@@ -78,7 +81,7 @@ start_nodes() {
   for i in $(seq "$NODES"); do
     local log="$out/node$i.log"
     case "$1" in
-      chatterbox*) taskset -c 0 "$release/chatterbox" --host 127.0.0.1 --port 0 --ws-port off \
+      chatterbox*) taskset -c 0 "$chatterbox" --host 127.0.0.1 --port 0 --ws-port off \
           --tcp-json-port off --tcp-text-port off \
           --max-connections 0 --max-connections-per-ip 0 --rate-lines-per-sec 0 \
           --redis-url "redis+unix://$sock" --cluster bench --node-id "node$i" 2>"$log" & ;;
@@ -127,7 +130,7 @@ run() {
 reference() {
   local log="$out/single.log"
   rm -f "$out/single.db"*
-  taskset -c 0 "$release/chatterbox" --host 127.0.0.1 --port 0 --ws-port off \
+  taskset -c 0 "$chatterbox" --host 127.0.0.1 --port 0 --ws-port off \
     --tcp-json-port off --tcp-text-port off --db "$out/single.db" --max-connections 0 \
     --max-connections-per-ip 0 --rate-lines-per-sec 0 2>"$log" &
   pids+=($!)
