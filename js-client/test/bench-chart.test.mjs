@@ -80,24 +80,40 @@ test('the chart shows the table\'s figures, chatterbox beside Node, bars in prop
   }
 });
 
-test('docs/comparison.svg is the chart of run 9, whose figures are README\'s table', () => {
-  const run9 = path.join(bench, 'reports-run9');
+test('docs/comparison.svg is the chart of run 14, whose figures are README\'s table', () => {
+  const run14 = path.join(bench, 'reports-run14');
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-chart-'));
   try {
     const out = path.join(dir, 'chart.svg');
     // The command docs/performance.md gives for it.
-    execFileSync(process.execPath, [path.join(bench, 'chart.mjs'), run9, out,
-      'Run 9 of js-client/bench-node/compare.sh, 2026-11-24, ROUND_SECS=3, 2 cores (AMD EPYC): the table in README']);
+    execFileSync(process.execPath, [path.join(bench, 'chart.mjs'), run14, out,
+      'Run 14 of js-client/bench-node/compare.sh, 2026-12-01, ROUND_SECS=3, 2 cores (Intel Xeon): the table in README']);
     const committed = readFileSync(path.join(repoRoot, 'docs', 'comparison.svg'), 'utf8');
     assert.equal(committed, readFileSync(out, 'utf8'));
     const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
     assert.deepEqual(values(committed), chartedFigures(readme));
-    const table = execFileSync(process.execPath, [path.join(bench, 'table.mjs'), run9], { encoding: 'utf8' });
+    const table = execFileSync(process.execPath, [path.join(bench, 'table.mjs'), run14], { encoding: 'utf8' });
     const ours = tableRows(table);
     for (const [label, figures] of tableRows(readme)) {
       if (ours.has(label)) assert.deepEqual(figures, ours.get(label), label);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('README\'s cluster table is run 5 of compare-cluster.sh, as table-cluster.mjs prints it', () => {
+  const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+  const start = readme.indexOf('### Three nodes on one Redis');
+  assert.ok(start > 0, 'the section');
+  const section = readme.slice(start, readme.indexOf('\n## ', start));
+  const run5 = path.join(bench, 'reports-cluster-run5');
+  const table = execFileSync(process.execPath, [path.join(bench, 'table-cluster.mjs'), run5], { encoding: 'utf8' });
+  const ours = tableRows(table);
+  const shown = [...tableRows(section)].filter(([label]) => label !== '');
+  assert.ok(shown.length >= 10, `${shown.length} rows`);
+  for (const [label, figures] of shown) {
+    assert.ok(ours.has(label), `row ${label}`);
+    assert.deepEqual(figures, ours.get(label), label);
   }
 });

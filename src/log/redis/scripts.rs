@@ -229,3 +229,161 @@ return 1
 "
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use redis::streams::StreamRangeReply;
+
+    use super::*;
+
+    /// A `redis-server` of this test's own on a unix socket in a directory of its own,
+    /// killed when dropped.
+    struct Redis {
+        child: Child,
+        connection: redis::Connection,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Redis {
+        fn start() -> Self {
+            let dir = tempfile::tempdir().expect("a directory for redis");
+            let socket = dir.path().join("redis.sock");
+            let child = Command::new("redis-server")
+                .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+                .arg(&socket)
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server runs (apt-get install redis-server)");
+            let client = redis::Client::open(format!("redis+unix://{}", socket.display()))
+                .expect("a redis URL");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let connection = loop {
+                if let Ok(mut connection) = client.get_connection()
+                    && redis::cmd("PING").query::<String>(&mut connection).is_ok()
+                {
+                    break connection;
+                }
+                assert!(Instant::now() < deadline, "redis-server did not answer");
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            Self {
+                child,
+                connection,
+                _dir: dir,
+            }
+        }
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            if let Err(e) = self.child.kill().and_then(|()| self.child.wait().map(drop)) {
+                eprintln!("cannot stop the test's redis-server: {e}");
+            }
+        }
+    }
+
+    /// `(e, n, line, count)` of each entry of stream `key`.
+    fn entries(connection: &mut redis::Connection, key: &str) -> Vec<(String, u64, i64, i64)> {
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query(connection)
+            .expect("XRANGE");
+        reply
+            .ids
+            .iter()
+            .map(|entry| {
+                (
+                    entry.get("e").unwrap_or_default(),
+                    entry.get("n").unwrap_or_default(),
+                    entry.get("line").unwrap_or_default(),
+                    entry.get("count").unwrap_or(-1),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_appended_in_order_once_and_only_under_the_nodes_lease() {
+        let mut redis = Redis::start();
+        let c = &mut redis.connection;
+        let epoch: u64 = redis::Script::new(&register())
+            .key("t:nodes")
+            .key("t:epochs")
+            .key("t:seqs")
+            .arg("n1")
+            .arg(60_000)
+            .invoke(c)
+            .expect("registered");
+        let script = redis::Script::new(&append());
+        let batch = |epoch: u64| {
+            let mut invocation = script.prepare_invoke();
+            for key in [
+                "t:log",
+                "t:line-id",
+                "t:lines",
+                "t:members",
+                "t:nodes",
+                "t:epochs",
+                "t:seqs",
+                "t:node:n1",
+            ] {
+                invocation.key(key);
+            }
+            invocation.arg("n1").arg(epoch).arg(1_000).arg(0);
+            // ann joins and says a line; a member the cluster does not have says one;
+            // ann leaves.
+            for (seq, kind, member, kept) in [
+                (1, "join", "n1/1", r#"{"name":"ann"}"#),
+                (2, "line", "n1/1", ""),
+                (3, "line", "n1/9", ""),
+                (4, "leave", "n1/1", ""),
+            ] {
+                invocation
+                    .arg(format!("entry {seq}"))
+                    .arg(kind)
+                    .arg(seq)
+                    .arg(member)
+                    .arg(kept);
+            }
+            invocation
+        };
+
+        let answers: Vec<i64> = batch(epoch).invoke(c).expect("appended");
+        assert_eq!(answers, [0, 1, -2, 0]);
+        let log = [
+            ("entry 1".to_owned(), 1, 0, 1),
+            ("entry 2".to_owned(), 2, 1, 1),
+            ("entry 4".to_owned(), 3, 0, 0),
+        ];
+        assert_eq!(entries(c, "t:log"), log);
+        let lines: StreamRangeReply = redis::cmd("XRANGE")
+            .arg("t:lines")
+            .arg("-")
+            .arg("+")
+            .query(c)
+            .expect("XRANGE");
+        let lines: Vec<(String, String)> = lines
+            .ids
+            .iter()
+            .map(|l| (l.id.clone(), l.get("e").unwrap_or_default()))
+            .collect();
+        assert_eq!(lines, [("1-0".to_owned(), "entry 2".to_owned())]);
+
+        // The same batch again (a retry after a lost reply): nothing appended twice.
+        let answers: Vec<i64> = batch(epoch).invoke(c).expect("answered");
+        assert_eq!(answers, [-1, -1, -1, -1]);
+        assert_eq!(entries(c, "t:log"), log);
+
+        // Under an epoch that is not the node's: refused whole.
+        let refused = batch(epoch + 1).invoke::<Vec<i64>>(c).expect_err("refused");
+        assert_eq!(refused.code(), Some("NOLEASE"));
+        assert_eq!(entries(c, "t:log"), log);
+    }
+}
