@@ -252,7 +252,15 @@ mod tests {
             let dir = tempfile::tempdir().expect("a directory for redis");
             let socket = dir.path().join("redis.sock");
             let child = Command::new("redis-server")
-                .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+                .args([
+                    "--port",
+                    "0",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--unixsocket",
+                ])
                 .arg(&socket)
                 .arg("--dir")
                 .arg(dir.path())
