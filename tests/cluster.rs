@@ -501,6 +501,9 @@ async fn while_redis_is_down_a_line_is_refused_clearly_and_the_lobby_goes_on_aft
     kim.command("CHAT", "kim : while redis is down").await;
     kim.expect("error: the lobby is unavailable: line not sent, try again\n")
         .await;
+    // A line a node accepted before it found Redis gone is kept and sent once Redis is
+    // back (nothing accepted is lost): ann speaks once her node knows.
+    wait_for_redis(&a, "unavailable").await;
     ann.say("me neither").await;
     ann.expect_error("the lobby is unavailable: line not sent, try again")
         .await;
