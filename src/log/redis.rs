@@ -28,9 +28,10 @@
 //! `chatterbox_cluster_entries_skipped_total` and skipped: no node stops for it.
 //!
 //! Writing: the lobby appends under its lock; the entry goes, in that order, to one task
-//! that runs the append script ([`scripts::append`]) on one connection, for every entry
-//! waiting when it takes them (up to 64 entries or 256 KiB a call: one round trip and one
-//! script run for a burst of lines), so a node's entries reach Redis in the order its
+//! that runs the append script ([`scripts::append`]) on one connection, for a chat line
+//! with the lines waiting behind it (up to 64 entries or 256 KiB a call: one round trip
+//! and one script run for a burst of lines), for a join or leave alone (so a join storm
+//! is paced by Redis's answers), so a node's entries reach Redis in the order its
 //! lobby accepted them. The script gives a
 //! chat line its id and its place in `<c>:lines`, applies a join or leave to
 //! `<c>:members`, and adds the entry to `<c>:log` with the member count after it, all
@@ -1095,8 +1096,9 @@ fn skipped(id: &str, why: &str) {
     metrics::counter!(SKIPPED).increment(1);
 }
 
-/// Runs the append script for the entries waiting (a batch per call), and the rooms
-/// script for each room request, in order, on one connection; one Redis did not answer for is tried again until it
+/// Runs the append script for each join and leave and for the chat lines waiting (a
+/// batch per call), and the rooms script for each room request, in order, on one
+/// connection; one Redis did not answer for is tried again until it
 /// does (see the module doc).
 async fn append_all<T>(
     mut connection: redis::aio::ConnectionManager,
@@ -1125,13 +1127,20 @@ async fn append_all<T>(
         };
         match job {
             Job::Entry(first) => {
-                // The entries waiting behind it go in the same call, up to a bound, in
-                // order: a room request or another epoch's entry ends the batch.
+                // The chat lines waiting behind a line go in the same call, up to a
+                // bound, in order: anything else (a join, a leave, a room request,
+                // another epoch's entry) ends the batch. Joins and leaves go one a call:
+                // a join storm is then paced by Redis's answers, as fast as the nodes'
+                // writers can send each join to everyone (batched, the storm outran
+                // them: docs/performance.md, "Batched appends").
                 let mut bytes = first.json.len();
+                let batching = first.kind == Kind::Line;
                 let mut batch = vec![first];
-                while batch.len() < APPEND_BATCH_ENTRIES && bytes < APPEND_BATCH_BYTES {
+                while batching && batch.len() < APPEND_BATCH_ENTRIES && bytes < APPEND_BATCH_BYTES {
                     match jobs.try_recv() {
-                        Ok(Job::Entry(next)) if next.epoch == batch[0].epoch => {
+                        Ok(Job::Entry(next))
+                            if next.kind == Kind::Line && next.epoch == batch[0].epoch =>
+                        {
                             bytes += next.json.len();
                             batch.push(next);
                         }
@@ -1241,9 +1250,9 @@ async fn append_all<T>(
     }
 }
 
-/// The most entries one call of the append script takes: bounds the call's arguments
-/// and how long Redis runs it (a few ms), while a node's waiting lines still go in few
-/// round trips.
+/// The most chat lines one call of the append script takes: bounds the call's
+/// arguments and how long Redis runs it (a few ms), while a node's waiting lines still
+/// go in few round trips.
 pub(super) const APPEND_BATCH_ENTRIES: usize = 64;
 
 /// The most bytes of entries one call of the append script takes (it may pass this by
