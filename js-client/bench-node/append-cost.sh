@@ -12,28 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATE=${RATE:-100}
 SECS=${SECS:-5}
-out=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$out"
-}
-trap cleanup EXIT
-
-cargo build --release --bins --quiet
-release=${CARGO_TARGET_DIR:-target}/release
-chatterbox=${CHATTERBOX_BIN:-$release/chatterbox}
 source js-client/bench-node/servers.sh
+scratch_dir
+build_release
 
-sock="$out/redis.sock"
-taskset -c 0 redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$out" \
-  --save '' --appendonly no --logfile "$out/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do
-  redis-cli -s "$sock" ping >/dev/null 2>&1 && break
-  sleep 0.1
-done
+redis_in "$out" --appendonly no
 addrs=
 for i in 1 2 3; do
   taskset -c 0 "$chatterbox" --host 127.0.0.1 --port 0 --ws-port off --tcp-json-port off \
@@ -43,7 +26,7 @@ for i in 1 2 3; do
   wait_listening "$out/node$i.log" "node $i"
   addrs="${addrs:+$addrs,}$addr"
 done
-taskset -c 1 "$release/chatterbox-bench" --addr "$addrs" --members 20 --senders 20 \
+taskset -c 1 "$bench" --addr "$addrs" --members 20 --senders 20 \
   --rate "$RATE" --duration-secs "$SECS" --json > "$out/report.json" || true
 lines=$(redis-cli -s "$sock" get cost:line-id)
 redis-cli -s "$sock" info commandstats | tr -d '\r' | awk -F'[:,=]' -v lines="$lines" '

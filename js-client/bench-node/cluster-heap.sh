@@ -9,28 +9,11 @@
 #   CHATTERBOX_BIN=path js-client/bench-node/cluster-heap.sh  # another build
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-out=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$out"
-}
-trap cleanup EXIT
-
-cargo build --release --bins --quiet
-release=${CARGO_TARGET_DIR:-target}/release
-chatterbox=${CHATTERBOX_BIN:-$release/chatterbox}
 source js-client/bench-node/servers.sh
+scratch_dir
+build_release
 
-sock="$out/redis.sock"
-taskset -c 0 redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$out" \
-  --save '' --appendonly no --logfile "$out/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do
-  redis-cli -s "$sock" ping >/dev/null 2>&1 && break
-  sleep 0.1
-done
+redis_in "$out" --appendonly no
 args=(--host 127.0.0.1 --port 0 --ws-port off --tcp-json-port off --tcp-text-port off
   --max-connections 0 --max-connections-per-ip 0 --rate-lines-per-sec 0
   --redis-url "redis+unix://$sock" --cluster heap)
@@ -46,7 +29,7 @@ for i in 1 2 3; do
   wait_listening "$out/node$i.log" "node $i"
   addrs="${addrs:+$addrs,}$addr"
 done
-taskset -c 1 "$release/chatterbox-bench" --addr "$addrs" --members 5000 --idle \
+taskset -c 1 "$bench" --addr "$addrs" --members 5000 --idle \
   --handshakes-in-flight 128 --json > "$out/report.json"
 node -e 'console.log(`5,000 joins: ${JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).join_secs.toFixed(2)} s`)' "$out/report.json"
 # Node 1 is stopped (SIGTERM) once the generator is done; heaptrack then writes its data.

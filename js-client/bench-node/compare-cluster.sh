@@ -34,23 +34,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUND_SECS=${ROUND_SECS:-5}
 NODES=3
-out=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$out"
-}
-trap cleanup EXIT
+source js-client/bench-node/servers.sh
+scratch_dir
 
 # 5,000 members and their server side need more descriptors than the usual 1,024.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (cd js-client/bench-node && npm ci --no-audit --no-fund --silent)
-cargo build --release --bins --quiet
-release=${CARGO_TARGET_DIR:-target}/release
-bench=$release/chatterbox-bench
-chatterbox=${CHATTERBOX_BIN:-$release/chatterbox}
-source js-client/bench-node/servers.sh
+build_release
 
 # start_redis PERSISTENCE: a redis-server of its own on core 0, on a unix socket in a
 # fresh directory, RDB snapshots off; PERSISTENCE is `none`, `everysec` or `always`
@@ -59,17 +49,7 @@ start_redis() {
   local dir="$out/redis" aof=(--appendonly no)
   rm -rf "$dir" && mkdir -p "$dir"
   [ "$1" = none ] || aof=(--appendonly yes --appendfsync "$1")
-  sock="$dir/redis.sock"
-  taskset -c 0 redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$dir" \
-    --save '' "${aof[@]}" --logfile "$dir/redis.log" &
-  redis_pid=$!
-  pids+=("$redis_pid")
-  for _ in $(seq 100); do
-    redis-cli -s "$sock" ping >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "redis-server did not start: $(cat "$dir/redis.log")" >&2
-  exit 1
+  redis_in "$dir" "${aof[@]}"
 }
 
 # start_nodes CLUSTER: three nodes of that cluster on core 0 on $sock; sets $addrs (comma
