@@ -4,10 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { repoRoot } from './helpers.mjs';
+import { repoRoot, withReports } from './helpers.mjs';
 
 const bench = path.join(repoRoot, 'js-client', 'bench-node');
 // The rows the chart draws, as table.mjs labels them.
@@ -39,23 +39,19 @@ const chartedFigures = (markdown) => {
 };
 
 test('the chart shows the table\'s figures, chatterbox beside Node, bars in proportion', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'bench-chart-'));
-  try {
-    const reports = {
-      'chatterbox-n100': { best: { deliveries_per_s: 1712334 }, rounds: [] },
-      'node-n100': { best: { deliveries_per_s: 100219 }, rounds: [] },
-      'chatterbox-n1000': { best: { deliveries_per_s: 67928 }, rounds: [] },
-      'node-n1000': { best: { deliveries_per_s: 67576 }, rounds: [] },
-      // No report from Node at N=2000: n/a in the table, no bar in the chart.
-      'chatterbox-n2000': { best: { deliveries_per_s: 512385 }, rounds: [] },
-      'chatterbox-idle1000': { idle_rss_per_member_bytes: 45123 },
-      'node-idle1000': { idle_rss_per_member_bytes: 47001 },
-      'chatterbox-idle5000': { idle_rss_per_member_bytes: 65990 },
-      'node-idle5000': { idle_rss_per_member_bytes: 19876 },
-    };
-    for (const [name, report] of Object.entries(reports)) {
-      writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(report));
-    }
+  const reports = {
+    'chatterbox-n100': { best: { deliveries_per_s: 1712334 }, rounds: [] },
+    'node-n100': { best: { deliveries_per_s: 100219 }, rounds: [] },
+    'chatterbox-n1000': { best: { deliveries_per_s: 67928 }, rounds: [] },
+    'node-n1000': { best: { deliveries_per_s: 67576 }, rounds: [] },
+    // No report from Node at N=2000: n/a in the table, no bar in the chart.
+    'chatterbox-n2000': { best: { deliveries_per_s: 512385 }, rounds: [] },
+    'chatterbox-idle1000': { idle_rss_per_member_bytes: 45123 },
+    'node-idle1000': { idle_rss_per_member_bytes: 47001 },
+    'chatterbox-idle5000': { idle_rss_per_member_bytes: 65990 },
+    'node-idle5000': { idle_rss_per_member_bytes: 19876 },
+  };
+  withReports(reports, (dir) => {
     const table = execFileSync(process.execPath, [path.join(bench, 'table.mjs'), dir], { encoding: 'utf8' });
     const out = path.join(dir, 'chart.svg');
     execFileSync(process.execPath, [path.join(bench, 'chart.mjs'), dir, out, 'run <a> & "b"']);
@@ -75,9 +71,7 @@ test('the chart shows the table\'s figures, chatterbox beside Node, bars in prop
       for (const bar of panel) assert.ok(Math.abs(bar.height - (bar.value / top) * full) < 0.01, `${bar.value}`);
     }
     assert.ok(svg.includes('>run &lt;a&gt; &amp; &quot;b&quot;</text>'), 'the caption, escaped');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('docs/comparison.svg is the chart of run 14, whose figures are README\'s table', () => {

@@ -4,10 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { repoRoot } from './helpers.mjs';
+import { repoRoot, withReports } from './helpers.mjs';
 
 const table = path.join(repoRoot, 'js-client', 'bench-node', 'table-cluster.mjs');
 
@@ -26,38 +24,34 @@ const watched = (redisCores, nodeCores) => ({
 });
 
 test('the cluster table gives each row with its ratio, each persistence setting and where each search ended', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'bench-cluster-table-'));
-  try {
-    const reports = {
-      'chatterbox-n1000': { best: round(341000), rounds: [round(341000), round(512000, { pass: false, p99_ms: 140.2, attempt: 2 })] },
-      'chatterbox-everysec-n1000': { best: round(227000), rounds: [round(227000), round(341000, { pass: false, lost: 12 })] },
-      // Nothing passed at the first rate: 0, not n/a.
-      'chatterbox-always-n1000': { best: null, rounds: [round(20000, { pass: false, p99_ms: 300, attempt: 2 })] },
-      'node-n1000': {
-        best: round(30000, { receivers_out_of_order: 660, lines_out_of_order: 12345 }),
-        rounds: [round(30000), round(45000, { pass: false, lost: 5000, lines_out_of_order: 7, receivers_out_of_order: 2 })],
-      },
-      'chatterbox-lines': { members: 20, best: round(190000), rounds: [round(190000), round(285000, { pass: false, refused: 40 })] },
-      'chatterbox-everysec-lines': { members: 20, best: round(95000), rounds: [round(95000)] },
-      'node-lines': { members: 20, best: round(38000), rounds: [round(38000), round(57000, { pass: false, generator_saturated: true })] },
-      'chatterbox-p99': { rounds: [round(10000, { p99_ms: 20.5, cross_node_p99_ms: 21, watched: watched(0.05, 0.06) })] },
-      'chatterbox-everysec-p99': { rounds: [round(10000, { p99_ms: 22, cross_node_p99_ms: 22.5, watched: watched(0.06, 0.06) })] },
-      'chatterbox-always-p99': { rounds: [round(10000, { p99_ms: 30, cross_node_p99_ms: 31, watched: watched(0.1, 0.06) })] },
-      'node-p99': { rounds: [round(10000, { p99_ms: 25, cross_node_p99_ms: 42, receivers_out_of_order: 999, lines_out_of_order: 4000, watched: watched(0.02, 0.1) })] },
-      'chatterbox-idle5000': {
-        members: 5000, join_secs: 30.5,
-        watched: joined({ rss_kib: 12000, cpu_secs: 8.25 }, 10000, 110000),
-      },
-      'node-idle5000': {
-        members: 5000, join_secs: 300,
-        watched: joined({ rss_kib: 9000, cpu_secs: 20 }, 50000, 90000),
-      },
-      'single-p99': { rounds: [round(10000, { p99_ms: 17.25 })] },
-      'redis-rtt': { p50_ms: 0.031, p99_ms: 0.055 },
-    };
-    for (const [name, report] of Object.entries(reports)) {
-      writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(report));
-    }
+  const reports = {
+    'chatterbox-n1000': { best: round(341000), rounds: [round(341000), round(512000, { pass: false, p99_ms: 140.2, attempt: 2 })] },
+    'chatterbox-everysec-n1000': { best: round(227000), rounds: [round(227000), round(341000, { pass: false, lost: 12 })] },
+    // Nothing passed at the first rate: 0, not n/a.
+    'chatterbox-always-n1000': { best: null, rounds: [round(20000, { pass: false, p99_ms: 300, attempt: 2 })] },
+    'node-n1000': {
+      best: round(30000, { receivers_out_of_order: 660, lines_out_of_order: 12345 }),
+      rounds: [round(30000), round(45000, { pass: false, lost: 5000, lines_out_of_order: 7, receivers_out_of_order: 2 })],
+    },
+    'chatterbox-lines': { members: 20, best: round(190000), rounds: [round(190000), round(285000, { pass: false, refused: 40 })] },
+    'chatterbox-everysec-lines': { members: 20, best: round(95000), rounds: [round(95000)] },
+    'node-lines': { members: 20, best: round(38000), rounds: [round(38000), round(57000, { pass: false, generator_saturated: true })] },
+    'chatterbox-p99': { rounds: [round(10000, { p99_ms: 20.5, cross_node_p99_ms: 21, watched: watched(0.05, 0.06) })] },
+    'chatterbox-everysec-p99': { rounds: [round(10000, { p99_ms: 22, cross_node_p99_ms: 22.5, watched: watched(0.06, 0.06) })] },
+    'chatterbox-always-p99': { rounds: [round(10000, { p99_ms: 30, cross_node_p99_ms: 31, watched: watched(0.1, 0.06) })] },
+    'node-p99': { rounds: [round(10000, { p99_ms: 25, cross_node_p99_ms: 42, receivers_out_of_order: 999, lines_out_of_order: 4000, watched: watched(0.02, 0.1) })] },
+    'chatterbox-idle5000': {
+      members: 5000, join_secs: 30.5,
+      watched: joined({ rss_kib: 12000, cpu_secs: 8.25 }, 10000, 110000),
+    },
+    'node-idle5000': {
+      members: 5000, join_secs: 300,
+      watched: joined({ rss_kib: 9000, cpu_secs: 20 }, 50000, 90000),
+    },
+    'single-p99': { rounds: [round(10000, { p99_ms: 17.25 })] },
+    'redis-rtt': { p50_ms: 0.031, p99_ms: 0.055 },
+  };
+  withReports(reports, (dir) => {
     const printed = execFileSync(process.execPath, [table, dir], { encoding: 'utf8' });
     assert.equal(printed, [
       '|  | chatterbox, 3 nodes | Node (socket.io 4 + redis-adapter), 3 processes | ratio |',
@@ -96,7 +90,5 @@ test('the cluster table gives each row with its ratio, each persistence setting 
       "- node lines: ended at 57,000 deliveries/s: generator saturated (its limit, not the server's)",
       '',
     ].join('\n'));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -3,10 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { repoRoot } from './helpers.mjs';
+import { repoRoot, withReports } from './helpers.mjs';
 
 const table = path.join(repoRoot, 'js-client', 'bench-node', 'table.mjs');
 
@@ -17,24 +15,20 @@ const round = (deliveries, fields = {}) => ({
 });
 
 test('the table gives each row with its ratio and says where each search ended', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'bench-table-'));
-  try {
-    const reports = {
-      'chatterbox-n100': { best: round(1141654), rounds: [round(1141654), round(1712000, { pass: false, disconnected: 3, refused: 40 })] },
-      'node-n100': { best: round(100196), rounds: [round(100196), round(150000, { pass: false, p99_ms: 326.4, attempt: 2 })] },
-      // Nothing passed at the first rate: the row says 0, not n/a.
-      'chatterbox-n1000': { best: null, rounds: [round(10000, { pass: false, lost: 7 })] },
-      'node-n1000': { best: round(67918), rounds: [round(67918), round(101000, { pass: false, generator_saturated: true })] },
-      'chatterbox-p99': { rounds: [round(10000, { p99_ms: 17.474, server_cores: 0.1462 })] },
-      'node-p99': { rounds: [round(10000, { p99_ms: 16.61, server_cores: 0.146 })] },
-      'chatterbox-idle1000': { idle_rss_per_member_bytes: 49328, empty_rss_kib: 9640, burst: { rss_per_member_bytes: 52736 } },
-      'node-idle1000': { idle_rss_per_member_bytes: 47058, empty_rss_kib: 55344, burst: { rss_per_member_bytes: 47775 } },
-      'chatterbox-idle5000': { idle_rss_per_member_bytes: 66532, join_secs: 16.42 },
-      'node-idle5000': { idle_rss_per_member_bytes: 20173, join_secs: 211.59 },
-    };
-    for (const [name, report] of Object.entries(reports)) {
-      writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(report));
-    }
+  const reports = {
+    'chatterbox-n100': { best: round(1141654), rounds: [round(1141654), round(1712000, { pass: false, disconnected: 3, refused: 40 })] },
+    'node-n100': { best: round(100196), rounds: [round(100196), round(150000, { pass: false, p99_ms: 326.4, attempt: 2 })] },
+    // Nothing passed at the first rate: the row says 0, not n/a.
+    'chatterbox-n1000': { best: null, rounds: [round(10000, { pass: false, lost: 7 })] },
+    'node-n1000': { best: round(67918), rounds: [round(67918), round(101000, { pass: false, generator_saturated: true })] },
+    'chatterbox-p99': { rounds: [round(10000, { p99_ms: 17.474, server_cores: 0.1462 })] },
+    'node-p99': { rounds: [round(10000, { p99_ms: 16.61, server_cores: 0.146 })] },
+    'chatterbox-idle1000': { idle_rss_per_member_bytes: 49328, empty_rss_kib: 9640, burst: { rss_per_member_bytes: 52736 } },
+    'node-idle1000': { idle_rss_per_member_bytes: 47058, empty_rss_kib: 55344, burst: { rss_per_member_bytes: 47775 } },
+    'chatterbox-idle5000': { idle_rss_per_member_bytes: 66532, join_secs: 16.42 },
+    'node-idle5000': { idle_rss_per_member_bytes: 20173, join_secs: 211.59 },
+  };
+  withReports(reports, (dir) => {
     const printed = execFileSync(process.execPath, [table, dir], { encoding: 'utf8' });
     assert.equal(printed, [
       '|  | chatterbox | Node (socket.io 4) | ratio |',
@@ -57,7 +51,5 @@ test('the table gives each row with its ratio and says where each search ended',
       "- node n1000: ended at 101,000 deliveries/s: generator saturated (its limit, not the server's)",
       '',
     ].join('\n'));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

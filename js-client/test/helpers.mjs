@@ -1,7 +1,7 @@
 // Test support: starts the chatterbox binary on port 0 and gives Socket.IO clients whose
 // every receive is bounded by a timeout.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -10,6 +10,20 @@ import { io } from 'socket.io-client';
 
 export const WAIT_MS = 10_000;
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+// Runs `use(dir)` on a temp dir holding each of `reports` as `<name>.json`, as the
+// benchmark scripts write their reports; the dir is removed after.
+export function withReports(reports, use) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-reports-'));
+  try {
+    for (const [name, report] of Object.entries(reports)) {
+      writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(report));
+    }
+    return use(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 export const binary = process.env.CHATTERBOX_BIN ?? path.join(repoRoot, 'target/debug/chatterbox');
 
 // Rejects after `ms` with `what` unless `promise` settles first.
