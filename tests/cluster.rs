@@ -33,11 +33,22 @@ const DEFAULT_LEASE_MS: u64 = 5_000;
 /// A node of `cluster` on `redis` in this process, answering, with a lease of
 /// `lease_ms`.
 async fn node(redis: &RedisServer, cluster: &str, id: &str, lease_ms: u64) -> TestServer {
+    node_with(redis, cluster, id, |c| c.node_lease_ms = lease_ms).await
+}
+
+/// A node of `cluster` on `redis` in this process, answering, with settings of its own
+/// (`configure`).
+async fn node_with(
+    redis: &RedisServer,
+    cluster: &str,
+    id: &str,
+    configure: impl FnOnce(&mut chatterbox::Config),
+) -> TestServer {
     let server = TestServer::spawn_with(|c| {
         c.redis_url = Some(redis.url());
         c.cluster = cluster.to_owned();
         c.node_id = Some(id.to_owned());
-        c.node_lease_ms = lease_ms;
+        configure(c);
     })
     .await;
     server.wait_for_connections(0).await;
@@ -295,15 +306,7 @@ async fn replay_on_one_node_gives_the_lines_said_on_another() {
     let redis = RedisServer::start().await;
     let mut cluster = Vec::new();
     for n in 0..2 {
-        let server = TestServer::spawn_with(|c| {
-            c.redis_url = Some(redis.url());
-            c.cluster = "replay".to_owned();
-            c.node_id = Some(format!("node-{n}"));
-            c.replay = 2;
-        })
-        .await;
-        server.wait_for_connections(0).await;
-        cluster.push(server);
+        cluster.push(node_with(&redis, "replay", &format!("node-{n}"), |c| c.replay = 2).await);
     }
     let ann = Client::named_at(cluster[0].url(), "ann").await;
     for text in ["one", "two", "three"] {
@@ -590,15 +593,9 @@ async fn twelve_clients_of_three_protocols_on_three_nodes_hear_one_order() {
     // queue holds every line of the test.
     let mut cluster = Vec::new();
     for n in 0..3 {
-        let server = TestServer::spawn_with(|c| {
-            c.redis_url = Some(redis.url());
-            c.cluster = "twelve".to_owned();
-            c.node_id = Some(format!("node-{n}"));
-            c.outbox_messages = 4 * 12 * LINES_OF_TWELVE;
-        })
-        .await;
-        server.wait_for_connections(0).await;
-        cluster.push(server);
+        let id = format!("node-{n}");
+        let queues = |c: &mut chatterbox::Config| c.outbox_messages = 4 * 12 * LINES_OF_TWELVE;
+        cluster.push(node_with(&redis, "twelve", &id, queues).await);
     }
     // On each node: two WebSocket clients, a TCP JSON client and a Socket.IO client,
     // joining one after another (each join heard back before the next).
@@ -1021,14 +1018,7 @@ async fn a_line_on_its_way_when_redis_freezes_is_relayed_once_when_it_thaws() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_missed_trimmed_entries_reads_presence_anew() {
     let redis = RedisServer::start().await;
-    let short_log = |c: &mut chatterbox::Config| {
-        c.redis_url = Some(redis.url());
-        c.cluster = "trimmed".to_owned();
-        c.node_id = Some("a".to_owned());
-        c.cluster_log_entries = 1_000;
-    };
-    let a = TestServer::spawn_with(short_log).await;
-    a.wait_for_connections(0).await;
+    let a = node_with(&redis, "trimmed", "a", |c| c.cluster_log_entries = 1_000).await;
     // b's lease outlasts its pause: it is not given up, it only falls behind.
     let (b, b_json, _) = node_process(&redis, "trimmed", "b", 60_000).await;
     let mut kim = TcpClient::connect(Some(b_json)).await;
