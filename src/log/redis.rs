@@ -1112,7 +1112,8 @@ async fn append_all<T>(
     let rooms_script = redis::Script::new(&scripts::rooms());
     let node_members = keys.node_members(&settings.node_id);
     let node_seats = format!("{}:node-seats:{}", keys.prefix, settings.node_id);
-    // A room request found while taking entries: the next job.
+    // What ended the last batch (a room request, a join or leave, another epoch's
+    // entry): the next job.
     let mut held = None;
     loop {
         let job = match held.take() {
@@ -1315,8 +1316,8 @@ fn is_unreachable(e: &redis::RedisError) -> bool {
         || e.code() == Some("LOADING")
 }
 
-/// Reads the log from `start` (the entry and its number) on, applies joins and leaves to the roster and hands each
-/// batch to `deliver`, in order; reconnects after a failure.
+/// Reads the log from `start` (the entry and its number) on, applies joins and leaves to
+/// the roster and hands each batch to `relay`, in order; reconnects after a failure.
 #[allow(clippy::too_many_arguments)]
 async fn read_all<T: Replicated>(
     client: redis::Client,

@@ -41,8 +41,7 @@ use tokio_util::codec::Decoder;
 
 use crate::lobby::names::NameTaken;
 use crate::lobby::{Event, LobbyError, Member};
-use crate::net::accept::Served;
-use crate::net::accept::close_telling;
+use crate::net::accept::{Served, close_telling};
 use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;

@@ -34,8 +34,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::lobby::{Event, LobbyError};
-use crate::net::accept::Served;
-use crate::net::accept::close_telling;
+use crate::net::accept::{Served, close_telling};
 use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
