@@ -743,7 +743,16 @@ impl<A: Adapter> Socket<A> {
         permit.send(packet, self.parser);
         Ok(())
     }
-    pub(crate) fn send_raw(&self, value: Value) -> Result<(), SocketError> {
+    /// Sends an already encoded packet (as [`Parse::encode`] makes it with this socket's
+    /// parser) to this socket only, without encoding it again: a packet encoded once can
+    /// be sent to many sockets, each with its own outcome.
+    ///
+    /// Fails with [`SocketError::InternalChannelFull`] when this socket's queue is full
+    /// ([`SocketIoBuilder::max_buffer_size`](crate::SocketIoBuilder::max_buffer_size)), and
+    /// with [`SocketError::Closed`] when its connection is closed.
+    ///
+    /// [`Parse::encode`]: socketioxide_core::parser::Parse::encode
+    pub fn send_raw(&self, value: Value) -> Result<(), SocketError> {
         let permit = self.reserve()?;
         permit.send_raw(value);
         Ok(())
