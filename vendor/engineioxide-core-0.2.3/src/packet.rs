@@ -11,7 +11,10 @@ use crate::{ProtocolVersion, Sid, Str, TransportType};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Packet {
     /// Open packet used to initiate a connection
-    Open(OpenPacket),
+    ///
+    /// Boxed: it is sent once per connection, and inline it would make every packet
+    /// (and every slot of every socket's queue) twice as large.
+    Open(Box<OpenPacket>),
     /// Close packet used to close a connection
     Close,
     /// Ping packet used to check if the connection is still alive
@@ -309,7 +312,9 @@ impl Default for OpenPacket {
 ///
 /// The [`PacketBuf`] stack size will impact the dynamically allocated buffer
 /// of the internal mpsc channel.
-pub type PacketBuf = SmallVec<[Packet; 2]>;
+/// An inline capacity of 1: almost every send is one packet, and each inline slot is
+/// paid in every slot of every socket's queue.
+pub type PacketBuf = SmallVec<[Packet; 1]>;
 
 #[cfg(test)]
 mod tests {
@@ -395,13 +400,13 @@ mod tests {
     #[test]
     fn test_open_packet() {
         let sid = Sid::new();
-        let packet = Packet::Open(OpenPacket {
+        let packet = Packet::Open(Box::new(OpenPacket {
             sid,
             upgrades: smallvec::smallvec![TransportType::Websocket],
             ping_interval: Duration::from_millis(25000),
             ping_timeout: Duration::from_millis(20000),
             max_payload: 100000,
-        });
+        }));
         let packet_str: String = packet.into();
         assert_eq!(
             packet_str,
@@ -454,7 +459,7 @@ mod tests {
             upgrades: smallvec::smallvec![TransportType::Websocket],
         };
         let size = serde_json::to_string(&open).unwrap().len();
-        let packet = Packet::Open(open);
+        let packet = Packet::Open(Box::new(open));
         assert_eq!(packet.get_size_hint(false), size);
 
         let packet = Packet::Close;

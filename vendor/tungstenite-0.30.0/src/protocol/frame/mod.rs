@@ -99,6 +99,9 @@ where
     }
 }
 
+/// The capacity the write buffer keeps once written; beyond it, it is given back.
+const OUT_BUFFER_KEEP: usize = 4096;
+
 /// A codec for WebSocket frames.
 #[derive(Debug)]
 pub(super) struct FrameCodec {
@@ -285,6 +288,11 @@ impl FrameCodec {
                 .into());
             }
             self.out_buffer.drain(0..len);
+        }
+        // Give back the capacity of a large batch once it is written: kept, it would
+        // stay as large as the connection's largest batch for as long as it lives.
+        if self.out_buffer.capacity() > OUT_BUFFER_KEEP {
+            self.out_buffer = Vec::new();
         }
 
         Ok(())
