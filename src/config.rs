@@ -11,6 +11,7 @@ use clap::Parser;
 
 use crate::http::DEFAULT_HEADER_TIMEOUT_MS;
 use crate::http::origins::AllowedOrigins;
+use crate::lobby::backlog::{DEFAULT_OUTBOX_BEHIND, DEFAULT_OUTBOX_BYTES, SlowRule};
 use crate::lobby::limits::{
     DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
     DEFAULT_MAX_ROOM_NAME_CHARS, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_OUTBOX_MESSAGES, Limits,
@@ -152,10 +153,21 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_MAX_JSON_OBJECT_BYTES", default_value_t = DEFAULT_MAX_JSON_OBJECT_BYTES)]
     pub max_json_object_bytes: usize,
 
-    /// Depth of each member's outgoing queue, in messages; a member whose queue is full
-    /// is cut off as a slow consumer.
+    /// Depth of each member's outgoing queue, in messages: a backstop (a member whose
+    /// queue is full is cut off as a slow consumer); the rule is `--outbox-bytes` and
+    /// `--outbox-behind-ms`.
     #[arg(long, env = "CHATTERBOX_OUTBOX_MESSAGES", default_value_t = DEFAULT_OUTBOX_MESSAGES)]
     pub outbox_messages: usize,
+
+    /// Bytes of chat a member may have pending (offered since its queue was last found
+    /// empty); past it, it is cut off as a slow consumer.
+    #[arg(long, env = "CHATTERBOX_OUTBOX_BYTES", default_value_t = DEFAULT_OUTBOX_BYTES)]
+    pub outbox_bytes: usize,
+
+    /// How long a member may be behind (its queue not found empty since something was
+    /// offered to it), in milliseconds; past it, it is cut off as a slow consumer.
+    #[arg(long, env = "CHATTERBOX_OUTBOX_BEHIND_MS", default_value_t = DEFAULT_OUTBOX_BEHIND.as_millis() as u64)]
+    pub outbox_behind_ms: u64,
 
     /// Connections the server holds at once, every listener together; one more gets an
     /// error (`error: too many connections …` on TCP, HTTP 503 on HTTP and WebSocket)
@@ -305,6 +317,10 @@ impl Config {
             max_message_chars: self.max_message_chars,
             max_room_name_chars: self.max_room_name_chars,
             outbox_messages: self.outbox_messages,
+            slow: SlowRule {
+                max_bytes: self.outbox_bytes,
+                max_behind: Duration::from_millis(self.outbox_behind_ms),
+            },
             max_ws_message_bytes: self.max_ws_message_bytes,
             max_json_object_bytes: self.max_json_object_bytes,
             rate: RateLimit {

@@ -112,6 +112,9 @@ mod tests {
         fn offer(&self, _: &Arc<Delivery>) -> Result<(), OutboxRefusal> {
             Ok(())
         }
+        fn caught_up(&self) -> bool {
+            true
+        }
         fn cut_off(&self) {}
     }
 

@@ -97,6 +97,7 @@ mod tests {
             since: SystemTime::now(),
             outbox: Arc::new(Recorder::default()),
             first_live_line: None,
+            backlog: Default::default(),
         }
     }
 

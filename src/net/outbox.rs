@@ -107,6 +107,10 @@ impl Outbox for QueueOutbox {
         })
     }
 
+    fn caught_up(&self) -> bool {
+        self.queue.capacity() == self.queue.max_capacity()
+    }
+
     fn cut_off(&self) {
         self.cut.cancel();
     }

@@ -94,7 +94,8 @@ pub(crate) struct Engine {
 
 /// The Socket.IO endpoint (the routes of `/socket.io/`) with the lobby chat and the rooms
 /// on its `/` namespace, and its handle (to close every socket at shutdown). Each
-/// socket's queue holds `--outbox-messages` packets: the lobby's slow-consumer rule.
+/// socket's queue holds `--outbox-messages` packets (the backstop of the lobby's
+/// slow-consumer rule, `crate::lobby::backlog`).
 pub(crate) fn endpoint(lobby: &Lobby, engine: Engine) -> (Router<Lobby>, SocketIo) {
     let payload = usize::try_from(engine.max_payload_bytes).unwrap_or(usize::MAX);
     let (service, io) = SocketIo::builder()
@@ -272,6 +273,12 @@ impl Outbox for SocketOutbox {
             Err(SocketError::InternalChannelFull) => Err(OutboxRefusal::Full),
             Err(_) => Err(OutboxRefusal::Closed),
         }
+    }
+
+    fn caught_up(&self) -> bool {
+        self.socket
+            .upgrade()
+            .is_none_or(|socket| socket.queued() == 0)
     }
 
     fn cut_off(&self) {
