@@ -121,7 +121,7 @@ pub async fn run(
         }
     });
     // The summaries of folded refusals, every interval until the server stops.
-    tasks.spawn(lobby.refusals().clone().fold_every(stop.clone()));
+    tasks.spawn(lobby.clone().fold_every(stop.clone()));
     let settings = http::HttpSettings {
         static_dir: config.static_dir.clone(),
         ping_interval: config.ping_interval(),
@@ -206,7 +206,7 @@ pub async fn run(
         tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}: dropping them");
     }
     // The last interval's counts, cut short by the shutdown.
-    lobby.refusals().summarise();
+    lobby.summarise();
     // Every line accepted before the shutdown is committed (and relayed, to whoever is
     // still there) before `run` returns.
     let history = lobby.clone();
