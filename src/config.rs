@@ -11,11 +11,11 @@ use clap::Parser;
 
 use crate::http::DEFAULT_HEADER_TIMEOUT_MS;
 use crate::http::origins::AllowedOrigins;
+use crate::lobby::churn::{DEFAULT_RATE_JOIN_BURST, DEFAULT_RATE_JOINS_PER_MIN, JoinLimit};
 use crate::lobby::limits::{
     DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
     DEFAULT_MAX_ROOM_NAME_CHARS, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_OUTBOX_MESSAGES, Limits,
 };
-use crate::lobby::churn::{DEFAULT_RATE_JOIN_BURST, DEFAULT_RATE_JOINS_PER_MIN, JoinLimit};
 use crate::lobby::rate::{
     DEFAULT_RATE_BURST, DEFAULT_RATE_LINES_PER_SEC, DEFAULT_RATE_STRIKES, RateLimit,
 };

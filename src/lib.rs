@@ -15,6 +15,7 @@
 //!   connection protocols.
 //! - `http`: the HTTP listener: pages, the Socket.IO bundle and endpoint, `/healthz`,
 //!   `/metrics`, the JSON API, web origins.
+//! - [`logging`]: log lines to stderr that never block nor panic.
 //! - `telemetry`: Prometheus metrics; `refusals`: every refusal counted and logged, folded
 //!   under a flood; [`config`]: flags and environment.
 
@@ -23,6 +24,7 @@ pub(crate) mod http;
 pub mod lobby;
 pub(crate) mod locks;
 pub mod log;
+pub mod logging;
 pub(crate) mod net;
 pub mod protocol;
 pub mod protocols;

@@ -453,7 +453,9 @@ async fn binary_attachments_are_refused_before_they_outgrow_the_payload_limit() 
     let event = r#"["message",{"type":"message","message":{"_placeholder":true,"num":0}}]"#;
 
     // Announcing 10,000 attachments: closed before any is buffered.
-    let stream = tokio::net::TcpStream::connect(server.http).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(server.http)
+        .await
+        .expect("connect");
     let mut many = common::raw_socketio(server.http, stream).await;
     let announce = format!("4510000-{event}");
     many.send(Message::text(announce)).await.expect("send");
@@ -461,7 +463,9 @@ async fn binary_attachments_are_refused_before_they_outgrow_the_payload_limit() 
 
     // Two attachments of 990,000 bytes: the second would take the buffer past
     // --max-payload-bytes (1,000,000), so the socket is closed instead of buffering it.
-    let stream = tokio::net::TcpStream::connect(server.http).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(server.http)
+        .await
+        .expect("connect");
     let mut heavy = common::raw_socketio(server.http, stream).await;
     let announce = format!("452-{event}");
     heavy.send(Message::text(announce)).await.expect("send");

@@ -590,9 +590,17 @@ async fn joins_and_renames_over_an_address_budget_are_refused_on_every_protocol(
     let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{ws_addr}/"), ws_stream)
         .await
         .expect("websocket handshake");
-    let reply = tokio::time::timeout(WAIT, ws.next()).await.expect("in time");
-    let reply: Value = serde_json::from_str(reply.expect("open").expect("frame").to_text().expect("text"))
-        .expect("JSON");
+    let reply = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("in time");
+    let reply: Value = serde_json::from_str(
+        reply
+            .expect("open")
+            .expect("frame")
+            .to_text()
+            .expect("text"),
+    )
+    .expect("JSON");
     assert_eq!(reply, json!({"type": "error", "msg": JOINS}));
 
     // The watcher saw the burst's joins and leaves, and nothing after it.

@@ -51,7 +51,12 @@ impl KeepAlive {
             }
             let mut body = vec![0; length];
             self.stream.read_exact(&mut body).await?;
-            let code = status.split(' ').nth(1).expect("a status").parse().expect("a code");
+            let code = status
+                .split(' ')
+                .nth(1)
+                .expect("a status")
+                .parse()
+                .expect("a code");
             Ok::<_, std::io::Error>((code, String::from_utf8(body).expect("UTF-8")))
         };
         tokio::time::timeout(WAIT, exchange)
@@ -98,7 +103,8 @@ async fn polling_sessions_count_against_the_per_address_limit_and_give_their_pla
     // Other addresses chat on.
     let mut ann = Client::named(&server, "ann").await;
     watcher.say("still here").await;
-    ann.expect_update(common::line("watcher", "still here")).await;
+    ann.expect_update(common::line("watcher", "still here"))
+        .await;
 
     let metrics = server.metrics().await;
     let refused = r#"chatterbox_refusals_total{protocol="socketio",reason="connections_per_ip"}"#;

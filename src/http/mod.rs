@@ -123,16 +123,15 @@ pub async fn serve(
         // Merged after the bundle's routes: socketioxide would claim every path under
         // /socket.io, the bundle's included.
         .merge(
-            behind_origin_check(endpoint, &lobby.limits().allowed_origins, lobby.refusals()).layer(
-                middleware::map_request_with_state(
+            behind_origin_check(endpoint, &lobby.limits().allowed_origins, lobby.refusals())
+                .layer(middleware::map_request_with_state(
                     (settings.stall_timeout, lobby.refusals().clone()),
                     body_deadline,
-                ),
-            )
-            .layer(middleware::from_fn_with_state(
-                (admission.clone(), lobby.refusals().clone()),
-                sessions::hold_places,
-            )),
+                ))
+                .layer(middleware::from_fn_with_state(
+                    (admission.clone(), lobby.refusals().clone()),
+                    sessions::hold_places,
+                )),
         )
         .layer(TraceLayer::new_for_http())
         .with_state(lobby.clone());

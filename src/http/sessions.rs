@@ -107,7 +107,13 @@ pub(crate) async fn hold_places(
         (None, Some(peer)) => match admission.admit(peer.ip()) {
             Ok(permit) => Ok(permit),
             Err(why) => {
-                refusals.report(Protocol::SocketIo, Who::Peer(peer), why.reason(), why, false);
+                refusals.report(
+                    Protocol::SocketIo,
+                    Who::Peer(peer),
+                    why.reason(),
+                    why,
+                    false,
+                );
                 let body = json!({ "error": why.to_string() });
                 return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
             }

@@ -51,8 +51,8 @@ pub(crate) mod rate;
 pub(crate) mod rooms;
 mod table;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -73,9 +73,9 @@ use crate::log::{
 use crate::protocol::Protocol;
 use crate::refusals::Refusals;
 use crate::telemetry::LobbyMetrics;
+use churn::{Churn, LogLine};
 pub(crate) use fanout::Stored;
 use fanout::{Outgoing, SlowLeaves, Someone, cut_off, fan_out, fan_out_with, remove_member};
-use churn::{Churn, LogLine};
 use rate::Bucket;
 use rooms::Rooms;
 use table::Table;
@@ -732,10 +732,16 @@ pub(crate) mod tests {
         };
         with_each_lobby(limits, |lobby| {
             let watcher = Recorder::default();
-            let _w = lobby.join(Protocol::SocketIo, watcher.clone(), None).unwrap();
-            let quiet = lobby.join(Protocol::SocketIo, Recorder::default(), None).unwrap();
+            let _w = lobby
+                .join(Protocol::SocketIo, watcher.clone(), None)
+                .unwrap();
+            let quiet = lobby
+                .join(Protocol::SocketIo, Recorder::default(), None)
+                .unwrap();
             drop(quiet);
-            let talker = lobby.join(Protocol::SocketIo, Recorder::default(), None).unwrap();
+            let talker = lobby
+                .join(Protocol::SocketIo, Recorder::default(), None)
+                .unwrap();
             talker.set_name("t").unwrap();
             assert_eq!(
                 talker.say("four"),
@@ -764,7 +770,9 @@ pub(crate) mod tests {
             assert_eq!(fast.take_when(1), [left("slow", 1)]);
             assert_eq!(s.say("late"), Err(LobbyError::Gone));
             drop(s); // its guard leaves again: nothing more is announced
-            let w = lobby.join(Protocol::WebSocket, Recorder::default(), None).unwrap();
+            let w = lobby
+                .join(Protocol::WebSocket, Recorder::default(), None)
+                .unwrap();
             // The next thing `fast` hears is the newcomer: no second leave before it.
             assert_eq!(fast.take_when(1), [joined(&format!("guest-{}", w.id()), 2)]);
             assert_eq!(slow.wait_cut(1), 1);
@@ -777,7 +785,9 @@ pub(crate) mod tests {
         with_each_lobby(Limits::default(), |lobby| {
             let stays = Recorder::default();
             let s = lobby.join(Protocol::SocketIo, stays.clone(), None).unwrap();
-            let goes = lobby.join(Protocol::SocketIo, Recorder::default(), None).unwrap();
+            let goes = lobby
+                .join(Protocol::SocketIo, Recorder::default(), None)
+                .unwrap();
             goes.set_name("goes").unwrap();
             assert_eq!(stays.take_when(1), [joined("goes", 1)]);
             lobby.close();
@@ -795,8 +805,12 @@ pub(crate) mod tests {
         let store = Store::open(&dir.path().join("history.db")).unwrap();
         let lobby = Lobby::with_history(Limits::default(), store).unwrap();
         let (ann_box, bob_box) = (Recorder::default(), Recorder::default());
-        let ann = lobby.join(Protocol::SocketIo, ann_box.clone(), None).unwrap();
-        let bob = lobby.join(Protocol::TcpJson, bob_box.clone(), None).unwrap();
+        let ann = lobby
+            .join(Protocol::SocketIo, ann_box.clone(), None)
+            .unwrap();
+        let bob = lobby
+            .join(Protocol::TcpJson, bob_box.clone(), None)
+            .unwrap();
         ann.set_name("ann").unwrap();
         bob.set_name("bob").unwrap();
         ann.say("one").unwrap();

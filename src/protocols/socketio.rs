@@ -55,10 +55,10 @@ use axum::http::HeaderValue;
 use axum::middleware;
 use serde::{Deserialize, Serialize};
 use serde_json::value::{RawValue, to_raw_value};
-use socketioxide::{ParserConfig, SocketIo};
 use socketioxide::extract::{AckSender, Data, SocketRef};
 use socketioxide::handler::{ConnectHandler, DisconnectHandler, MessageHandler, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
+use socketioxide::{ParserConfig, SocketIo};
 use socketioxide::{SendError, SocketError};
 
 use tokio_util::sync::CancellationToken;

@@ -231,7 +231,9 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         Ok(joined) => joined,
         Err(why) => {
             // Its join is its connection: told why, then closed.
-            let reply = to_json(&Outgoing::Error { msg: &why.to_string() });
+            let reply = to_json(&Outgoing::Error {
+                msg: &why.to_string(),
+            });
             let frame = CloseFrame {
                 code: CloseCode::Policy,
                 reason: Utf8Bytes::from_static("too many joins"),
