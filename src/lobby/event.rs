@@ -5,9 +5,9 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use serde_json::value::RawValue;
 
 use crate::protocol::Protocol;
+use crate::protocols::socketio::EncodedPacket;
 
 /// Something that happened in the lobby, as delivered to members' outboxes. Shared by
 /// all receivers (`Arc`), never copied per receiver.
@@ -49,9 +49,9 @@ pub(crate) struct Delivery {
     encoded: [OnceLock<Bytes>; Protocol::ALL.len()],
     /// The WebSocket encoding for browser pages (escaped), besides the one for programs.
     for_page: OnceLock<Bytes>,
-    /// The event as a JSON value, for a protocol whose library does the framing
-    /// (Socket.IO's `emit`): it then copies these bytes instead of serialising anew.
-    json: OnceLock<Box<RawValue>>,
+    /// The event as a Socket.IO packet, in socketioxide's type: each receiver's socket
+    /// takes a clone of it (its `Bytes`), not a copy.
+    socketio: OnceLock<EncodedPacket>,
     /// The history id of the event's chat line, set once the log has stored it (before
     /// the delivery is fanned out, so that every encoding can carry it).
     line_id: OnceLock<i64>,
@@ -63,7 +63,7 @@ impl Delivery {
             event,
             encoded: Default::default(),
             for_page: OnceLock::new(),
-            json: OnceLock::new(),
+            socketio: OnceLock::new(),
             line_id: OnceLock::new(),
         })
     }
@@ -110,13 +110,13 @@ impl Delivery {
         self.for_page.get_or_init(|| encode(&self.event)).clone()
     }
 
-    /// The event as a JSON value: `encode` runs once per delivery (with the history id
-    /// of its line, if it was stored), every other receiver shares it.
-    pub(crate) fn json(
+    /// The event as a Socket.IO packet: `encode` runs once per delivery (with the
+    /// history id of its line, if it was stored), every other receiver shares it.
+    pub(crate) fn socketio_packet(
         &self,
-        encode: impl FnOnce(&Event, Option<i64>) -> Box<RawValue>,
-    ) -> &RawValue {
-        self.json
+        encode: impl FnOnce(&Event, Option<i64>) -> EncodedPacket,
+    ) -> &EncodedPacket {
+        self.socketio
             .get_or_init(|| encode(&self.event, self.line_id()))
     }
 }

@@ -54,12 +54,14 @@ use axum::Router;
 use axum::http::HeaderValue;
 use axum::middleware;
 use serde::{Deserialize, Serialize};
-use serde_json::value::{RawValue, to_raw_value};
 use socketioxide::extract::{AckSender, Data, SocketRef};
 use socketioxide::handler::{ConnectHandler, DisconnectHandler, MessageHandler, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{ParserConfig, SocketIo};
 use socketioxide::{SendError, SocketError};
+use socketioxide_core::packet::Packet;
+use socketioxide_core::parser::Parse;
+use socketioxide_parser_common::CommonParser;
 
 use tokio_util::sync::CancellationToken;
 
@@ -163,9 +165,17 @@ async fn detach_head(mut request: axum::extract::Request) -> axum::extract::Requ
     request
 }
 
-/// The `update` event's payload for `event` (with `id`, a stored line's history id, on a
-/// chat line), encoded once per delivery and shared by every Socket.IO receiver.
-fn update(event: &Event, line_id: Option<i64>) -> Box<RawValue> {
+/// A Socket.IO packet as socketioxide's parser encodes it (the text of an event packet,
+/// `2["update",{…}]`): what [`Socket::send_raw`] sends as it is.
+pub(crate) type EncodedPacket = Value;
+
+/// The `update` event packet for `event` (with `id`, a stored line's history id, on a
+/// chat line), encoded once per delivery and sent to every Socket.IO receiver as it is.
+///
+/// Encoded as socketioxide's `emit` would encode it for each socket (its default parser,
+/// the `/` namespace, no ack): the packet of a Socket.IO v4 or v5 client, over Engine.IO
+/// v3 or v4, is the same; the engine frames it for each transport.
+fn update(event: &Event, line_id: Option<i64>) -> EncodedPacket {
     let (kind, name, message): (_, &str, Cow<str>) = match event {
         Event::Joined { name, .. } => {
             let says = format!("{name}님이 접속하였습니다.");
@@ -184,10 +194,13 @@ fn update(event: &Event, line_id: Option<i64>) -> Box<RawValue> {
         id: line_id,
     };
     // Strings only: serde_json has no way to fail on them.
-    to_raw_value(&update).unwrap_or_else(|e| {
-        tracing::error!("cannot encode an update: {e}");
-        RawValue::NULL.to_owned()
-    })
+    let data = CommonParser
+        .encode_value(&update, Some("update"))
+        .unwrap_or_else(|e| {
+            tracing::error!("cannot encode an update: {e}");
+            Value::Str("[\"update\",null]".into(), None)
+        });
+    CommonParser.encode(Packet::event("/", data))
 }
 
 /// What an `update` event carries.
@@ -271,8 +284,20 @@ impl SocketOutbox {
 }
 
 impl Outbox for SocketOutbox {
+    /// Sends the delivery's `update` packet, encoded once for every receiver.
     fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), OutboxRefusal> {
-        self.emit("update", delivery.json(update))
+        let Some(socket) = self.socket.upgrade() else {
+            return Err(OutboxRefusal::Closed);
+        };
+        if !socket.connected() {
+            return Err(OutboxRefusal::Closed);
+        }
+        let packet = delivery.socketio_packet(update).clone();
+        match socket.send_raw(packet) {
+            Ok(()) => Ok(()),
+            Err(SocketError::InternalChannelFull) => Err(OutboxRefusal::Full),
+            Err(_) => Err(OutboxRefusal::Closed),
+        }
     }
 
     fn cut_off(&self) {
