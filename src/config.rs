@@ -12,6 +12,7 @@ use clap::Parser;
 use crate::http::DEFAULT_HEADER_TIMEOUT_MS;
 use crate::http::origins::AllowedOrigins;
 use crate::lobby::backlog::{DEFAULT_OUTBOX_BEHIND, DEFAULT_OUTBOX_BYTES, SlowRule};
+use crate::lobby::churn::{DEFAULT_RATE_JOIN_BURST, DEFAULT_RATE_JOINS_PER_MIN, JoinLimit};
 use crate::lobby::limits::{
     DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
     DEFAULT_MAX_ROOM_NAME_CHARS, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_OUTBOX_MESSAGES, Limits,
@@ -193,6 +194,19 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_RATE_STRIKES", default_value_t = DEFAULT_RATE_STRIKES)]
     pub rate_strikes: u32,
 
+    /// Joins and renames each client IP address may make a minute, sustained, every
+    /// protocol together (a budget that outlives the member: rejoining does not refill
+    /// it). Over it a `newUser` or `CONNECT` is refused with an error, and a WebSocket
+    /// or TCP text connection (announced when it connects) gets the error and is closed.
+    /// 0: no limit.
+    #[arg(long, env = "CHATTERBOX_RATE_JOINS_PER_MIN", default_value_t = DEFAULT_RATE_JOINS_PER_MIN)]
+    pub rate_joins_per_min: u32,
+
+    /// Joins and renames an address may make at once before `--rate-joins-per-min`
+    /// applies.
+    #[arg(long, env = "CHATTERBOX_RATE_JOIN_BURST", default_value_t = DEFAULT_RATE_JOIN_BURST)]
+    pub rate_join_burst: u32,
+
     /// How long a TCP JSON client may stay connected without sending CONNECT, in
     /// milliseconds; then it gets an error line and is closed. 0: no limit.
     #[arg(long, env = "CHATTERBOX_CONNECT_TIMEOUT_MS", default_value_t = DEFAULT_CONNECT_TIMEOUT_MS)]
@@ -207,7 +221,9 @@ pub struct Config {
 
     /// How long an HTTP client may take to send a request's headers (a WebSocket
     /// upgrade's too, on either port), and an idle keep-alive connection may wait for its
-    /// next request, in milliseconds; then the connection is closed. 0: no limit.
+    /// next request, and a Socket.IO session may stay without connecting to a namespace,
+    /// in milliseconds; then the connection (the session) is closed. 0: no limit (45 s
+    /// for a session, as the Node server's `connectTimeout`).
     #[arg(long, env = "CHATTERBOX_HEADER_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_TIMEOUT_MS)]
     pub header_timeout_ms: u64,
 
@@ -327,6 +343,10 @@ impl Config {
                 lines_per_sec: self.rate_lines_per_sec,
                 burst: self.rate_burst,
                 strikes: self.rate_strikes,
+            },
+            joins: JoinLimit {
+                per_min: self.rate_joins_per_min,
+                burst: self.rate_join_burst,
             },
             allowed_origins: AllowedOrigins::new(&self.allowed_origins),
             history_queue_lines: self.history_queue_lines,

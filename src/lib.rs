@@ -15,6 +15,7 @@
 //!   connection protocols.
 //! - `http`: the HTTP listener: pages, the Socket.IO bundle and endpoint, `/healthz`,
 //!   `/metrics`, the JSON API, web origins.
+//! - [`logging`]: log lines to stderr that never block nor panic.
 //! - `telemetry`: Prometheus metrics; `refusals`: every refusal counted and logged, folded
 //!   under a flood; [`config`]: flags and environment.
 
@@ -23,6 +24,7 @@ pub(crate) mod http;
 pub mod lobby;
 pub(crate) mod locks;
 pub mod log;
+pub mod logging;
 pub(crate) mod net;
 pub mod protocol;
 pub mod protocols;
@@ -121,7 +123,7 @@ pub async fn run(
         }
     });
     // The summaries of folded refusals, every interval until the server stops.
-    tasks.spawn(lobby.refusals().clone().fold_every(stop.clone()));
+    tasks.spawn(lobby.clone().fold_every(stop.clone()));
     let settings = http::HttpSettings {
         static_dir: config.static_dir.clone(),
         ping_interval: config.ping_interval(),
@@ -206,7 +208,7 @@ pub async fn run(
         tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}: dropping them");
     }
     // The last interval's counts, cut short by the shutdown.
-    lobby.refusals().summarise();
+    lobby.summarise();
     // Every line accepted before the shutdown is committed (and relayed, to whoever is
     // still there) before `run` returns.
     let history = lobby.clone();

@@ -1,7 +1,7 @@
 //! The chatterbox binary: configuration, logging, listeners, signals; the rest is the
 //! library's [`chatterbox::run`].
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 
 use anyhow::Context;
@@ -16,25 +16,33 @@ fn main() -> std::process::ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("chatterbox: cannot start the runtime: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "chatterbox: cannot start the runtime: {e}"
+            );
             return std::process::ExitCode::FAILURE;
         }
     };
     match runtime.block_on(serve(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // One line, whatever failed: what and why, no backtrace.
-            eprintln!("chatterbox: {e:#}");
+            // One line, whatever failed: what and why, no backtrace. Not `eprintln!`,
+            // which panics on a closed stderr; there is nowhere else to tell.
+            let _ = writeln!(std::io::stderr(), "chatterbox: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
 }
 
 async fn serve(config: chatterbox::Config) -> anyhow::Result<()> {
+    // Held to the end of `serve`: the lines queued then are written before the exit.
+    let (writer, _flush) =
+        chatterbox::logging::to_stderr().context("cannot start the log writer")?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer)
+        .log_internal_errors(false);
     match config.log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
@@ -97,6 +105,7 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         () = ctrl_c => {}
         () = term => {}
     }
-    tracing::info!("shutting down");
+    // Cancelled first: the shutdown never waits on a log line.
     shutdown.cancel();
+    tracing::info!("shutting down");
 }

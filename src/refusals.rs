@@ -34,7 +34,7 @@
 //! nothing of it is waiting to be summarised). At most [`MAX_TRACKED`] clients are
 //! tracked; refusals of others fold into the server-wide line of their reason
 //! (`from at least N clients`). Summaries come from a task woken every interval
-//! ([`Refusals::fold_every`]), and once more when the server stops, so a count is
+//! (`Lobby::fold_every`), and once more when the server stops, so a count is
 //! printed even when the flood has stopped.
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,8 +42,6 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use tokio_util::sync::CancellationToken;
 
 use crate::protocol::Protocol;
 use crate::telemetry;
@@ -145,22 +143,6 @@ impl Refusals {
         let summaries = self.fold().end_interval(Instant::now());
         for summary in summaries {
             tracing::info!("{summary}");
-        }
-    }
-
-    /// Logs the summaries at the end of every interval until `stop`; does nothing when
-    /// refusals are not folded. The caller summarises once more when the server stops.
-    pub(crate) async fn fold_every(self, stop: CancellationToken) {
-        let Some(interval) = self.inner.interval else {
-            return;
-        };
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticks.tick() => self.summarise(),
-            }
         }
     }
 

@@ -4,13 +4,13 @@
 //! | metric | type | labels | what |
 //! |---|---|---|---|
 //! | `chatterbox_members` | gauge | protocol | named members in the lobby now (as `/healthz` `members` counts them: a Socket.IO socket from its `newUser` on) |
-//! | `chatterbox_connections` | gauge | | TCP connections admitted and open now, every listener (HTTP included), as `--max-connections` counts them |
+//! | `chatterbox_connections` | gauge | | places held under the connection limits now: TCP connections admitted and open, every listener (HTTP included), and Engine.IO sessions (`crate::http::sessions`), as `--max-connections` counts them |
 //! | `chatterbox_joins_total` | counter | protocol | announced joins (a name taken, a guest connected, a rename) |
 //! | `chatterbox_leaves_total` | counter | protocol | departures of named members |
 //! | `chatterbox_lines_in_total` | counter | protocol | chat lines accepted from members |
 //! | `chatterbox_lines_out_total` | counter | protocol | lobby events queued for members |
 //! | `chatterbox_bytes_out_total` | counter | protocol | bytes of lobby events written to WebSocket and TCP members (Socket.IO's are written by socketioxide, not counted) |
-//! | `chatterbox_refusals_total` | counter | protocol, reason | requests and connections refused with an error (reasons: `malformed`, `unknown_type`, `too_large`, `unnamed`, `message_too_long`, `room_name`, `room_full`, `not_seated`, `gone`, `busy`, `origin`, `rate`, `flood`, `connections`, `connections_per_ip`, `connect_timeout`, `stall`, `header_timeout`, `unavailable`; the HTTP listener's under `socketio`) |
+//! | `chatterbox_refusals_total` | counter | protocol, reason | requests and connections refused with an error (reasons: `malformed`, `unknown_type`, `too_large`, `unnamed`, `message_too_long`, `room_name`, `room_full`, `not_seated`, `gone`, `busy`, `origin`, `rate`, `flood`, `connections`, `connections_per_ip`, `connect_timeout`, `stall`, `header_timeout`, `unavailable`, `joins`; the HTTP listener's under `socketio`) |
 //! | `chatterbox_slow_consumer_cutoffs_total` | counter | protocol | members cut off as slow consumers (see `lobby::backlog`) |
 //! | `chatterbox_history_lines_total` | counter | | chat lines committed to the history |
 //! | `chatterbox_history_commit_seconds` | summary | | time of one group commit (one transaction, one fsync) |
@@ -18,6 +18,7 @@
 //! | `chatterbox_cluster_entries_skipped_total` | counter | | cluster log entries this node could not read (foreign, truncated, another version), skipped (`--redis-url`) |
 //! | `chatterbox_cluster_append_failures_total` | counter | | tries of an append to the cluster log that failed (Redis did not answer: tried again; or refused: not relayed) (`--redis-url`) |
 //! | `chatterbox_cluster_redis_unavailable` | gauge | | 1 while Redis does not answer this node (chat lines refused with "the lobby is unavailable"), else 0 (`--redis-url`) |
+//! | `chatterbox_log_lines_dropped_total` | counter | why | log lines not written: `full` (stderr's reader does not keep up: the queue of `crate::logging` was full) or `broken` (stderr is closed) |
 //! | `chatterbox_cluster_log_gaps_total` | counter | | times this node found the cluster log had lost entries it had not read (trimmed while it was away): presence read anew (`--redis-url`) |
 //!
 //! The recorder is process-wide (the `metrics` crate has one global recorder): several
@@ -162,4 +163,13 @@ impl Default for LobbyMetrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Log lines not written, by why.
+pub(crate) const LOG_LINES_DROPPED: &str = "chatterbox_log_lines_dropped_total";
+
+/// Counts a log line dropped (`full` or `broken`). Looked up at each drop: the writer
+/// starts before the recorder is installed.
+pub(crate) fn log_line_dropped(why: &'static str) {
+    metrics::counter!(LOG_LINES_DROPPED, "why" => why).increment(1);
 }

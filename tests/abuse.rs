@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::crowd::Crowd;
 use common::{Client, TcpClient, TestServer, WAIT, WsClient, line};
 use serde_json::json;
 use std::sync::Arc;
@@ -553,4 +554,64 @@ async fn a_reader_survives_a_burst_it_reads_later_and_one_behind_for_too_long_is
     );
     echoes.abort();
     drop(staller);
+}
+
+/// Reads a raw Socket.IO WebSocket until the server closes it: what it sends first may
+/// be the lobby's `update`s (every socket gets them), a ping, and the Engine.IO close
+/// packet (`1`); anything else fails the test.
+async fn expect_socket_closed(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    what: &str,
+) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(WAIT, socket.next()).await {
+            Err(_) => panic!("{what}: the socket is still open"),
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return,
+            Ok(Some(Ok(Message::Text(text))))
+                if ["1", "2"].contains(&text.as_str()) || text.starts_with(r#"42["update","#) => {}
+            Ok(Some(Ok(other))) => panic!("{what}: unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_attachments_are_refused_before_they_outgrow_the_payload_limit() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::spawn().await;
+    // Bystanders of every protocol chat all along.
+    let crowd = Crowd::join(&server, 0)
+        .await
+        .start(std::time::Duration::from_millis(50));
+    let event = r#"["message",{"type":"message","message":{"_placeholder":true,"num":0}}]"#;
+
+    // Announcing 10,000 attachments: closed before any is buffered.
+    let stream = tokio::net::TcpStream::connect(server.http)
+        .await
+        .expect("connect");
+    let mut many = common::raw_socketio(server.http, stream).await;
+    let announce = format!("4510000-{event}");
+    many.send(Message::text(announce)).await.expect("send");
+    expect_socket_closed(&mut many, "10,000 attachments announced").await;
+
+    // Two attachments of 990,000 bytes: the second would take the buffer past
+    // --max-payload-bytes (1,000,000), so the socket is closed instead of buffering it.
+    let stream = tokio::net::TcpStream::connect(server.http)
+        .await
+        .expect("connect");
+    let mut heavy = common::raw_socketio(server.http, stream).await;
+    let announce = format!("452-{event}");
+    heavy.send(Message::text(announce)).await.expect("send");
+    let attachment = vec![7u8; 990_000];
+    heavy
+        .send(Message::binary(attachment.clone()))
+        .await
+        .expect("first attachment");
+    // The server may close the socket while the second is still being written.
+    let _ = heavy.send(Message::binary(attachment)).await;
+    expect_socket_closed(&mut heavy, "1,980,000 bytes of attachments").await;
+
+    crowd.finish().await;
 }

@@ -522,3 +522,115 @@ async fn sizes_over_their_limits_are_refused_on_every_protocol() {
     }
     crowd.finish().await;
 }
+
+const JOINS: &str = "too many joins and renames from your address: at most 1 a minute";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn joins_and_renames_over_an_address_budget_are_refused_on_every_protocol() {
+    use futures_util::{SinkExt, StreamExt};
+    // A burst of 40 joins an address, then one a minute: the crowd (20 joins from
+    // 127.0.0.1) and the watcher fit; the spammer at 127.0.0.2 has 40.
+    const BURST: usize = 40;
+    const CYCLES: usize = 300;
+    let server = TestServer::spawn_with(|config| {
+        config.rate_joins_per_min = 1;
+        config.rate_join_burst = BURST as u32;
+    })
+    .await;
+    let crowd = Crowd::join(&server, 0)
+        .await
+        .start(Duration::from_millis(50));
+    let mut watcher = Client::named_amid_chat(&server, "watcher").await;
+
+    // Connect, name, leave the namespace, in a loop, on one Engine.IO connection, each
+    // connect once the last one is answered; it reads all along (its socket gets the
+    // lobby's lines, as every socket does).
+    let stream = common::connect_from(OTHER, server.http).await;
+    let (mut spammer, mut replies) = common::raw_socketio(server.http, stream).await.split();
+    let error = format!("42{}", json!(["error", { "message": JOINS }]));
+    let (connected, mut connects) = tokio::sync::mpsc::unbounded_channel();
+    let reading = tokio::spawn(async move {
+        let mut refused = 0;
+        // Every refusal is one of the loop's or the last name's.
+        while refused < CYCLES + 1 - BURST {
+            let frame = tokio::time::timeout(WAIT, replies.next())
+                .await
+                .expect("a frame in time")
+                .expect("open")
+                .expect("frame");
+            match frame.to_text().expect("text") {
+                text if text == error => refused += 1,
+                text if text.starts_with("40") => connected.send(()).expect("sending"),
+                _ => {}
+            }
+        }
+    });
+    for n in 0..CYCLES {
+        let name = format!(r#"42["newUser","rj-{n} buy cheap stuff at evil.example"]"#);
+        for frame in [name.as_str(), "41", "40"] {
+            spammer.send(Message::text(frame)).await.expect("send");
+        }
+        tokio::time::timeout(WAIT, connects.recv())
+            .await
+            .expect("connected in time")
+            .expect("reading");
+    }
+    let last = r#"42["newUser","rj-last"]"#;
+    spammer.send(Message::text(last)).await.expect("send");
+    reading.await.expect("every refusal read");
+
+    // Every protocol's join from that address is refused now.
+    let mut tt = TcpClient::connect_from(OTHER, server.tcp_text).await;
+    tt.expect_closed_after(format!("error: {JOINS}\n")).await;
+    let mut tj = TcpClient::connect_from(OTHER, server.tcp_json).await;
+    tj.command("CONNECT", "rj-tcp").await;
+    tj.expect_somewhere(format!("error: {JOINS}\n")).await;
+    let ws_addr = server.websocket.expect("on");
+    let ws_stream = common::connect_from(OTHER, ws_addr).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{ws_addr}/"), ws_stream)
+        .await
+        .expect("websocket handshake");
+    let reply = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("in time");
+    let reply: Value = serde_json::from_str(
+        reply
+            .expect("open")
+            .expect("frame")
+            .to_text()
+            .expect("text"),
+    )
+    .expect("JSON");
+    assert_eq!(reply, json!({"type": "error", "msg": JOINS}));
+
+    // The watcher saw the burst's joins and leaves, and nothing after it.
+    let sio = Client::named_amid_chat(&server, "marker").await;
+    sio.say("the end").await;
+    let (mut joins, mut leaves) = (0, 0);
+    loop {
+        let (event, update) = watcher.next().await;
+        assert_eq!(event, "update");
+        let message = update["message"].as_str().expect("a message");
+        if update["name"] == "marker" && message == "the end" {
+            break;
+        }
+        if message.starts_with("rj-") && message.ends_with("님이 접속하였습니다.") {
+            joins += 1;
+        } else if message.starts_with("rj-") && message.ends_with("님이 나가셨습니다.") {
+            leaves += 1;
+        }
+    }
+    assert_eq!((joins, leaves), (BURST, BURST));
+
+    let metrics = server.metrics().await;
+    let expected = [
+        (refusals("socketio", "joins"), (CYCLES + 1 - BURST) as f64),
+        (refusals("tcp-text", "joins"), 1.0),
+        (refusals("tcp-json", "joins"), 1.0),
+        (refusals("websocket", "joins"), 1.0),
+    ];
+    for (metric, count) in expected {
+        assert_eq!(metrics.value(&metric), Some(count), "{metric}");
+    }
+    crowd.finish().await;
+}

@@ -147,3 +147,111 @@ async fn with_folding_off_every_refusal_has_its_line() {
     assert_eq!(summaries(&server.log.borrow()), []);
     assert_eq!(rate_refusals(&server).await, refused.to_string());
 }
+
+/// The binary with its log (stderr) into a pipe that this test reads up to the
+/// listeners' addresses and then either closes (`close: true`: a log shipper gone) or
+/// leaves unread (a stalled one). Returns the process, its HTTP and TCP text addresses,
+/// and the pipe's reading end (`None` once closed).
+fn with_log_pipe(
+    close: bool,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    Option<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"))
+        .args(["--host", "127.0.0.1", "--port", "0", "--ws-port", "0"])
+        .args([
+            "--tcp-json-port",
+            "0",
+            "--tcp-text-port",
+            "0",
+            "--no-history",
+        ])
+        .args(["--rate-joins-per-min", "0"])
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start chatterbox");
+    let mut log = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let (mut http, mut tcp_text) = (None, None);
+    while http.is_none() || tcp_text.is_none() {
+        let mut line = String::new();
+        assert!(
+            log.read_line(&mut line).expect("read the log") > 0,
+            "log ended"
+        );
+        for (name, found) in [("http", &mut http), ("tcp-text", &mut tcp_text)] {
+            let prefix = format!("listening {name}=");
+            if let Some(at) = line.find(&prefix) {
+                *found = line[at + prefix.len()..].trim().parse().ok();
+            }
+        }
+    }
+    let (http, tcp_text) = (http.expect("http"), tcp_text.expect("tcp-text"));
+    (child, http, tcp_text, (!close).then_some(log))
+}
+
+/// Sends SIGTERM and waits (at most [`WAIT`]) for the process to exit; its status.
+async fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `count` TCP text clients that connect, each seeing its own join, and leave.
+async fn come_and_go(tcp_text: std::net::SocketAddr, count: usize) {
+    for _ in 0..count {
+        let mut client = common::TcpClient::connect(Some(tcp_text)).await;
+        client.expect_somewhere(" connected!").await;
+    }
+}
+
+#[tokio::test]
+async fn a_closed_log_pipe_neither_stops_the_server_nor_its_shutdown() {
+    let (mut child, http, tcp_text, _) = with_log_pipe(true, &[]);
+    // Every join and leave is a log line, written to the closed pipe.
+    come_and_go(tcp_text, 20).await;
+    let health = http_get(http, "/healthz").await;
+    assert!(health.contains(r#""status":"ok""#), "{health}");
+    let metrics = http_get(http, "/metrics").await;
+    let dropped = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(r#"chatterbox_log_lines_dropped_total{why="broken"} "#))
+        .expect("dropped lines counted");
+    assert!(dropped.parse::<u64>().expect("a count") >= 40, "{dropped}");
+    assert!(terminate(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn a_log_pipe_nobody_reads_does_not_block_the_server() {
+    // At debug, every connection logs a few lines: 2,000 of them fill the pipe (64 KiB)
+    // many times over.
+    let (mut child, http, tcp_text, log) = with_log_pipe(false, &[("RUST_LOG", "debug")]);
+    come_and_go(tcp_text, 2_000).await;
+    let health = http_get(http, "/healthz").await;
+    assert!(health.contains(r#""status":"ok""#), "{health}");
+    let metrics = http_get(http, "/metrics").await;
+    assert!(
+        metrics.contains(r#"chatterbox_log_lines_dropped_total{why="full"}"#),
+        "no full queue counted"
+    );
+    assert!(terminate(&mut child).await.success());
+    drop(log);
+}

@@ -3,7 +3,7 @@
 # with the official clients and headless Chromium against the binary that the Rust
 # tests built. Installs what is missing first: npm packages (npm ci) and, as root on
 # Debian, Chromium and a Korean font for the page tests, and redis-server for the
-# cluster tests (tests/cluster.rs starts its own).
+# cluster tests (tests/cluster.rs starts its own); python-socketio in a venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,15 @@ fi
 if [ ! -d js-client/node_modules/playwright-core ] \
   || [ js-client/package-lock.json -nt js-client/node_modules/.package-lock.json ]; then
   (cd js-client && npm ci --no-audit --no-fund)
+fi
+
+# python-socketio for the restart test (js-client/test/restart.test.mjs), in a venv of
+# the tests' own, made anew when the pinned versions change.
+venv=target/pyenv
+if [ ! -x "$venv/bin/python" ] || [ js-client/test/python/requirements.txt -nt "$venv/.installed" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r js-client/test/python/requirements.txt
+  touch "$venv/.installed"
 fi
 
 cargo test

@@ -43,7 +43,10 @@ export async function startServer(args = []) {
   const ports = [...http, '--ws-port', '0', '--tcp-json-port', '0', '--tcp-text-port', '0'];
   const dir = mkdtempSync(path.join(os.tmpdir(), 'chatterbox-'));
   const db = args.includes('--db') || args.includes('--no-history') ? [] : ['--db', path.join(dir, 'chatterbox.db')];
-  const child = spawn(binary, ['--host', '127.0.0.1', ...ports, ...db, ...args], {
+  // Every test client comes from 127.0.0.1: the join budget per address is off unless
+  // a test sets it.
+  const joins = args.includes('--rate-joins-per-min') ? [] : ['--rate-joins-per-min', '0'];
+  const child = spawn(binary, ['--host', '127.0.0.1', ...ports, ...db, ...joins, ...args], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

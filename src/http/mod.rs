@@ -21,6 +21,7 @@
 pub(crate) mod api;
 pub(crate) mod assets;
 pub(crate) mod origins;
+pub(crate) mod sessions;
 
 use std::future::Future;
 use std::io;
@@ -57,12 +58,13 @@ use tower_http::trace::TraceLayer;
 
 use crate::lobby::Lobby;
 use crate::net::accept::{Accepting, accept_with};
-use crate::net::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
+use crate::net::admission::{Admission, AdmissionRefusal, REFUSAL_TIMEOUT};
 use crate::protocol::Protocol;
 use crate::protocols::socketio;
 use crate::refusals::{Refusals, Who};
 use crate::telemetry;
 use origins::AllowedOrigins;
+use sessions::Place;
 
 /// Default for `--header-timeout-ms`: a browser sends a request's headers in one
 /// packet, so ten seconds is generous on any network, and short enough that a slowloris
@@ -100,6 +102,8 @@ pub async fn serve(
         ping_interval: settings.ping_interval,
         ping_timeout: settings.ping_timeout,
         max_payload_bytes: settings.max_payload_bytes,
+        stall_timeout: settings.stall_timeout,
+        connect_timeout: settings.header_timeout,
     };
     let (endpoint, io) = socketio::endpoint(&lobby, engine_settings);
 
@@ -119,12 +123,15 @@ pub async fn serve(
         // Merged after the bundle's routes: socketioxide would claim every path under
         // /socket.io, the bundle's included.
         .merge(
-            behind_origin_check(endpoint, &lobby.limits().allowed_origins, lobby.refusals()).layer(
-                middleware::map_request_with_state(
+            behind_origin_check(endpoint, &lobby.limits().allowed_origins, lobby.refusals())
+                .layer(middleware::map_request_with_state(
                     (settings.stall_timeout, lobby.refusals().clone()),
                     body_deadline,
-                ),
-            ),
+                ))
+                .layer(middleware::from_fn_with_state(
+                    (admission.clone(), lobby.refusals().clone()),
+                    sessions::hold_places,
+                )),
         )
         .layer(TraceLayer::new_for_http())
         .with_state(lobby.clone());
@@ -146,9 +153,10 @@ pub async fn serve(
         shutdown,
     };
     let connection = |stream, peer, permit| {
+        let place = Place::holding(permit);
         let stream = Admitted {
             stream,
-            _permit: permit,
+            _place: place.clone(),
         };
         let connection = Connection {
             peer,
@@ -156,7 +164,7 @@ pub async fn serve(
             drain: drain.clone(),
             refusals: refusals.clone(),
         };
-        connection.serve(stream, app.clone(), true)
+        connection.serve(stream, app.clone(), Some(place))
     };
     let refuse = |stream, peer, why| {
         // Bounded by REFUSAL_TIMEOUT as a whole, not counted as slow.
@@ -166,7 +174,7 @@ pub async fn serve(
             drain: drain.clone(),
             refusals: refusals.clone(),
         };
-        let refusal = connection.serve(stream, refusal(operators.clone(), why), false);
+        let refusal = connection.serve(stream, refusal(operators.clone(), why), None);
         async move {
             if tokio::time::timeout(REFUSAL_TIMEOUT, refusal)
                 .await
@@ -201,8 +209,10 @@ struct Connection {
 
 impl Connection {
     /// Serves `app` on `stream` (with WebSocket upgrades) until the client closes, the
-    /// header timeout closes it, or shutdown ends it after its current request.
-    async fn serve<S>(self, stream: S, app: Router, keep_alive: bool)
+    /// header timeout closes it, or shutdown ends it after its current request. An
+    /// admitted connection (`place`, which its requests may hand to an Engine.IO session:
+    /// [`sessions`]) is kept alive between requests; a refused one is not.
+    async fn serve<S>(self, stream: S, app: Router, place: Option<Place>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -210,10 +220,14 @@ impl Connection {
         let service = {
             let requests = requests.clone();
             let peer = self.peer;
+            let place = place.clone();
             service_fn(move |mut request: axum::http::Request<Incoming>| {
                 requests.fetch_add(1, Ordering::Relaxed);
                 // Who a refusal of the request is logged for.
                 request.extensions_mut().insert(ConnectInfo(peer));
+                if let Some(place) = &place {
+                    request.extensions_mut().insert(place.clone());
+                }
                 app.clone().oneshot(request)
             })
         };
@@ -221,7 +235,7 @@ impl Connection {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_timeout)
-            .keep_alive(keep_alive);
+            .keep_alive(place.is_some());
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
@@ -249,11 +263,12 @@ impl Connection {
     }
 }
 
-/// An admitted connection's stream: it holds the admission permit as long as the
-/// socket is open, through a WebSocket upgrade too (hyper hands the stream itself over).
+/// An admitted connection's stream: it holds the connection's place as long as the
+/// socket is open, through a WebSocket upgrade too (hyper hands the stream itself over),
+/// unless an Engine.IO session took the place over ([`sessions`]).
 struct Admitted {
     stream: TcpStream,
-    _permit: Permit,
+    _place: Place,
 }
 
 impl AsyncRead for Admitted {

@@ -34,6 +34,13 @@ pub enum LobbyError {
         /// Refusals in a row.
         strikes: u32,
     },
+    /// Over the client address's joins and renames ([`Limits::joins`]): nothing was
+    /// announced.
+    #[error("too many joins and renames from your address: at most {per_min} a minute")]
+    Churning {
+        /// The rate in force.
+        per_min: u32,
+    },
     /// The history does not keep up with the lines coming in: the line was not sent.
     #[error("{0}")]
     Busy(#[from] QueueFull),
@@ -64,6 +71,7 @@ impl LobbyError {
             LobbyError::Room(RoomError::EmptyName | RoomError::NameTooLong { .. }) => "room_name",
             LobbyError::RateLimited { .. } => "rate",
             LobbyError::Flooding { .. } => "flood",
+            LobbyError::Churning { .. } => "joins",
             LobbyError::Busy(_) => "busy",
             LobbyError::Unavailable => "unavailable",
         }

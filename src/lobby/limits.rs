@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::http::origins::AllowedOrigins;
 use crate::lobby::backlog::SlowRule;
+use crate::lobby::churn::JoinLimit;
 use crate::lobby::rate::RateLimit;
 use crate::log;
 
@@ -51,6 +52,8 @@ pub(crate) struct Limits {
     pub(crate) max_json_object_bytes: usize,
     /// The message rate each member is held to (see [`crate::rate`]).
     pub(crate) rate: RateLimit,
+    /// The joins and renames each client address may make (see [`crate::lobby::churn`]).
+    pub(crate) joins: JoinLimit,
     /// Web origins allowed to open Socket.IO and WebSocket connections.
     pub(crate) allowed_origins: AllowedOrigins,
     /// Chat lines (at most) waiting for their commit to the history; past it, lines are
@@ -75,6 +78,7 @@ impl Default for Limits {
             max_ws_message_bytes: DEFAULT_MAX_WS_MESSAGE_BYTES,
             max_json_object_bytes: DEFAULT_MAX_JSON_OBJECT_BYTES,
             rate: RateLimit::default(),
+            joins: JoinLimit::default(),
             allowed_origins: AllowedOrigins::default(),
             history_queue_lines: log::DEFAULT_HISTORY_QUEUE_LINES,
             replay_lines: 0,

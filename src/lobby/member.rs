@@ -1,5 +1,6 @@
 //! A member: one connection's place in the lobby, and everything it may ask of it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,6 +19,9 @@ pub(crate) struct Member {
     pub(super) lobby: Lobby,
     pub(super) id: u64,
     pub(super) rate: Bucket,
+    /// The client's address, whose join budget its joins and renames count against
+    /// ([`super::churn`]); `None`: not known (not limited).
+    pub(super) from: Option<IpAddr>,
 }
 
 impl Member {
@@ -58,6 +62,7 @@ impl Member {
             if !first {
                 self.rate.check()?;
             }
+            self.lobby.inner.churn.check(self.from)?;
             let protocol = entry.protocol;
             let given = self.lobby.give_name(&members, self.id, asked);
             let name = given.name.clone();
@@ -68,7 +73,8 @@ impl Member {
             if members.give(self.id, given) {
                 self.lobby.inner.metrics.members[protocol.index()].increment(1.0);
             }
-            tracing::info!(member = self.id, %name, protocol = protocol.as_str(), "joined");
+            self.lobby
+                .log_presence_line(true, self.id, &name, protocol.as_str());
             self.lobby.inner.metrics.joins[protocol.index()].increment(1);
             let replay_to = (first
                 && protocol == Protocol::SocketIo
@@ -147,6 +153,8 @@ impl Member {
             let protocol = entry.protocol;
             let given = match claim {
                 Some(claim) if !entry.asked_for(&claim) => {
+                    // A rename (a first name is given on connect for these protocols).
+                    self.lobby.inner.churn.check(self.from)?;
                     Some(self.lobby.give_name(&members, self.id, claim))
                 }
                 _ => None,

@@ -39,6 +39,7 @@
 //! [`presence`] (who is here), [`names`], [`rooms`], [`rate`], [`limits`], [`error`].
 
 pub(crate) mod backlog;
+pub(crate) mod churn;
 mod cluster;
 pub(crate) mod error;
 pub(crate) mod event;
@@ -51,11 +52,13 @@ pub(crate) mod rate;
 pub(crate) mod rooms;
 mod table;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub use error::LobbyError;
 pub use event::Event;
@@ -71,6 +74,7 @@ use crate::log::{
 use crate::protocol::Protocol;
 use crate::refusals::Refusals;
 use crate::telemetry::LobbyMetrics;
+use churn::{Churn, LogLine};
 pub(crate) use fanout::Stored;
 use fanout::{Outgoing, SlowLeaves, Someone, cut_off, fan_out, fan_out_with, remove_member};
 use rate::Bucket;
@@ -100,6 +104,8 @@ struct Inner {
     presence: watch::Sender<u64>,
     /// Every refusal's count and log line.
     refusals: Refusals,
+    /// Every client address's joins, and the folding of join and leave log lines.
+    churn: Churn,
 }
 
 /// A member's place in the lobby's table.
@@ -137,6 +143,7 @@ impl Inner {
         Self {
             log_presence: log.as_ref().is_some_and(|log| log.present().is_some()),
             refusals: Refusals::new(limits.log_fold),
+            churn: Churn::new(limits.joins),
             limits,
             next_id: AtomicU64::new(1),
             members: Mutex::new(Table::default()),
@@ -406,11 +413,21 @@ impl Lobby {
         &self.inner.refusals
     }
 
-    /// Adds a connection to the lobby: from now on it receives every event through
-    /// `outbox`. A member of a protocol [announced on connect](Protocol::announced_on_connect)
-    /// is named `guest-<id>` and announced; any other stays unnamed and unannounced
-    /// until [`Member::set_name`]. Dropping the returned [`Member`] removes it.
-    pub(crate) fn join(&self, protocol: Protocol, outbox: impl Outbox) -> Member {
+    /// Adds a connection from `from` to the lobby: from now on it receives every event
+    /// through `outbox`. A member of a protocol [announced on
+    /// connect](Protocol::announced_on_connect) is named `guest-<id>` and announced, a
+    /// join that counts against its address's budget ([`churn`]: refused over it); any
+    /// other stays unnamed and unannounced until [`Member::set_name`]. Dropping the
+    /// returned [`Member`] removes it.
+    pub(crate) fn join(
+        &self,
+        protocol: Protocol,
+        outbox: impl Outbox,
+        from: Option<IpAddr>,
+    ) -> Result<Member, LobbyError> {
+        if protocol.announced_on_connect() {
+            self.inner.churn.check(from)?;
+        }
         let id = match self.inner.log.as_ref().and_then(|log| log.member_id()) {
             Some(id) => id,
             None => self.inner.next_id.fetch_add(1, Ordering::Relaxed),
@@ -434,7 +451,7 @@ impl Lobby {
             tracing::debug!(member = id, protocol = protocol.as_str(), "connected");
             match name {
                 Some(name) => {
-                    tracing::info!(member = id, %name, protocol = protocol.as_str(), "joined");
+                    self.log_presence_line(true, id, &name, protocol.as_str());
                     self.inner.metrics.members[protocol.index()].increment(1.0);
                     self.inner.metrics.joins[protocol.index()].increment(1);
                     let event = Event::Joined {
@@ -450,10 +467,49 @@ impl Lobby {
             self.presence_changed();
         }
         cut_off(cut);
-        Member {
+        Ok(Member {
             lobby: self.clone(),
             id,
             rate: Bucket::new(self.inner.limits.rate),
+            from,
+        })
+    }
+
+    /// Logs a member's join (or leave): a line of its own, or at `debug` and counted in
+    /// the interval's summary once joins and leaves churn ([`churn`]).
+    fn log_presence_line(&self, join: bool, member: u64, name: &str, protocol: &'static str) {
+        let folding = !self.inner.limits.log_fold.is_zero();
+        let what = if join { "joined" } else { "left" };
+        match self.inner.churn.log_line(join, folding) {
+            LogLine::Own => tracing::info!(member, %name, protocol, "{what}"),
+            LogLine::Folded => tracing::debug!(member, %name, protocol, "{what} (folded)"),
+        }
+    }
+
+    /// Ends an interval of the log's folding: the refusals' summaries, the joins' and
+    /// leaves' ([`churn`]), and the join budgets of addresses that came back to full.
+    pub(crate) fn summarise(&self) {
+        self.inner.refusals.summarise();
+        self.inner
+            .churn
+            .end_interval(self.inner.limits.log_fold.as_secs());
+    }
+
+    /// [`Lobby::summarise`] at the end of every `--log-fold-secs` interval until
+    /// `stop`; with no folding, only the join budgets are trimmed, every ten seconds.
+    /// The caller summarises once more when the server stops.
+    pub(crate) async fn fold_every(self, stop: CancellationToken) {
+        let interval = match self.inner.limits.log_fold {
+            zero if zero.is_zero() => std::time::Duration::from_secs(10),
+            interval => interval,
+        };
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => self.summarise(),
+            }
         }
     }
 
@@ -535,7 +591,7 @@ impl Lobby {
             match (left, &entry.name) {
                 (Some(_), _) if self.inner.closed.load(Ordering::SeqCst) => Vec::new(),
                 (Some(left), Some(name)) => {
-                    tracing::info!(member = id, %name, protocol, "left");
+                    self.log_presence_line(false, id, name, protocol);
                     self.announce_presence(&mut members, left, entry.someone(id), None)
                 }
                 _ => Vec::new(),
@@ -672,8 +728,8 @@ pub(crate) mod tests {
     fn lines_skip_a_non_echoing_sender_and_use_the_stored_name() {
         with_each_lobby(Limits::default(), |lobby| {
             let (a_box, b_box) = (Recorder::default(), Recorder::default());
-            let a = lobby.join(Protocol::SocketIo, a_box.clone());
-            let b = lobby.join(Protocol::SocketIo, b_box.clone());
+            let a = lobby.join(Protocol::SocketIo, a_box.clone(), None).unwrap();
+            let b = lobby.join(Protocol::SocketIo, b_box.clone(), None).unwrap();
             assert_eq!(a.say("too early"), Err(LobbyError::Unnamed));
             a.set_name("ann").unwrap();
             b.set_name("bob").unwrap();
@@ -699,10 +755,16 @@ pub(crate) mod tests {
         };
         with_each_lobby(limits, |lobby| {
             let watcher = Recorder::default();
-            let _w = lobby.join(Protocol::SocketIo, watcher.clone());
-            let quiet = lobby.join(Protocol::SocketIo, Recorder::default());
+            let _w = lobby
+                .join(Protocol::SocketIo, watcher.clone(), None)
+                .unwrap();
+            let quiet = lobby
+                .join(Protocol::SocketIo, Recorder::default(), None)
+                .unwrap();
             drop(quiet);
-            let talker = lobby.join(Protocol::SocketIo, Recorder::default());
+            let talker = lobby
+                .join(Protocol::SocketIo, Recorder::default(), None)
+                .unwrap();
             talker.set_name("t").unwrap();
             assert_eq!(
                 talker.say("four"),
@@ -719,8 +781,8 @@ pub(crate) mod tests {
     fn a_full_outbox_is_cut_off_and_announced_once() {
         with_each_lobby(Limits::default(), |lobby| {
             let (fast, slow) = (Recorder::default(), Recorder::default());
-            let f = lobby.join(Protocol::SocketIo, fast.clone());
-            let s = lobby.join(Protocol::SocketIo, slow.clone());
+            let f = lobby.join(Protocol::SocketIo, fast.clone(), None).unwrap();
+            let s = lobby.join(Protocol::SocketIo, slow.clone(), None).unwrap();
             s.set_name("slow").unwrap();
             f.set_name("fast").unwrap();
             assert_eq!(fast.take_when(2), [joined("slow", 1), joined("fast", 2)]);
@@ -731,7 +793,9 @@ pub(crate) mod tests {
             assert_eq!(fast.take_when(1), [left("slow", 1)]);
             assert_eq!(s.say("late"), Err(LobbyError::Gone));
             drop(s); // its guard leaves again: nothing more is announced
-            let w = lobby.join(Protocol::WebSocket, Recorder::default());
+            let w = lobby
+                .join(Protocol::WebSocket, Recorder::default(), None)
+                .unwrap();
             // The next thing `fast` hears is the newcomer: no second leave before it.
             assert_eq!(fast.take_when(1), [joined(&format!("guest-{}", w.id()), 2)]);
             assert_eq!(slow.wait_cut(1), 1);
@@ -743,8 +807,10 @@ pub(crate) mod tests {
     fn a_closed_lobby_announces_no_leaves() {
         with_each_lobby(Limits::default(), |lobby| {
             let stays = Recorder::default();
-            let s = lobby.join(Protocol::SocketIo, stays.clone());
-            let goes = lobby.join(Protocol::SocketIo, Recorder::default());
+            let s = lobby.join(Protocol::SocketIo, stays.clone(), None).unwrap();
+            let goes = lobby
+                .join(Protocol::SocketIo, Recorder::default(), None)
+                .unwrap();
             goes.set_name("goes").unwrap();
             assert_eq!(stays.take_when(1), [joined("goes", 1)]);
             lobby.close();
@@ -762,8 +828,12 @@ pub(crate) mod tests {
         let store = Store::open(&dir.path().join("history.db")).unwrap();
         let lobby = Lobby::with_history(Limits::default(), store).unwrap();
         let (ann_box, bob_box) = (Recorder::default(), Recorder::default());
-        let ann = lobby.join(Protocol::SocketIo, ann_box.clone());
-        let bob = lobby.join(Protocol::TcpJson, bob_box.clone());
+        let ann = lobby
+            .join(Protocol::SocketIo, ann_box.clone(), None)
+            .unwrap();
+        let bob = lobby
+            .join(Protocol::TcpJson, bob_box.clone(), None)
+            .unwrap();
         ann.set_name("ann").unwrap();
         bob.set_name("bob").unwrap();
         ann.say("one").unwrap();

@@ -489,7 +489,9 @@ mod tests {
                 let racers: Vec<_> = (0..8)
                     .map(|_| {
                         scope.spawn(|| {
-                            let member = lobby.join(Protocol::SocketIo, Recorder::default());
+                            let member = lobby
+                                .join(Protocol::SocketIo, Recorder::default(), None)
+                                .unwrap();
                             let name = member.set_name("victim").unwrap().to_string();
                             (member, name)
                         })
@@ -510,11 +512,17 @@ mod tests {
         fn a_rename_to_its_own_name_keeps_it_and_a_left_name_is_free_again() {
             let lobby = Lobby::new(Limits::default());
             let watcher = Recorder::default();
-            let _w = lobby.join(Protocol::SocketIo, watcher.clone());
-            let victim = lobby.join(Protocol::SocketIo, Recorder::default());
+            let _w = lobby
+                .join(Protocol::SocketIo, watcher.clone(), None)
+                .unwrap();
+            let victim = lobby
+                .join(Protocol::SocketIo, Recorder::default(), None)
+                .unwrap();
             assert_eq!(&*victim.set_name("victim").unwrap(), "victim");
             assert_eq!(&*victim.set_name("Victim").unwrap(), "Victim");
-            let other = lobby.join(Protocol::TcpJson, Recorder::default());
+            let other = lobby
+                .join(Protocol::TcpJson, Recorder::default(), None)
+                .unwrap();
             let mut told = None;
             let name = other
                 .set_name_telling("victim", |taken| told = Some(taken.to_string()))
@@ -532,10 +540,16 @@ mod tests {
         fn a_claimed_name_keeps_the_name_given_for_it_and_is_told_once() {
             let lobby = Lobby::new(Limits::default());
             let watcher = Recorder::default();
-            let _w = lobby.join(Protocol::SocketIo, watcher.clone());
-            let victim = lobby.join(Protocol::SocketIo, Recorder::default());
+            let _w = lobby
+                .join(Protocol::SocketIo, watcher.clone(), None)
+                .unwrap();
+            let victim = lobby
+                .join(Protocol::SocketIo, Recorder::default(), None)
+                .unwrap();
             victim.set_name("victim").unwrap();
-            let ws = lobby.join(Protocol::WebSocket, Recorder::default());
+            let ws = lobby
+                .join(Protocol::WebSocket, Recorder::default(), None)
+                .unwrap();
             let taken = ws.say_as("victim", "one").unwrap().map(|t| t.to_string());
             assert_eq!(taken, super::told("victim", "victim-2").1);
             assert_eq!(ws.say_as("victim", "two"), Ok(None));

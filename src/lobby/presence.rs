@@ -132,7 +132,7 @@ mod tests {
     fn the_member_list_is_made_once_per_presence_change() {
         let lobby = Lobby::new(Limits::default());
         let shared = SharedMemberList::default();
-        let ann = lobby.join(Protocol::SocketIo, Nobody);
+        let ann = lobby.join(Protocol::SocketIo, Nobody, None).unwrap();
         ann.set_name("ann").unwrap();
         let version = *lobby.watch_presence().borrow();
         let first = shared.get(&lobby, version).unwrap();
@@ -140,7 +140,7 @@ mod tests {
         // Another subscriber at the same version gets the very same list.
         assert!(Arc::ptr_eq(&first, &shared.get(&lobby, version).unwrap()));
 
-        let bob = lobby.join(Protocol::SocketIo, Nobody);
+        let bob = lobby.join(Protocol::SocketIo, Nobody, None).unwrap();
         bob.set_name("bob").unwrap();
         let changed = *lobby.watch_presence().borrow();
         assert!(changed > version);

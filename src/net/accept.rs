@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use super::Timeouts;
 use super::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
 use super::outbox::{Ending, Inbox, QueueOutbox};
-use crate::lobby::{Lobby, Member};
+use crate::lobby::{Lobby, LobbyError, Member};
 use crate::protocol::Protocol;
 use crate::refusals::{Refusals, Who};
 
@@ -36,11 +36,24 @@ pub(crate) struct Served {
 }
 
 impl Served {
-    /// Joins the lobby as a member of `protocol` with a bounded outgoing queue
-    /// (`--outbox-messages`); the client task writes out what comes into the [`Inbox`].
-    pub(crate) fn join(&self, protocol: Protocol) -> (Member, Inbox) {
+    /// Joins the lobby as a member of `protocol` from `peer` with a bounded outgoing
+    /// queue (`--outbox-messages`); the client task writes out what comes into the
+    /// [`Inbox`]. A protocol announced on connect is refused over the address's join
+    /// budget (counted and logged here; the client task tells the client).
+    pub(crate) fn join(
+        &self,
+        protocol: Protocol,
+        peer: SocketAddr,
+    ) -> Result<(Member, Inbox), LobbyError> {
         let (outbox, inbox) = QueueOutbox::new(self.lobby.limits().outbox_messages);
-        (self.lobby.join(protocol, outbox), inbox)
+        match self.lobby.join(protocol, outbox, Some(peer.ip())) {
+            Ok(member) => Ok((member, inbox)),
+            Err(why) => {
+                let refusals = self.lobby.refusals();
+                refusals.report(protocol, Who::Peer(peer), why.reason(), &why, false);
+                Err(why)
+            }
+        }
     }
 }
 

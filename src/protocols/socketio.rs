@@ -54,10 +54,10 @@ use axum::Router;
 use axum::http::HeaderValue;
 use axum::middleware;
 use serde::{Deserialize, Serialize};
-use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Data, SocketRef};
 use socketioxide::handler::{ConnectHandler, DisconnectHandler, MessageHandler, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
+use socketioxide::{ParserConfig, SocketIo};
 use socketioxide::{SendError, SocketError};
 use socketioxide_core::packet::Packet;
 use socketioxide_core::parser::Parse;
@@ -88,9 +88,24 @@ pub(crate) struct Engine {
     /// Heartbeat timeout.
     pub(crate) ping_timeout: Duration,
     /// Largest Engine.IO payload, WebSocket message and WebSocket frame, in bytes
-    /// (`max_payload` alone applies to long-polling only).
+    /// (`max_payload` alone applies to long-polling only), and the most a socket's
+    /// binary attachments may hold in all while their packet is incomplete.
     pub(crate) max_payload_bytes: u64,
+    /// How long a binary packet's attachments may take to arrive (`--stall-timeout-ms`);
+    /// `None`: no limit.
+    pub(crate) stall_timeout: Option<Duration>,
+    /// How long a session may stay without connecting to a namespace
+    /// (`--header-timeout-ms`: a client sends `40` as soon as it has its session);
+    /// `None`: socketioxide's default, 45 s. The session holds its place under the
+    /// connection limits until then (`crate::http::sessions`).
+    pub(crate) connect_timeout: Option<Duration>,
 }
+
+/// The most binary attachments one Socket.IO packet may announce. The chat carries no
+/// binary data; socketioxide's default, 10,000, lets a client make a socket buffer
+/// thousands of empty attachments (each an entry of its own) outside the byte limit.
+/// A packet announcing more is refused by closing the socket, before any is buffered.
+pub(crate) const MAX_ATTACHMENTS: usize = 16;
 
 /// The Socket.IO endpoint (the routes of `/socket.io/`) with the lobby chat and the rooms
 /// on its `/` namespace, and its handle (to close every socket at shutdown). Each
@@ -98,7 +113,18 @@ pub(crate) struct Engine {
 /// slow-consumer rule, `crate::lobby::backlog`).
 pub(crate) fn endpoint(lobby: &Lobby, engine: Engine) -> (Router<Lobby>, SocketIo) {
     let payload = usize::try_from(engine.max_payload_bytes).unwrap_or(usize::MAX);
-    let (service, io) = SocketIo::builder()
+    // A binary packet's attachments are buffered until the last one arrives: at most
+    // the payload limit in all (socketioxide's default is 10 MB a socket), closing the
+    // socket past it, or past the stall timeout.
+    let parser = ParserConfig::common()
+        .max_incoming_binary_buf_size(payload)
+        .max_incoming_binaries(MAX_ATTACHMENTS)
+        .packet_completion_timeout(engine.stall_timeout.unwrap_or(Duration::MAX));
+    let mut builder = SocketIo::builder().with_parser(parser);
+    if let Some(timeout) = engine.connect_timeout {
+        builder = builder.connect_timeout(timeout);
+    }
+    let (service, io) = builder
         .ping_interval(engine.ping_interval)
         .ping_timeout(engine.ping_timeout)
         .max_payload(engine.max_payload_bytes)
@@ -388,9 +414,23 @@ type MiddlewareResult = Result<(), Box<dyn std::fmt::Display + Send>>;
 
 impl OnConnect {
     fn prepare(&self, socket: Arc<Socket>) {
-        let member = self
+        let from = socket
+            .req_parts()
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|axum::extract::ConnectInfo(peer)| peer.ip());
+        // A Socket.IO socket joins unnamed and unannounced: never refused here (its
+        // `newUser` counts against its address's joins).
+        let member = match self
             .lobby
-            .join(Protocol::SocketIo, SocketOutbox::new(&socket));
+            .join(Protocol::SocketIo, SocketOutbox::new(&socket), from)
+        {
+            Ok(member) => member,
+            Err(e) => {
+                tracing::error!(socket = %socket.id, "a socket refused a place in the lobby: {e}");
+                return;
+            }
+        };
         socket.extensions.insert(Arc::new(member));
         socket.on("newUser", OnEvent(new_user));
         socket.on("message", OnEvent(message));

@@ -41,7 +41,7 @@ use tokio_util::codec::Decoder;
 
 use crate::lobby::names::NameTaken;
 use crate::lobby::{Event, LobbyError, Member};
-use crate::net::accept::{Served, close_telling};
+use crate::net::accept::{Served, close_telling, close_with_error};
 use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
@@ -222,7 +222,11 @@ fn line_of<'a>(content: &'a str, typed_name: &str, stored_name: &str) -> &'a str
 
 /// Serves one client until it leaves, is cut off, or the server shuts down.
 pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
-    let (member, mut inbox) = served.join(Protocol::TcpJson);
+    let (member, mut inbox) = match served.join(Protocol::TcpJson, peer) {
+        Ok(joined) => joined,
+        // Not announced on connect: its joins are its CONNECTs, refused one by one.
+        Err(why) => return close_with_error(stream, peer, why).await,
+    };
     let Served {
         lobby,
         timeouts,

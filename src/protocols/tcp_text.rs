@@ -34,7 +34,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::lobby::{Event, LobbyError};
-use crate::net::accept::{Served, close_telling};
+use crate::net::accept::{Served, close_telling, close_with_error};
 use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
@@ -65,7 +65,10 @@ fn complete_prefix(buf: &[u8]) -> usize {
 
 /// Serves one client until it leaves, is cut off, or the server shuts down.
 pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
-    let (member, mut inbox) = served.join(Protocol::TcpText);
+    let (member, mut inbox) = match served.join(Protocol::TcpText, peer) {
+        Ok(joined) => joined,
+        Err(why) => return close_with_error(stream, peer, why).await,
+    };
     let Served {
         lobby,
         timeouts,

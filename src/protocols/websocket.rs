@@ -227,7 +227,29 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         },
     };
     let (mut sink, mut frames) = socket.split();
-    let (member, mut inbox) = served.join(Protocol::WebSocket);
+    let (member, mut inbox) = match served.join(Protocol::WebSocket, peer) {
+        Ok(joined) => joined,
+        Err(why) => {
+            // Its join is its connection: told why, then closed.
+            let reply = to_json(&Outgoing::Error {
+                msg: &why.to_string(),
+            });
+            let frame = CloseFrame {
+                code: CloseCode::Policy,
+                reason: Utf8Bytes::from_static("too many joins"),
+            };
+            let refusal = async {
+                sink.send(text_frame(reply)).await?;
+                sink.send(Message::Close(Some(frame))).await
+            };
+            match tokio::time::timeout(CLOSE_TIMEOUT, refusal).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%peer, "cannot refuse the join: {e}"),
+                Err(_) => tracing::debug!(%peer, "join refusal not taken in time"),
+            }
+            return;
+        }
+    };
 
     let ending = until_stopped(shutdown, &inbox.cut, async {
             loop {

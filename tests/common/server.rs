@@ -39,8 +39,8 @@ impl TestServer {
     /// whose port `configure` sets to `off` is switched off. Its history is in a new
     /// directory of its own unless `configure` sets `db`.
     ///
-    /// Unlike the binary's defaults, the per-address connection limit and the message
-    /// rate are off: every test client comes from 127.0.0.1 and many tests send as fast
+    /// Unlike the binary's defaults, the per-address connection limit, the message rate
+    /// and the join budget are off: every test client comes from 127.0.0.1 and many tests send as fast
     /// as they can. Tests of those limits set them in `configure`.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("a directory for the history");
@@ -49,6 +49,7 @@ impl TestServer {
             port: 0,
             max_connections_per_ip: 0,
             rate_lines_per_sec: 0,
+            rate_joins_per_min: 0,
             db: dir.path().join("chatterbox.db"),
             ..Config::default()
         };
@@ -203,6 +204,9 @@ impl BinaryServer {
                 "--tcp-text-port",
                 "0",
             ])
+            // Every test client comes from 127.0.0.1: the join budget per address is
+            // off unless `args` sets it (a flag's last value counts).
+            .args(["--rate-joins-per-min", "0"])
             .args(args)
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -464,8 +464,13 @@ where
     /// The socket will be removed from the `Engine` and the [`Handler`](crate::handler::EngineIoHandler) will be notified.
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self)))]
     pub fn close(&self, reason: DisconnectReason) {
-        // Try to send a close packet is the connection is still operational.
-        self.send(Packet::Close).ok();
+        // Try to send a close packet is the connection is still operational. Not when the
+        // server is closing: to a client, the close packet means the session was ended on
+        // purpose (it does not reconnect), and a server restart must look like a lost
+        // transport, after which every client reconnects (as when a Node server exits).
+        if !matches!(reason, DisconnectReason::ClosingServer) {
+            self.send(Packet::Close).ok();
+        }
 
         (self.close_fn)(self.id, reason);
     }
