@@ -160,13 +160,15 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_OUTBOX_MESSAGES", default_value_t = DEFAULT_OUTBOX_MESSAGES)]
     pub outbox_messages: usize,
 
-    /// Bytes of chat a member may have pending (offered since its queue was last found
-    /// empty); past it, it is cut off as a slow consumer.
+    /// Bytes of chat a member may have waiting in its queue (its queued events at the
+    /// mean weight of what it is sent: name and text plus 64); past it, it is cut off
+    /// as a slow consumer.
     #[arg(long, env = "CHATTERBOX_OUTBOX_BYTES", default_value_t = DEFAULT_OUTBOX_BYTES)]
     pub outbox_bytes: usize,
 
-    /// How long a member may be behind (its queue not found empty since something was
-    /// offered to it), in milliseconds; past it, it is cut off as a slow consumer.
+    /// How long a member may be behind, in milliseconds: since a delivery found its queue
+    /// not empty and it has not yet taken out what it had been sent by then; past it,
+    /// it is cut off as a slow consumer.
     #[arg(long, env = "CHATTERBOX_OUTBOX_BEHIND_MS", default_value_t = DEFAULT_OUTBOX_BEHIND.as_millis() as u64)]
     pub outbox_behind_ms: u64,
 

@@ -1,20 +1,25 @@
 //! The slow-consumer rule: a member is cut off for being slow, not for a burst.
 //!
-//! The same for every protocol. At each fan-out batch the lobby looks at each member's
-//! queue: found empty, the member has caught up and its backlog starts over. Every event
-//! offered to it after that adds its [weight](super::Delivery::weight) to the backlog.
-//! The member is cut off, after the batch, when since it last caught up
+//! The same for every protocol, judged at each fan-out batch from the length of the
+//! member's queue (what its connection's writer has not taken yet):
 //!
 //! | rule | setting | default |
 //! |---|---|---|
-//! | more was offered to it than | `--outbox-bytes` | 1 MiB |
-//! | its queue has not been found empty for longer than | `--outbox-behind-ms` | 10 s |
+//! | it has more pending than | `--outbox-bytes` | 1 MiB |
+//! | it has been behind for longer than | `--outbox-behind-ms` | 10 s |
 //! | (a backstop) its queue is full | `--outbox-messages` | 16,384 |
 //!
-//! The bytes are an upper bound of what is pending (part of it may have been written
-//! already): exact when the member reads nothing. A member that keeps up on average
-//! empties its queue between bursts and is never cut; one that stopped reading is cut
-//! after `--outbox-bytes` of chat or `--outbox-behind-ms`, whichever comes first.
+//! - *Pending*: the events in its queue, each counted at the mean
+//!   [weight](super::Delivery::weight) of the events offered to it.
+//! - *Behind*: when a batch finds its queue not empty, the lobby notes what it had been
+//!   offered so far (a mark); once the member has taken all of it out of its queue, the
+//!   next batch that finds it not empty again sets a new mark. Behind is the age of the
+//!   mark it has not cleared; an empty queue clears everything. A long-polling client,
+//!   whose queue is empty only while a poll waits, clears each mark with its next poll.
+//!
+//! A member that keeps up on average empties its queue, or clears its marks, between
+//! bursts and is never cut; one that stopped reading is cut after `--outbox-bytes` of
+//! chat or `--outbox-behind-ms`, whichever comes first.
 
 use std::time::{Duration, Instant};
 
@@ -66,32 +71,47 @@ impl Slow {
     }
 }
 
-/// What a member was offered since it last caught up.
+/// What a member was offered, and the mark it has to clear (see the module doc).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Backlog {
-    bytes: usize,
-    /// When the first event after it last caught up was offered.
-    since: Option<Instant>,
+    /// Events offered to it, ever.
+    offered: u64,
+    /// Their weight, ever.
+    offered_bytes: u64,
+    /// Events it had been offered when its queue was last found not empty, and when.
+    mark: Option<(u64, Instant)>,
 }
 
 impl Backlog {
-    /// The member's queue was found empty: it starts over.
-    pub(super) fn caught_up(&mut self) {
-        *self = Self::default();
+    /// A batch at `now` finds `queued` events in the member's queue.
+    pub(super) fn look(&mut self, queued: usize, now: Instant) {
+        let queued = queued as u64;
+        if queued == 0 {
+            self.mark = None;
+            return;
+        }
+        let taken = self.offered.saturating_sub(queued);
+        if self.mark.is_none_or(|(offered, _)| taken >= offered) {
+            self.mark = Some((self.offered, now));
+        }
     }
 
-    /// An event of `weight` bytes was offered at `now`.
-    pub(super) fn add(&mut self, weight: usize, now: Instant) {
-        self.bytes = self.bytes.saturating_add(weight);
-        self.since.get_or_insert(now);
+    /// An event of `weight` bytes was offered.
+    pub(super) fn add(&mut self, weight: usize) {
+        self.offered += 1;
+        self.offered_bytes = self.offered_bytes.saturating_add(weight as u64);
     }
 
-    /// Whether the member is too slow for `rule` at `now`.
-    pub(super) fn too_slow(&self, rule: &SlowRule, now: Instant) -> Option<Slow> {
-        if self.bytes > rule.max_bytes {
+    /// Whether the member, with `queued` events in its queue, is too slow for `rule`
+    /// at `now`.
+    pub(super) fn too_slow(&self, queued: usize, rule: &SlowRule, now: Instant) -> Option<Slow> {
+        let mean = self.offered_bytes.checked_div(self.offered).unwrap_or(0);
+        if (queued as u64).saturating_mul(mean) > rule.max_bytes as u64 {
             return Some(Slow::Bytes);
         }
-        let behind = self.since.map(|since| now.saturating_duration_since(since));
+        let behind = self
+            .mark
+            .map(|(_, since)| now.saturating_duration_since(since));
         behind
             .filter(|b| *b > rule.max_behind)
             .map(|_| Slow::Behind)
@@ -108,22 +128,33 @@ mod tests {
     };
 
     #[test]
-    fn a_member_is_too_slow_past_the_bytes_or_the_time_and_starts_over_once_caught_up() {
+    fn a_member_is_too_slow_past_the_bytes_or_the_time_and_clears_its_marks_by_reading() {
         let start = Instant::now();
         let at = |secs| start + Duration::from_secs(secs);
         let mut backlog = Backlog::default();
-        backlog.add(600, at(0));
-        backlog.add(400, at(1));
-        assert_eq!(backlog.too_slow(&RULE, at(10)), None, "1000 bytes, 10 s");
-        assert_eq!(backlog.too_slow(&RULE, at(11)), Some(Slow::Behind));
-        backlog.add(1, at(2));
-        assert_eq!(backlog.too_slow(&RULE, at(2)), Some(Slow::Bytes));
+        for _ in 0..10 {
+            backlog.add(100);
+        }
+        // 10 events of 100 bytes pending: 1000 bytes, a mark at 0 s.
+        backlog.look(10, at(0));
+        assert_eq!(
+            backlog.too_slow(10, &RULE, at(10)),
+            None,
+            "1000 bytes, 10 s"
+        );
+        assert_eq!(backlog.too_slow(10, &RULE, at(11)), Some(Slow::Behind));
+        backlog.add(100);
+        assert_eq!(backlog.too_slow(11, &RULE, at(1)), Some(Slow::Bytes));
 
-        // Caught up: what came before no longer counts, time behind starts at the next event.
-        backlog.caught_up();
-        assert_eq!(backlog.too_slow(&RULE, at(100)), None);
-        backlog.add(1000, at(100));
-        assert_eq!(backlog.too_slow(&RULE, at(110)), None);
-        assert_eq!(backlog.too_slow(&RULE, at(111)), Some(Slow::Behind));
+        // It took 5 of the 10: the mark stands.
+        backlog.look(6, at(5));
+        assert_eq!(backlog.too_slow(6, &RULE, at(11)), Some(Slow::Behind));
+        // It took all 10 (one left, offered after the mark): a new mark at 9 s.
+        backlog.look(1, at(9));
+        assert_eq!(backlog.too_slow(1, &RULE, at(19)), None);
+        assert_eq!(backlog.too_slow(1, &RULE, at(20)), Some(Slow::Behind));
+        // An empty queue clears everything.
+        backlog.look(0, at(30));
+        assert_eq!(backlog.too_slow(0, &RULE, at(100)), None);
     }
 }

@@ -159,10 +159,10 @@ pub(crate) trait Outbox: Send + Sync + 'static {
     /// lobby's lock held.
     fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), OutboxRefusal>;
 
-    /// Whether everything offered so far has left the member's queue (taken by its
-    /// connection's writer): the slow-consumer rule starts over then. Called with the
-    /// lobby's lock held.
-    fn caught_up(&self) -> bool;
+    /// How many messages wait in the member's queue, not yet taken by its connection's
+    /// writer (the slow-consumer rule, `super::backlog`). Called with the lobby's lock
+    /// held.
+    fn queued(&self) -> usize;
 
     /// Ends the member's connection because it did not keep up. Called without the lobby's
     /// lock, after the member has been removed and its leave announced.

@@ -113,9 +113,9 @@ pub(super) fn fan_out_with(
         let mut sent = [0; Protocol::ALL.len()];
         let now = Instant::now();
         for (&id, entry) in members.iter_mut() {
-            if entry.outbox.caught_up() {
-                entry.backlog.caught_up();
-            }
+            let queued = entry.outbox.queued();
+            entry.backlog.look(queued, now);
+            let mut offered = 0;
             let mut full = false;
             for out in batch.iter_mut() {
                 if let Some((_, lines)) = out.replay.take_if(|(to, _)| *to == id) {
@@ -133,7 +133,8 @@ pub(super) fn fan_out_with(
                 match entry.outbox.offer(&out.delivery) {
                     Ok(()) => {
                         sent[entry.protocol.index()] += 1;
-                        entry.backlog.add(out.delivery.weight(), now);
+                        offered += 1;
+                        entry.backlog.add(out.delivery.weight());
                     }
                     Err(OutboxRefusal::Full) => {
                         full = true;
@@ -145,7 +146,7 @@ pub(super) fn fan_out_with(
             }
             let too_slow = match full {
                 true => Some(Slow::QueueFull),
-                false => entry.backlog.too_slow(rule, now),
+                false => entry.backlog.too_slow(queued + offered, rule, now),
             };
             if let Some(why) = too_slow {
                 slow.push((id, why));

@@ -624,7 +624,7 @@ pub(crate) mod tests {
         pub(crate) refuse: Arc<Mutex<Option<OutboxRefusal>>>,
         /// Takes this many more events, then is full.
         pub(crate) room: Arc<Mutex<Option<usize>>>,
-        /// Never caught up: what it is offered stays pending (else it is taken at once).
+        /// Never reads: what it is offered stays queued (else it is taken at once).
         pub(crate) behind: Arc<AtomicBool>,
     }
 
@@ -682,8 +682,11 @@ pub(crate) mod tests {
             self.record(|seen| seen.events.push(event));
             Ok(())
         }
-        fn caught_up(&self) -> bool {
-            !self.behind.load(Ordering::SeqCst)
+        fn queued(&self) -> usize {
+            match self.behind.load(Ordering::SeqCst) {
+                true => self.seen.0.lock().unwrap().events.len(),
+                false => 0,
+            }
         }
         fn cut_off(&self) {
             self.record(|seen| seen.cut += 1);

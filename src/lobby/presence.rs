@@ -112,8 +112,8 @@ mod tests {
         fn offer(&self, _: &Arc<Delivery>) -> Result<(), OutboxRefusal> {
             Ok(())
         }
-        fn caught_up(&self) -> bool {
-            true
+        fn queued(&self) -> usize {
+            0
         }
         fn cut_off(&self) {}
     }

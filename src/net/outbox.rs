@@ -107,8 +107,8 @@ impl Outbox for QueueOutbox {
         })
     }
 
-    fn caught_up(&self) -> bool {
-        self.queue.capacity() == self.queue.max_capacity()
+    fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
     }
 
     fn cut_off(&self) {

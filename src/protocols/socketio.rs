@@ -301,10 +301,8 @@ impl Outbox for SocketOutbox {
         }
     }
 
-    fn caught_up(&self) -> bool {
-        self.socket
-            .upgrade()
-            .is_none_or(|socket| socket.queued() == 0)
+    fn queued(&self) -> usize {
+        self.socket.upgrade().map_or(0, |socket| socket.queued())
     }
 
     fn cut_off(&self) {
