@@ -24,6 +24,7 @@ use crate::log::{
     sqlite::{Durability, Retention},
 };
 use crate::net::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
+pub use crate::net::proxy::TrustedNet;
 use crate::net::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
 use crate::refusals::DEFAULT_LOG_FOLD_SECS;
 
@@ -220,6 +221,15 @@ pub struct Config {
     /// `Origin` header (clients that are not browser pages) are always allowed.
     #[arg(long, env = "CHATTERBOX_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Reverse proxies (addresses or CIDRs, comma-separated: `127.0.0.1,10.0.0.0/8`)
+    /// whose connections carry their client's address: `X-Forwarded-For` on HTTP, a
+    /// PROXY protocol header (v1 or v2) on the WebSocket and TCP ports. The
+    /// per-address limit and the logs then see that client. Only from these peers; a
+    /// trusted peer's raw connection without a valid PROXY header is closed. None: off,
+    /// every client is its TCP peer.
+    #[arg(long, env = "CHATTERBOX_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<TrustedNet>,
 
     /// The chat history: a SQLite file, created if missing. Every lobby chat line is
     /// committed here before it is relayed.
@@ -452,6 +462,23 @@ mod tests {
         assert_eq!(config.timeouts().connect, None);
         assert_eq!(config.timeouts().stall, Some(Duration::from_millis(250)));
         assert_eq!(config.header_timeout(), None);
+    }
+
+    #[test]
+    fn trusted_proxies_are_off_unless_listed() {
+        assert!(
+            Config::parse_from(["chatterbox"])
+                .trusted_proxies
+                .is_empty()
+        );
+        let config =
+            Config::parse_from(["chatterbox", "--trusted-proxies", "127.0.0.1,10.0.0.0/8"]);
+        let trusted = crate::net::proxy::TrustedProxies::new(&config.trusted_proxies);
+        assert!(trusted.trusts([127, 0, 0, 1].into()));
+        assert!(trusted.trusts([10, 9, 8, 7].into()));
+        assert!(!trusted.trusts([127, 0, 0, 2].into()));
+        let wrong = Config::try_parse_from(["chatterbox", "--trusted-proxies", "proxy.example"]);
+        assert!(wrong.is_err());
     }
 
     #[test]

@@ -133,7 +133,8 @@ pub async fn run(
         stall_timeout: config.timeouts().stall,
     };
     let admission =
-        net::admission::Admission::new(config.max_connections, config.max_connections_per_ip);
+        net::admission::Admission::new(config.max_connections, config.max_connections_per_ip)
+            .trusting(net::proxy::TrustedProxies::new(&config.trusted_proxies));
     let timeouts = config.timeouts();
     let failure = Arc::new(Mutex::new(None));
     let supervise = |listener: &'static str, serve: Box<dyn ServeFuture>| {
