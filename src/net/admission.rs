@@ -17,9 +17,9 @@
 //! proxy, not the client: a connection from a trusted proxy is admitted at accept under
 //! the total limit only, and counted for its client's address once that is known
 //! ([`Permit::count_for`]): after the PROXY header on the raw listeners, at each request
-//! on HTTP (a connection from a proxy counts for the client of its latest request; a
-//! request that would break its client's limit gets the 503 above). Until then it
-//! counts for no address.
+//! on HTTP (a connection from a proxy counts for the client of its latest request, and
+//! an Engine.IO session's place for the client of its handshake; a request that would
+//! break its client's limit gets the 503 above). Until then it counts for no address.
 //!
 //! The count is also the gauge [`telemetry::CONNECTIONS`]. The counts live under one
 //! `std` mutex, taken for a few instructions and never across
