@@ -5,107 +5,16 @@
 // and the certificate replaced (each replacement must find its text).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { chromium } from 'playwright-core';
-import { binary, joined, line, named, repoRoot, startServer, until, within } from './helpers.mjs';
-
-const deployFile = (file) => path.join(repoRoot, 'deploy', file);
-
-// The variables an env file sets (`KEY=VALUE` lines; comments and blank lines skipped).
-function envFile(file) {
-  const settings = {};
-  for (const entry of readFileSync(file, 'utf8').split('\n')) {
-    const match = /^([A-Z_]+)=(.*)$/.exec(entry);
-    if (match) settings[match[1]] = match[2];
-  }
-  return settings;
-}
-
-// `text` with each [from, to] replaced; every `from` must be in it.
-function substitute(text, replacements) {
-  for (const [from, to] of replacements) {
-    assert.ok(text.includes(from), `${JSON.stringify(from)} in the configuration`);
-    text = text.replaceAll(from, to);
-  }
-  return text;
-}
-
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-// Resolves once a TCP connection to 127.0.0.1:`port` is accepted.
-async function listening(port) {
-  await until(() => new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.on('connect', () => { socket.destroy(); resolve(true); });
-    socket.on('error', () => resolve(false));
-  }), `a listener on ${port}`);
-}
-
-// nginx with `conf`, in the foreground, its pid file and error log in `dir`.
-async function startNginx(dir, conf, ports) {
-  const file = path.join(dir, 'nginx.conf');
-  writeFileSync(file, conf);
-  const child = spawn('nginx', ['-c', file, '-e', path.join(dir, 'error.log'),
-    '-g', `daemon off; pid ${path.join(dir, 'nginx.pid')};`], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (chunk) => { output += chunk; });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  const started = Promise.all(ports.map(listening));
-  await within(Promise.race([started, exited.then((code) => {
-    throw new Error(`nginx exited with ${code}: ${output}`);
-  })]), 'nginx start');
-  return {
-    async stop() {
-      child.kill('SIGTERM');
-      await within(exited, 'nginx exit');
-    },
-  };
-}
-
-// One HTTPS request from the local address `from`: { status, headers, body }.
-function request(port, path, { from = '127.0.0.1', headers = {} } = {}) {
-  return within(new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, path, localAddress: from, headers,
-      rejectUnauthorized: false, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk) => { body += chunk; });
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  }), `GET ${path}`);
-}
-
-// A raw TCP client from the local address `from`, keeping everything it received.
-async function tcpFrom(from, port) {
-  const socket = net.connect({ host: '127.0.0.1', port, localAddress: from });
-  await within(new Promise((resolve, reject) => {
-    socket.on('connect', resolve);
-    socket.on('error', reject);
-  }), `tcp to ${port}`);
-  const client = { socket, received: '', closed: false };
-  socket.setEncoding('utf8');
-  socket.on('data', (chunk) => { client.received += chunk; });
-  socket.on('close', () => { client.closed = true; });
-  socket.on('error', () => {});
-  client.until = (text) => until(() => client.received.includes(text),
-    `${JSON.stringify(text)} on tcp (got ${JSON.stringify(client.received)})`);
-  return client;
-}
+import { binary, joined, line, named, startServer, until, within } from './helpers.mjs';
+import { certificate, deployFile, envFile, launchChromium, nginxFor, nginxPorts, request, startNginx,
+  substitute, tcpFrom } from './deploy-helpers.mjs';
 
 let dir;
 let server;
@@ -118,34 +27,20 @@ before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'chatterbox-deploy-'));
   // nginx's workers (www-data) read nothing here but its temp files' parent.
   chmodSync(dir, 0o755);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-    '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    '-keyout', path.join(dir, 'privkey.pem'), '-out', path.join(dir, 'fullchain.pem')], { stdio: 'ignore' });
+  certificate(dir);
   // chatterbox with the env file; only its ports (any free one) and history (a temp
   // dir) come from the command line, and the per-address limit, small enough to fill.
   server = await startServer(['--max-connections-per-ip', String(PER_ADDRESS)],
     { env: envFile(deployFile('chatterbox.env')) });
-  ports = { https: await freePort(), http: await freePort(), wss: await freePort(),
-    tcpJson: await freePort(), tcpText: await freePort() };
-  const conf = substitute(readFileSync(deployFile('nginx/one-node.conf'), 'utf8'), [
-    ['listen 443 ssl http2;', `listen 127.0.0.1:${ports.https} ssl http2;`],
-    ['listen 80;', `listen 127.0.0.1:${ports.http};`],
-    ['listen 8001 ssl;', `listen 127.0.0.1:${ports.wss} ssl;`],
-    ['listen 5000;', `listen 127.0.0.1:${ports.tcpJson};`],
-    ['listen 3000;', `listen 127.0.0.1:${ports.tcpText};`],
+  ports = await nginxPorts();
+  const conf = nginxFor('nginx/one-node.conf', ports, dir, [
     ['127.0.0.1:8000;', `127.0.0.1:${server.ports.http};`],
     ['127.0.0.1:18001;', `127.0.0.1:${server.ports.websocket};`],
     ['127.0.0.1:15000;', `127.0.0.1:${server.ports.tcpJson};`],
     ['127.0.0.1:13000;', `127.0.0.1:${server.ports.tcpText};`],
-    ['/etc/ssl/chatterbox/', `${dir}/`],
-    ['/var/log/nginx/', `${dir}/`],
-  ]).replace(/^\s*listen \[::\]:.*$/gm, '');
+  ]);
   nginx = await startNginx(dir, conf, Object.values(ports));
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
