@@ -1,22 +1,24 @@
 // A rolling restart as docs/deploy.md says to do it: three nodes on one Redis, each run
 // with deploy/chatterbox.env, behind nginx running deploy/nginx/three-nodes.conf (its
 // ports, the nodes' addresses and the certificate replaced). Two official Socket.IO
-// clients, our page in Chromium and two TCP JSON clients, each from an address of its
-// own, chat at a steady rate while each node in turn gets SIGTERM and is started again
+// clients, python-socketio (test/python/client.py, in the venv tests/run-all.sh makes,
+// verifying the test's certificate), our page in Chromium and two TCP JSON clients,
+// most from an address of their own, chat at a steady rate while each node in turn gets SIGTERM and is started again
 // on its ports. Every client is on some node when that node stops, so each reconnects
 // at least once (the Socket.IO clients and the page on their own, the TCP clients as
-// their program does); every line a server accepted is in the history exactly once, no
-// line is there twice, the page shows the history exactly, and the lobby holds the
-// five members at the end, on every node.
+// their program does); every line a server accepted (acknowledged, echoed, or relayed
+// to anyone) is in the history exactly once, no line is there twice, the page shows the
+// history exactly, and the lobby holds the six members at the end, on every node.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { io } from 'socket.io-client';
-import { startServer, until } from './helpers.mjs';
+import { repoRoot, startServer, until } from './helpers.mjs';
 import { certificate, deployFile, envFile, freePort, launchChromium, nginxFor, nginxPorts, startNginx,
   startRedis } from './deploy-helpers.mjs';
 
@@ -37,6 +39,10 @@ class SocketIoChatter {
     const agent = new https.Agent({ localAddress: from, rejectUnauthorized: false });
     this.socket = io(url, { agent, rejectUnauthorized: false, forceNew: true,
       reconnectionDelay: 100, reconnectionDelayMax: 500 });
+    this.relayed = [];
+    this.socket.on('update', (data) => {
+      if (data && data.type === 'message') this.relayed.push(String(data.message));
+    });
     this.socket.on('connect', () => {
       this.connects += 1;
       this.socket.emit('newUser', name);
@@ -55,6 +61,48 @@ class SocketIoChatter {
   }
 
   close() { this.socket.close(); }
+}
+
+const python = process.env.CHATTERBOX_PYTHON ?? path.join(repoRoot, 'target/pyenv/bin/python');
+
+// python-socketio's Client (default transports; its own reconnection), driven over
+// stdin and stdout; `certificate` is the CA it verifies the server with.
+class PythonChatter {
+  constructor(url, name, certificate) {
+    Object.assign(this, { name, sent: [], relayed: [], connects: 0, ready: false });
+    const env = { ...process.env, REQUESTS_CA_BUNDLE: certificate, WEBSOCKET_CLIENT_CA_BUNDLE: certificate,
+      SSL_CERT_FILE: certificate };
+    this.child = spawn(python, [path.join(repoRoot, 'js-client/test/python/client.py'), 'Client', 'default', url, name],
+      { env, stdio: ['pipe', 'pipe', 'inherit'] });
+    this.child.stdin.on('error', () => {});
+    let pending = '';
+    this.child.stdout.setEncoding('utf8');
+    this.child.stdout.on('data', (chunk) => {
+      pending += chunk;
+      const lines = pending.split('\n');
+      pending = lines.pop();
+      for (const text of lines) {
+        const [kind, data] = JSON.parse(text);
+        if (kind === 'connected') {
+          this.connects += 1;
+          this.ready = true;
+        } else if (kind === 'disconnected') this.ready = false;
+        else if (kind === 'update' && data.type === 'message') this.relayed.push(String(data.message));
+      }
+    });
+  }
+
+  say() {
+    if (!this.ready) return;
+    const text = `${this.name} #${this.sent.length + 1};`;
+    this.sent.push(text);
+    this.child.stdin.write(`${JSON.stringify(['say', text])}\n`);
+  }
+
+  // It gets no acknowledgement: a line of its is accepted once relayed to another.
+  get accepted() { return []; }
+
+  close() { this.child.kill(); }
 }
 
 // A TCP JSON client that connects again when its connection ends (as a user would run
@@ -146,7 +194,8 @@ test('a rolling restart of three nodes behind nginx: everyone reconnects, no lin
 
     const sios = [new SocketIoChatter(url, 'sio1', '127.0.0.2'), new SocketIoChatter(url, 'sio2', '127.0.0.3')];
     const tcps = [new TcpChatter(ports.tcpJson, 'tcp1', '127.0.0.4'), new TcpChatter(ports.tcpJson, 'tcp2', '127.0.0.5')];
-    const chatters = [...sios, ...tcps];
+    const py = new PythonChatter(url, 'py', path.join(dir, 'fullchain.pem'));
+    const chatters = [...sios, ...tcps, py];
     cleanup.push(() => chatters.forEach((chatter) => chatter.close()));
     const browser = await launchChromium();
     cleanup.push(() => browser.close());
@@ -174,7 +223,7 @@ test('a rolling restart of three nodes behind nginx: everyone reconnects, no lin
     }, EVERY_MS);
     cleanup.push(() => clearInterval(timer));
 
-    const expectedNames = ['alice', 'sio1', 'sio2', 'tcp1', 'tcp2'];
+    const expectedNames = ['alice', 'py', 'sio1', 'sio2', 'tcp1', 'tcp2'];
     // The names present, as `node` counts the whole cluster, without `-2`-style suffixes.
     const present = async (node) => {
       const { members } = await (await fetch(`${node.url}/api/members`)).json();
@@ -183,8 +232,10 @@ test('a rolling restart of three nodes behind nginx: everyone reconnects, no lin
     const everyoneBack = async () => chatters.every((chatter) => chatter.ready)
       && (await pageState()) === 'connected'
       && JSON.stringify(await present(nodes[0])) === JSON.stringify(expectedNames);
-    // Chatting goes on: every client has had `more` lines accepted since `counts`.
-    const acceptedCounts = () => chatters.map((chatter) => chatter.accepted.length);
+    // Chatting goes on: every client has had `more` lines accepted (python-socketio's:
+    // relayed to the first official client) since `counts`.
+    const acceptedCounts = () => [...sios, ...tcps].map((chatter) => chatter.accepted.length)
+      .concat(sios[0].relayed.filter((text) => text.startsWith('py #')).length);
     const chattingOn = async (more) => {
       const from = acceptedCounts();
       await until(() => acceptedCounts().every((count, i) => count >= from[i] + more), `${more} more lines from everyone`, BACK_MS);
@@ -203,8 +254,11 @@ test('a rolling restart of three nodes behind nginx: everyone reconnects, no lin
     clearInterval(timer);
     await until(() => !typing, 'the page done typing');
 
-    // Every line accepted is in the history exactly once; no line is there twice.
-    const acceptedLines = chatters.flatMap((chatter) => chatter.accepted);
+    // Every line accepted or relayed is in the history exactly once; no line is there
+    // twice.
+    const relayed = [...sios.flatMap((sio) => sio.relayed), ...py.relayed,
+      ...tcps.flatMap((tcp) => [...tcp.received.matchAll(/ : (\S+ #\d+;)/g)].map((m) => m[1]))];
+    const acceptedLines = [...chatters.flatMap((chatter) => chatter.accepted), ...relayed];
     let history;
     await until(async () => {
       history = await wholeHistory(nodes[0].url);
@@ -213,7 +267,9 @@ test('a rolling restart of three nodes behind nginx: everyone reconnects, no lin
     }, 'every accepted line in the history');
     const texts = history.map((l) => l.text);
     assert.deepEqual(texts.filter((text, i) => texts.indexOf(text) !== i), [], 'no line twice');
-    assert.ok(texts.some((text) => text.startsWith('alice #')), 'the page\'s lines are in the history');
+    for (const who of ['alice', 'py']) {
+      assert.ok(texts.some((text) => text.startsWith(`${who} #`)), `${who}'s lines are in the history`);
+    }
     // Every node gives the same history.
     for (const node of nodes.slice(1)) assert.deepEqual(await wholeHistory(node.url), history);
 
@@ -236,6 +292,7 @@ test('a rolling restart of three nodes behind nginx: everyone reconnects, no lin
     assert.ok(sios.every((sio) => sio.connects >= 2), `socket.io connects: ${sios.map((s) => s.connects)}`);
     assert.ok(tcps.every((tcp) => tcp.joins >= 2), `tcp joins: ${tcps.map((t) => t.joins)}`);
     assert.ok(pageConnects >= 2, `page connects: ${pageConnects}`);
+    assert.ok(py.connects >= 2, `python-socketio connects: ${py.connects}`);
     for (const node of nodes) {
       assert.equal((await (await fetch(`${node.url}/healthz`)).json()).members, expectedNames.length);
       assert.deepEqual(await present(node), expectedNames);
