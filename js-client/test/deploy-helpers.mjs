@@ -65,7 +65,10 @@ export async function startNginx(dir, conf, ports) {
   return {
     async stop() {
       child.kill('SIGTERM');
-      await within(exited, 'nginx exit');
+      await within(exited, 'nginx exit').catch((error) => {
+        child.kill('SIGKILL');
+        throw error;
+      });
     },
   };
 }
@@ -162,4 +165,18 @@ export async function startRedis(dir) {
       await within(exited, 'redis-server exit');
     },
   };
+}
+
+// Runs every step of a test's cleanup, in order, even when one fails (no process is
+// left behind); then throws the first failure.
+export async function cleanUp(steps) {
+  let first;
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (error) {
+      first ??= error;
+    }
+  }
+  if (first) throw first;
 }

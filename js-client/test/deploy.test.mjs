@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { binary, Client, joined, line, startServer, until, within } from './helpers.mjs';
-import { certificate, deployFile, envFile, launchChromium, nginxFor, nginxPorts, request, startNginx,
+import { certificate, cleanUp, deployFile, envFile, launchChromium, nginxFor, nginxPorts, request, startNginx,
   substitute, tcpFrom } from './deploy-helpers.mjs';
 
 let dir;
@@ -43,12 +43,12 @@ before(async () => {
   browser = await launchChromium();
 });
 
-after(async () => {
-  await browser?.close();
-  await nginx?.stop();
-  await server?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => cleanUp([
+  () => browser?.close(),
+  () => nginx?.stop(),
+  () => server?.stop(),
+  () => dir && rmSync(dir, { recursive: true, force: true }),
+]));
 
 test('through nginx with TLS: socket.io-client, our page, wss:// and TCP JSON chat in one lobby', async () => {
   const url = `https://127.0.0.1:${ports.https}`;

@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { io } from 'socket.io-client';
 import { repoRoot, startServer, until } from './helpers.mjs';
-import { certificate, deployFile, envFile, freePort, launchChromium, nginxFor, nginxPorts, startNginx,
+import { certificate, cleanUp, deployFile, envFile, freePort, launchChromium, nginxFor, nginxPorts, startNginx,
   startRedis } from './deploy-helpers.mjs';
 
 // How often each client says a line (the default rate limit is 10 a second).
@@ -298,7 +298,6 @@ test('a rolling restart of three nodes behind nginx: everyone reconnects, no lin
       assert.deepEqual(await present(node), expectedNames);
     }
   } finally {
-    for (const step of cleanup.reverse()) await step();
-    rmSync(dir, { recursive: true, force: true });
+    await cleanUp([...cleanup.reverse(), () => rmSync(dir, { recursive: true, force: true })]);
   }
 });
