@@ -405,6 +405,39 @@ impl Config {
     }
 }
 
+/// A combination of settings the server refuses to start with: a flag that would
+/// otherwise be ignored without a word.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A single node's history setting given to a cluster node.
+    #[error(
+        "--{flag} does not apply to a cluster node (--redis-url): its history is the cluster's, in Redis (see --history-keep-lines)"
+    )]
+    NotOnCluster {
+        /// The flag, without its dashes.
+        flag: &'static str,
+    },
+}
+
+impl Config {
+    /// Refuses the settings that would be ignored: every flag works on every kind of
+    /// node, or the server does not start.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.redis_url.is_none() {
+            return Ok(());
+        }
+        if self.no_history {
+            return Err(ConfigError::NotOnCluster { flag: "no-history" });
+        }
+        if self.history_keep_days > 0 {
+            return Err(ConfigError::NotOnCluster {
+                flag: "history-keep-days",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// `ms` milliseconds; `None` for 0 (no limit).
 fn millis(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
@@ -420,6 +453,23 @@ impl Default for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_settings_of_a_single_node_are_refused_on_a_cluster_node() {
+        let parse = |args: &[&str]| Config::parse_from([&["chatterbox"], args].concat());
+        assert_eq!(parse(&["--no-history"]).check(), Ok(()));
+        assert_eq!(parse(&["--redis-url", "redis://r"]).check(), Ok(()));
+        let refused = parse(&["--redis-url", "redis://r", "--no-history"]).check();
+        assert_eq!(
+            refused,
+            Err(ConfigError::NotOnCluster { flag: "no-history" })
+        );
+        let refused = parse(&["--redis-url", "redis://r", "--history-keep-days", "3"]).check();
+        assert_eq!(
+            refused.map_err(|e| e.to_string()),
+            Err("--history-keep-days does not apply to a cluster node (--redis-url): its history is the cluster's, in Redis (see --history-keep-lines)".to_owned())
+        );
+    }
 
     #[test]
     fn ports_parse_numbers_and_off() {
