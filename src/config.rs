@@ -25,6 +25,7 @@ use crate::log::{
     sqlite::{Durability, Retention},
 };
 use crate::net::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
+pub use crate::net::proxy::TrustedNet;
 use crate::net::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
 use crate::refusals::DEFAULT_LOG_FOLD_SECS;
 
@@ -235,6 +236,15 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Reverse proxies (addresses or CIDRs, comma-separated: `127.0.0.1,10.0.0.0/8`)
+    /// whose connections carry their client's address: `X-Forwarded-For` on HTTP, a
+    /// PROXY protocol header (v1 or v2) on the WebSocket and TCP ports. The
+    /// per-address limit and the logs then see that client. Only from these peers; a
+    /// trusted peer's raw connection without a valid PROXY header is closed. None: off,
+    /// every client is its TCP peer.
+    #[arg(long, env = "CHATTERBOX_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<TrustedNet>,
+
     /// The chat history: a SQLite file, created if missing. Every lobby chat line is
     /// committed here before it is relayed.
     #[arg(long, env = "CHATTERBOX_DB", default_value = DEFAULT_DB)]
@@ -413,6 +423,39 @@ impl Config {
     }
 }
 
+/// A combination of settings the server refuses to start with: a flag that would
+/// otherwise be ignored without a word.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A single node's history setting given to a cluster node.
+    #[error(
+        "--{flag} does not apply to a cluster node (--redis-url): its history is the cluster's, in Redis (see --history-keep-lines)"
+    )]
+    NotOnCluster {
+        /// The flag, without its dashes.
+        flag: &'static str,
+    },
+}
+
+impl Config {
+    /// Refuses the settings that would be ignored: every flag works on every kind of
+    /// node, or the server does not start.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.redis_url.is_none() {
+            return Ok(());
+        }
+        if self.no_history {
+            return Err(ConfigError::NotOnCluster { flag: "no-history" });
+        }
+        if self.history_keep_days > 0 {
+            return Err(ConfigError::NotOnCluster {
+                flag: "history-keep-days",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// `ms` milliseconds; `None` for 0 (no limit).
 fn millis(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
@@ -428,6 +471,23 @@ impl Default for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_settings_of_a_single_node_are_refused_on_a_cluster_node() {
+        let parse = |args: &[&str]| Config::parse_from([&["chatterbox"], args].concat());
+        assert_eq!(parse(&["--no-history"]).check(), Ok(()));
+        assert_eq!(parse(&["--redis-url", "redis://r"]).check(), Ok(()));
+        let refused = parse(&["--redis-url", "redis://r", "--no-history"]).check();
+        assert_eq!(
+            refused,
+            Err(ConfigError::NotOnCluster { flag: "no-history" })
+        );
+        let refused = parse(&["--redis-url", "redis://r", "--history-keep-days", "3"]).check();
+        assert_eq!(
+            refused.map_err(|e| e.to_string()),
+            Err("--history-keep-days does not apply to a cluster node (--redis-url): its history is the cluster's, in Redis (see --history-keep-lines)".to_owned())
+        );
+    }
 
     #[test]
     fn ports_parse_numbers_and_off() {
@@ -470,6 +530,23 @@ mod tests {
         assert_eq!(config.timeouts().connect, None);
         assert_eq!(config.timeouts().stall, Some(Duration::from_millis(250)));
         assert_eq!(config.header_timeout(), None);
+    }
+
+    #[test]
+    fn trusted_proxies_are_off_unless_listed() {
+        assert!(
+            Config::parse_from(["chatterbox"])
+                .trusted_proxies
+                .is_empty()
+        );
+        let config =
+            Config::parse_from(["chatterbox", "--trusted-proxies", "127.0.0.1,10.0.0.0/8"]);
+        let trusted = crate::net::proxy::TrustedProxies::new(&config.trusted_proxies);
+        assert!(trusted.trusts([127, 0, 0, 1].into()));
+        assert!(trusted.trusts([10, 9, 8, 7].into()));
+        assert!(!trusted.trusts([127, 0, 0, 2].into()));
+        let wrong = Config::try_parse_from(["chatterbox", "--trusted-proxies", "proxy.example"]);
+        assert!(wrong.is_err());
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct Listeners {
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The settings do not go together.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// The history cannot be opened.
     #[error(transparent)]
     History(#[from] log::HistoryError),
@@ -90,6 +93,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    config.check()?;
     // Installed before the lobby takes its metric handles.
     telemetry::prometheus();
     let lobby = match (config.cluster(), config.history_path()) {
@@ -133,7 +137,8 @@ pub async fn run(
         stall_timeout: config.timeouts().stall,
     };
     let admission =
-        net::admission::Admission::new(config.max_connections, config.max_connections_per_ip);
+        net::admission::Admission::new(config.max_connections, config.max_connections_per_ip)
+            .trusting(net::proxy::TrustedProxies::new(&config.trusted_proxies));
     let timeouts = config.timeouts();
     let failure = Arc::new(Mutex::new(None));
     let supervise = |listener: &'static str, serve: Box<dyn ServeFuture>| {

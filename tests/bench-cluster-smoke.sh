@@ -20,7 +20,7 @@ for _ in $(seq 100); do redis-cli -s "$dir/redis.sock" ping >/dev/null 2>&1 && b
 # per-address connection limit and the message rate are off, as in compare.sh.
 for i in 1 2 3; do
   "$debug/chatterbox" --host 127.0.0.1 --port 0 --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 \
-    --max-connections-per-ip 0 --rate-lines-per-sec 0 --redis-url "redis+unix://$dir/redis.sock" \
+    --max-connections-per-ip 0 --rate-lines-per-sec 0 --rate-joins-per-min 0 --redis-url "redis+unix://$dir/redis.sock" \
     --cluster smoke --node-id "node$i" 2>"$dir/node$i.log" &
   pids+=($!)
 done

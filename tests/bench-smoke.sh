@@ -12,7 +12,7 @@ log="$dir/server.log"
 # The generator's members all come from 127.0.0.1 and its senders are scripts: the
 # per-address connection limit and the message rate are off, as in compare.sh.
 target/debug/chatterbox --host 127.0.0.1 --port 0 --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 \
-  --db "$dir/chatterbox.db" --max-connections-per-ip 0 --rate-lines-per-sec 0 2>"$log" &
+  --db "$dir/chatterbox.db" --max-connections-per-ip 0 --rate-lines-per-sec 0 --rate-joins-per-min 0 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 address() { grep -o "listening $1=[0-9.:]*" "$log" | head -1 | cut -d= -f2; }

@@ -20,7 +20,7 @@ redis_in "$out" --appendonly no
 addrs=
 for i in 1 2 3; do
   taskset -c 0 "$chatterbox" --host 127.0.0.1 --port 0 --ws-port off --tcp-json-port off \
-    --tcp-text-port off --max-connections-per-ip 0 --rate-lines-per-sec 0 \
+    --tcp-text-port off --max-connections-per-ip 0 --rate-lines-per-sec 0 --rate-joins-per-min 0 \
     --redis-url "redis+unix://$sock" --cluster cost --node-id "node$i" 2>"$out/node$i.log" &
   pids+=($!)
   wait_listening "$out/node$i.log" "node $i"

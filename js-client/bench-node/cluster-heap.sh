@@ -15,7 +15,7 @@ build_release
 
 redis_in "$out" --appendonly no
 args=(--host 127.0.0.1 --port 0 --ws-port off --tcp-json-port off --tcp-text-port off
-  --max-connections 0 --max-connections-per-ip 0 --rate-lines-per-sec 0
+  --max-connections 0 --max-connections-per-ip 0 --rate-lines-per-sec 0 --rate-joins-per-min 0
   --redis-url "redis+unix://$sock" --cluster heap)
 addrs=
 for i in 1 2 3; do

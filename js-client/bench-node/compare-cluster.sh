@@ -63,7 +63,7 @@ start_nodes() {
     case "$1" in
       chatterbox*) taskset -c 0 "$chatterbox" --host 127.0.0.1 --port 0 --ws-port off \
           --tcp-json-port off --tcp-text-port off \
-          --max-connections 0 --max-connections-per-ip 0 --rate-lines-per-sec 0 \
+          --max-connections 0 --max-connections-per-ip 0 --rate-lines-per-sec 0 --rate-joins-per-min 0 \
           --redis-url "redis+unix://$sock" --cluster bench --node-id "node$i" 2>"$log" & ;;
       node) REDIS_SOCKET=$sock taskset -c 0 node js-client/bench-node/server.js 2>"$log" & ;;
     esac
@@ -112,7 +112,7 @@ reference() {
   rm -f "$out/single.db"*
   taskset -c 0 "$chatterbox" --host 127.0.0.1 --port 0 --ws-port off \
     --tcp-json-port off --tcp-text-port off --db "$out/single.db" --max-connections 0 \
-    --max-connections-per-ip 0 --rate-lines-per-sec 0 2>"$log" &
+    --max-connections-per-ip 0 --rate-lines-per-sec 0 --rate-joins-per-min 0 2>"$log" &
   pids+=($!)
   wait_listening "$log" chatterbox
   echo "== chatterbox (one node): p99" >&2

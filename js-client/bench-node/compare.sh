@@ -37,7 +37,7 @@ start_server() {
       # shellcheck disable=SC2086
       taskset -c 0 "${CHATTERBOX_BIN:-target/release/chatterbox}" --host 127.0.0.1 --port 0 \
         --ws-port 0 --tcp-json-port 0 --tcp-text-port 0 --db "$out/chatterbox.db" \
-        --max-connections 0 --max-connections-per-ip 0 --rate-lines-per-sec 0 \
+        --max-connections 0 --max-connections-per-ip 0 --rate-lines-per-sec 0 --rate-joins-per-min 0 \
         ${CHATTERBOX_ARGS:-} 2>"$log" & ;;
     node) taskset -c 0 node js-client/bench-node/server.js 2>"$log" & ;;
   esac

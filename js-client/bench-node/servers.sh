@@ -23,7 +23,7 @@ start_chatterbox() {
   shift
   taskset -c 0 target/release/chatterbox --host 127.0.0.1 --port 0 --ws-port off \
     --tcp-json-port off --tcp-text-port off --max-connections-per-ip 0 \
-    --rate-lines-per-sec 0 "$@" 2>"$log" &
+    --rate-lines-per-sec 0 --rate-joins-per-min 0 "$@" 2>"$log" &
   pid=$!
   wait_listening "$log" chatterbox
 }
