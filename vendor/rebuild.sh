@@ -14,6 +14,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=${1:-vendor}
+# GNU patch (as tests/run-all.sh does for its packages: installed when missing, as root on
+# Debian).
+if ! command -v patch >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends patch >/dev/null
+  else
+    echo "missing: patch (Debian: sudo apt-get install patch)" >&2
+    exit 1
+  fi
+fi
 mkdir -p "$dest"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
