@@ -22,7 +22,7 @@ pub(crate) struct Kept {
     /// Its name.
     pub(crate) name: String,
     /// Its protocol.
-    #[serde(with = "super::protocol_name")]
+    #[serde(with = "super::entry::protocol_name")]
     pub(crate) protocol: Protocol,
     /// When it connected, in milliseconds since the Unix epoch.
     pub(crate) since_ms: i64,
