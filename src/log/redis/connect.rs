@@ -11,7 +11,7 @@ use super::roster::Roster;
 use super::{ids, lease, scripts};
 
 /// How long a node waits for Redis to answer at start.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the cluster is and who this node is.
 #[derive(Debug, Clone)]

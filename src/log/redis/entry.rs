@@ -13,7 +13,7 @@ use crate::log::NewLine;
 use crate::protocol::Protocol;
 
 /// The version of the entry format this build writes and reads.
-pub const ENTRY_VERSION: u32 = 1;
+pub(super) const ENTRY_VERSION: u32 = 1;
 
 /// Entries skipped because this build cannot read them.
 pub(super) const SKIPPED: &str = "chatterbox_cluster_entries_skipped_total";

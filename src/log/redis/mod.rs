@@ -108,34 +108,33 @@ use super::{
 };
 use crate::locks::lock;
 use appender::{Append, Job, Kind, RoomKind, RoomRequest};
-use entry::Envelope;
+use entry::{ENTRY_VERSION, Envelope};
 use history::History;
 use keys::Keys;
 use pending::{Pending, PendingQueue};
 use reader::{Reader, Relay};
 use roster::{Roster, member_key};
 
-pub use connect::{CONNECT_TIMEOUT, ClusterError, ClusterSettings};
+pub use connect::{ClusterError, ClusterSettings};
 pub(crate) use connect::{Connected, connect};
-pub use entry::ENTRY_VERSION;
 pub(crate) use entry::{Record, Replicated, millis};
 
 /// Default cluster name: the prefix of every key.
-pub const DEFAULT_CLUSTER: &str = "chatterbox";
+pub(crate) const DEFAULT_CLUSTER: &str = "chatterbox";
 
 /// How long [`Log::finish`] waits for the node's own entries still on their way.
 const FINISH_WAIT: Duration = Duration::from_secs(3);
 
 /// Default `--node-lease-ms`.
-pub const DEFAULT_LEASE_MS: u64 = 5_000;
+pub(crate) const DEFAULT_LEASE_MS: u64 = 5_000;
 
 /// Default `--redis-timeout-ms`: the redis crate's own 500 ms was passed by a busy
 /// Redis during a join storm of 5,000 members (docs/performance.md, the cluster).
-pub const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 2_000;
+pub(crate) const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 2_000;
 
 /// Default `--cluster-log-entries`: the log is read as it is written; this much lets a
 /// node that lost Redis for a while catch up from it.
-pub const DEFAULT_LOG_ENTRIES: u64 = 100_000;
+pub(crate) const DEFAULT_LOG_ENTRIES: u64 = 100_000;
 
 /// 1 while Redis does not answer this node (chat lines refused), 0 otherwise.
 const UNAVAILABLE: &str = "chatterbox_cluster_redis_unavailable";
@@ -510,7 +509,7 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
 }
 
 /// A node id for a node started without `--node-id`: the process and the start time.
-pub fn generated_node_id() -> String {
+pub(crate) fn generated_node_id() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());

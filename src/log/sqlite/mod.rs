@@ -46,7 +46,6 @@ mod writer;
 
 pub use super::error::HistoryError;
 pub use store::{Durability, Retention, Store};
-pub use upkeep::{FREE_PAGES_KEPT, RETENTION_IDLE, TRIM_BATCH_ROWS, WAL_MAX_BYTES};
 pub(crate) use writer::Sequencer;
 
 /// What the files' tests share.

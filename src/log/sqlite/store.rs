@@ -38,14 +38,14 @@ pub enum Durability {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {
     /// Keep the latest this many lines; 0: no limit.
-    pub keep_lines: u64,
+    pub(crate) keep_lines: u64,
     /// Keep the lines accepted at most this long ago; `None`: no limit.
-    pub keep_age: Option<Duration>,
+    pub(crate) keep_age: Option<Duration>,
 }
 
 impl Retention {
     /// Whether every line is kept.
-    pub fn keeps_everything(&self) -> bool {
+    pub(crate) fn keeps_everything(&self) -> bool {
         self.keep_lines == 0 && self.keep_age.is_none()
     }
 }
@@ -130,7 +130,7 @@ impl Store {
     /// Keeps only what `retention` says from now on (the writer deletes the rest, see the
     /// module doc). A file kept with retention is converted to `auto_vacuum =
     /// INCREMENTAL` first: once, with a `VACUUM` that rewrites it (logged).
-    pub fn keeping(mut self, retention: Retention) -> Result<Self, HistoryError> {
+    pub(crate) fn keeping(mut self, retention: Retention) -> Result<Self, HistoryError> {
         self.retention = retention;
         if retention.keeps_everything() {
             return Ok(self);

@@ -16,19 +16,19 @@ use super::writer::count_commit;
 /// deletion removes about as many lines as the commit before it added.
 /// A larger excess (retention just lowered) goes in several, one after each commit and
 /// back to back while no line comes.
-pub const TRIM_BATCH_ROWS: usize = 1_000;
+pub(crate) const TRIM_BATCH_ROWS: usize = 1_000;
 
 /// How often a writer that gets no line checks for lines past their age.
-pub const RETENTION_IDLE: Duration = Duration::from_secs(60);
+pub(crate) const RETENTION_IDLE: Duration = Duration::from_secs(60);
 
 /// Free pages a file kept with retention holds on to after a deletion, for the next
 /// lines to fill (without it, every deletion would shrink the file and every commit grow
 /// it again); the rest are given back to the file system (`PRAGMA incremental_vacuum`).
-pub const FREE_PAGES_KEPT: i64 = 64;
+pub(crate) const FREE_PAGES_KEPT: i64 = 64;
 
 /// Largest write-ahead log, in bytes: past it, the writer empties the log, lines
 /// waiting meanwhile (see [`cap_wal`]).
-pub const WAL_MAX_BYTES: u64 = 4 << 20;
+pub(crate) const WAL_MAX_BYTES: u64 = 4 << 20;
 
 /// Longest the writer waits, lines held up, for the checkpointer's copy to end and for
 /// readers to leave the log before it empties it; if they do not, it tries again once
