@@ -21,7 +21,7 @@ pub(super) const SKIPPED: &str = "chatterbox_cluster_entries_skipped_total";
 /// What the lobby's items are to the cluster: what goes into the log for an item of this
 /// node, and the item for an entry of another node.
 pub(crate) trait Replicated: Send + Sized + 'static {
-    /// The entry for this item (a chat line's comes from its [`Queued::line`]), and the
+    /// The entry for this item (a chat line's comes from its [`Queued::line`](crate::log::Queued::line)), and the
     /// member it is from or about (for `<c>:members`).
     fn record(&self, line: Option<&NewLine>) -> (Record, Option<u64>);
     /// The item for an entry another node appended (`None`: not a lobby event).

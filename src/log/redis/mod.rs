@@ -78,7 +78,7 @@
 //! crash of Redis is Redis's persistence (`appendonly`, `appendfsync`), logged at start.
 //!
 //! One concern a file: [`keys`] (the keys' names), [`entry`] (the entry format),
-//! [`connect`] (joining the cluster), [`appender`] and [`reader`] (the node's two tasks),
+//! [`connect`](mod@connect) (joining the cluster), [`appender`] and [`reader`] (the node's two tasks),
 //! [`pending`] (its appends on their way back), [`history`] (`/api/history`),
 //! [`roster`], [`lease`], [`ids`] and [`scripts`]; here, the [`Log`] itself.
 

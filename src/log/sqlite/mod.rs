@@ -38,6 +38,12 @@
 //! One concern a file: [`store`] (the file, its schema, a commit), [`reader`] (pages
 //! for the API), [`writer`] (the sequencer and the checkpointer), [`upkeep`] (retention
 //! and the write-ahead log's size).
+//!
+//! [`Log`]: super::Log
+//! [`WAL_MAX_BYTES`]: upkeep::WAL_MAX_BYTES
+//! [`RETENTION_IDLE`]: upkeep::RETENTION_IDLE
+//! [`TRIM_BATCH_ROWS`]: upkeep::TRIM_BATCH_ROWS
+//! [`FREE_PAGES_KEPT`]: upkeep::FREE_PAGES_KEPT
 
 mod reader;
 mod store;
