@@ -19,6 +19,8 @@
 //! - `telemetry`: Prometheus metrics; `refusals`: every refusal counted and logged, folded
 //!   under a flood; [`config`]: flags and environment.
 
+#![warn(unreachable_pub)]
+
 pub mod config;
 pub(crate) mod http;
 pub mod lobby;

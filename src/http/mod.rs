@@ -97,7 +97,7 @@ pub(crate) struct HttpSettings {
 
 /// Serves HTTP and Socket.IO on `listener` until `shutdown` is cancelled, then disconnects
 /// every socket and returns once the connections have ended.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     lobby: Lobby,
     admission: Admission,
