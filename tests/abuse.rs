@@ -303,6 +303,23 @@ async fn two_hundred_connections_opened_and_dropped_at_once_on_every_listener() 
     everyone.chat("after the storm").await;
 }
 
+/// A TCP JSON member `w` for the test to write lines as, whose own stream is read and
+/// dropped all along (it is never the slow one); its join seen by `observer`.
+async fn writer_w(
+    server: &TestServer,
+    observer: &mut Client,
+) -> (tokio::net::tcp::OwnedWriteHalf, tokio::task::JoinHandle<()>) {
+    let mut writer = TcpClient::connect(server.tcp_json).await;
+    writer.command("CONNECT", "w").await;
+    observer.expect_update(common::joined("w")).await;
+    let (mut echo, writer) = writer.stream.into_split();
+    let echoes = tokio::spawn(async move {
+        let mut sink = vec![0; 256 * 1024];
+        while matches!(echo.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    (writer, echoes)
+}
+
 /// A socket to `address` with a receive buffer of 1 KiB: a reader that never reads
 /// fills it, and then the server's side, fast.
 async fn tiny_window(address: std::net::SocketAddr) -> tokio::net::TcpStream {
@@ -351,15 +368,7 @@ async fn slow_websocket_socketio_and_tcp_text_readers_are_cut_off_and_announced_
     let slow_text = tiny_window(server.tcp_text.expect("on")).await;
     let text_guest = guest_joins(&mut observer).await;
 
-    let mut writer = TcpClient::connect(server.tcp_json).await;
-    writer.command("CONNECT", "w").await;
-    observer.expect_update(common::joined("w")).await;
-    let (echo, mut writer) = writer.stream.into_split();
-    let echoes = tokio::spawn(async move {
-        let mut echo = echo;
-        let mut sink = vec![0; 256 * 1024];
-        while matches!(echo.read(&mut sink).await, Ok(n) if n > 0) {}
-    });
+    let (mut writer, echoes) = writer_w(&server, &mut observer).await;
 
     // Long lines, each sent once the observer has the one before: the observer reads
     // every line in order while the three that never read are cut off and announced.
@@ -489,15 +498,7 @@ async fn a_reader_survives_a_burst_it_reads_later_and_one_behind_for_too_long_is
     staller.write_all(connect.as_bytes()).await.expect("write");
     observer.expect_update(common::joined("staller")).await;
 
-    let mut writer = TcpClient::connect(server.tcp_json).await;
-    writer.command("CONNECT", "w").await;
-    observer.expect_update(common::joined("w")).await;
-    let (echo, mut writer) = writer.stream.into_split();
-    let echoes = tokio::spawn(async move {
-        let mut echo = echo;
-        let mut sink = vec![0; 256 * 1024];
-        while matches!(echo.read(&mut sink).await, Ok(n) if n > 0) {}
-    });
+    let (mut writer, echoes) = writer_w(&server, &mut observer).await;
     let burst_started = std::time::Instant::now();
     let long = (0..LONG_LINES).map(|n| format!("{n:06}{}", "y".repeat(LINE_CHARS - 6)));
     let short = (0..SHORT_LINES).map(|n| format!("burst {n:04}"));

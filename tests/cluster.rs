@@ -277,50 +277,16 @@ async fn a_node_says_what_redis_persistence_means_and_fails_without_redis() {
 
     // No Redis there: one clear line, exit 1.
     let missing = dir.path().join("no-redis.sock");
-    let output = tokio::time::timeout(
-        WAIT,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"))
-            .args(["--host", "127.0.0.1", "--port", "0", "--ws-port", "0"])
-            .args(["--tcp-json-port", "0", "--tcp-text-port", "0"])
-            .arg("--redis-url")
-            .arg(format!("redis+unix://{}", missing.display()))
-            .output(),
-    )
-    .await
-    .expect("exits in time")
-    .expect("runs");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let redis_url = format!("redis+unix://{}", missing.display());
+    let stderr = failed_start(&["--redis-url", &redis_url]).await;
     let last = stderr.lines().last().expect("a line");
     assert!(
-        last.starts_with(&format!(
-            "chatterbox: cannot reach Redis at redis+unix://{}: ",
-            missing.display()
-        )),
+        last.starts_with(&format!("chatterbox: cannot reach Redis at {redis_url}: ")),
         "{stderr}"
     );
 
     // A single node's history flag: refused at start, before Redis is tried.
-    let output = tokio::time::timeout(
-        WAIT,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"))
-            .args(["--host", "127.0.0.1", "--port", "0", "--ws-port", "0"])
-            .args([
-                "--tcp-json-port",
-                "0",
-                "--tcp-text-port",
-                "0",
-                "--no-history",
-            ])
-            .arg("--redis-url")
-            .arg(format!("redis+unix://{}", missing.display()))
-            .output(),
-    )
-    .await
-    .expect("exits in time")
-    .expect("runs");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failed_start(&["--redis-url", &redis_url, "--no-history"]).await;
     assert_eq!(
         stderr.lines().last(),
         Some(
@@ -328,6 +294,23 @@ async fn a_node_says_what_redis_persistence_means_and_fails_without_redis() {
         ),
         "{stderr}"
     );
+}
+
+/// Starts the binary with `args`, which it must refuse: exit 1; returns its stderr.
+async fn failed_start(args: &[&str]) -> String {
+    let output = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"))
+            .args(["--host", "127.0.0.1", "--port", "0", "--ws-port", "0"])
+            .args(["--tcp-json-port", "0", "--tcp-text-port", "0"])
+            .args(args)
+            .output(),
+    )
+    .await
+    .expect("exits in time")
+    .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
