@@ -15,10 +15,12 @@
 //!   connection protocols.
 //! - `http`: the HTTP listener: pages, the Socket.IO bundle and endpoint, `/healthz`,
 //!   `/metrics`, the JSON API, web origins.
+//! - `admin`: the Socket.IO Admin UI's server side (every protocol's members as sockets).
 //! - [`logging`]: log lines to stderr that never block nor panic.
 //! - `telemetry`: Prometheus metrics; `refusals`: every refusal counted and logged, folded
 //!   under a flood; [`config`]: flags and environment.
 
+pub(crate) mod admin;
 pub mod config;
 pub(crate) mod http;
 pub mod lobby;
@@ -70,6 +72,9 @@ pub enum RunError {
     /// The cluster's Redis cannot be used.
     #[error(transparent)]
     Cluster(#[from] log::redis::ClusterError),
+    /// The admin UI's settings cannot be used.
+    #[error(transparent)]
+    Admin(#[from] admin::SettingsError),
     /// The history's writer thread cannot start.
     #[error("cannot start the history writer: {0}")]
     Writer(std::io::Error),
@@ -90,6 +95,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    let admin = config.admin()?;
     // Installed before the lobby takes its metric handles.
     telemetry::prometheus();
     let lobby = match (config.cluster(), config.history_path()) {
@@ -131,6 +137,7 @@ pub async fn run(
         max_payload_bytes: config.max_payload_bytes,
         header_timeout: config.header_timeout(),
         stall_timeout: config.timeouts().stall,
+        admin,
     };
     let admission =
         net::admission::Admission::new(config.max_connections, config.max_connections_per_ip);

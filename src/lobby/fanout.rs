@@ -244,6 +244,7 @@ mod tests {
                 name: Some(name.into()),
                 naming: crate::lobby::names::Naming::new(Some(name)),
                 since: SystemTime::now(),
+                from: None,
                 outbox: Arc::new(outbox.clone()),
                 first_live_line: None,
             };

@@ -1,0 +1,312 @@
+//! The server side of the official Socket.IO Admin UI (npm `@socket.io/admin-ui`
+//! 0.5, whose `dist/index.js` defines the protocol), on its own namespace (`/admin` by
+//! default) of the Socket.IO endpoint; off unless `--admin-*` asks for it. The UI
+//! itself is embedded and served at `/admin/` (`crate::http::assets::ADMIN_UI`).
+//!
+//! | direction | event | payload |
+//! |---|---|---|
+//! | client → server | handshake `auth` | `{username, password}` or `{sessionId}` ([`auth`]); refused: `connect_error` `invalid credentials` |
+//! | server → admin | `session` | a new session id, after a login with the password |
+//! | server → admin | `config` | `{supportedFeatures}`: `["DISCONNECT"]`, `[]` read-only |
+//! | server → admin | `all_sockets` | every member as a socket of `/` ([`sockets`]) |
+//! | server → admins | `server_stats` | every 2 s: `{serverId, hostname, pid, uptime, clientsCount, pollingClientsCount, aggregatedEvents, namespaces}` ([`stats`]) |
+//! | server → admins | `socket_connected` | `(socket, time)` |
+//! | server → admins | `socket_updated` | `{id, nsp, data}` (a name given) or `{id, nsp, transport}` (an upgrade) |
+//! | server → admins | `socket_disconnected` | `(nsp, id, reason, time)` |
+//! | server → admins | `room_joined`, `room_left` | `(nsp, room, id, time)`: the two-person rooms |
+//! | client → server | `_disconnect` | `(nsp, close, filter)`: the member whose socket id is `filter`, or every member of `nsp` without one, thrown out whatever its protocol |
+//!
+//! `JOIN`, `LEAVE` and `EMIT` are not offered: the lobby has no rooms an operator could
+//! put a member in, and the two-person rooms are the members' own choice. Nor is the
+//! development mode's `event_received`/`event_sent` (it would put the admin namespace on
+//! every chat line's path); the UI then shows its socket, room and client pages, fed by
+//! the events above.
+//!
+//! The changes are found by comparing this node's members every time presence changes
+//! (a name given or gone) and every 2 s (a connection not yet named, a room, an
+//! upgrade), and only while an admin is connected: with none, the admin namespace
+//! costs the chat nothing.
+
+mod auth;
+mod settings;
+mod sockets;
+mod stats;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::lobby::Lobby;
+pub use settings::{AdminSettings, DEFAULT_NAMESPACE, SettingsError};
+use sockets::Sockets;
+
+/// How often `server_stats` is sent, and the members compared, as the Node `instrument()`.
+pub(crate) const STATS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The admin namespace's shared state.
+#[derive(Clone)]
+struct Admin {
+    lobby: Lobby,
+    io: SocketIo,
+    gate: auth::Gate,
+    settings: Arc<AdminSettings>,
+    /// Admins connected now.
+    admins: Arc<AtomicUsize>,
+    /// Wakes the watcher: an admin came, or a member was thrown out.
+    wake: Arc<Notify>,
+    stats: Arc<stats::Stats>,
+}
+
+/// Who logged in, on an admin socket: the operator its actions are logged with.
+#[derive(Clone)]
+struct Operator {
+    user: Arc<str>,
+    from: Option<IpAddr>,
+}
+
+/// `_disconnect`'s arguments: namespace, whether to close the connection (a member's
+/// is always closed), and the socket id (`null`: every member).
+type DisconnectArgs = (String, Value, Option<String>);
+
+/// A new session to tell the admin once it is connected.
+#[derive(Clone)]
+struct NewSession(String);
+
+/// Puts the admin namespace on `io` and starts what watches the lobby for it, until
+/// `stop`.
+pub(crate) fn install(
+    io: &SocketIo,
+    lobby: &Lobby,
+    settings: AdminSettings,
+    stop: CancellationToken,
+) {
+    let admin = Admin {
+        lobby: lobby.clone(),
+        io: io.clone(),
+        gate: auth::Gate::new(settings.auth.clone()),
+        settings: Arc::new(settings),
+        admins: Arc::default(),
+        wake: Arc::default(),
+        stats: Arc::new(stats::Stats::new(None)),
+    };
+    tracing::info!(
+        namespace = %admin.settings.namespace,
+        user = admin.gate.user(),
+        readonly = admin.settings.readonly,
+        "admin UI on at /admin/"
+    );
+    let (on_connect, check) = (admin.clone(), admin.clone());
+    let connect = move |socket: SocketRef| {
+        let admin = on_connect.clone();
+        async move { admin.connected(socket) }
+    };
+    let login = move |socket: SocketRef, TryData(credentials): TryData<Value>| {
+        let admin = check.clone();
+        async move { admin.log_in(socket, credentials).await }
+    };
+    io.ns(admin.settings.namespace.clone(), connect.with(login));
+    tokio::spawn(admin.watch(stop));
+}
+
+impl Admin {
+    /// The namespace's connect middleware: the login.
+    async fn log_in(
+        &self,
+        socket: SocketRef,
+        credentials: Result<Value, impl std::fmt::Display>,
+    ) -> Result<(), auth::LoginRefused> {
+        let from = socket
+            .req_parts()
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|axum::extract::ConnectInfo(peer)| peer.ip());
+        let credentials = credentials
+            .ok()
+            .and_then(|value| serde_json::from_value(value).ok())
+            .unwrap_or_default();
+        match self.gate.log_in(credentials, from).await {
+            Ok(logged_in) => {
+                if let auth::LoggedIn::NewSession(id) = logged_in {
+                    socket.extensions.insert(NewSession(id));
+                }
+                let user = Arc::from(self.gate.user());
+                socket.extensions.insert(Operator { user, from });
+                Ok(())
+            }
+            Err(refused) => {
+                let from = from.map(|ip| ip.to_string());
+                tracing::warn!(
+                    from = from.as_deref().unwrap_or("unknown"),
+                    "admin login refused: {refused}"
+                );
+                metrics::counter!(stats::LOGINS_REFUSED).increment(1);
+                Err(refused)
+            }
+        }
+    }
+
+    /// A logged-in admin: its session, the config, every socket; then its operations.
+    fn connected(&self, socket: SocketRef) {
+        let operator = socket.extensions.get::<Operator>();
+        let user = operator
+            .as_ref()
+            .map_or("anyone", |operator| &*operator.user);
+        tracing::info!(admin = %socket.id, user, "admin connected");
+        if let Some(NewSession(id)) = socket.extensions.get::<NewSession>()
+            && !id.is_empty()
+        {
+            self.emit_to(&socket, "session", &id);
+        }
+        let features: &[&str] = if self.settings.readonly {
+            &[]
+        } else {
+            &["DISCONNECT"]
+        };
+        self.emit_to(&socket, "config", &json!({ "supportedFeatures": features }));
+        let all = Sockets::now(&self.lobby, &self.io);
+        self.emit_to(&socket, "all_sockets", &all.to_json());
+        let stats = self.stats.now(&self.io, &self.settings.namespace, &all);
+        self.emit_to(&socket, "server_stats", &stats);
+
+        let admin = self.clone();
+        socket.on(
+            "_disconnect",
+            move |socket: SocketRef, TryData(args): TryData<DisconnectArgs>| {
+                let admin = admin.clone();
+                async move { admin.disconnect(&socket, args) }
+            },
+        );
+        let admins = self.admins.clone();
+        socket.on_disconnect(move |socket: SocketRef| {
+            admins.fetch_sub(1, Ordering::SeqCst);
+            tracing::info!(admin = %socket.id, "admin disconnected");
+            async {}
+        });
+        self.admins.fetch_add(1, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn emit_to(&self, socket: &SocketRef, event: &str, data: &impl serde::Serialize) {
+        if let Err(e) = socket.emit(event, data) {
+            tracing::debug!(admin = %socket.id, "cannot send {event}: {e}");
+        }
+    }
+
+    /// `_disconnect(nsp, close, filter)`: throws out the member whose socket id is
+    /// `filter` (every member of `/` without one), whatever its protocol.
+    fn disconnect<E: std::fmt::Display>(&self, admin: &SocketRef, args: Result<DisconnectArgs, E>) {
+        let operator = admin.extensions.get::<Operator>();
+        let user = operator
+            .as_ref()
+            .map_or("anyone", |operator| &*operator.user);
+        let from = operator
+            .as_ref()
+            .and_then(|operator| operator.from)
+            .map(|ip| ip.to_string());
+        let from = from.as_deref().unwrap_or("unknown");
+        if self.settings.readonly {
+            tracing::warn!(admin = %admin.id, user, from, "admin disconnect refused: read-only");
+            metrics::counter!(stats::ACTIONS, "action" => "disconnect", "result" => "readonly")
+                .increment(1);
+            return;
+        }
+        // Malformed, it does nothing: never everyone for want of a filter.
+        let (nsp, _close, filter) = match args {
+            Ok(args) => args,
+            Err(e) => {
+                tracing::warn!(admin = %admin.id, user, from, "admin disconnect malformed: {e}");
+                return;
+            }
+        };
+        let (nsp, filter) = (nsp.as_str(), filter.as_deref());
+        if nsp != "/" {
+            tracing::info!(admin = %admin.id, user, nsp, "admin disconnect of another namespace: nothing done");
+            return;
+        }
+        let sockets = Sockets::now(&self.lobby, &self.io);
+        let targets: Vec<_> = sockets
+            .0
+            .values()
+            .filter(|socket| filter.is_none_or(|filter| socket.id == filter))
+            .collect();
+        if targets.is_empty() {
+            tracing::info!(admin = %admin.id, user, filter, "admin disconnect: no such member");
+        }
+        for target in targets {
+            if self.lobby.throw_out(target.member) {
+                tracing::warn!(
+                    member = target.member,
+                    socket = %target.id,
+                    protocol = target.protocol.as_str(),
+                    name = target.name.as_deref(),
+                    user,
+                    from,
+                    "member thrown out by an operator"
+                );
+                metrics::counter!(stats::ACTIONS, "action" => "disconnect", "result" => "done")
+                    .increment(1);
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Tells the admins what changed, and sends `server_stats` every 2 s, while any
+    /// is connected.
+    async fn watch(self, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(STATS_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut presence = self.lobby.watch_presence();
+        let mut known: Option<Sockets> = None;
+        loop {
+            let tick = tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => true,
+                changed = presence.changed() => {
+                    if changed.is_err() { return }
+                    false
+                }
+                () = self.wake.notified() => false,
+            };
+            if self.admins.load(Ordering::SeqCst) == 0 {
+                known = None;
+                continue;
+            }
+            let now = Sockets::now(&self.lobby, &self.io);
+            if let Some(was) = &known {
+                for (event, args) in was.changes(&now) {
+                    self.stats.count_change(event);
+                    self.broadcast(event, args).await;
+                }
+            }
+            if tick {
+                let stats = self.stats.now(&self.io, &self.settings.namespace, &now);
+                self.broadcast("server_stats", vec![stats]).await;
+            }
+            known = Some(now);
+        }
+    }
+
+    /// Sends `event` with `args` to every admin.
+    async fn broadcast(&self, event: &str, args: Vec<Value>) {
+        let Some(admins) = self.io.of(&self.settings.namespace) else {
+            return;
+        };
+        let sent = match args.as_slice() {
+            [one] => admins.emit(event, one).await,
+            [a, b] => admins.emit(event, &(a, b)).await,
+            [a, b, c, d] => admins.emit(event, &(a, b, c, d)).await,
+            _ => admins.emit(event, &args).await,
+        };
+        if let Err(e) = sent {
+            tracing::debug!("cannot send {event} to the admins: {e}");
+        }
+    }
+}
