@@ -80,6 +80,26 @@ test('a wrong login gets exactly "invalid credentials"; a right one a session th
   assert.ok(!server.output().includes('s3cret'), 'the password is never logged');
 });
 
+test('the UI is served at /admin/ with its fonts, ETags and compression', async () => {
+  const page = await fetch(`${server.url}/admin/`, { headers: { 'accept-encoding': 'gzip' } });
+  assert.equal(page.status, 200);
+  assert.equal(page.headers.get('content-type'), 'text/html; charset=utf-8');
+  assert.equal(page.headers.get('content-encoding'), 'gzip');
+  const html = await page.text();
+  assert.match(html, /<title>Socket.IO Admin UI<\/title>/);
+  assert.ok(!html.includes('https://'), 'nothing from the internet');
+  const etag = page.headers.get('etag');
+  assert.equal((await fetch(`${server.url}/admin/`, { headers: { 'if-none-match': etag } })).status, 304);
+  for (const [font, type] of [['fonts/roboto/files/roboto-latin-400-normal.woff2', 'font/woff2'],
+    ['fonts/mdi/fonts/materialdesignicons-webfont.woff2', 'font/woff2'],
+    ['fonts/mdi/css/materialdesignicons.min.css', 'text/css; charset=utf-8']]) {
+    const response = await fetch(`${server.url}/admin/${font}`);
+    assert.equal(response.status, 200, font);
+    assert.equal(response.headers.get('content-type'), type);
+  }
+  assert.equal((await fetch(`${server.url}/admin`, { redirect: 'manual' })).headers.get('location'), '/admin/');
+});
+
 test('members of every protocol are sockets of /; _disconnect cuts a TCP JSON member off', async () => {
   const admin = new Admin(server.url, auth);
   await admin.take('all_sockets');
