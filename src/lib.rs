@@ -95,10 +95,14 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let admin = config.admin()?;
+    // Made once: without --node-id, each call generates another id.
+    let cluster = config.cluster();
+    let admin = config
+        .admin()?
+        .map(|admin| admin.on_cluster(cluster.as_ref()));
     // Installed before the lobby takes its metric handles.
     telemetry::prometheus();
-    let lobby = match (config.cluster(), config.history_path()) {
+    let lobby = match (cluster, config.history_path()) {
         (Some(cluster), _) => {
             tracing::info!(node = %cluster.node_id, cluster = %cluster.cluster, "cluster node");
             let connected = log::redis::connect(cluster).await?;

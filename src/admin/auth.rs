@@ -71,6 +71,8 @@ pub(crate) enum LoggedIn {
 pub(crate) struct Gate {
     auth: AdminAuth,
     state: Arc<Mutex<State>>,
+    /// Where sessions are shared with the cluster's other nodes.
+    cluster: Option<super::cluster::Cluster>,
 }
 
 #[derive(Default)]
@@ -87,10 +89,11 @@ struct Failures {
 }
 
 impl Gate {
-    pub(crate) fn new(auth: AdminAuth) -> Self {
+    pub(crate) fn new(auth: AdminAuth, cluster: Option<super::cluster::Cluster>) -> Self {
         Self {
             auth,
             state: Arc::default(),
+            cluster,
         }
     }
 
@@ -115,10 +118,17 @@ impl Gate {
         if self.locked_out(from, now) {
             return Err(LoginRefused::LockedOut);
         }
-        if let Some(id) = &credentials.session_id
-            && self.session_valid(id, now)
-        {
-            return Ok(LoggedIn::Session);
+        if let Some(id) = &credentials.session_id {
+            if self.session_valid(id, now) {
+                return Ok(LoggedIn::Session);
+            }
+            // Given by another node of the cluster.
+            if let Some(cluster) = &self.cluster
+                && is_session_id(id)
+                && cluster.session_exists(id).await
+            {
+                return Ok(LoggedIn::Session);
+            }
         }
         let matches = match (credentials.username, credentials.password) {
             (Some(name), Some(password)) if &name == user => {
@@ -134,7 +144,13 @@ impl Gate {
             self.failed(from, Instant::now());
             return Err(LoginRefused::Invalid);
         }
-        Ok(LoggedIn::NewSession(self.new_session(Instant::now())))
+        let id = self.new_session(Instant::now());
+        if let Some(cluster) = &self.cluster
+            && !id.is_empty()
+        {
+            cluster.save_session(&id, SESSION_LIFETIME).await;
+        }
+        Ok(LoggedIn::NewSession(id))
     }
 
     fn locked_out(&self, from: Option<IpAddr>, now: Instant) -> bool {
@@ -226,6 +242,11 @@ impl Gate {
     }
 }
 
+/// Whether `id` can be a session id (32 hex digits): anything else is not looked up.
+fn is_session_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,10 +255,13 @@ mod tests {
     const HASH: &str = "$2a$04$vikFoDRv9fyd2Cgn6CRrn.kECiYiU4d2wXyMgLkJdShtYacXsxXyO";
 
     fn gate() -> Gate {
-        Gate::new(AdminAuth::Basic {
-            user: "op".into(),
-            hash: HASH.into(),
-        })
+        Gate::new(
+            AdminAuth::Basic {
+                user: "op".into(),
+                hash: HASH.into(),
+            },
+            None,
+        )
     }
 
     fn login(user: &str, password: &str) -> Credentials {

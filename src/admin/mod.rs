@@ -14,7 +14,7 @@
 //! | server → admins | `socket_updated` | `{id, nsp, data}` (a name given) or `{id, nsp, transport}` (an upgrade) |
 //! | server → admins | `socket_disconnected` | `(nsp, id, reason, time)` |
 //! | server → admins | `room_joined`, `room_left` | `(nsp, room, id, time)`: the two-person rooms |
-//! | client → server | `_disconnect` | `(nsp, close, filter)`: the member whose socket id is `filter`, or every member of `nsp` without one, thrown out whatever its protocol |
+//! | client → server | `_disconnect` | `(nsp, close, filter)`: the member whose socket id is `filter`, or every member of `nsp` without one (`null`), thrown out whatever its protocol and node |
 //!
 //! `JOIN`, `LEAVE` and `EMIT` are not offered: the lobby has no rooms an operator could
 //! put a member in, and the two-person rooms are the members' own choice. Nor is the
@@ -22,19 +22,21 @@
 //! every chat line's path); the UI then shows its socket, room and client pages, fed by
 //! the events above.
 //!
-//! The changes are found by comparing this node's members every time presence changes
-//! (a name given or gone) and every 2 s (a connection not yet named, a room, an
-//! upgrade), and only while an admin is connected: with none, the admin namespace
-//! costs the chat nothing.
+//! The changes are found by comparing the members every time presence changes (a name
+//! given or gone) and every 2 s (a connection not yet named, a room, an upgrade), and
+//! only while an admin is connected: with none, the admin namespace costs the chat
+//! nothing. On a cluster, the other nodes' members and stats come from their reports
+//! in Redis, and sessions are the cluster's ([`cluster`]).
 
 mod auth;
+mod cluster;
 mod settings;
 mod sockets;
 mod stats;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -63,6 +65,10 @@ struct Admin {
     /// Wakes the watcher: an admin came, or a member was thrown out.
     wake: Arc<Notify>,
     stats: Arc<stats::Stats>,
+    /// The cluster's Redis (`--redis-url`).
+    cluster: Option<cluster::Cluster>,
+    /// The other nodes' latest reports, by node id.
+    others: Arc<Mutex<Vec<(String, cluster::Report)>>>,
 }
 
 /// Who logged in, on an admin socket: the operator its actions are logged with.
@@ -81,21 +87,37 @@ type DisconnectArgs = (String, Value, Option<String>);
 struct NewSession(String);
 
 /// Puts the admin namespace on `io` and starts what watches the lobby for it, until
-/// `stop`.
-pub(crate) fn install(
+/// `stop`. A cluster node connects to the cluster's Redis first (without it, its admin
+/// UI shows this node alone).
+pub(crate) async fn install(
     io: &SocketIo,
     lobby: &Lobby,
     settings: AdminSettings,
     stop: CancellationToken,
 ) {
+    let cluster = match settings.cluster.clone() {
+        Some(place) => match cluster::Cluster::connect(place).await {
+            Ok(cluster) => Some(cluster),
+            Err(e) => {
+                tracing::error!(
+                    "the admin UI cannot reach the cluster's Redis, it shows this node alone: {e}"
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let server_id = cluster.as_ref().map(|cluster| cluster.node_id.clone());
     let admin = Admin {
         lobby: lobby.clone(),
         io: io.clone(),
-        gate: auth::Gate::new(settings.auth.clone()),
+        gate: auth::Gate::new(settings.auth.clone(), cluster.clone()),
         settings: Arc::new(settings),
         admins: Arc::default(),
         wake: Arc::default(),
-        stats: Arc::new(stats::Stats::new(None)),
+        stats: Arc::new(stats::Stats::new(server_id)),
+        cluster,
+        others: Arc::default(),
     };
     tracing::info!(
         namespace = %admin.settings.namespace,
@@ -171,17 +193,25 @@ impl Admin {
             &["DISCONNECT"]
         };
         self.emit_to(&socket, "config", &json!({ "supportedFeatures": features }));
-        let all = Sockets::now(&self.lobby, &self.io);
+        let mine = Sockets::now(&self.lobby, &self.io);
+        let stats = self.stats.now(&self.io, &self.settings.namespace, &mine);
+        let mut all = mine;
+        let others = crate::locks::lock(&self.others).clone();
+        for (node, report) in &others {
+            all.add_remote(node, &report.sockets);
+        }
         self.emit_to(&socket, "all_sockets", &all.to_json());
-        let stats = self.stats.now(&self.io, &self.settings.namespace, &all);
         self.emit_to(&socket, "server_stats", &stats);
+        for (_, report) in &others {
+            self.emit_to(&socket, "server_stats", &report.stats);
+        }
 
         let admin = self.clone();
         socket.on(
             "_disconnect",
             move |socket: SocketRef, TryData(args): TryData<DisconnectArgs>| {
                 let admin = admin.clone();
-                async move { admin.disconnect(&socket, args) }
+                async move { admin.disconnect(&socket, args).await }
             },
         );
         let admins = self.admins.clone();
@@ -202,7 +232,11 @@ impl Admin {
 
     /// `_disconnect(nsp, close, filter)`: throws out the member whose socket id is
     /// `filter` (every member of `/` without one), whatever its protocol.
-    fn disconnect<E: std::fmt::Display>(&self, admin: &SocketRef, args: Result<DisconnectArgs, E>) {
+    async fn disconnect<E: std::fmt::Display>(
+        &self,
+        admin: &SocketRef,
+        args: Result<DisconnectArgs, E>,
+    ) {
         let operator = admin.extensions.get::<Operator>();
         let user = operator
             .as_ref()
@@ -231,7 +265,11 @@ impl Admin {
             tracing::info!(admin = %admin.id, user, nsp, "admin disconnect of another namespace: nothing done");
             return;
         }
-        let sockets = Sockets::now(&self.lobby, &self.io);
+        let mut sockets = Sockets::now(&self.lobby, &self.io);
+        let others = crate::locks::lock(&self.others).clone();
+        for (node, report) in &others {
+            sockets.add_remote(node, &report.sockets);
+        }
         let targets: Vec<_> = sockets
             .0
             .values()
@@ -241,6 +279,10 @@ impl Admin {
             tracing::info!(admin = %admin.id, user, filter, "admin disconnect: no such member");
         }
         for target in targets {
+            if let Some(node) = &target.node {
+                self.order(node, target, user, from).await;
+                continue;
+            }
             if self.lobby.throw_out(target.member) {
                 tracing::warn!(
                     member = target.member,
@@ -256,6 +298,78 @@ impl Admin {
             }
         }
         self.wake.notify_one();
+    }
+
+    /// Asks `node` to throw `target` out (at its next report).
+    async fn order(&self, node: &str, target: &sockets::Socket, user: &str, from: &str) {
+        let Some(cluster) = &self.cluster else { return };
+        let order = cluster::Order {
+            socket: target.id.clone(),
+            user: user.to_owned(),
+            from: from.to_owned(),
+            by: cluster.node_id.clone(),
+        };
+        match cluster.order(node, &order).await {
+            Ok(()) => {
+                tracing::info!(socket = %target.id, %node, user, from, "node asked to throw a member out")
+            }
+            Err(e) => {
+                tracing::warn!(socket = %target.id, %node, "cannot ask node to throw a member out: {e}")
+            }
+        }
+    }
+
+    /// Carries out the orders other nodes' operators gave this node.
+    fn carry_out(&self, orders: Vec<cluster::Order>) {
+        if orders.is_empty() {
+            return;
+        }
+        let mine = Sockets::now(&self.lobby, &self.io);
+        for order in orders {
+            let Some(target) = mine.0.get(&order.socket) else {
+                tracing::info!(socket = %order.socket, by = %order.by, "ordered to throw out a member gone already");
+                continue;
+            };
+            if self.lobby.throw_out(target.member) {
+                tracing::warn!(
+                    member = target.member,
+                    socket = %target.id,
+                    protocol = target.protocol.as_str(),
+                    name = target.name.as_deref(),
+                    user = %order.user,
+                    from = %order.from,
+                    node = %order.by,
+                    "member thrown out by an operator"
+                );
+                metrics::counter!(stats::ACTIONS, "action" => "disconnect", "result" => "done")
+                    .increment(1);
+            }
+        }
+    }
+
+    /// On a cluster, every 2 s: whether an admin is watching anywhere; if so, this
+    /// node's orders, its report, and (with an admin here) the others' reports.
+    async fn cluster_tick(&self, here: bool) -> Option<Value> {
+        let cluster = self.cluster.as_ref()?;
+        if !cluster.watching(here).await {
+            crate::locks::lock(&self.others).clear();
+            return None;
+        }
+        self.carry_out(cluster.orders().await);
+        let mine = Sockets::now(&self.lobby, &self.io);
+        let stats = self.stats.now(&self.io, &self.settings.namespace, &mine);
+        let report = cluster::Report {
+            stats: stats.clone(),
+            sockets: mine.0.values().map(sockets::Socket::to_json).collect(),
+        };
+        cluster.report(&report).await;
+        let others = if here {
+            cluster.others().await
+        } else {
+            Vec::new()
+        };
+        *crate::locks::lock(&self.others) = others;
+        Some(stats)
     }
 
     /// Tells the admins what changed, and sends `server_stats` every 2 s, while any
@@ -275,11 +389,21 @@ impl Admin {
                 }
                 () = self.wake.notified() => false,
             };
-            if self.admins.load(Ordering::SeqCst) == 0 {
+            let here = self.admins.load(Ordering::SeqCst) > 0;
+            let reported = if tick {
+                self.cluster_tick(here).await
+            } else {
+                None
+            };
+            if !here {
                 known = None;
                 continue;
             }
-            let now = Sockets::now(&self.lobby, &self.io);
+            let mut now = Sockets::now(&self.lobby, &self.io);
+            let others = crate::locks::lock(&self.others).clone();
+            for (node, report) in &others {
+                now.add_remote(node, &report.sockets);
+            }
             if let Some(was) = &known {
                 for (event, args) in was.changes(&now) {
                     self.stats.count_change(event);
@@ -287,8 +411,17 @@ impl Admin {
                 }
             }
             if tick {
-                let stats = self.stats.now(&self.io, &self.settings.namespace, &now);
+                let stats = match reported {
+                    Some(stats) => stats,
+                    None => {
+                        let mine = Sockets::now(&self.lobby, &self.io);
+                        self.stats.now(&self.io, &self.settings.namespace, &mine)
+                    }
+                };
                 self.broadcast("server_stats", vec![stats]).await;
+                for (_, report) in others {
+                    self.broadcast("server_stats", vec![report.stats]).await;
+                }
             }
             known = Some(now);
         }

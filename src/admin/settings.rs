@@ -16,6 +16,8 @@ pub struct AdminSettings {
     pub(crate) readonly: bool,
     /// The Socket.IO namespace, `/admin` by default.
     pub(crate) namespace: String,
+    /// The cluster this node is part of (`--redis-url`).
+    pub(crate) cluster: Option<super::cluster::ClusterPlace>,
 }
 
 /// Who may log in to the admin namespace.
@@ -39,6 +41,7 @@ impl fmt::Debug for AdminSettings {
             .field("auth", &auth)
             .field("readonly", &self.readonly)
             .field("namespace", &self.namespace)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -96,7 +99,19 @@ impl AdminSettings {
             auth,
             readonly,
             namespace: namespace.to_owned(),
+            cluster: None,
         }))
+    }
+
+    /// These settings on a node of `cluster`.
+    pub fn on_cluster(self, cluster: Option<&crate::log::redis::ClusterSettings>) -> Self {
+        let cluster = cluster.map(|cluster| super::cluster::ClusterPlace {
+            url: cluster.url.clone(),
+            prefix: cluster.cluster.clone(),
+            node_id: cluster.node_id.clone(),
+            response_timeout: cluster.response_timeout,
+        });
+        Self { cluster, ..self }
     }
 }
 

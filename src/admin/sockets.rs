@@ -34,10 +34,12 @@ pub(crate) struct Socket {
     /// The lobby member behind it.
     pub(crate) member: u64,
     pub(crate) protocol: Protocol,
-    pub(crate) transport: &'static str,
+    pub(crate) transport: String,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) room: Option<Arc<str>>,
     handshake: Value,
+    /// The cluster node it is on; `None`: this one.
+    pub(crate) node: Option<String>,
 }
 
 impl Socket {
@@ -53,6 +55,21 @@ impl Socket {
             "data": self.data(),
             "handshake": self.handshake,
             "rooms": rooms,
+        })
+    }
+
+    /// A socket of another node, as its report carries it ([`Socket::to_json`]).
+    pub(crate) fn from_json(socket: &Value, node: &str) -> Option<Self> {
+        let rooms = socket["rooms"].as_array()?;
+        Some(Self {
+            id: socket["id"].as_str()?.to_owned(),
+            member: 0,
+            protocol: Protocol::parse(socket["data"]["protocol"].as_str()?)?,
+            transport: socket["transport"].as_str()?.to_owned(),
+            name: socket["data"]["name"].as_str().map(Arc::from),
+            room: rooms.get(1).and_then(Value::as_str).map(Arc::from),
+            handshake: socket["handshake"].clone(),
+            node: Some(node.to_owned()),
         })
     }
 
@@ -96,6 +113,16 @@ impl Sockets {
             })
             .collect();
         Self(sockets)
+    }
+
+    /// Adds another node's sockets, from its report.
+    pub(crate) fn add_remote(&mut self, node: &str, sockets: &[Value]) {
+        for socket in sockets
+            .iter()
+            .filter_map(|socket| Socket::from_json(socket, node))
+        {
+            self.0.insert(socket.id.clone(), socket);
+        }
     }
 
     /// The sockets as `all_sockets` carries them.
@@ -219,9 +246,10 @@ fn socketio_member(listed: &Listed, socket: &socketioxide::extract::SocketRef) -
         id: socket.id.to_string(),
         member: listed.id,
         protocol: listed.protocol,
-        transport: transport_name(socket.transport_type()),
+        transport: transport_name(socket.transport_type()).to_owned(),
         name: listed.name.clone(),
         room: listed.room.clone(),
+        node: None,
         handshake: json!({
             "address": address,
             "headers": headers,
@@ -245,7 +273,8 @@ fn raw_member(listed: Listed) -> Socket {
         id: format!("{prefix}-{}", listed.id),
         member: listed.id,
         protocol: listed.protocol,
-        transport,
+        transport: transport.to_owned(),
+        node: None,
         handshake: json!({
             "address": listed.from.map(|ip| ip.to_string()),
             "headers": {},

@@ -110,7 +110,7 @@ pub async fn serve(
     let (endpoint, io) = socketio::endpoint(&lobby, engine_settings);
     let mut admin_ui = Router::new();
     if let Some(admin) = settings.admin.clone() {
-        crate::admin::install(&io, &lobby, admin, shutdown.clone());
+        crate::admin::install(&io, &lobby, admin, shutdown.clone()).await;
         admin_ui = assets::router(assets::ADMIN_UI).route(
             "/admin",
             get(|| async { axum::response::Redirect::permanent("/admin/") }),
