@@ -9,7 +9,7 @@ import net from 'node:net';
 import { createRequire } from 'node:module';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { binary, joined, left, named, startServer, until, within } from './helpers.mjs';
+import { binary, Client, joined, left, named, startServer, until, within } from './helpers.mjs';
 
 const bcrypt = createRequire(import.meta.url)('bcryptjs');
 const HASH = bcrypt.hashSync('s3cret', 4);
@@ -115,6 +115,18 @@ test('members of every protocol are sockets of /; _disconnect cuts a TCP JSON me
   assert.equal(typeof annSocket.handshake.issued, 'number');
   assert.equal(annSocket.handshake.query.EIO, '4');
   assert.ok(['polling', 'websocket'].includes(annSocket.transport));
+  // Found on long-polling, its upgrade follows.
+  if (annSocket.transport === 'polling') {
+    const [upgrade] = await admin.take('socket_updated', (u) => u.id === ann.socket.id && u.transport);
+    assert.deepEqual(upgrade, { id: ann.socket.id, nsp: '/', transport: 'websocket' });
+  }
+  const polling = new Client(server.url, { transports: ['polling'] });
+  await polling.expect('connect');
+  const [pollingSocket] = await admin.take('socket_connected', (s) => s.id === polling.socket.id);
+  assert.equal(pollingSocket.transport, 'polling');
+  assert.equal(pollingSocket.data.name, null);
+  polling.close();
+  await admin.take('socket_disconnected', (n, id) => id === pollingSocket.id);
   // Named before or after the comparison that found it: its name is there or follows.
   if (annSocket.data.name !== 'ann') {
     const [update] = await admin.take('socket_updated', (u) => u.id === ann.socket.id && u.data);

@@ -24,8 +24,8 @@
 //!
 //! The changes are found by comparing the members every time presence changes (a name
 //! given or gone) and every 2 s (a connection not yet named, a room, an upgrade), and
-//! only while an admin is connected: with none, the admin namespace costs the chat
-//! nothing. On a cluster, the other nodes' members and stats come from their reports
+//! only while an admin is connected: with none, the watcher wakes (every 2 s and at
+//! each join and leave), finds no admin and sleeps again. On a cluster, the other nodes' members and stats come from their reports
 //! in Redis, and sessions are the cluster's ([`cluster`]).
 
 mod auth;
