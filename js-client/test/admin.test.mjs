@@ -17,9 +17,9 @@ const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 // An admin client recording every event, in order.
 class Admin {
-  constructor(url, auth, namespace = '/admin') {
+  constructor(url, auth, options = {}) {
     this.events = [];
-    this.socket = io(`${url}${namespace}`, { auth, forceNew: true, reconnection: false });
+    this.socket = io(`${url}/admin`, { auth, forceNew: true, reconnection: false, ...options });
     this.socket.onAny((event, ...args) => this.events.push({ event, args }));
     this.socket.on('connect', () => this.events.push({ event: 'connect', args: [] }));
     this.socket.on('connect_error', (e) => this.events.push({ event: 'connect_error', args: [e.message] }));
@@ -177,10 +177,16 @@ test('members of every protocol are sockets of /; _disconnect cuts a TCP JSON me
   await server.empty();
 });
 
-test('read-only: no features offered and _disconnect refused; the UI is 404 and the namespace absent when off', async () => {
-  const readonly = await startServer(['--no-history', '--admin-no-auth', '--admin-readonly']);
+test('read-only: no features offered and _disconnect refused; origins obeyed; the UI is 404 and the namespace absent when off', async () => {
+  const readonly = await startServer(['--no-history', '--admin-no-auth', '--admin-readonly',
+    '--allowed-origins', 'http://ops.example']);
   try {
-    const admin = new Admin(readonly.url, {});
+    const foreign = new Admin(readonly.url, {}, { extraHeaders: { origin: 'http://elsewhere.example' } });
+    await foreign.take('connect_error');
+    assert.ok(!foreign.events.some((e) => e.event === 'connect'));
+    foreign.close();
+    assert.match(readonly.output(), /origin not allowed/);
+    const admin = new Admin(readonly.url, {}, { extraHeaders: { origin: 'http://ops.example' } });
     assert.deepEqual(await admin.take('config'), [{ supportedFeatures: [] }]);
     const tcp = net.connect(readonly.ports.tcpText, '127.0.0.1');
     const [member] = await admin.take('socket_connected', (s) => s.transport === 'tcp-text');
