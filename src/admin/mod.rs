@@ -194,7 +194,7 @@ impl Admin {
         };
         self.emit_to(&socket, "config", &json!({ "supportedFeatures": features }));
         let mine = Sockets::now(&self.lobby, &self.io);
-        let stats = self.stats.now(&self.io, &self.settings.namespace, &mine);
+        let stats = self.stats.peek(&self.io, &self.settings.namespace, &mine);
         let mut all = mine;
         let others = crate::locks::lock(&self.others).clone();
         for (node, report) in &others {
@@ -214,13 +214,14 @@ impl Admin {
                 async move { admin.disconnect(&socket, args).await }
             },
         );
+        // Counted before its disconnect handler can count it out.
+        self.admins.fetch_add(1, Ordering::SeqCst);
         let admins = self.admins.clone();
         socket.on_disconnect(move |socket: SocketRef| {
             admins.fetch_sub(1, Ordering::SeqCst);
             tracing::info!(admin = %socket.id, "admin disconnected");
             async {}
         });
-        self.admins.fetch_add(1, Ordering::SeqCst);
         self.wake.notify_one();
     }
 

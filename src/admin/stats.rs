@@ -53,8 +53,18 @@ impl Stats {
         }
     }
 
-    /// The `server_stats` of now, `sockets` the lobby's members.
+    /// The `server_stats` of now, `sockets` this node's members; the connections and
+    /// departures are counted anew from here.
     pub(crate) fn now(&self, io: &SocketIo, admin_namespace: &str, sockets: &Sockets) -> Value {
+        self.made(io, admin_namespace, sockets, true)
+    }
+
+    /// [`Stats::now`], for one admin, counting on.
+    pub(crate) fn peek(&self, io: &SocketIo, admin_namespace: &str, sockets: &Sockets) -> Value {
+        self.made(io, admin_namespace, sockets, false)
+    }
+
+    fn made(&self, io: &SocketIo, admin_namespace: &str, sockets: &Sockets, anew: bool) -> Value {
         let admins = io
             .of(admin_namespace)
             .map(|admins| admins.sockets())
@@ -63,7 +73,14 @@ impl Stats {
             .iter()
             .filter(|admin| transport_name(admin.transport_type()) == "polling")
             .count();
-        let (connections, departures) = std::mem::take(&mut *crate::locks::lock(&self.events));
+        let (connections, departures) = {
+            let mut events = crate::locks::lock(&self.events);
+            if anew {
+                std::mem::take(&mut *events)
+            } else {
+                *events
+            }
+        };
         let second = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|since| since.as_secs() * 1000)
