@@ -11,6 +11,7 @@ use clap::Parser;
 
 use crate::http::DEFAULT_HEADER_TIMEOUT_MS;
 use crate::http::origins::AllowedOrigins;
+use crate::lobby::backlog::{DEFAULT_OUTBOX_BEHIND, DEFAULT_OUTBOX_BYTES, SlowRule};
 use crate::lobby::churn::{DEFAULT_RATE_JOIN_BURST, DEFAULT_RATE_JOINS_PER_MIN, JoinLimit};
 use crate::lobby::limits::{
     DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
@@ -24,8 +25,12 @@ use crate::log::{
     sqlite::{Durability, Retention},
 };
 use crate::net::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
+pub use crate::net::proxy::TrustedNet;
 use crate::net::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
 use crate::refusals::DEFAULT_LOG_FOLD_SECS;
+
+/// Why the admin UI's settings (`--admin-*`) cannot be used.
+pub use crate::admin::SettingsError as AdminSettingsError;
 
 /// Default HTTP port: the original Socket.IO lobby server's.
 pub const DEFAULT_PORT: u16 = 8000;
@@ -153,10 +158,23 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_MAX_JSON_OBJECT_BYTES", default_value_t = DEFAULT_MAX_JSON_OBJECT_BYTES)]
     pub max_json_object_bytes: usize,
 
-    /// Depth of each member's outgoing queue, in messages; a member whose queue is full
-    /// is cut off as a slow consumer.
+    /// Depth of each member's outgoing queue, in messages: a backstop (a member whose
+    /// queue is full is cut off as a slow consumer); the rule is `--outbox-bytes` and
+    /// `--outbox-behind-ms`.
     #[arg(long, env = "CHATTERBOX_OUTBOX_MESSAGES", default_value_t = DEFAULT_OUTBOX_MESSAGES)]
     pub outbox_messages: usize,
+
+    /// Bytes of chat a member may have waiting in its queue (its queued events at the
+    /// mean weight of what it is sent: name and text plus 64); past it, it is cut off
+    /// as a slow consumer.
+    #[arg(long, env = "CHATTERBOX_OUTBOX_BYTES", default_value_t = DEFAULT_OUTBOX_BYTES)]
+    pub outbox_bytes: usize,
+
+    /// How long a member may be behind, in milliseconds: since a delivery found its queue
+    /// not empty and it has not yet taken out what it had been sent by then; past it,
+    /// it is cut off as a slow consumer.
+    #[arg(long, env = "CHATTERBOX_OUTBOX_BEHIND_MS", default_value_t = DEFAULT_OUTBOX_BEHIND.as_millis() as u64)]
+    pub outbox_behind_ms: u64,
 
     /// Connections the server holds at once, every listener together; one more gets an
     /// error (`error: too many connections …` on TCP, HTTP 503 on HTTP and WebSocket)
@@ -220,6 +238,15 @@ pub struct Config {
     /// `Origin` header (clients that are not browser pages) are always allowed.
     #[arg(long, env = "CHATTERBOX_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Reverse proxies (addresses or CIDRs, comma-separated: `127.0.0.1,10.0.0.0/8`)
+    /// whose connections carry their client's address: `X-Forwarded-For` on HTTP, a
+    /// PROXY protocol header (v1 or v2) on the WebSocket and TCP ports. The
+    /// per-address limit and the logs then see that client. Only from these peers; a
+    /// trusted peer's raw connection without a valid PROXY header is closed. None: off,
+    /// every client is its TCP peer.
+    #[arg(long, env = "CHATTERBOX_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<TrustedNet>,
 
     /// The chat history: a SQLite file, created if missing. Every lobby chat line is
     /// committed here before it is relayed.
@@ -345,6 +372,10 @@ impl Config {
             max_message_chars: self.max_message_chars,
             max_room_name_chars: self.max_room_name_chars,
             outbox_messages: self.outbox_messages,
+            slow: SlowRule {
+                max_bytes: self.outbox_bytes,
+                max_behind: Duration::from_millis(self.outbox_behind_ms),
+            },
             max_ws_message_bytes: self.max_ws_message_bytes,
             max_json_object_bytes: self.max_json_object_bytes,
             rate: RateLimit {
@@ -409,7 +440,7 @@ impl Config {
     }
 
     /// The admin namespace's settings; `None`: the admin UI is off.
-    pub fn admin(
+    pub(crate) fn admin(
         &self,
     ) -> Result<Option<crate::admin::AdminSettings>, crate::admin::SettingsError> {
         crate::admin::AdminSettings::from_flags(
@@ -432,6 +463,39 @@ impl Config {
     }
 }
 
+/// A combination of settings the server refuses to start with: a flag that would
+/// otherwise be ignored without a word.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A single node's history setting given to a cluster node.
+    #[error(
+        "--{flag} does not apply to a cluster node (--redis-url): its history is the cluster's, in Redis (see --history-keep-lines)"
+    )]
+    NotOnCluster {
+        /// The flag, without its dashes.
+        flag: &'static str,
+    },
+}
+
+impl Config {
+    /// Refuses the settings that would be ignored: every flag works on every kind of
+    /// node, or the server does not start.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.redis_url.is_none() {
+            return Ok(());
+        }
+        if self.no_history {
+            return Err(ConfigError::NotOnCluster { flag: "no-history" });
+        }
+        if self.history_keep_days > 0 {
+            return Err(ConfigError::NotOnCluster {
+                flag: "history-keep-days",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// `ms` milliseconds; `None` for 0 (no limit).
 fn millis(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
@@ -447,6 +511,23 @@ impl Default for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_settings_of_a_single_node_are_refused_on_a_cluster_node() {
+        let parse = |args: &[&str]| Config::parse_from([&["chatterbox"], args].concat());
+        assert_eq!(parse(&["--no-history"]).check(), Ok(()));
+        assert_eq!(parse(&["--redis-url", "redis://r"]).check(), Ok(()));
+        let refused = parse(&["--redis-url", "redis://r", "--no-history"]).check();
+        assert_eq!(
+            refused,
+            Err(ConfigError::NotOnCluster { flag: "no-history" })
+        );
+        let refused = parse(&["--redis-url", "redis://r", "--history-keep-days", "3"]).check();
+        assert_eq!(
+            refused.map_err(|e| e.to_string()),
+            Err("--history-keep-days does not apply to a cluster node (--redis-url): its history is the cluster's, in Redis (see --history-keep-lines)".to_owned())
+        );
+    }
 
     #[test]
     fn ports_parse_numbers_and_off() {
@@ -489,6 +570,23 @@ mod tests {
         assert_eq!(config.timeouts().connect, None);
         assert_eq!(config.timeouts().stall, Some(Duration::from_millis(250)));
         assert_eq!(config.header_timeout(), None);
+    }
+
+    #[test]
+    fn trusted_proxies_are_off_unless_listed() {
+        assert!(
+            Config::parse_from(["chatterbox"])
+                .trusted_proxies
+                .is_empty()
+        );
+        let config =
+            Config::parse_from(["chatterbox", "--trusted-proxies", "127.0.0.1,10.0.0.0/8"]);
+        let trusted = crate::net::proxy::TrustedProxies::new(&config.trusted_proxies);
+        assert!(trusted.trusts([127, 0, 0, 1].into()));
+        assert!(trusted.trusts([10, 9, 8, 7].into()));
+        assert!(!trusted.trusts([127, 0, 0, 2].into()));
+        let wrong = Config::try_parse_from(["chatterbox", "--trusted-proxies", "proxy.example"]);
+        assert!(wrong.is_err());
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! - `telemetry`: Prometheus metrics; `refusals`: every refusal counted and logged, folded
 //!   under a flood; [`config`]: flags and environment.
 
+#![warn(unreachable_pub)]
+
 pub(crate) mod admin;
 pub mod config;
 pub(crate) mod http;
@@ -66,6 +68,9 @@ pub struct Listeners {
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The settings do not go together.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// The history cannot be opened.
     #[error(transparent)]
     History(#[from] log::HistoryError),
@@ -74,7 +79,7 @@ pub enum RunError {
     Cluster(#[from] log::redis::ClusterError),
     /// The admin UI's settings cannot be used.
     #[error(transparent)]
-    Admin(#[from] admin::SettingsError),
+    Admin(#[from] config::AdminSettingsError),
     /// The history's writer thread cannot start.
     #[error("cannot start the history writer: {0}")]
     Writer(std::io::Error),
@@ -95,6 +100,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    config.check()?;
     // Made once: without --node-id, each call generates another id.
     let cluster = config.cluster();
     let admin = config
@@ -144,7 +150,8 @@ pub async fn run(
         admin,
     };
     let admission =
-        net::admission::Admission::new(config.max_connections, config.max_connections_per_ip);
+        net::admission::Admission::new(config.max_connections, config.max_connections_per_ip)
+            .trusting(net::proxy::TrustedProxies::new(&config.trusted_proxies));
     let timeouts = config.timeouts();
     let failure = Arc::new(Mutex::new(None));
     let supervise = |listener: &'static str, serve: Box<dyn ServeFuture>| {

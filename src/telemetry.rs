@@ -10,8 +10,8 @@
 //! | `chatterbox_lines_in_total` | counter | protocol | chat lines accepted from members |
 //! | `chatterbox_lines_out_total` | counter | protocol | lobby events queued for members |
 //! | `chatterbox_bytes_out_total` | counter | protocol | bytes of lobby events written to WebSocket and TCP members (Socket.IO's are written by socketioxide, not counted) |
-//! | `chatterbox_refusals_total` | counter | protocol, reason | requests and connections refused with an error (reasons: `malformed`, `unknown_type`, `too_large`, `unnamed`, `message_too_long`, `room_name`, `room_full`, `not_seated`, `gone`, `busy`, `origin`, `rate`, `flood`, `connections`, `connections_per_ip`, `connect_timeout`, `stall`, `header_timeout`, `unavailable`, `joins`; the HTTP listener's under `socketio`) |
-//! | `chatterbox_slow_consumer_cutoffs_total` | counter | protocol | members cut off because their queue was full |
+//! | `chatterbox_refusals_total` | counter | protocol, reason | requests and connections refused with an error (reasons: `malformed`, `unknown_type`, `too_large`, `unnamed`, `message_too_long`, `room_name`, `room_full`, `not_seated`, `gone`, `busy`, `origin`, `rate`, `flood`, `connections`, `connections_per_ip`, `connect_timeout`, `stall`, `header_timeout`, `proxy_header`, `unavailable`, `joins`; the HTTP listener's under `socketio`) |
+//! | `chatterbox_slow_consumer_cutoffs_total` | counter | protocol | members cut off as slow consumers (see `lobby::backlog`) |
 //! | `chatterbox_history_lines_total` | counter | | chat lines committed to the history |
 //! | `chatterbox_history_commit_seconds` | summary | | time of one group commit (one transaction, one fsync) |
 //! | `chatterbox_history_commit_failures_total` | counter | | commits that failed and were retried |

@@ -425,6 +425,132 @@ async fn slow_websocket_socketio_and_tcp_text_readers_are_cut_off_and_announced_
     drop((slow_sio, slow_ws, slow_text));
 }
 
+/// Reads a raw Socket.IO client's frames until it has `count` chat lines from `w`
+/// (answering pings); returns their texts in order.
+async fn read_lines(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    count: usize,
+) -> Vec<String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut texts = Vec::new();
+    while texts.len() < count {
+        let frame = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("frame");
+        let frame = frame.to_text().expect("text").to_owned();
+        if frame == "2" {
+            socket.send(Message::text("3")).await.expect("pong");
+            continue;
+        }
+        let packet = frame.strip_prefix("42").expect("an event");
+        let (event, update): (String, serde_json::Value) =
+            serde_json::from_str(packet).expect("an event packet");
+        assert_eq!(event, "update");
+        if update["type"] == "message" {
+            assert_eq!(update["name"], "w");
+            texts.push(update["message"].as_str().expect("text").to_owned());
+        }
+    }
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_survives_a_burst_it_reads_later_and_one_behind_for_too_long_is_cut_off() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    // Long lines first, more than the kernel's socket buffers hold (4 MiB at most on
+    // Linux), then short ones: those wait in the members' queues, twice the 1,024
+    // messages that used to be the rule. The bytes allowed are far more than all of it:
+    // only time behind can cut a member off here.
+    const LONG_LINES: usize = 300;
+    const LINE_CHARS: usize = 16_000;
+    const SHORT_LINES: usize = 2_048;
+    const BEHIND: std::time::Duration = std::time::Duration::from_secs(5);
+    let server = TestServer::spawn_with(|c| {
+        c.outbox_behind_ms = BEHIND.as_millis() as u64;
+        c.outbox_bytes = 64 << 20;
+        c.max_message_chars = LINE_CHARS;
+    })
+    .await;
+    let mut observer = Client::named(&server, "observer").await;
+
+    // Two clients with a 1 KiB receive window: the burst waits for them. The reader, a
+    // raw Socket.IO client, reads it once it is all sent; the staller, a TCP JSON client
+    // (the rule is the same for every protocol), never reads.
+    let mut reader = common::raw_socketio(server.http, tiny_window(server.http).await).await;
+    let new_user = r#"42["newUser","reader"]"#;
+    reader.send(Message::text(new_user)).await.expect("newUser");
+    observer.expect_update(common::joined("reader")).await;
+    let mut staller = tiny_window(server.tcp_json.expect("on")).await;
+    let connect = json!({"type": "CONNECT", "content": "staller"}).to_string();
+    staller.write_all(connect.as_bytes()).await.expect("write");
+    observer.expect_update(common::joined("staller")).await;
+
+    let mut writer = TcpClient::connect(server.tcp_json).await;
+    writer.command("CONNECT", "w").await;
+    observer.expect_update(common::joined("w")).await;
+    let (echo, mut writer) = writer.stream.into_split();
+    let echoes = tokio::spawn(async move {
+        let mut echo = echo;
+        let mut sink = vec![0; 256 * 1024];
+        while matches!(echo.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    let burst_started = std::time::Instant::now();
+    let long = (0..LONG_LINES).map(|n| format!("{n:06}{}", "y".repeat(LINE_CHARS - 6)));
+    let short = (0..SHORT_LINES).map(|n| format!("burst {n:04}"));
+    let sent: Vec<String> = long.chain(short).collect();
+    for text in &sent {
+        let command = json!({"type": "CHAT", "content": text}).to_string();
+        writer.write_all(command.as_bytes()).await.expect("write");
+    }
+    for text in &sent {
+        observer.expect_update(line("w", text)).await;
+    }
+    // The reader gets the whole burst, in order.
+    assert_eq!(read_lines(&mut reader, sent.len()).await, sent);
+
+    // A line every 100 ms until the staller, behind since the burst, is cut off: after
+    // BEHIND, not before; the reader, caught up, stays and gets every line.
+    let mut after = Vec::new();
+    let leave = loop {
+        assert!(
+            burst_started.elapsed() < BEHIND + WAIT,
+            "the staller was never cut off"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let text = format!("after {:04}", after.len());
+        let command = json!({"type": "CHAT", "content": text}).to_string();
+        writer.write_all(command.as_bytes()).await.expect("write");
+        after.push(text.clone());
+        if after.len() > 1 {
+            let update = observer.expect_event("update").await;
+            if update["type"] == "disconnect" {
+                break update;
+            }
+            assert_eq!(update, line("w", &after[after.len() - 2]));
+        }
+    };
+    assert!(
+        burst_started.elapsed() >= BEHIND,
+        "cut off before {BEHIND:?}"
+    );
+    assert_eq!(leave, common::left("staller"));
+    observer
+        .expect_update(line("w", &after[after.len() - 2]))
+        .await;
+    observer
+        .expect_update(line("w", &after[after.len() - 1]))
+        .await;
+    assert_eq!(read_lines(&mut reader, after.len()).await, after);
+    // (The cut-off counters are the test process's, shared with the other tests here.)
+    server.wait_for_members(3).await;
+    echoes.abort();
+    drop(staller);
+}
+
 /// Reads a raw Socket.IO WebSocket until the server closes it: what it sends first may
 /// be the lobby's `update`s (every socket gets them), a ping, and the Engine.IO close
 /// packet (`1`); anything else fails the test.

@@ -299,6 +299,35 @@ async fn a_node_says_what_redis_persistence_means_and_fails_without_redis() {
         )),
         "{stderr}"
     );
+
+    // A single node's history flag: refused at start, before Redis is tried.
+    let output = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"))
+            .args(["--host", "127.0.0.1", "--port", "0", "--ws-port", "0"])
+            .args([
+                "--tcp-json-port",
+                "0",
+                "--tcp-text-port",
+                "0",
+                "--no-history",
+            ])
+            .arg("--redis-url")
+            .arg(format!("redis+unix://{}", missing.display()))
+            .output(),
+    )
+    .await
+    .expect("exits in time")
+    .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.lines().last(),
+        Some(
+            "chatterbox: --no-history does not apply to a cluster node (--redis-url): its history is the cluster's, in Redis (see --history-keep-lines)"
+        ),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

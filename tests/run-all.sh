@@ -2,14 +2,20 @@
 # Runs every chatterbox test: the Rust unit and integration tests, then the Node tests
 # with the official clients and headless Chromium against the binary that the Rust
 # tests built. Installs what is missing first: npm packages (npm ci) and, as root on
-# Debian, Chromium and a Korean font for the page tests, and redis-server for the
-# cluster tests (tests/cluster.rs starts its own); python-socketio in a venv.
+# Debian, Chromium and a Korean font for the page tests, redis-server for the
+# cluster tests (tests/cluster.rs starts its own), nginx with its stream module,
+# openssl and systemd's systemd-analyze for the deployment tests
+# (js-client/test/deploy.test.mjs, rolling-restart.test.mjs); python-socketio in a venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nginx >/dev/null || missing+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if ! { command -v fc-list >/dev/null && fc-list : family | grep -i nanum >/dev/null; }; then
   missing+=(fonts-nanum)
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Re-creates vendor/<name>-<version>/ for every crate of vendor/crates.txt: crates.io's
-# pristine .crate (cargo's download cache if it holds it, else crates.io), checked against
-# its sha256, unpacked, then vendor/patches/<name>-<version>/*.patch applied in name order
+# pristine .crate (cargo's download cache if it holds it, else static.crates.io, where
+# cargo downloads from; a fresh clone's cargo never fetches a [patch]ed crate), checked
+# against its sha256, unpacked, then vendor/patches/<name>-<version>/*.patch applied in name order
 # (no fuzz: a patch that does not apply exactly fails the script).
 #
 #   vendor/rebuild.sh          rebuild vendor/ in place
@@ -13,6 +14,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=${1:-vendor}
+# GNU patch (as tests/run-all.sh does for its packages: installed when missing, as root on
+# Debian).
+if ! command -v patch >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends patch >/dev/null
+  else
+    echo "missing: patch (Debian: sudo apt-get install patch)" >&2
+    exit 1
+  fi
+fi
 mkdir -p "$dest"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -24,7 +36,9 @@ fetch() {
   if [ -n "$cached" ]; then
     cp "$cached" "$file"
   else
-    curl -fsSL --retry 3 -o "$file" "https://crates.io/api/v1/crates/$name/$version/download"
+    # Where cargo itself downloads crates from (crates.io's API redirects there).
+    curl -fsSL --retry 3 -o "$file" "https://static.crates.io/crates/$name/$name-$version.crate" \
+      || curl -fsSL --retry 3 -o "$file" "https://crates.io/api/v1/crates/$name/$version/download"
   fi
   if ! echo "$sum  $file" | sha256sum --check --status; then
     echo "$name $version: the .crate does not have the sha256 of crates.txt" >&2

@@ -21,6 +21,7 @@ const otherPrograms = new Map([
   ['--call-graph', 'perf record'], ['--lib', 'cargo test'],
   ['--nocapture', 'the Rust test harness'], ['--test-threads', 'the Rust test harness'],
   ['--appendonly', 'redis-server'], ['--appendfsync', 'redis-server'],
+  ['--now', 'systemctl enable'], ['--webroot', 'certbot'], ['--nginx', 'certbot'],
   ['--test-timeout', 'node --test'], ['--test-force-exit', 'node --test'],
 ]);
 
@@ -96,7 +97,7 @@ test('every path of the repository named in code in README and docs/ exists', ()
   const missing = [];
   for (const file of documents) {
     const markdown = readFileSync(path.join(repoRoot, file), 'utf8');
-    for (const [, named] of markdown.matchAll(/(?<![\w./-])((?:src|bench|js-client|tests|docs|static|\.ci)\/[\w./*-]*[\w/*])/g)) {
+    for (const [, named] of markdown.matchAll(/(?<![\w./-])((?:src|bench|js-client|tests|docs|static|deploy|\.ci)\/[\w./*-]*[\w/*])/g)) {
       if (!named.includes('*') && !existsSync(path.join(repoRoot, named)) && !generated(named)) {
         missing.push(`${file}: ${named}`);
       }

@@ -35,12 +35,13 @@ export function within(promise, what, ms = WAIT_MS) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-// Starts the binary with `args` on 127.0.0.1, port 0 (HTTP: unless `args` sets
-// `--port`), and waits for its "listening" line. Its history is in a new directory of
-// its own (removed when it stops) unless `args` says where.
-export async function startServer(args = []) {
-  const http = args.includes('--port') ? [] : ['--port', '0'];
-  const ports = [...http, '--ws-port', '0', '--tcp-json-port', '0', '--tcp-text-port', '0'];
+// Starts the binary with `args` on 127.0.0.1, every listener on port 0 unless `args`
+// sets its port, and waits for its "listening" lines. Its history is in a new directory of
+// its own (removed when it stops) unless `args` says where. `env` is added to the
+// environment (flags in `args` win over it, as on the command line).
+export async function startServer(args = [], { env = {} } = {}) {
+  const ports = ['--port', '--ws-port', '--tcp-json-port', '--tcp-text-port']
+    .filter((flag) => !args.includes(flag)).flatMap((flag) => [flag, '0']);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'chatterbox-'));
   const db = args.includes('--db') || args.includes('--no-history') ? [] : ['--db', path.join(dir, 'chatterbox.db')];
   // Every test client comes from 127.0.0.1: the join budget per address is off unless
@@ -48,6 +49,7 @@ export async function startServer(args = []) {
   const joins = args.includes('--rate-joins-per-min') ? [] : ['--rate-joins-per-min', '0'];
   const child = spawn(binary, ['--host', '127.0.0.1', ...ports, ...db, ...joins, ...args], {
     cwd: repoRoot,
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -47,7 +47,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::lobby::Lobby;
-pub use settings::{AdminSettings, DEFAULT_NAMESPACE, SettingsError};
+pub use settings::SettingsError;
+pub(crate) use settings::{AdminSettings, DEFAULT_NAMESPACE};
 use sockets::Sockets;
 
 /// How often `server_stats` is sent, and the members compared, as the Node `instrument()`.

@@ -5,11 +5,11 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The admin namespace's default name, as the Node `instrument()`'s.
-pub const DEFAULT_NAMESPACE: &str = "/admin";
+pub(crate) const DEFAULT_NAMESPACE: &str = "/admin";
 
 /// How the admin UI is set up (`--admin-*`).
 #[derive(Clone)]
-pub struct AdminSettings {
+pub(crate) struct AdminSettings {
     /// Who may log in.
     pub(crate) auth: AdminAuth,
     /// Watch only: operations are refused (and not advertised).
@@ -104,7 +104,7 @@ impl AdminSettings {
     }
 
     /// These settings on a node of `cluster`.
-    pub fn on_cluster(self, cluster: Option<&crate::log::redis::ClusterSettings>) -> Self {
+    pub(crate) fn on_cluster(self, cluster: Option<&crate::log::redis::ClusterSettings>) -> Self {
         let cluster = cluster.map(|cluster| super::cluster::ClusterPlace {
             url: cluster.url.clone(),
             prefix: cluster.cluster.clone(),

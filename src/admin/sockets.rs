@@ -230,12 +230,9 @@ fn socketio_member(listed: &Listed, socket: &socketioxide::extract::SocketRef) -
             (key.to_owned(), json!(value))
         })
         .collect();
-    let forwarded = ["cf-connecting-ip", "x-forwarded-for"]
-        .iter()
-        .find_map(|header| request.headers.get(*header)?.to_str().ok());
-    let address = forwarded
-        .map(str::to_owned)
-        .or_else(|| listed.from.map(|ip| ip.to_string()));
+    // The client's address as the connection limits see it (behind `--trusted-proxies`,
+    // from the proxy's `X-Forwarded-For`); never a header the client may have written.
+    let address = listed.from.map(|ip| ip.to_string());
     let host = request.headers.get(HOST).and_then(|h| h.to_str().ok());
     let xdomain = request
         .headers

@@ -65,7 +65,7 @@ impl IntoResponse for ApiError {
 }
 
 /// `GET /api/history`.
-pub async fn history(
+pub(crate) async fn history(
     State(lobby): State<Lobby>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {

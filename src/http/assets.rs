@@ -40,7 +40,7 @@ macro_rules! bundle_file {
 }
 
 /// The Socket.IO client bundle, at the paths the Node server serves it.
-pub static BUNDLE: &[Asset] = &[
+pub(crate) static BUNDLE: &[Asset] = &[
     bundle_file!("socket.io.js", JAVASCRIPT),
     bundle_file!("socket.io.js.map", SOURCE_MAP),
     bundle_file!("socket.io.min.js", JAVASCRIPT),
@@ -54,7 +54,7 @@ pub static BUNDLE: &[Asset] = &[
 const INDEX_HTML: &[u8] = include_bytes!("../../static/index.html");
 
 /// Our chat page.
-pub static PAGES: &[Asset] = &[
+pub(crate) static PAGES: &[Asset] = &[
     Asset {
         path: "/",
         content_type: HTML,
@@ -80,7 +80,7 @@ pub static PAGES: &[Asset] = &[
 const WS_CHAT_HTML: &[u8] = include_bytes!("../../static/ws/index.html");
 
 /// The original plain WebSocket chat page, unchanged (it connects to port 8001).
-pub static WS_CHAT_PAGE: &[Asset] = &[
+pub(crate) static WS_CHAT_PAGE: &[Asset] = &[
     Asset {
         path: "/ws/",
         content_type: HTML,

@@ -11,6 +11,11 @@
 //!   `connect_error`), and is closed; `/healthz` and `/metrics` are still answered on
 //!   it so operators can watch a full server. An admitted connection holds its permit
 //!   as long as its socket is open, after a WebSocket upgrade too.
+//! - Behind a trusted reverse proxy (`--trusted-proxies`), a proxy's connection is
+//!   counted for the client its latest request's `X-Forwarded-For` names
+//!   (`crate::net::proxy`): a request whose client is at its per-address limit gets the
+//!   503 above; every request is logged for that client (with port 0: the header
+//!   carries none).
 //! - A request whose headers take longer than the header timeout (a slowloris client
 //!   trickling them), and a keep-alive connection idle that long, is closed without a
 //!   response; the first is counted as a refusal (`header_timeout`).
@@ -58,7 +63,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::lobby::Lobby;
 use crate::net::accept::{Accepting, accept_with};
-use crate::net::admission::{Admission, AdmissionRefusal, REFUSAL_TIMEOUT};
+use crate::net::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
+use crate::net::proxy::TrustedProxies;
 use crate::protocol::Protocol;
 use crate::protocols::socketio;
 use crate::refusals::{Refusals, Who};
@@ -93,7 +99,7 @@ pub(crate) struct HttpSettings {
 
 /// Serves HTTP and Socket.IO on `listener` until `shutdown` is cancelled, then disconnects
 /// every socket and returns once the connections have ended.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     lobby: Lobby,
     admission: Admission,
@@ -155,6 +161,7 @@ pub async fn serve(
 
     // Cancelled once every socket is closed: connections finish their request and end.
     let drain = CancellationToken::new();
+    let trusted = admission.trusted().clone();
     let accepting = Accepting {
         name: "http",
         protocol: Protocol::SocketIo,
@@ -163,7 +170,11 @@ pub async fn serve(
         refusals: refusals.clone(),
         shutdown,
     };
-    let connection = |stream, peer, permit| {
+    let connection = |stream, peer, permit: Permit| {
+        let proxied = permit.is_forwarded().then(|| Proxied {
+            trusted: trusted.clone(),
+            operators: operators.clone(),
+        });
         let place = Place::holding(permit);
         let stream = Admitted {
             stream,
@@ -174,6 +185,7 @@ pub async fn serve(
             header_timeout: settings.header_timeout,
             drain: drain.clone(),
             refusals: refusals.clone(),
+            proxied,
         };
         connection.serve(stream, app.clone(), Some(place))
     };
@@ -184,6 +196,7 @@ pub async fn serve(
             header_timeout: None,
             drain: drain.clone(),
             refusals: refusals.clone(),
+            proxied: None,
         };
         let refusal = connection.serve(stream, refusal(operators.clone(), why), None);
         async move {
@@ -216,6 +229,16 @@ struct Connection {
     /// Cancelled at shutdown.
     drain: CancellationToken,
     refusals: Refusals,
+    /// From a trusted proxy: its requests' clients are forwarded.
+    proxied: Option<Proxied>,
+}
+
+/// What a trusted proxy's connection needs to serve each request for its client (its
+/// place is counted for the client of its latest request).
+struct Proxied {
+    trusted: TrustedProxies,
+    /// What a refused request is still answered.
+    operators: Router,
 }
 
 impl Connection {
@@ -232,14 +255,30 @@ impl Connection {
             let requests = requests.clone();
             let peer = self.peer;
             let place = place.clone();
+            let (proxied, refusals) = (self.proxied, self.refusals.clone());
             service_fn(move |mut request: axum::http::Request<Incoming>| {
                 requests.fetch_add(1, Ordering::Relaxed);
+                let mut client = peer;
+                let mut app = app.clone();
+                if let Some(proxied) = &proxied {
+                    let ip = proxied.trusted.client_of(peer.ip(), request.headers());
+                    client = SocketAddr::new(ip, 0);
+                    let counted = place.as_ref().map_or(Ok(()), |place| place.count_for(ip));
+                    if let Err(why) = counted {
+                        // Still answered: not refused.
+                        if !matches!(request.uri().path(), "/healthz" | "/metrics") {
+                            let who = Who::Peer(client);
+                            refusals.report(Protocol::SocketIo, who, why.reason(), why, false);
+                        }
+                        app = refusal(proxied.operators.clone(), why);
+                    }
+                }
                 // Who a refusal of the request is logged for.
-                request.extensions_mut().insert(ConnectInfo(peer));
+                request.extensions_mut().insert(ConnectInfo(client));
                 if let Some(place) = &place {
                     request.extensions_mut().insert(place.clone());
                 }
-                app.clone().oneshot(request)
+                app.oneshot(request)
             })
         };
         let mut builder = http1::Builder::new();

@@ -15,7 +15,7 @@
 //! back when socketioxide lets go of the session (it keeps the handshake's request parts,
 //! and with them the place, for the session's life).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::locks::lock;
-use crate::net::admission::{Admission, Permit};
+use crate::net::admission::{Admission, AdmissionRefusal, Permit};
 use crate::protocol::Protocol;
 use crate::refusals::{Refusals, Who};
 
@@ -39,6 +39,16 @@ impl Place {
     /// A place holding `permit`.
     pub(crate) fn holding(permit: Permit) -> Self {
         Self(Arc::new(Mutex::new(Some(permit))))
+    }
+
+    /// Counts the place, while the connection still holds it, for `client`: the
+    /// client a trusted proxy forwards (`crate::net::proxy`), unless that client is at
+    /// its limit. A place a session took over stays the session's.
+    pub(crate) fn count_for(&self, client: IpAddr) -> Result<(), AdmissionRefusal> {
+        match lock(&self.0).as_mut() {
+            Some(permit) => permit.count_for(client),
+            None => Ok(()),
+        }
     }
 
     fn take(&self) -> Option<Permit> {

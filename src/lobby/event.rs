@@ -121,6 +121,29 @@ impl Delivery {
     }
 }
 
+/// What an event weighs in a member's backlog besides its name and text, whatever the
+/// protocol: its framing and fields (a Socket.IO `update` adds about 60 bytes).
+const FRAMING_BYTES: usize = 64;
+
+impl Delivery {
+    /// What the event weighs in a member's backlog (`--outbox-bytes`): its name and text
+    /// in UTF-8 (a TCP text chunk: its bytes) plus [`FRAMING_BYTES`], for every protocol.
+    pub(crate) fn weight(&self) -> usize {
+        let content = match &self.event {
+            Event::Joined { name, .. } | Event::Left { name, .. } => name.len(),
+            Event::Message {
+                name, text, raw, ..
+            } => {
+                name.len()
+                    + raw
+                        .as_ref()
+                        .map_or(text.len(), |raw| raw.len().max(text.len()))
+            }
+        };
+        content + FRAMING_BYTES
+    }
+}
+
 /// Why a member's [`Outbox`] did not take an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OutboxRefusal {
@@ -135,6 +158,11 @@ pub(crate) trait Outbox: Send + Sync + 'static {
     /// Queues `event` for the member. Must not block or wait: it is called with the
     /// lobby's lock held.
     fn offer(&self, delivery: &Arc<Delivery>) -> Result<(), OutboxRefusal>;
+
+    /// How many messages wait in the member's queue, not yet taken by its connection's
+    /// writer (the slow-consumer rule, `super::backlog`). Called with the lobby's lock
+    /// held.
+    fn queued(&self) -> usize;
 
     /// Ends the member's connection because it did not keep up. Called without the lobby's
     /// lock, after the member has been removed and its leave announced.

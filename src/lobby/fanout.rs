@@ -1,8 +1,10 @@
 //! Fan-out: a batch of events to every member in order, the replay to a new member,
-//! and the cut-off of slow consumers.
+//! and the cut-off of slow consumers (the rule: [`super::backlog`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use super::backlog::{Slow, SlowRule};
 use super::table::Table;
 use super::{Delivery, Entry, Event, Outbox, OutboxRefusal};
 use crate::log::StoredLine;
@@ -80,9 +82,10 @@ impl Outgoing {
 pub(super) fn fan_out(
     members: &mut Table,
     metrics: &LobbyMetrics,
+    rule: &SlowRule,
     batch: Vec<Outgoing>,
 ) -> Vec<Arc<dyn Outbox>> {
-    fan_out_with(members, metrics, batch, SlowLeaves::FannedOut).0
+    fan_out_with(members, metrics, rule, batch, SlowLeaves::FannedOut).0
 }
 
 /// Where [`fan_out_with`] sends the leaves of the members it found too slow.
@@ -99,6 +102,7 @@ pub(super) enum SlowLeaves {
 pub(super) fn fan_out_with(
     members: &mut Table,
     metrics: &LobbyMetrics,
+    rule: &SlowRule,
     mut batch: Vec<Outgoing>,
     slow_leaves: SlowLeaves,
 ) -> (Vec<Arc<dyn Outbox>>, Vec<Outgoing>) {
@@ -107,7 +111,12 @@ pub(super) fn fan_out_with(
     while !batch.is_empty() {
         let mut slow = Vec::new();
         let mut sent = [0; Protocol::ALL.len()];
+        let now = Instant::now();
         for (&id, entry) in members.iter_mut() {
+            let queued = entry.outbox.queued();
+            entry.backlog.look(queued, now);
+            let mut offered = 0;
+            let mut full = false;
             for out in batch.iter_mut() {
                 if let Some((_, lines)) = out.replay.take_if(|(to, _)| *to == id) {
                     replay(entry, lines);
@@ -122,14 +131,25 @@ pub(super) fn fan_out_with(
                     continue;
                 }
                 match entry.outbox.offer(&out.delivery) {
-                    Ok(()) => sent[entry.protocol.index()] += 1,
+                    Ok(()) => {
+                        sent[entry.protocol.index()] += 1;
+                        offered += 1;
+                        entry.backlog.add(out.delivery.weight());
+                    }
                     Err(OutboxRefusal::Full) => {
-                        slow.push(id);
+                        full = true;
                         break;
                     }
                     // Closing: its guard leaves on its own, nothing more can reach it.
                     Err(OutboxRefusal::Closed) => break,
                 }
+            }
+            let too_slow = match full {
+                true => Some(Slow::QueueFull),
+                false => entry.backlog.too_slow(queued + offered, rule, now),
+            };
+            if let Some(why) = too_slow {
+                slow.push((id, why));
             }
         }
         for (protocol, count) in sent.into_iter().enumerate() {
@@ -137,14 +157,15 @@ pub(super) fn fan_out_with(
         }
         // The leaves of the slow members go out as the next batch (which may find more).
         batch = Vec::new();
-        for id in slow {
+        for (id, why) in slow {
             let Some((entry, left)) = remove_member(members, metrics, id) else {
                 continue;
             };
             tracing::warn!(
                 member = id,
                 protocol = entry.protocol.as_str(),
-                "outbox full: cut off as a slow consumer"
+                "cut off as a slow consumer: {}",
+                why.as_str()
             );
             metrics.cut_offs[entry.protocol.index()].increment(1);
             if let Some(left) = left {
@@ -247,6 +268,7 @@ mod tests {
                 from: None,
                 outbox: Arc::new(outbox.clone()),
                 first_live_line: None,
+                backlog: Default::default(),
             };
             members.insert(id, entry);
         }
@@ -265,7 +287,12 @@ mod tests {
             },
             Outgoing::new(line("ann", "two"), Some(1)),
         ];
-        let cut = fan_out(&mut members, &LobbyMetrics::new(), batch);
+        let cut = fan_out(
+            &mut members,
+            &LobbyMetrics::new(),
+            &SlowRule::default(),
+            batch,
+        );
 
         let bob_left = Event::Left {
             name: "bob".into(),
@@ -291,5 +318,54 @@ mod tests {
             cat.take(),
             vec![replayed, joined("cat", 3), line("ann", "two"), bob_left]
         );
+    }
+
+    #[test]
+    fn a_member_that_never_catches_up_is_cut_off_past_its_bytes_and_one_that_does_is_not() {
+        let line = |text: &str| Event::Message {
+            name: "ann".into(),
+            text: text.into(),
+            origin: Protocol::TcpJson,
+            raw: None,
+        };
+        let (keeps_up, behind) = (Recorder::default(), Recorder::default());
+        behind
+            .behind
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut members = Table::default();
+        for (id, outbox) in [(1, &keeps_up), (2, &behind)] {
+            let entry = Entry {
+                protocol: Protocol::TcpJson,
+                name: None,
+                naming: crate::lobby::names::Naming::new(None),
+                since: SystemTime::now(),
+                from: None,
+                outbox: Arc::new(outbox.clone()),
+                first_live_line: None,
+                backlog: Default::default(),
+            };
+            members.insert(id, entry);
+        }
+        // Each line weighs 3 + 3 + 64 = 70 bytes: two batches of two are 280.
+        let rule = SlowRule {
+            max_bytes: 200,
+            max_behind: std::time::Duration::from_secs(3600),
+        };
+        let batch = || {
+            vec![
+                Outgoing::new(line("one"), None),
+                Outgoing::new(line("two"), None),
+            ]
+        };
+        let metrics = LobbyMetrics::new();
+        assert!(fan_out(&mut members, &metrics, &rule, batch()).is_empty());
+        let cut = fan_out(&mut members, &metrics, &rule, batch());
+
+        assert_eq!(cut.len(), 1);
+        assert_eq!(members.len(), 1);
+        assert_eq!(keeps_up.take().len(), 4);
+        // It got the second batch (its queue had room), then was cut off.
+        assert_eq!(behind.take().len(), 4);
+        assert_eq!(members.named(), 0);
     }
 }

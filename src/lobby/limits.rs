@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::http::origins::AllowedOrigins;
+use crate::lobby::backlog::SlowRule;
 use crate::lobby::churn::JoinLimit;
 use crate::lobby::rate::RateLimit;
 use crate::log;
@@ -18,9 +19,10 @@ pub(crate) const DEFAULT_MAX_MESSAGE_CHARS: usize = 2_000;
 /// Default for [`Limits::max_room_name_chars`].
 pub(crate) const DEFAULT_MAX_ROOM_NAME_CHARS: usize = 64;
 
-/// Default for [`Limits::outbox_messages`]: about a minute of a busy lobby. A member
-/// this far behind does not keep up.
-pub(crate) const DEFAULT_OUTBOX_MESSAGES: usize = 1_024;
+/// Default for [`Limits::outbox_messages`]: a backstop only. The slow-consumer rule is
+/// [`Limits::slow`]: its default 1 MiB is 16,384 events of 64 bytes, the least an
+/// event weighs ([`crate::lobby::Delivery::weight`]), so the rule decides first.
+pub(crate) const DEFAULT_OUTBOX_MESSAGES: usize = 16_384;
 
 /// Default for [`Limits::max_ws_message_bytes`]: a chat frame is a few hundred bytes;
 /// 64 KiB leaves room for any legitimate one.
@@ -40,8 +42,10 @@ pub(crate) struct Limits {
     /// Longest room name, in characters; a longer one is refused with an error.
     pub(crate) max_room_name_chars: usize,
     /// Depth of each member's outgoing queue, in messages; a member whose queue is full
-    /// is cut off as a slow consumer.
+    /// is cut off as a slow consumer (a backstop: the rule is [`Self::slow`]).
     pub(crate) outbox_messages: usize,
+    /// When a member is cut off as a slow consumer: by bytes pending and time behind.
+    pub(crate) slow: SlowRule,
     /// Largest WebSocket message (and frame) on the plain WebSocket listener, in bytes.
     pub(crate) max_ws_message_bytes: usize,
     /// Largest JSON object on the TCP JSON listener, in bytes.
@@ -70,6 +74,7 @@ impl Default for Limits {
             max_message_chars: DEFAULT_MAX_MESSAGE_CHARS,
             max_room_name_chars: DEFAULT_MAX_ROOM_NAME_CHARS,
             outbox_messages: DEFAULT_OUTBOX_MESSAGES,
+            slow: SlowRule::default(),
             max_ws_message_bytes: DEFAULT_MAX_WS_MESSAGE_BYTES,
             max_json_object_bytes: DEFAULT_MAX_JSON_OBJECT_BYTES,
             rate: RateLimit::default(),

@@ -38,6 +38,7 @@
 //! members receive), [`fanout`] (delivery in order, replay, slow consumers),
 //! [`presence`] (who is here), [`names`], [`rooms`], [`rate`], [`limits`], [`error`].
 
+pub(crate) mod backlog;
 pub(crate) mod churn;
 mod cluster;
 pub(crate) mod error;
@@ -121,6 +122,8 @@ struct Entry {
     /// The history id of the first chat line relayed to it: a replay stops before it,
     /// since everything from there on reached the member live (even unnamed).
     first_live_line: Option<i64>,
+    /// What it was offered since it last caught up (the slow-consumer rule).
+    backlog: backlog::Backlog,
 }
 
 impl Entry {
@@ -160,8 +163,11 @@ impl Inner {
 /// batch fits even in a queue the previous one has not been written out of yet (the
 /// lobby hands a whole batch to each member's queue at once).
 fn relay_batch_items(limits: &Limits) -> usize {
-    (limits.outbox_messages / 2).max(1)
+    (limits.outbox_messages / 2).clamp(1, MAX_RELAY_BATCH_ITEMS)
 }
+
+/// The most events a log hands the lobby in one batch, whatever the queues hold.
+const MAX_RELAY_BATCH_ITEMS: usize = 512;
 
 impl Lobby {
     /// An empty lobby applying `limits`, without history: events go straight out.
@@ -299,7 +305,12 @@ impl Lobby {
                 someone,
                 ..Outgoing::new(event, from)
             };
-            return Ok(fan_out(members, &self.inner.metrics, vec![out]));
+            return Ok(fan_out(
+                members,
+                &self.inner.metrics,
+                &self.inner.limits.slow,
+                vec![out],
+            ));
         };
         let line = match &event {
             Event::Message {
@@ -367,7 +378,13 @@ impl Lobby {
         };
         let cut = {
             let mut members = self.lock();
-            let (cut, leaves) = fan_out_with(&mut members, &self.inner.metrics, batch, slow_leaves);
+            let (cut, leaves) = fan_out_with(
+                &mut members,
+                &self.inner.metrics,
+                &self.inner.limits.slow,
+                batch,
+                slow_leaves,
+            );
             let closed = self.inner.closed.load(Ordering::SeqCst);
             if let (Some(log), false) = (&self.inner.log, closed) {
                 for item in leaves {
@@ -429,6 +446,7 @@ impl Lobby {
             from,
             outbox: Arc::new(outbox),
             first_live_line: None,
+            backlog: Default::default(),
         };
         let someone = entry.someone(id);
         let cut = {
@@ -610,6 +628,8 @@ pub(crate) mod tests {
         pub(crate) refuse: Arc<Mutex<Option<OutboxRefusal>>>,
         /// Takes this many more events, then is full.
         pub(crate) room: Arc<Mutex<Option<usize>>>,
+        /// Never reads: what it is offered stays queued (else it is taken at once).
+        pub(crate) behind: Arc<AtomicBool>,
     }
 
     #[derive(Default)]
@@ -665,6 +685,12 @@ pub(crate) mod tests {
             let event = delivery.event().clone();
             self.record(|seen| seen.events.push(event));
             Ok(())
+        }
+        fn queued(&self) -> usize {
+            match self.behind.load(Ordering::SeqCst) {
+                true => self.seen.0.lock().unwrap().events.len(),
+                false => 0,
+            }
         }
         fn cut_off(&self) {
             self.record(|seen| seen.cut += 1);

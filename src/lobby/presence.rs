@@ -112,6 +112,9 @@ mod tests {
         fn offer(&self, _: &Arc<Delivery>) -> Result<(), OutboxRefusal> {
             Ok(())
         }
+        fn queued(&self) -> usize {
+            0
+        }
         fn cut_off(&self) {}
     }
 

@@ -98,6 +98,7 @@ mod tests {
             from: None,
             outbox: Arc::new(Recorder::default()),
             first_live_line: None,
+            backlog: Default::default(),
         }
     }
 

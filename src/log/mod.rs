@@ -11,6 +11,7 @@
 //! [`redis::Replicated`], which the lobby implements, so this module never imports the
 //! lobby.
 
+mod error;
 pub mod redis;
 pub mod sqlite;
 
@@ -19,7 +20,8 @@ use std::time::SystemTime;
 
 use crate::protocol::Protocol;
 
-pub(crate) use sqlite::{HistoryError, Sequencer, Store};
+pub(crate) use error::HistoryError;
+pub(crate) use sqlite::{Sequencer, Store};
 
 /// The lobby's ordered, durable log (see the module doc). The lobby gives it its
 /// delivery when it starts it; everything appended is handed back there, in order.

@@ -1,5 +1,7 @@
 //! The accept loop of every listener: admission, one task per connection, refusals
-//! logged, counted and answered, and the wait for every connection at shutdown.
+//! logged, counted and answered, and the wait for every connection at shutdown. On the
+//! raw listeners, a trusted proxy's connection first gives its PROXY header
+//! ([`super::proxy`]) and is then admitted for the client it names.
 
 use std::fmt;
 use std::future::Future;
@@ -15,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::Timeouts;
 use super::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
 use super::outbox::{Ending, Inbox, QueueOutbox};
+use super::proxy::{ProxyHeaderError, read_proxy_header};
 use crate::lobby::{Lobby, LobbyError, Member};
 use crate::protocol::Protocol;
 use crate::refusals::{Refusals, Who};
@@ -59,7 +62,9 @@ impl Served {
 
 /// Serves a raw connection protocol on `listener` until the shutdown: runs `client` for
 /// each connection `admission` admits (holding its permit) in a task of its own, and
-/// `refuse` for each one it does not; returns once every client task has ended.
+/// `refuse` for each one it does not; returns once every client task has ended. A
+/// trusted proxy's connection is served for (and counted for) the client its PROXY
+/// header names; without a valid header it is closed.
 pub(crate) async fn serve_raw<F, Fut, R, RFut>(
     protocol: Protocol,
     listener: TcpListener,
@@ -69,9 +74,9 @@ pub(crate) async fn serve_raw<F, Fut, R, RFut>(
     refuse: R,
 ) -> std::io::Result<()>
 where
-    F: Fn(TcpStream, SocketAddr, Served) -> Fut,
+    F: Fn(TcpStream, SocketAddr, Served) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
-    R: Fn(TcpStream, SocketAddr, AdmissionRefusal) -> RFut,
+    R: Fn(TcpStream, SocketAddr, AdmissionRefusal) -> RFut + Clone + Send + 'static,
     RFut: Future<Output = ()> + Send + 'static,
 {
     let accepting = Accepting {
@@ -82,8 +87,46 @@ where
         refusals: served.lobby.refusals().clone(),
         shutdown: served.shutdown.clone(),
     };
-    let client = |stream, peer, permit| hold(permit, client(stream, peer, served.clone()));
-    accept_with(accepting, client, refuse, async {}).await
+    let refuse_proxied = refuse.clone();
+    let connection = |mut stream, mut peer, mut permit: Permit| {
+        let (client, refuse, served) = (client.clone(), refuse_proxied.clone(), served.clone());
+        async move {
+            if permit.is_forwarded() {
+                let refusals = served.lobby.refusals();
+                match proxied_client(&mut stream, served.timeouts.header).await {
+                    Ok(Some(client)) => peer = client,
+                    // The proxy's own connection (a health check).
+                    Ok(None) => {}
+                    Err(why) => {
+                        refusals.report(protocol, Who::Peer(peer), "proxy_header", why, false);
+                        return;
+                    }
+                }
+                if let Err(why) = permit.count_for(peer.ip()) {
+                    refusals.report(protocol, Who::Peer(peer), why.reason(), why, false);
+                    drop(permit);
+                    return refuse(stream, peer, why).await;
+                }
+            }
+            hold(permit, client(stream, peer, served)).await
+        }
+    };
+    accept_with(accepting, connection, refuse, async {}).await
+}
+
+/// The client a trusted proxy's connection names in its PROXY header, read within
+/// `limit` (`--header-timeout-ms`).
+async fn proxied_client(
+    stream: &mut TcpStream,
+    limit: Option<Duration>,
+) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+    let read = read_proxy_header(stream);
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, read)
+            .await
+            .unwrap_or(Err(ProxyHeaderError::Timeout(limit))),
+        None => read.await,
+    }
 }
 
 /// A listener for [`accept_with`], with what it is called in the log and the metrics.

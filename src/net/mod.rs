@@ -1,10 +1,12 @@
 //! The network side every protocol shares: the accept loop ([`accept`]) with its
-//! admission ([`admission`]: connection limits), the outgoing queue and writer of the raw
-//! connection protocols ([`outbox`]), and the time limits ([`Timeouts`]).
+//! admission ([`admission`]: connection limits), the client address behind a trusted
+//! reverse proxy ([`proxy`]), the outgoing queue and writer of the raw connection
+//! protocols ([`outbox`]), and the time limits ([`Timeouts`]).
 
 pub(crate) mod accept;
 pub(crate) mod admission;
 pub(crate) mod outbox;
+pub(crate) mod proxy;
 
 use std::time::Duration;
 

@@ -107,6 +107,10 @@ impl Outbox for QueueOutbox {
         })
     }
 
+    fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     fn cut_off(&self) {
         self.cut.cancel();
     }

@@ -109,7 +109,8 @@ pub(crate) const MAX_ATTACHMENTS: usize = 16;
 
 /// The Socket.IO endpoint (the routes of `/socket.io/`) with the lobby chat and the rooms
 /// on its `/` namespace, and its handle (to close every socket at shutdown). Each
-/// socket's queue holds `--outbox-messages` packets: the lobby's slow-consumer rule.
+/// socket's queue holds `--outbox-messages` packets (the backstop of the lobby's
+/// slow-consumer rule, `crate::lobby::backlog`).
 pub(crate) fn endpoint(lobby: &Lobby, engine: Engine) -> (Router<Lobby>, SocketIo) {
     let payload = usize::try_from(engine.max_payload_bytes).unwrap_or(usize::MAX);
     // A binary packet's attachments are buffered until the last one arrives: at most
@@ -298,6 +299,10 @@ impl Outbox for SocketOutbox {
             Err(SocketError::InternalChannelFull) => Err(OutboxRefusal::Full),
             Err(_) => Err(OutboxRefusal::Closed),
         }
+    }
+
+    fn queued(&self) -> usize {
+        self.socket.upgrade().map_or(0, |socket| socket.queued())
     }
 
     fn cut_off(&self) {

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ClusterSettings, Keys, Lost, Shared, give_up_script, ids, scripts};
+use super::{ClusterSettings, Keys, Lost, Shared, ids, scripts};
 
 /// Registers `settings`' node under a new epoch; returns the epoch.
 pub(super) async fn register(
@@ -131,4 +131,32 @@ pub(super) async fn keep<T>(
             }
         }
     }
+}
+
+/// The give-up script for `node` ('' : every node whose lease has run out), ready to
+/// invoke.
+pub(super) fn give_up_script(
+    keys: &Keys,
+    node: &str,
+    log_entries: u64,
+) -> redis::ScriptInvocation<'static> {
+    let script: &'static redis::Script = give_up_script_text();
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(&keys.log)
+        .key(&keys.line_id)
+        .key(&keys.members)
+        .key(&keys.nodes)
+        .key(&keys.seqs)
+        .key(&keys.seats)
+        .arg(&keys.prefix)
+        .arg(node)
+        .arg(log_entries);
+    invocation
+}
+
+/// The give-up script, made once.
+fn give_up_script_text() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(&scripts::give_up()))
 }

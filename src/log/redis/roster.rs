@@ -22,7 +22,7 @@ pub(crate) struct Kept {
     /// Its name.
     pub(crate) name: String,
     /// Its protocol.
-    #[serde(with = "super::protocol_name")]
+    #[serde(with = "super::entry::protocol_name")]
     pub(crate) protocol: Protocol,
     /// When it connected, in milliseconds since the Unix epoch.
     pub(crate) since_ms: i64,
@@ -131,4 +131,153 @@ impl Roster {
 /// A member's key in `<c>:members`: its node and its id there.
 pub(crate) fn member_key(node: &str, id: u64) -> String {
     format!("{node}/{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member as a node announces it: the fold of its name is its lower case here.
+    fn kept(name: &str, protocol: Protocol, since_ms: u64) -> Kept {
+        Kept {
+            name: name.to_owned(),
+            protocol,
+            since_ms: since_ms as i64,
+            key: name.to_lowercase(),
+        }
+    }
+
+    fn present(name: &str, protocol: Protocol, since_ms: u64) -> Present {
+        Present {
+            name: Arc::from(name),
+            protocol,
+            since: UNIX_EPOCH + Duration::from_millis(since_ms),
+        }
+    }
+
+    #[test]
+    fn joins_are_listed_in_the_order_they_connected_ties_by_key() {
+        let mut roster = Roster::default();
+        roster.joined(member_key("n2", 1), &kept("Bob", Protocol::TcpText, 2_000));
+        roster.joined(member_key("n1", 7), &kept("Ann", Protocol::SocketIo, 1_000));
+        roster.joined(member_key("n1", 3), &kept("Cy", Protocol::WebSocket, 2_000));
+        assert_eq!(roster.len(), 3);
+        assert_eq!(
+            roster.present(),
+            [
+                present("Ann", Protocol::SocketIo, 1_000),
+                present("Cy", Protocol::WebSocket, 2_000),
+                present("Bob", Protocol::TcpText, 2_000),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rename_replaces_the_member_and_frees_its_old_name() {
+        let mut roster = Roster::default();
+        roster.joined(member_key("n1", 1), &kept("ann", Protocol::TcpJson, 5));
+        roster.joined(member_key("n1", 1), &kept("Anna", Protocol::TcpJson, 5));
+        assert_eq!(roster.len(), 1);
+        assert_eq!(roster.present(), [present("Anna", Protocol::TcpJson, 5)]);
+        assert!(!roster.holds("ann", "n2/"));
+        assert!(roster.holds("anna", "n2/"));
+    }
+
+    #[test]
+    fn a_rename_to_the_same_name_holds_it_once() {
+        let mut roster = Roster::default();
+        roster.joined(member_key("n1", 1), &kept("ann", Protocol::SocketIo, 5));
+        roster.joined(member_key("n1", 1), &kept("Ann", Protocol::SocketIo, 5));
+        assert_eq!(roster.len(), 1);
+        assert!(roster.holds("ann", "n2/"));
+        roster.left("n1/1");
+        assert_eq!(roster.len(), 0);
+        assert_eq!(roster.present(), []);
+        assert!(!roster.holds("ann", "n2/"));
+    }
+
+    #[test]
+    fn a_name_is_held_elsewhere_only_by_another_nodes_member() {
+        let mut roster = Roster::default();
+        roster.joined(member_key("n1", 1), &kept("ann", Protocol::SocketIo, 1));
+        roster.joined(member_key("n2", 5), &kept("Ann", Protocol::TcpText, 2));
+        assert!(roster.holds("ann", "n1/"));
+        assert!(roster.holds("ann", "n2/"));
+        roster.left("n2/5");
+        assert!(!roster.holds("ann", "n1/"));
+        assert!(roster.holds("ann", "n2/"));
+        assert!(!roster.holds("bob", "n3/"));
+        assert_eq!(roster.len(), 1);
+    }
+
+    #[test]
+    fn a_leave_of_a_member_not_present_changes_nothing() {
+        let mut roster = Roster::default();
+        roster.joined(member_key("n1", 1), &kept("ann", Protocol::SocketIo, 1));
+        roster.left("n1/2");
+        roster.left("n2/1");
+        assert_eq!(roster.len(), 1);
+        assert_eq!(roster.present(), [present("ann", Protocol::SocketIo, 1)]);
+        assert!(roster.holds("ann", "n2/"));
+    }
+
+    #[test]
+    fn a_nodes_give_up_removes_its_members_and_only_them() {
+        let mut roster = Roster::default();
+        roster.joined(member_key("n1", 1), &kept("ann", Protocol::SocketIo, 1));
+        roster.joined(member_key("n2", 1), &kept("bob", Protocol::TcpJson, 2));
+        roster.joined(member_key("n1", 2), &kept("cy", Protocol::WebSocket, 3));
+        roster.joined(member_key("n10", 1), &kept("dee", Protocol::TcpText, 4));
+        // The give-up script announces a leave for each member of `<c>:node:n1`.
+        for id in [1, 2] {
+            roster.left(&member_key("n1", id));
+        }
+        assert_eq!(roster.len(), 2);
+        assert_eq!(
+            roster.present(),
+            [
+                present("bob", Protocol::TcpJson, 2),
+                present("dee", Protocol::TcpText, 4),
+            ]
+        );
+        assert!(!roster.holds("ann", "n2/"));
+        assert!(!roster.holds("cy", "n2/"));
+        assert!(roster.holds("dee", "n1/"));
+    }
+
+    #[test]
+    fn a_snapshot_skips_and_counts_the_members_it_cannot_read() {
+        let pairs = vec![
+            (
+                "n1/1".to_owned(),
+                r#"{"name":"ann","protocol":"socketio","since_ms":5,"key":"ann"}"#.to_owned(),
+            ),
+            ("n1/2".to_owned(), "not json".to_owned()),
+            (
+                "n2/1".to_owned(),
+                r#"{"name":"Bob","protocol":"carrier-pigeon","since_ms":3,"key":"bob"}"#.to_owned(),
+            ),
+            (
+                "n2/2".to_owned(),
+                r#"{"name":"Cy","protocol":"tcp-text","since_ms":3,"key":"cy"}"#.to_owned(),
+            ),
+        ];
+        let (roster, unreadable) = Roster::from_snapshot(pairs);
+        assert_eq!(unreadable, 2);
+        assert_eq!(roster.len(), 2);
+        assert_eq!(
+            roster.present(),
+            [
+                present("Cy", Protocol::TcpText, 3),
+                present("ann", Protocol::SocketIo, 5),
+            ]
+        );
+        assert!(roster.holds("cy", "n1/"));
+        assert!(!roster.holds("bob", "n1/"));
+    }
+
+    #[test]
+    fn a_member_key_is_its_node_and_its_id() {
+        assert_eq!(member_key("node-a", 42), "node-a/42");
+    }
 }

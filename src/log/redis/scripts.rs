@@ -24,7 +24,7 @@ end
 
 /// Appends entries of a node, in order, as one atomic step (a join or a leave, or the
 /// chat lines waiting in the node when the appender takes them, at most
-/// [`APPEND_BATCH_ENTRIES`](super::APPEND_BATCH_ENTRIES)).
+/// [`APPEND_BATCH_ENTRIES`](super::appender::APPEND_BATCH_ENTRIES)).
 /// KEYS: 1 log, 2 line-id, 3 lines, 4 members, 5 nodes, 6 epochs, 7 seqs, 8 the node's
 /// member set. ARGV: 1 the node, 2 its epoch, 3 the log's length cap, 4 the history's
 /// length cap (0: none), then five for each entry: the entry (JSON), its kind (`line`,

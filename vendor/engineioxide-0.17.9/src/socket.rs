@@ -475,6 +475,13 @@ where
         (self.close_fn)(self.id, reason);
     }
 
+    /// The number of packet groups waiting in this socket's queue (each [`Permit`] taken
+    /// and not yet sent counts too), out of `max_buffer_size`: 0 when the transport has
+    /// taken everything sent so far.
+    pub fn queued(&self) -> usize {
+        self.internal_tx.max_capacity() - self.internal_tx.capacity()
+    }
+
     /// Returns true if the socket is closed
     /// It means that no more packets can be sent to the client
     pub fn is_closed(&self) -> bool {

@@ -613,6 +613,13 @@ impl<A: Adapter> Socket<A> {
         self.connected.load(Ordering::SeqCst)
     }
 
+    /// The number of packets waiting in this socket's queue, out of
+    /// [`SocketIoBuilder::max_buffer_size`](crate::SocketIoBuilder::max_buffer_size): 0
+    /// when its transport has taken everything sent so far.
+    pub fn queued(&self) -> usize {
+        self.esocket.queued()
+    }
+
     // Socket operators
 
     #[doc = include_str!("../docs/operators/to.md")]

@@ -1,0 +1,308 @@
+//! The appender task: this node's entries and room requests, in the order the lobby
+//! accepted them, to Redis on one connection ([`append_all`]): chat lines waiting
+//! behind one another go in one call of the append script (a batch), joins and leaves
+//! one a call; a call Redis does not answer is tried again until it does, while chat
+//! lines are refused (see the parent module's doc).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::keys::Keys;
+use super::{ClusterSettings, Shared, scripts};
+use crate::locks::lock;
+use crate::log::{SeatAnswer, SeatTold};
+
+/// The longest pause between two tries of an append Redis did not answer.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Appends Redis refused or that failed (each try).
+const APPEND_FAILURES: &str = "chatterbox_cluster_append_failures_total";
+
+/// The kind of an entry, as the append script takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Line,
+    Join,
+    Leave,
+}
+
+impl Kind {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Line => "line",
+            Kind::Join => "join",
+            Kind::Leave => "leave",
+        }
+    }
+}
+
+/// A room request of this node's, in its order with the entries ([`scripts::rooms`]).
+pub(super) enum RoomKind {
+    Seat,
+    Unseat,
+    Line,
+}
+
+impl RoomKind {
+    pub(super) fn as_str(&self) -> &'static str {
+        match self {
+            RoomKind::Seat => "seat",
+            RoomKind::Unseat => "unseat",
+            RoomKind::Line => "line",
+        }
+    }
+}
+
+/// A room request on its way to Redis.
+pub(super) struct RoomRequest {
+    pub(super) seq: u64,
+    pub(super) epoch: u64,
+    pub(super) kind: RoomKind,
+    pub(super) member: String,
+    /// The room (a seat), or empty.
+    pub(super) room: String,
+    /// The entry (a line), or empty.
+    pub(super) json: String,
+    pub(super) told: Option<SeatTold>,
+}
+
+/// What the appender does next, in the node's order.
+pub(super) enum Job {
+    Entry(Append),
+    Room(RoomRequest),
+}
+
+/// One entry on its way to the append script.
+pub(super) struct Append {
+    pub(super) seq: u64,
+    pub(super) epoch: u64,
+    pub(super) json: String,
+    pub(super) kind: Kind,
+    pub(super) member: String,
+    /// The member as `<c>:members` keeps it (joins).
+    pub(super) kept: String,
+}
+
+/// Runs the append script for each join and leave and for the chat lines waiting (a
+/// batch per call), and the rooms script for each room request, in order, on one
+/// connection; one Redis did not answer for is tried again until it
+/// does (see the module doc).
+pub(super) async fn append_all<T>(
+    mut connection: redis::aio::ConnectionManager,
+    keys: Keys,
+    settings: ClusterSettings,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    shared: Arc<Shared<T>>,
+    stop: CancellationToken,
+) {
+    let append_script = redis::Script::new(&scripts::append());
+    let rooms_script = redis::Script::new(&scripts::rooms());
+    let node_members = keys.node_members(&settings.node_id);
+    let node_seats = keys.node_seats(&settings.node_id);
+    // What ended the last batch (a room request, a join or leave, another epoch's
+    // entry): the next job.
+    let mut held = None;
+    loop {
+        let job = match held.take() {
+            Some(job) => job,
+            None => tokio::select! {
+                () = stop.cancelled() => return,
+                job = jobs.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+            },
+        };
+        match job {
+            Job::Entry(first) => {
+                // The chat lines waiting behind a line go in the same call, up to a
+                // bound, in order: anything else (a join, a leave, a room request,
+                // another epoch's entry) ends the batch. Joins and leaves go one a call:
+                // a join storm is then paced by Redis's answers, as fast as the nodes'
+                // writers can send each join to everyone (batched, the storm outran
+                // them: docs/performance.md, "Batched appends").
+                let mut bytes = first.json.len();
+                let batching = first.kind == Kind::Line;
+                let mut batch = vec![first];
+                while batching && batch.len() < APPEND_BATCH_ENTRIES && bytes < APPEND_BATCH_BYTES {
+                    match jobs.try_recv() {
+                        Ok(Job::Entry(next))
+                            if next.kind == Kind::Line && next.epoch == batch[0].epoch =>
+                        {
+                            bytes += next.json.len();
+                            batch.push(next);
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let mut invocation = append_script.prepare_invoke();
+                invocation
+                    .key(&keys.log)
+                    .key(&keys.line_id)
+                    .key(&keys.lines)
+                    .key(&keys.members)
+                    .key(&keys.nodes)
+                    .key(&keys.epochs)
+                    .key(&keys.seqs)
+                    .key(&node_members)
+                    .arg(&settings.node_id)
+                    .arg(batch[0].epoch)
+                    .arg(settings.log_entries)
+                    .arg(settings.history_lines);
+                for append in &batch {
+                    invocation
+                        .arg(&append.json)
+                        .arg(append.kind.as_str())
+                        .arg(append.seq)
+                        .arg(&append.member)
+                        .arg(&append.kept);
+                }
+                let Some(outcome) =
+                    answered::<T, Vec<i64>>(&invocation, &mut connection, &shared, &stop).await
+                else {
+                    return;
+                };
+                let answers = match outcome {
+                    Ok(answers) => answers,
+                    Err(e) => {
+                        refused(&shared, batch[0].seq, &e);
+                        Vec::new()
+                    }
+                };
+                if !answers.is_empty() && answers.len() != batch.len() {
+                    tracing::error!(
+                        entries = batch.len(),
+                        answers = answers.len(),
+                        "the append script answered for another number of entries"
+                    );
+                }
+                // An entry not in the log is relayed by nobody: its pending place goes,
+                // so that the entries after it still match.
+                let mut pending = None;
+                for (at, append) in batch.iter().enumerate() {
+                    if answers.get(at).is_none_or(|&answer| answer < -1) {
+                        pending
+                            .get_or_insert_with(|| lock(&shared.pending))
+                            .remove(append.seq);
+                    }
+                }
+                if pending.take().is_some() {
+                    shared.drained.notify_all();
+                }
+            }
+            Job::Room(request) => {
+                if !matches!(request.kind, RoomKind::Unseat) {
+                    shared.rooms_waiting.fetch_sub(1, Ordering::SeqCst);
+                }
+                let mut invocation = rooms_script.prepare_invoke();
+                invocation
+                    .key(&keys.log)
+                    .key(&keys.seats)
+                    .key(&keys.nodes)
+                    .key(&keys.epochs)
+                    .key(&keys.seqs)
+                    .key(&node_seats)
+                    .arg(request.kind.as_str())
+                    .arg(&keys.prefix)
+                    .arg(&settings.node_id)
+                    .arg(request.epoch)
+                    .arg(request.seq)
+                    .arg(&request.member)
+                    .arg(&request.room)
+                    .arg(&request.json)
+                    .arg(ROOM_SEATS)
+                    .arg(settings.log_entries);
+                let Some(outcome) =
+                    answered::<T, i64>(&invocation, &mut connection, &shared, &stop).await
+                else {
+                    return;
+                };
+                let answer = match (outcome, &request.kind) {
+                    (Ok(0), RoomKind::Seat) => SeatAnswer::Full,
+                    (Ok(0), _) => SeatAnswer::NotSeated,
+                    (Ok(_), _) => SeatAnswer::Seated,
+                    (Err(e), _) => {
+                        refused(&shared, request.seq, &e);
+                        continue;
+                    }
+                };
+                if let Some(told) = request.told {
+                    told(answer);
+                }
+            }
+        }
+    }
+}
+
+/// The most chat lines one call of the append script takes: bounds the call's
+/// arguments and how long Redis runs it (a few ms), while a node's waiting lines still
+/// go in few round trips.
+pub(super) const APPEND_BATCH_ENTRIES: usize = 64;
+
+/// The most bytes of entries one call of the append script takes (it may pass this by
+/// its last entry, of at most one line's size).
+const APPEND_BATCH_BYTES: usize = 256 * 1024;
+
+/// Seats a two-person room holds (PROTOCOLS.md section 2).
+const ROOM_SEATS: usize = 2;
+
+/// Runs `invocation` until Redis answers (or `stop`: `None`), marking Redis
+/// unavailable while it does not.
+async fn answered<T, R: redis::FromRedisValue>(
+    invocation: &redis::ScriptInvocation<'_>,
+    connection: &mut redis::aio::ConnectionManager,
+    shared: &Shared<T>,
+    stop: &CancellationToken,
+) -> Option<redis::RedisResult<R>> {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match invocation.invoke_async::<R>(connection).await {
+            Err(e) if is_unreachable(&e) => {
+                metrics::counter!(APPEND_FAILURES).increment(1);
+                if !shared.set_unavailable(true) {
+                    tracing::error!(
+                        "Redis does not answer: chat lines are refused until it does ({e})"
+                    );
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            answer => {
+                shared.set_unavailable(false);
+                return Some(answer);
+            }
+        }
+    }
+}
+
+/// An entry or request Redis refused: counted and logged; a lost lease is the lease
+/// task's to handle.
+fn refused<T>(shared: &Shared<T>, seq: u64, e: &redis::RedisError) {
+    metrics::counter!(APPEND_FAILURES).increment(1);
+    if e.code() == Some("NOLEASE") {
+        tracing::warn!(seq, "cluster entry refused: this node's lease is lost");
+        shared.lease_lost.notify_one();
+    } else {
+        tracing::error!(seq, "cluster append refused, entry not relayed: {e}");
+    }
+}
+
+/// Whether `e` says Redis could not be reached (as opposed to a refusal by a script).
+fn is_unreachable(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.code() == Some("LOADING")
+}

@@ -1,0 +1,200 @@
+//! Joining the cluster: connecting to its Redis, registering the node, taking its first
+//! member ids and reading who is present at one instant ([`connect`]); the settings
+//! and errors of a cluster node; the reading connection, which has no response timeout
+//! (for `XREAD BLOCK`).
+
+use std::time::Duration;
+
+use super::entry::SKIPPED;
+use super::keys::Keys;
+use super::roster::Roster;
+use super::{ids, lease, scripts};
+
+/// How long a node waits for Redis to answer at start.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the cluster is and who this node is.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `redis://…` or `redis+unix://…`.
+    pub url: String,
+    /// The key prefix.
+    pub cluster: String,
+    /// This node's id in the log.
+    pub node_id: String,
+    /// The node's lease (`--node-lease-ms`).
+    pub lease: Duration,
+    /// How long a command waits for Redis's answer (`--redis-timeout-ms`).
+    pub response_timeout: Duration,
+    /// About how many entries `<c>:log` keeps (`--cluster-log-entries`).
+    pub log_entries: u64,
+    /// About how many lines `<c>:lines` keeps; 0: all (`--history-keep-lines`).
+    pub history_lines: u64,
+}
+
+/// Why the cluster cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The URL is not one the client understands.
+    #[error("--redis-url {url}: {cause}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        cause: redis::RedisError,
+    },
+    /// Redis does not answer.
+    #[error("cannot reach Redis at {url}: {cause}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// What failed.
+        cause: String,
+    },
+}
+
+/// A node connected to its cluster's Redis and registered, not yet reading.
+pub(crate) struct Connected {
+    pub(super) settings: ClusterSettings,
+    pub(super) client: redis::Client,
+    pub(super) appends: redis::aio::ConnectionManager,
+    pub(super) reads: redis::aio::MultiplexedConnection,
+    /// The log's newest entry, and its number, when presence was read: the node relays
+    /// what comes after.
+    pub(super) start: (String, u64),
+    /// Who was present then.
+    pub(super) roster: Roster,
+    /// The epoch the node registered under.
+    pub(super) epoch: u64,
+    /// The first block of member ids.
+    pub(super) ids: std::ops::Range<u64>,
+}
+
+/// Connects to Redis, checks that it answers, logs what its persistence means for
+/// the lines relayed, registers the node and reads who is present. Fails within
+/// [`CONNECT_TIMEOUT`] if Redis does not answer.
+pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, ClusterError> {
+    let url = settings.url.clone();
+    let client = redis::Client::open(url.as_str()).map_err(|cause| ClusterError::Url {
+        url: url.clone(),
+        cause,
+    })?;
+    let unreachable = |cause: String| ClusterError::Unreachable {
+        url: url.clone(),
+        cause,
+    };
+    let keys = Keys::new(&settings.cluster);
+    let connecting = async {
+        let mut reads = reading_connection(&client).await?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(settings.response_timeout));
+        let appends = client
+            .get_connection_manager_with_config(manager_config)
+            .await?;
+        let _: String = redis::cmd("PING").query_async(&mut reads).await?;
+        let appendonly: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut reads)
+            .await?;
+        let appendfsync: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendfsync")
+            .query_async(&mut reads)
+            .await?;
+        let epoch = lease::register(&mut reads, &keys, &settings).await?;
+        let ids = ids::block(&mut reads, &keys).await?;
+        let (newest, members, entries) = snapshot(&mut reads, &keys).await?;
+        let start = (newest, entries);
+        Ok::<_, redis::RedisError>((
+            reads,
+            appends,
+            appendonly,
+            appendfsync,
+            epoch,
+            ids,
+            start,
+            members,
+        ))
+    };
+    let (reads, appends, appendonly, appendfsync, epoch, ids, start, members) =
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Ok(Ok(connected)) => connected,
+        };
+    let setting = |pair: &[String]| pair.get(1).cloned().unwrap_or_default();
+    let (appendonly, appendfsync) = (setting(&appendonly), setting(&appendfsync));
+    tracing::info!(
+        node = %settings.node_id,
+        cluster = %settings.cluster,
+        appendonly = %appendonly,
+        appendfsync = %appendfsync,
+        "cluster log in Redis: {}",
+        durability(&appendonly, &appendfsync)
+    );
+    let roster = roster_of(members);
+    Ok(Connected {
+        settings,
+        client,
+        appends,
+        reads,
+        start,
+        roster,
+        epoch,
+        ids,
+    })
+}
+
+/// A connection for reads that block (`XREAD BLOCK`): no response timeout.
+pub(super) async fn reading_connection(
+    client: &redis::Client,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(None);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// The log's newest entry id, `<c>:members` and the newest entry's number, at one
+/// instant.
+pub(super) async fn snapshot(
+    connection: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+) -> redis::RedisResult<(String, Vec<(String, String)>, u64)> {
+    redis::Script::new(scripts::SNAPSHOT)
+        .key(&keys.log)
+        .key(&keys.members)
+        .invoke_async(connection)
+        .await
+}
+
+/// The roster of a snapshot's members, counting those it cannot read.
+pub(super) fn roster_of(members: Vec<(String, String)>) -> Roster {
+    let (roster, unreadable) = Roster::from_snapshot(members);
+    if unreadable > 0 {
+        metrics::counter!(SKIPPED).increment(unreadable as u64);
+    }
+    roster
+}
+
+/// What Redis's persistence promises for a line once it is relayed.
+fn durability(appendonly: &str, appendfsync: &str) -> &'static str {
+    match (appendonly, appendfsync) {
+        ("yes", "always") => {
+            "every relayed line is on Redis's disk first (survives kill -9 of Redis and a power cut)"
+        }
+        ("yes", "everysec") => {
+            "a relayed line reaches Redis's disk within a second (a crash of the Redis machine may lose the last second)"
+        }
+        ("yes", _) => {
+            "Redis leaves fsync to its operating system (a crash of the Redis machine may lose recent lines)"
+        }
+        _ => {
+            "Redis keeps no append-only file: relayed lines are in its memory only (a restart of Redis may lose them)"
+        }
+    }
+}

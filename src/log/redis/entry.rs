@@ -1,0 +1,204 @@
+//! The entry format of the cluster log: a lobby event as it travels through `<c>:log`
+//! (and a chat line as `<c>:lines` keeps it), JSON in the field `e`:
+//! `{"v":1,"node":"…","seq":N,"kind":"joined"|"left"|"line"|"room_line",…}` ([`Envelope`]
+//! around a [`Record`]). An entry this build cannot read is logged, counted and skipped
+//! ([`decode`]).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::roster::Kept;
+use crate::log::NewLine;
+use crate::protocol::Protocol;
+
+/// The version of the entry format this build writes and reads.
+pub(super) const ENTRY_VERSION: u32 = 1;
+
+/// Entries skipped because this build cannot read them.
+pub(super) const SKIPPED: &str = "chatterbox_cluster_entries_skipped_total";
+
+/// What the lobby's items are to the cluster: what goes into the log for an item of this
+/// node, and the item for an entry of another node.
+pub(crate) trait Replicated: Send + Sized + 'static {
+    /// The entry for this item (a chat line's comes from its [`Queued::line`](crate::log::Queued::line)), and the
+    /// member it is from or about (for `<c>:members`).
+    fn record(&self, line: Option<&NewLine>) -> (Record, Option<u64>);
+    /// The item for an entry another node appended (`None`: not a lobby event).
+    fn from_record(record: Record) -> Option<Self>;
+}
+
+/// A lobby event as the cluster log carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Record {
+    /// A line for a two-person room (the room is the log's field `room`, which the
+    /// cluster fills in: the sender's seat as Redis has it).
+    RoomLine {
+        /// The line.
+        text: String,
+    },
+    /// A member named (or renamed) itself.
+    Joined {
+        /// Its name.
+        name: String,
+        /// Members present after the join (the log's `count` is the cluster's).
+        members: usize,
+        /// Its id on its node.
+        id: u64,
+        /// Its protocol.
+        #[serde(with = "protocol_name")]
+        protocol: Protocol,
+        /// When it connected, in milliseconds since the Unix epoch.
+        since_ms: i64,
+        /// The fold of its name, by which names are compared.
+        #[serde(default)]
+        key: String,
+    },
+    /// A named member left.
+    Left {
+        /// Its last name.
+        name: String,
+        /// Members present after the leave (the log's `count` is the cluster's).
+        members: usize,
+        /// Its id on its node.
+        id: u64,
+    },
+    /// A chat line.
+    Line {
+        /// The sender's stored name.
+        name: String,
+        /// The sender's protocol.
+        #[serde(with = "protocol_name")]
+        protocol: Protocol,
+        /// The line.
+        text: String,
+        /// When its node accepted it, in milliseconds since the Unix epoch.
+        time_ms: i64,
+        /// A TCP text chunk's bytes as received.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raw: Option<Vec<u8>>,
+        /// The sender's id on its node.
+        #[serde(default)]
+        id: u64,
+        /// The sender as presence keeps it, when this line renamed it (a WebSocket
+        /// client's line under another name than it had: renamed silently).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renamed: Option<Kept>,
+    },
+}
+
+impl Record {
+    /// The member as `<c>:members` keeps it, for a join and for a line that renamed
+    /// its sender.
+    pub(super) fn kept(&self) -> Option<Kept> {
+        match self {
+            Record::Joined {
+                name,
+                protocol,
+                since_ms,
+                key,
+                ..
+            } => Some(Kept {
+                name: name.clone(),
+                protocol: *protocol,
+                since_ms: *since_ms,
+                key: key.clone(),
+            }),
+            Record::Line { renamed, .. } => renamed.clone(),
+            Record::Left { .. } | Record::RoomLine { .. } => None,
+        }
+    }
+}
+
+/// Protocols by their [`Protocol::as_str`] name.
+pub(super) mod protocol_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::protocol::Protocol;
+
+    pub(in crate::log::redis) fn serialize<S: Serializer>(
+        p: &Protocol,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.as_str())
+    }
+
+    pub(in crate::log::redis) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Protocol, D::Error> {
+        let name = String::deserialize(d)?;
+        Protocol::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown protocol {name:?}")))
+    }
+}
+
+/// An entry of the log: a record, with who wrote it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Envelope {
+    pub(super) v: u32,
+    pub(super) node: String,
+    pub(super) seq: u64,
+    #[serde(flatten)]
+    pub(super) record: Record,
+}
+
+/// Decodes an entry; `None` (logged, counted) for one this build cannot read.
+pub(super) fn decode(json: &str) -> Option<Envelope> {
+    match serde_json::from_str::<Envelope>(json) {
+        Ok(envelope) if envelope.v == ENTRY_VERSION => Some(envelope),
+        Ok(envelope) => {
+            tracing::warn!(version = envelope.v, "a cluster entry of another version");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("an undecodable cluster entry: {e}");
+            None
+        }
+    }
+}
+
+/// Logs and counts an entry skipped.
+pub(super) fn skipped(id: &str, why: &str) {
+    tracing::warn!(entry = id, "cluster entry skipped: {why}");
+    metrics::counter!(SKIPPED).increment(1);
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_bad_ones_are_refused() {
+        let envelope = Envelope {
+            v: ENTRY_VERSION,
+            node: "n1".into(),
+            seq: 7,
+            record: Record::Line {
+                name: "ann".into(),
+                protocol: Protocol::TcpText,
+                text: "hi".into(),
+                time_ms: 5,
+                raw: Some(b"hi\n".to_vec()),
+                id: 3,
+                renamed: None,
+            },
+        };
+        let json = serde_json::to_string(&envelope).unwrap();
+        assert_eq!(
+            json,
+            r#"{"v":1,"node":"n1","seq":7,"kind":"line","name":"ann","protocol":"tcp-text","text":"hi","time_ms":5,"raw":[104,105,10],"id":3}"#
+        );
+        assert_eq!(decode(&json).unwrap().record, envelope.record);
+        assert!(decode(&json[..json.len() - 3]).is_none());
+        assert!(decode(&json.replace(r#""v":1"#, r#""v":2"#)).is_none());
+        assert!(decode(&json.replace("tcp-text", "carrier-pigeon")).is_none());
+        assert!(decode("not json").is_none());
+    }
+}

@@ -1,0 +1,517 @@
+//! The cluster [`Log`]: several chatterbox nodes on one Redis are one lobby, in one order,
+//! with one presence (`--redis-url`, issue #16).
+//!
+//! Keys, under the cluster's prefix `<c>` (`--cluster`, default `chatterbox`); one Redis
+//! (not Redis Cluster: the scripts touch keys they compute):
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `<c>:log` | stream | every lobby event of every node (join, rename, line, leave), in the one order every node relays; fields `n` (the entry's number: one more than the entry before it), `e` (the entry, JSON), `line` (the line's id, `0` if not a line), `last` (the newest line id when the entry was added), `count` (members present after it); room lines with `room`; trimmed to about `--cluster-log-entries` |
+//! | `<c>:log-entries` | string (counter) | the number of the last entry added to `<c>:log` |
+//! | `<c>:line-id` | string (counter) | the last line id given out (`INCR`) |
+//! | `<c>:lines` | stream | the history: each chat line under the stream id `<line id>-0`, field `e` (the entry, JSON); trimmed to about `--history-keep-lines` when set |
+//! | `<c>:members` | hash | who is present: `<node>/<id>` → `{"name","protocol","since_ms"}` ([`roster`]) |
+//! | `<c>:node:<node>` | set | the keys of `<c>:members` that are that node's |
+//! | `<c>:nodes` | sorted set | the nodes alive: node → when its lease runs out (ms, Redis's clock) |
+//! | `<c>:epochs` | hash | node → its current epoch (bumped each time it registers) |
+//! | `<c>:seqs` | hash | node → the seq of its last entry appended (a retried append is not doubled) |
+//! | `<c>:seats` | hash | the two-person rooms: a seated member's key → its room |
+//! | `<c>:room:<room>` | set | a room's seats (member keys), two at most |
+//! | `<c>:node-seats:<node>` | set | that node's seated members (freed when it is given up) |
+//! | `<c>:member-ids` | string (counter) | the last member id given out to a node, in blocks ([`ids`]): a member's id, and so its guest name, is the cluster's |
+//!
+//! An entry (`e`) is JSON: `{"v":1,"node":"…","seq":N,"kind":"joined"|"left"|"line",…}`
+//! (`name`, `members`, `id` (the member's id on its node) for joins and leaves, and
+//! `protocol`, `since_ms` for joins; `name`, `protocol`, `text`, `time_ms` and, for TCP
+//! text chunks, `raw` for lines). `v` is the format's version; an entry this build
+//! cannot read (another version, foreign or truncated data) is logged, counted in
+//! `chatterbox_cluster_entries_skipped_total` and skipped: no node stops for it.
+//!
+//! Writing: the lobby appends under its lock; the entry goes, in that order, to one task
+//! that runs the append script ([`scripts::append`]) on one connection, for a chat line
+//! with the lines waiting behind it (up to 64 entries or 256 KiB a call: one round trip
+//! and one script run for a burst of lines), for a join or leave alone (so a join storm
+//! is paced by Redis's answers), so a node's entries reach Redis in the order its
+//! lobby accepted them. The script gives a
+//! chat line its id and its place in `<c>:lines`, applies a join or leave to
+//! `<c>:members`, and adds the entry to `<c>:log` with the member count after it, all
+//! atomically: line ids grow in log order, and every count is the cluster's at that
+//! point of the log. When Redis does not answer, the task tries the same entries again
+//! (the script's `<c>:seqs` check makes a retry after a lost reply harmless) until it
+//! does; meanwhile the lobby refuses new chat lines ([`AppendRefusal::Unavailable`]:
+//! "the lobby is unavailable: line not sent, try again"), counted as refusals.
+//!
+//! Reading: every node, the author included, reads `<c>:log` with `XREAD BLOCK` on a
+//! connection of its own (never the shared multiplexed one: a blocking read there would
+//! hold up every command behind it, and its response timeout would cut the read short),
+//! from where the log was when the node started, applies each join and leave to its
+//! [`roster`] (who is present in the whole cluster), and hands each batch, in stream
+//! order, to the lobby's delivery. Nothing is relayed that is not in Redis. A node's own
+//! entries come back with what only it knows (the sender to skip, the acknowledgement
+//! to call, the member to replay to): it keeps its appends waiting in a FIFO, matched to
+//! its entries as they come back by `seq`. After a failed read it reconnects and goes
+//! on from the last entry it read. Every entry is numbered (`n`): a node that finds
+//! a number that does not follow the last one it read, entries missing (the log trimmed past it while it was away, or a
+//! Redis that lost its data) counts the gap, reads `<c>:members` anew and goes on.
+//!
+//! Leases ([`lease`]): a node registers under a new epoch at start and renews its lease
+//! (`--node-lease-ms`) three times a lease. Every node, three times a lease, gives up
+//! the nodes whose lease has run out: the give-up script announces each of their
+//! members as left, once, and forgets them. A node that finds its own lease lost (it
+//! was frozen, or cut off from Redis, for longer than a lease) drops every connection
+//! (their leaves were announced), registers anew and goes on; entries of its old epoch
+//! are refused (`NOLEASE`), so no ghost joins or late lines. A node shut down (SIGTERM)
+//! gives itself up: its members are announced as left to the others.
+//!
+//! Rooms: a seat is taken, a room line sent and a seat freed by the rooms script
+//! ([`scripts::rooms`]), run by the same task in the node's order, so a socket's room
+//! request and the lines after it keep their order; the answer (full, not seated) is
+//! told to the socket when Redis has given it. Room lines go into `<c>:log` (field
+//! `room`) and every node hands them to its seats in that room.
+//!
+//! History: `/api/history` reads `<c>:lines` (`XREVRANGE`/`XRANGE` by line id), the
+//! same lines with the same ids on every node; `--replay` too (the latest lines up to
+//! the entry's `last`). A stream keyed by the line id needs no second index and pages
+//! by id directly.
+//!
+//! Durability: a line is relayed only once Redis has accepted it; whether it survives a
+//! crash of Redis is Redis's persistence (`appendonly`, `appendfsync`), logged at start.
+//!
+//! One concern a file: [`keys`] (the keys' names), [`entry`] (the entry format),
+//! [`connect`](mod@connect) (joining the cluster), [`appender`] and [`reader`] (the node's two tasks),
+//! [`pending`] (its appends on their way back), [`history`] (`/api/history`),
+//! [`roster`], [`lease`], [`ids`] and [`scripts`]; here, the [`Log`] itself.
+
+mod appender;
+mod connect;
+mod entry;
+mod history;
+mod ids;
+mod keys;
+mod lease;
+mod pending;
+mod reader;
+pub(crate) mod roster;
+mod scripts;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    AppendRefusal, Committed, HistoryError, Log, Present, QueueFull, Queued, RoomLine, SeatTold,
+    StoredLine,
+};
+use crate::locks::lock;
+use appender::{Append, Job, Kind, RoomKind, RoomRequest};
+use entry::{ENTRY_VERSION, Envelope};
+use history::History;
+use keys::Keys;
+use pending::{Pending, PendingQueue};
+use reader::{Reader, Relay};
+use roster::{Roster, member_key};
+
+pub use connect::{ClusterError, ClusterSettings};
+pub(crate) use connect::{Connected, connect};
+pub(crate) use entry::{Record, Replicated, millis};
+
+/// Default cluster name: the prefix of every key.
+pub(crate) const DEFAULT_CLUSTER: &str = "chatterbox";
+
+/// How long [`Log::finish`] waits for the node's own entries still on their way.
+const FINISH_WAIT: Duration = Duration::from_secs(3);
+
+/// Default `--node-lease-ms`.
+pub(crate) const DEFAULT_LEASE_MS: u64 = 5_000;
+
+/// Default `--redis-timeout-ms`: the redis crate's own 500 ms was passed by a busy
+/// Redis during a join storm of 5,000 members (docs/performance.md, the cluster).
+pub(crate) const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 2_000;
+
+/// Default `--cluster-log-entries`: the log is read as it is written; this much lets a
+/// node that lost Redis for a while catch up from it.
+pub(crate) const DEFAULT_LOG_ENTRIES: u64 = 100_000;
+
+/// 1 while Redis does not answer this node (chat lines refused), 0 otherwise.
+const UNAVAILABLE: &str = "chatterbox_cluster_redis_unavailable";
+
+/// What the node's tasks and the lobby share.
+struct Shared<T> {
+    /// This node's appends, in order, until their entries come back.
+    pending: Mutex<PendingQueue<T>>,
+    /// Notified whenever `pending` shrinks.
+    drained: Condvar,
+    /// Who is present in the whole cluster, as the log has announced it.
+    roster: Mutex<Roster>,
+    /// Set while Redis does not answer (an append or a renewal failed), cleared when it
+    /// does again: chat lines are refused meanwhile.
+    unavailable: AtomicBool,
+    /// The epoch the node's entries are appended under.
+    epoch: AtomicU64,
+    /// Woken when an append is refused for a lost lease.
+    lease_lost: tokio::sync::Notify,
+    /// The member ids this node gives out.
+    ids: ids::MemberIds,
+    /// Woken when the member ids run low.
+    refill: tokio::sync::Notify,
+    /// Seats and room lines waiting for the appender (at most the log's capacity).
+    rooms_waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl<T> Shared<T> {
+    /// Records whether Redis answers (the gauge too); returns what it was.
+    fn set_unavailable(&self, unavailable: bool) -> bool {
+        let was = self.unavailable.swap(unavailable, Ordering::SeqCst);
+        if was != unavailable {
+            metrics::gauge!(UNAVAILABLE).set(f64::from(u8::from(unavailable)));
+            if !unavailable {
+                tracing::info!("Redis answers again: chat lines are accepted");
+            }
+        }
+        was
+    }
+}
+
+/// The cluster log (see the module doc).
+pub(crate) struct RedisLog<T> {
+    shared: Arc<Shared<T>>,
+    node: String,
+    next_seq: Mutex<u64>,
+    capacity: usize,
+    appends: mpsc::UnboundedSender<Job>,
+    history: History,
+    keys: Keys,
+    log_entries: u64,
+    /// What this node's keys in `<c>:members` start with.
+    own_members: String,
+    stop: CancellationToken,
+}
+
+/// What the node does when it finds its lease lost, after it has registered anew:
+/// drop every connection (the cluster has announced its members as left).
+pub(crate) type Lost = Box<dyn Fn() + Send + Sync + 'static>;
+
+impl<T: Replicated> RedisLog<T> {
+    /// Starts the node's appender, reader and lease tasks (on the current tokio
+    /// runtime); every entry read is handed to `deliver`, in log order.
+    pub(crate) fn start(
+        connected: Connected,
+        capacity: usize,
+        batch_items: usize,
+        deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
+        lost: Lost,
+        room_line: RoomLine,
+    ) -> Self {
+        let Connected {
+            settings,
+            client,
+            appends,
+            reads,
+            start,
+            roster,
+            epoch,
+            ids,
+        } = connected;
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(PendingQueue {
+                items: VecDeque::new(),
+                lines: 0,
+            }),
+            drained: Condvar::new(),
+            roster: Mutex::new(roster),
+            unavailable: AtomicBool::new(false),
+            epoch: AtomicU64::new(epoch),
+            lease_lost: tokio::sync::Notify::new(),
+            ids: ids::MemberIds::new(ids),
+            refill: tokio::sync::Notify::new(),
+            rooms_waiting: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let stop = CancellationToken::new();
+        let keys = Keys::new(&settings.cluster);
+        // Bounded without a bound of its own: chat lines are capped at `capacity` in
+        // the pending FIFO, seats and room lines at `capacity` by `rooms_waiting`
+        // (`QueueFull` past either), joins, leaves and freed seats by the connections.
+        let (to_appender, from_lobby) = mpsc::unbounded_channel();
+        tokio::spawn(appender::append_all(
+            appends.clone(),
+            keys.clone(),
+            settings.clone(),
+            from_lobby,
+            shared.clone(),
+            stop.clone(),
+        ));
+        let reader = Reader {
+            client: client.clone(),
+            connection: reads,
+            keys: keys.clone(),
+            node: settings.node_id.clone(),
+            start,
+            shared: shared.clone(),
+            relay: Relay {
+                deliver,
+                batch_items: batch_items.max(1),
+                room_line,
+            },
+            stop: stop.clone(),
+        };
+        tokio::spawn(reader.run());
+        tokio::spawn(lease::keep(
+            appends,
+            keys.clone(),
+            settings.clone(),
+            shared.clone(),
+            lost,
+            stop.clone(),
+        ));
+        let own_members = format!("{}/", settings.node_id);
+        Self {
+            shared,
+            node: settings.node_id,
+            next_seq: Mutex::new(1),
+            capacity,
+            appends: to_appender,
+            history: History {
+                client,
+                key: keys.lines.clone(),
+                connection: Mutex::new(None),
+            },
+            keys,
+            log_entries: settings.log_entries,
+            own_members,
+            stop,
+        }
+    }
+}
+
+impl<T> RedisLog<T> {
+    /// Sends a room request to the appender, in order with the node's entries. A seat
+    /// or a room line is refused while [`RedisLog::capacity`] of them wait for Redis.
+    fn ask_rooms(
+        &self,
+        kind: RoomKind,
+        member: u64,
+        room: String,
+        json: String,
+        told: Option<SeatTold>,
+    ) -> Result<(), AppendRefusal> {
+        let _in_order = lock(&self.shared.pending);
+        let counted = !matches!(kind, RoomKind::Unseat);
+        if counted {
+            if self.shared.rooms_waiting.load(Ordering::SeqCst) >= self.capacity {
+                return Err(QueueFull.into());
+            }
+            self.shared.rooms_waiting.fetch_add(1, Ordering::SeqCst);
+        }
+        let seq = {
+            let mut next = lock(&self.next_seq);
+            let seq = *next;
+            *next += 1;
+            seq
+        };
+        let request = RoomRequest {
+            seq,
+            epoch: self.shared.epoch.load(Ordering::SeqCst),
+            kind,
+            member: member_key(&self.node, member),
+            room,
+            json,
+            told,
+        };
+        if self.appends.send(Job::Room(request)).is_err() {
+            tracing::error!("the cluster appender has stopped: room request dropped");
+        }
+        Ok(())
+    }
+}
+
+impl<T: Replicated> Log<T> for RedisLog<T> {
+    fn append(&self, queued: Queued<T>) -> Result<(), AppendRefusal> {
+        let (record, member) = queued.item.record(queued.line.as_ref());
+        let kind = match &record {
+            Record::Line { .. } => Kind::Line,
+            Record::Joined { .. } => Kind::Join,
+            Record::Left { .. } => Kind::Leave,
+            Record::RoomLine { .. } => {
+                tracing::error!("a room line appended as a lobby event: dropped");
+                return Ok(());
+            }
+        };
+        let kept = match record.kept().map(|kept| serde_json::to_string(&kept)) {
+            None => String::new(),
+            Some(Ok(json)) => json,
+            Some(Err(e)) => {
+                tracing::error!("cannot encode a member for the cluster's presence: {e}");
+                return Ok(());
+            }
+        };
+        let is_line = kind == Kind::Line;
+        if is_line && self.shared.unavailable.load(Ordering::SeqCst) {
+            return Err(AppendRefusal::Unavailable);
+        }
+        let mut pending = lock(&self.shared.pending);
+        if is_line && pending.lines >= self.capacity {
+            return Err(QueueFull.into());
+        }
+        let seq = {
+            let mut next = lock(&self.next_seq);
+            let seq = *next;
+            *next += 1;
+            seq
+        };
+        let envelope = Envelope {
+            v: ENTRY_VERSION,
+            node: self.node.clone(),
+            seq,
+            record,
+        };
+        let json = match serde_json::to_string(&envelope) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!("cannot encode a cluster entry: {e}");
+                return Ok(());
+            }
+        };
+        pending.push_back(Pending {
+            seq,
+            item: queued.item,
+            is_line,
+            replay: queued.replay,
+        });
+        let append = Append {
+            seq,
+            epoch: self.shared.epoch.load(Ordering::SeqCst),
+            json,
+            kind,
+            member: member_key(&self.node, member.unwrap_or(0)),
+            kept,
+        };
+        // Sent under the lock: the appender gets the entries in the FIFO's order.
+        if self.appends.send(Job::Entry(append)).is_err() {
+            tracing::error!("the cluster appender has stopped: entry dropped");
+            pending.pop_back();
+        }
+        Ok(())
+    }
+
+    fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
+        let end = match before {
+            Some(id) => format!("({id}-0"),
+            None => "+".to_owned(),
+        };
+        let mut lines = self.history.read("XREVRANGE", &end, "-", limit)?;
+        lines.reverse();
+        Ok(lines)
+    }
+
+    fn page_after(&self, after: i64, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
+        self.history
+            .read("XRANGE", &format!("({after}-0"), "+", limit)
+    }
+
+    fn finish(&self) {
+        let deadline = std::time::Instant::now() + FINISH_WAIT;
+        let mut pending = lock(&self.shared.pending);
+        while !pending.items.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    entries = pending.items.len(),
+                    "cluster entries still on their way at shutdown: not relayed here"
+                );
+                break;
+            }
+            pending = match self.shared.drained.wait_timeout(pending, left) {
+                Ok((pending, _)) => pending,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        drop(pending);
+        self.stop.cancel();
+        // The lobby goes on elsewhere: this node's members are announced as left.
+        match self
+            .history
+            .give_up(&self.keys, &self.node, self.log_entries)
+        {
+            Ok(left) => tracing::info!(
+                members = left,
+                "left the cluster: its members announced as left"
+            ),
+            Err(e) => tracing::error!(
+                "cannot leave the cluster ({e}): the other nodes announce this node's members as left once its lease runs out"
+            ),
+        }
+    }
+
+    fn present(&self) -> Option<Vec<Present>> {
+        Some(lock(&self.shared.roster).present())
+    }
+
+    fn member_count(&self) -> Option<usize> {
+        Some(lock(&self.shared.roster).len())
+    }
+
+    fn available(&self) -> bool {
+        !self.shared.unavailable.load(Ordering::SeqCst)
+    }
+
+    fn name_held_elsewhere(&self, key: &str) -> bool {
+        lock(&self.shared.roster).holds(key, &self.own_members)
+    }
+
+    fn member_id(&self) -> Option<u64> {
+        Some(self.shared.ids.next(&self.shared.refill))
+    }
+
+    fn shared_rooms(&self) -> bool {
+        true
+    }
+
+    fn take_seat(&self, member: u64, room: &str, told: SeatTold) -> Result<(), AppendRefusal> {
+        self.ask_rooms(
+            RoomKind::Seat,
+            member,
+            room.to_owned(),
+            String::new(),
+            Some(told),
+        )
+    }
+
+    fn say_in_room(&self, member: u64, text: &str, told: SeatTold) -> Result<(), AppendRefusal> {
+        if self.shared.unavailable.load(Ordering::SeqCst) {
+            return Err(AppendRefusal::Unavailable);
+        }
+        let envelope = Envelope {
+            v: ENTRY_VERSION,
+            node: self.node.clone(),
+            seq: 0,
+            record: Record::RoomLine {
+                text: text.to_owned(),
+            },
+        };
+        match serde_json::to_string(&envelope) {
+            Ok(json) => self.ask_rooms(RoomKind::Line, member, String::new(), json, Some(told)),
+            Err(e) => {
+                tracing::error!("cannot encode a room line: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    fn free_seat(&self, member: u64) {
+        // Never refused: one a leave, bounded by the connections.
+        let freed = self.ask_rooms(RoomKind::Unseat, member, String::new(), String::new(), None);
+        debug_assert!(freed.is_ok());
+    }
+}
+
+/// A node id for a node started without `--node-id`: the process and the start time.
+pub(crate) fn generated_node_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}-{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+}

@@ -1,0 +1,253 @@
+//! The reader task: reads `<c>:log` with `XREAD BLOCK` on a connection of its own, from
+//! where the log was when the node started, applies each join and leave to the
+//! [`roster`](super::roster), matches this node's own entries to its pending appends,
+//! and hands each batch, in stream order, to the lobby's delivery ([`Reader::run`]).
+//! A gap in the entries' numbers (the log trimmed past it, a Redis that lost its data)
+//! is counted and presence read anew.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::streams::{StreamRangeReply, StreamReadReply};
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::connect::{reading_connection, roster_of, snapshot};
+use super::entry::{Envelope, Record, Replicated, decode, skipped};
+use super::history::stored_line;
+use super::keys::Keys;
+use super::pending::take_pending;
+use super::roster::member_key;
+use crate::locks::lock;
+use crate::log::{Committed, RoomLine, StoredLine};
+
+/// How long one `XREAD` blocks before it is sent again (so that a stopping node is not
+/// held up by a read).
+const READ_BLOCK_MS: u64 = 1_000;
+
+/// Times a node's reading found the log trimmed past where it was.
+const LOG_GAPS: &str = "chatterbox_cluster_log_gaps_total";
+
+/// The reader task: where it reads, from where, and where it hands what it read.
+pub(super) struct Reader<T> {
+    /// Opens a reading connection anew after a failure.
+    pub(super) client: redis::Client,
+    /// The reading connection (no response timeout: `XREAD BLOCK`).
+    pub(super) connection: redis::aio::MultiplexedConnection,
+    /// The cluster's keys.
+    pub(super) keys: Keys,
+    /// This node's id: its own entries are matched to its pending appends.
+    pub(super) node: String,
+    /// The entry to read after, and its number.
+    pub(super) start: (String, u64),
+    /// What the node's tasks and the lobby share.
+    pub(super) shared: Arc<Shared<T>>,
+    /// Where what is read goes.
+    pub(super) relay: Relay<T>,
+    /// Ends the task.
+    pub(super) stop: CancellationToken,
+}
+
+impl<T: Replicated> Reader<T> {
+    /// Reads the log from `start` (the entry and its number) on, applies joins and
+    /// leaves to the roster and hands each batch to `relay`, in order; reconnects after
+    /// a failure.
+    pub(super) async fn run(self) {
+        let Reader {
+            client,
+            mut connection,
+            keys,
+            node,
+            start,
+            shared,
+            mut relay,
+            stop,
+        } = self;
+        // The last entry read, and its number.
+        let (mut last, mut read_entries) = start;
+        let mut failed = false;
+        loop {
+            if failed {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(READ_BLOCK_MS)) => {}
+                }
+                match reading_connection(&client).await {
+                    Ok(reconnected) => {
+                        connection = reconnected;
+                        failed = false;
+                        tracing::info!("reading the cluster log again");
+                    }
+                    Err(e) => {
+                        tracing::debug!("cannot reach Redis to read the log: {e}");
+                        continue;
+                    }
+                }
+            }
+            let mut read = redis::cmd("XREAD");
+            read.arg("COUNT")
+                .arg(relay.batch_items)
+                .arg("BLOCK")
+                .arg(READ_BLOCK_MS)
+                .arg("STREAMS")
+                .arg(&keys.log)
+                .arg(&last);
+            let reply = tokio::select! {
+                () = stop.cancelled() => return,
+                reply = read.query_async::<Option<StreamReadReply>>(&mut connection) => reply,
+            };
+            let entries = match reply {
+                Ok(Some(reply)) => reply.keys.into_iter().flat_map(|k| k.ids).collect(),
+                Ok(None) => Vec::new(),
+                Err(e) => {
+                    tracing::error!("cannot read the cluster log: {e}");
+                    failed = true;
+                    continue;
+                }
+            };
+            let read_all_it_could = entries.len() >= relay.batch_items;
+            let mut batch = Vec::with_capacity(entries.len());
+            for entry in entries {
+                if let Some(n) = entry.get::<u64>("n") {
+                    if n != read_entries + 1 {
+                        read_presence_anew(&mut connection, &keys, &last, &shared).await;
+                    }
+                    read_entries = n;
+                }
+                last = entry.id.clone();
+                let Some(envelope) = entry.get::<String>("e").and_then(|e| decode(&e)) else {
+                    skipped(&entry.id, "undecodable");
+                    continue;
+                };
+                let line = entry.get::<i64>("line").filter(|&id| id > 0);
+                let count = entry
+                    .get::<i64>("count")
+                    .and_then(|count| usize::try_from(count).ok());
+                apply(&shared, &envelope);
+                let members = match envelope.record {
+                    Record::Line { .. } => None,
+                    _ => count,
+                };
+                // seq 0: written by the cluster itself (a node given up), never pending.
+                if let Record::RoomLine { text } = envelope.record {
+                    match entry.get::<String>("room") {
+                        Some(room) => (relay.room_line)(&room, Arc::from(text)),
+                        None => skipped(&entry.id, "a room line without its room"),
+                    }
+                    continue;
+                }
+                if envelope.node != node || envelope.seq == 0 {
+                    if let Some(item) = T::from_record(envelope.record) {
+                        batch.push(Committed {
+                            item,
+                            id: line,
+                            replayed: Vec::new(),
+                            members,
+                        });
+                    }
+                    continue;
+                }
+                let Some(mine) = take_pending(&shared, envelope.seq) else {
+                    skipped(&entry.id, "an entry of this node it is not waiting for");
+                    continue;
+                };
+                let replayed = match (mine.replay, entry.get::<i64>("last")) {
+                    (0, _) | (_, None | Some(0)) => Vec::new(),
+                    (count, Some(last_line)) => {
+                        replay(&mut connection, &keys.lines, last_line, count).await
+                    }
+                };
+                batch.push(Committed {
+                    item: mine.item,
+                    id: line,
+                    replayed,
+                    members,
+                });
+            }
+            if !batch.is_empty() {
+                let delivering = Instant::now();
+                (relay.deliver)(batch);
+                if read_all_it_could {
+                    // A backlog (a burst of the cluster's, or what piled up while this node
+                    // was away): relaying only queues the events, the connections' writers
+                    // still have to send them. The next part at once would overflow the
+                    // queues of members that are keeping up; wait as long as this relay took.
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(delivering.elapsed()) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where the reader hands what it read: lobby events in batches of at most
+/// `batch_items`, room lines to `room_line`.
+pub(super) struct Relay<T> {
+    pub(super) deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
+    pub(super) batch_items: usize,
+    pub(super) room_line: RoomLine,
+}
+
+/// Applies a join or leave to the roster.
+fn apply<T>(shared: &Shared<T>, envelope: &Envelope) {
+    match (&envelope.record, envelope.record.kept()) {
+        (Record::Joined { id, .. } | Record::Line { id, .. }, Some(kept)) => {
+            lock(&shared.roster).joined(member_key(&envelope.node, *id), &kept);
+        }
+        (Record::Left { id, .. }, _) => {
+            lock(&shared.roster).left(&member_key(&envelope.node, *id));
+        }
+        _ => {}
+    }
+}
+
+/// Presence read anew after the log lost entries this node had not read (trimmed while
+/// it was away, or a Redis restarted without its data): they cannot be relayed, and
+/// the gap is logged and counted. The snapshot may already hold what the entries read
+/// next say; applying a join or leave twice changes nothing.
+async fn read_presence_anew<T>(
+    connection: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+    last: &str,
+    shared: &Shared<T>,
+) {
+    tracing::warn!(
+        after = last,
+        "the cluster log lost entries this node had not read: presence read anew"
+    );
+    metrics::counter!(LOG_GAPS).increment(1);
+    match snapshot(connection, keys).await {
+        Ok((_, members, _)) => *lock(&shared.roster) = roster_of(members),
+        Err(e) => tracing::error!("cannot read presence anew: {e}"),
+    }
+}
+
+/// The latest `count` lines up to line `last`, oldest first (a replay).
+async fn replay(
+    connection: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    last: i64,
+    count: usize,
+) -> Vec<StoredLine> {
+    let reply: redis::RedisResult<StreamRangeReply> = redis::cmd("XREVRANGE")
+        .arg(key)
+        .arg(format!("{last}-0"))
+        .arg("-")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(connection)
+        .await;
+    match reply {
+        Ok(reply) => {
+            let mut lines: Vec<_> = reply.ids.iter().filter_map(stored_line).collect();
+            lines.reverse();
+            lines
+        }
+        Err(e) => {
+            tracing::error!("cannot read the lines to replay: {e}");
+            Vec::new()
+        }
+    }
+}
