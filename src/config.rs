@@ -29,6 +29,9 @@ pub use crate::net::proxy::TrustedNet;
 use crate::net::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
 use crate::refusals::DEFAULT_LOG_FOLD_SECS;
 
+/// Why the admin UI's settings (`--admin-*`) cannot be used.
+pub use crate::admin::SettingsError as AdminSettingsError;
+
 /// Default HTTP port: the original Socket.IO lobby server's.
 pub const DEFAULT_PORT: u16 = 8000;
 
@@ -328,6 +331,30 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_LOG_FOLD_SECS", default_value_t = DEFAULT_LOG_FOLD_SECS)]
     pub log_fold_secs: u64,
 
+    /// The Socket.IO Admin UI's user: with `--admin-password-hash`, switches on the
+    /// admin namespace and the UI at `/admin/` (off by default: then `/admin/` is 404
+    /// and the namespace does not exist).
+    #[arg(long, env = "CHATTERBOX_ADMIN_USER")]
+    pub admin_user: Option<String>,
+
+    /// The admin user's password as a bcrypt hash (`$2b$12$…`); a value that is not one
+    /// stops the server at start. Prefer the environment variable: a flag shows in `ps`.
+    #[arg(long, env = "CHATTERBOX_ADMIN_PASSWORD_HASH", hide_env_values = true)]
+    pub admin_password_hash: Option<String>,
+
+    /// Switch on the admin namespace and UI without any login: anyone who reaches the
+    /// HTTP port may watch and disconnect members. Only behind a trusted network.
+    #[arg(long, env = "CHATTERBOX_ADMIN_NO_AUTH", conflicts_with_all = ["admin_user", "admin_password_hash"])]
+    pub admin_no_auth: bool,
+
+    /// The admin UI may watch but not act: disconnecting is refused.
+    #[arg(long, env = "CHATTERBOX_ADMIN_READONLY")]
+    pub admin_readonly: bool,
+
+    /// The Socket.IO namespace of the admin UI.
+    #[arg(long, env = "CHATTERBOX_ADMIN_NAMESPACE", default_value = crate::admin::DEFAULT_NAMESPACE)]
+    pub admin_namespace: String,
+
     /// Engine.IO heartbeat interval, in milliseconds.
     #[arg(long, env = "CHATTERBOX_PING_INTERVAL_MS", default_value_t = DEFAULT_PING_INTERVAL_MS)]
     pub ping_interval_ms: u64,
@@ -410,6 +437,19 @@ impl Config {
     /// The history file, unless the history is off.
     pub(crate) fn history_path(&self) -> Option<&std::path::Path> {
         (!self.no_history).then_some(self.db.as_path())
+    }
+
+    /// The admin namespace's settings; `None`: the admin UI is off.
+    pub(crate) fn admin(
+        &self,
+    ) -> Result<Option<crate::admin::AdminSettings>, crate::admin::SettingsError> {
+        crate::admin::AdminSettings::from_flags(
+            self.admin_user.as_deref(),
+            self.admin_password_hash.as_deref(),
+            self.admin_no_auth,
+            self.admin_readonly,
+            &self.admin_namespace,
+        )
     }
 
     /// Engine.IO heartbeat interval.

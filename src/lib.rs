@@ -15,12 +15,14 @@
 //!   connection protocols.
 //! - `http`: the HTTP listener: pages, the Socket.IO bundle and endpoint, `/healthz`,
 //!   `/metrics`, the JSON API, web origins.
+//! - `admin`: the Socket.IO Admin UI's server side (every protocol's members as sockets).
 //! - [`logging`]: log lines to stderr that never block nor panic.
 //! - `telemetry`: Prometheus metrics; `refusals`: every refusal counted and logged, folded
 //!   under a flood; [`config`]: flags and environment.
 
 #![warn(unreachable_pub)]
 
+pub(crate) mod admin;
 pub mod config;
 pub(crate) mod http;
 pub mod lobby;
@@ -75,6 +77,9 @@ pub enum RunError {
     /// The cluster's Redis cannot be used.
     #[error(transparent)]
     Cluster(#[from] log::redis::ClusterError),
+    /// The admin UI's settings cannot be used.
+    #[error(transparent)]
+    Admin(#[from] config::AdminSettingsError),
     /// The history's writer thread cannot start.
     #[error("cannot start the history writer: {0}")]
     Writer(std::io::Error),
@@ -96,9 +101,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     config.check()?;
+    // Made once: without --node-id, each call generates another id.
+    let cluster = config.cluster();
+    let admin = config
+        .admin()?
+        .map(|admin| admin.on_cluster(cluster.as_ref()));
     // Installed before the lobby takes its metric handles.
     telemetry::prometheus();
-    let lobby = match (config.cluster(), config.history_path()) {
+    let lobby = match (cluster, config.history_path()) {
         (Some(cluster), _) => {
             tracing::info!(node = %cluster.node_id, cluster = %cluster.cluster, "cluster node");
             let connected = log::redis::connect(cluster).await?;
@@ -137,6 +147,7 @@ pub async fn run(
         max_payload_bytes: config.max_payload_bytes,
         header_timeout: config.header_timeout(),
         stall_timeout: config.timeouts().stall,
+        admin,
     };
     let admission =
         net::admission::Admission::new(config.max_connections, config.max_connections_per_ip)

@@ -34,11 +34,31 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Log targets capped at `info` while the admin login is on (see `serve`).
+const SECRET_LOGGING: [&str; 6] = [
+    "socketioxide=info",
+    "socketioxide::client=info",
+    "socketioxide::parser=info",
+    "engineioxide=info",
+    "engineioxide::socket=info",
+    "engineioxide::transport=info",
+];
+
 async fn serve(config: chatterbox::Config) -> anyhow::Result<()> {
     // Held to the end of `serve`: the lines queued then are written before the exit.
     let (writer, _flush) =
         chatterbox::logging::to_stderr().context("cannot start the log writer")?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if config.admin_password_hash.is_some() {
+        // socketioxide logs a handshake's `auth` (the admin password) and engineioxide
+        // every packet (the admin session ids) at debug and trace: never with the admin
+        // login on, whatever RUST_LOG says.
+        for quiet in SECRET_LOGGING {
+            if let Ok(directive) = quiet.parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

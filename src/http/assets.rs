@@ -1,6 +1,7 @@
 //! Files embedded in the binary at build time: the official Socket.IO browser bundle
 //! (from `js-client/node_modules/socket.io-client/dist`, installed by `build.rs`), our
-//! chat page (`static/`) and the original WebSocket chat page (`static/ws/`). Each is served with its content type, a strong ETag (answering
+//! chat page (`static/`), the original WebSocket chat page (`static/ws/`) and the
+//! Socket.IO Admin UI (`ADMIN_UI`). Each is served with its content type, a strong ETag (answering
 //! `If-None-Match` with 304) and `Cache-Control: no-cache`; gzip/br negotiation is done
 //! by the compression layer in front of them.
 
@@ -140,3 +141,8 @@ fn etag_of(body: &[u8]) -> HeaderValue {
     });
     HeaderValue::try_from(format!("\"{hash:016x}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
+
+// The Socket.IO Admin UI (`ADMIN_UI`), served at `/admin/` when it is on: every file of
+// `@socket.io/admin-ui`'s `ui/dist` but the source maps, and the Roboto and Material
+// Design Icons fonts its page would load from CDNs, from their npm packages.
+include!(concat!(env!("OUT_DIR"), "/admin_ui.rs"));

@@ -93,6 +93,8 @@ pub(crate) struct HttpSettings {
     /// How long a Socket.IO request's body may take to arrive, from its headers' end;
     /// `None`: no limit.
     pub stall_timeout: Option<Duration>,
+    /// The admin UI (`/admin/` and its namespace); `None`: off.
+    pub admin: Option<crate::admin::AdminSettings>,
 }
 
 /// Serves HTTP and Socket.IO on `listener` until `shutdown` is cancelled, then disconnects
@@ -112,6 +114,14 @@ pub(crate) async fn serve(
         connect_timeout: settings.header_timeout,
     };
     let (endpoint, io) = socketio::endpoint(&lobby, engine_settings);
+    let mut admin_ui = Router::new();
+    if let Some(admin) = settings.admin.clone() {
+        crate::admin::install(&io, &lobby, admin, shutdown.clone()).await;
+        admin_ui = assets::router(assets::ADMIN_UI).route(
+            "/admin",
+            get(|| async { axum::response::Redirect::permanent("/admin/") }),
+        );
+    }
 
     let pages = match &settings.static_dir {
         Some(dir) => Router::new().fallback_service(ServeDir::new(dir)),
@@ -120,6 +130,7 @@ pub(crate) async fn serve(
     let app = Router::new()
         .merge(assets::router(assets::BUNDLE))
         .merge(assets::router(assets::WS_CHAT_PAGE))
+        .merge(admin_ui)
         .merge(pages)
         .route("/healthz", get(healthz))
         .route("/api/history", get(api::history))

@@ -50,6 +50,7 @@ pub(crate) mod names;
 pub(crate) mod presence;
 pub(crate) mod rate;
 pub(crate) mod rooms;
+pub(crate) mod roster;
 mod table;
 
 use std::net::IpAddr;
@@ -115,6 +116,8 @@ struct Entry {
     /// The fold of its name and the name it asked for ([`names`]).
     naming: names::Naming,
     since: SystemTime,
+    /// The client's address, if known.
+    from: Option<IpAddr>,
     outbox: Arc<dyn Outbox>,
     /// The history id of the first chat line relayed to it: a replay stops before it,
     /// since everything from there on reached the member live (even unnamed).
@@ -440,6 +443,7 @@ impl Lobby {
             naming: names::Naming::new(name.as_deref()),
             name: name.clone(),
             since: SystemTime::now(),
+            from,
             outbox: Arc::new(outbox),
             first_live_line: None,
             backlog: Default::default(),

@@ -118,6 +118,16 @@ impl Rooms {
         Ok(())
     }
 
+    /// Every seated member of this node and its room.
+    pub(crate) fn seated(&self) -> Vec<(u64, Arc<str>)> {
+        let state = self.lock();
+        state
+            .seated
+            .iter()
+            .map(|(&member, room)| (member, room.clone()))
+            .collect()
+    }
+
     /// Frees `member`'s seat, if it has one.
     pub(crate) fn leave(&self, member: u64) {
         self.lock().free(member);

@@ -95,6 +95,7 @@ mod tests {
             name: name.map(Arc::from),
             naming: crate::lobby::names::Naming::new(name),
             since: SystemTime::now(),
+            from: None,
             outbox: Arc::new(Recorder::default()),
             first_live_line: None,
             backlog: Default::default(),

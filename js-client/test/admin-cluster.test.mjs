@@ -1,0 +1,106 @@
+// The admin UI's protocol on a cluster of two nodes on a Redis of the test's own: one
+// node's admin sees both nodes' stats (serverId: the node id) and members, and
+// disconnects a member of the other node, which that node carries out; the session
+// given by one node is valid on the other.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { io } from 'socket.io-client';
+import { joined, left, named, startServer, until, within } from './helpers.mjs';
+
+const bcrypt = createRequire(import.meta.url)('bcryptjs');
+const HASH = bcrypt.hashSync('s3cret', 4);
+const cleanups = [];
+after(async () => { for (const cleanup of cleanups.reverse()) await cleanup(); });
+
+// A redis-server of this test's own, on a unix socket.
+async function startRedis() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'chatterbox-redis-'));
+  const socket = path.join(dir, 'redis.sock');
+  const child = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700',
+    '--save', '', '--dir', dir], { stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  cleanups.push(async () => { child.kill('SIGKILL'); await exited; rmSync(dir, { recursive: true, force: true }); });
+  await until(() => new Promise((resolve) => {
+    const probe = net.connect(socket);
+    probe.once('connect', () => { probe.end(); resolve(true); });
+    probe.once('error', () => resolve(false));
+  }), 'redis-server answering');
+  return `redis+unix://${socket}`;
+}
+
+// An admin client recording every event, in order.
+function admin(url, auth) {
+  const events = [];
+  const socket = io(`${url}/admin`, { auth, forceNew: true, reconnection: false });
+  socket.onAny((event, ...args) => events.push({ event, args }));
+  socket.on('connect', () => events.push({ event: 'connect', args: [] }));
+  socket.on('connect_error', (e) => events.push({ event: 'connect_error', args: [e.message] }));
+  const take = async (event, matches = () => true) => {
+    let found;
+    await until(() => {
+      const index = events.findIndex((e) => e.event === event && matches(...e.args));
+      if (index < 0) return false;
+      [found] = events.splice(index, 1);
+      return true;
+    }, `admin event ${event}`);
+    return found.args;
+  };
+  return { socket, events, take };
+}
+
+test('one node\'s admin lists and disconnects a member of the other node; sessions hold on both', async () => {
+  const redis = await startRedis();
+  const cluster = ['--redis-url', redis, '--cluster', `admin-test-${process.pid}`,
+    '--admin-user', 'op', '--admin-password-hash', HASH];
+  const a = await startServer([...cluster, '--node-id', 'node-a']);
+  cleanups.push(() => a.stop());
+  const b = await startServer([...cluster, '--node-id', 'node-b']);
+  cleanups.push(() => b.stop());
+
+  const ann = await named(a.url, 'ann');
+  const tcp = net.connect(b.ports.tcpJson, '127.0.0.1');
+  let tcpOutput = '';
+  tcp.setEncoding('utf8');
+  tcp.on('data', (chunk) => { tcpOutput += chunk; });
+  const tcpClosed = new Promise((resolve) => tcp.once('close', resolve));
+  tcp.write(JSON.stringify({ type: 'CONNECT', content: 'tess' }));
+  await until(() => tcpOutput.includes('tess connected!'), 'tess connected on node b');
+  assert.deepEqual(await ann.expect('update'), joined('tess'));
+
+  const onA = admin(a.url, { username: 'op', password: 's3cret' });
+  const [session] = await onA.take('session');
+  // Both nodes' stats, each with its node id.
+  const [statsB] = await onA.take('server_stats', (stats) => stats.serverId === 'node-b');
+  assert.equal(statsB.pid, b.child.pid);
+  assert.deepEqual(statsB.namespaces[0], { name: '/', socketsCount: 1 });
+  const [statsA] = await onA.take('server_stats', (stats) => stats.serverId === 'node-a');
+  assert.equal(statsA.pid, a.child.pid);
+  // Node b's member, listed by node a (at once, or as it reports).
+  const listed = (s) => s.transport === 'tcp-json' && s.data.name === 'tess';
+  let tess = (await onA.take('all_sockets'))[0].find(listed);
+  if (!tess) [tess] = await onA.take('socket_connected', listed);
+  assert.match(tess.id, /^tcp-json-\d+$/);
+  assert.equal(tess.handshake.address, '127.0.0.1');
+
+  // The session node a gave logs in on node b.
+  const onB = admin(b.url, { sessionId: session });
+  await onB.take('connect');
+  assert.ok(!onB.events.some((e) => e.event === 'session'));
+  onB.socket.close();
+
+  onA.socket.emit('_disconnect', '/', false, tess.id);
+  await within(tcpClosed, 'tess cut off by node b');
+  assert.deepEqual(await ann.expect('update'), left('tess'));
+  const [nsp] = await onA.take('socket_disconnected', (n, id) => id === tess.id);
+  assert.equal(nsp, '/');
+  await until(() => /node asked to throw a member out socket=tcp-json-\d+ node=node-b user="op"/.test(a.output()), 'the order logged on node a');
+  await until(() => /member thrown out by an operator member=\d+ socket=tcp-json-\d+ protocol="tcp-json" name="tess" user=op from=127\.0\.0\.1 node=node-a/.test(b.output()), 'the throw-out logged on node b');
+  ann.close();
+  onA.socket.close();
+});

@@ -1,0 +1,100 @@
+//! The roster: every connection of this node as an operator sees it (the admin UI,
+//! `crate::admin`): its id, protocol, name, arrival, address and room; and the
+//! operator's way to throw a member out.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::Lobby;
+use crate::protocol::Protocol;
+
+/// One connection of this node's lobby, named or not.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Listed {
+    /// The member's id.
+    pub(crate) id: u64,
+    /// Its protocol.
+    pub(crate) protocol: Protocol,
+    /// Its name; `None` before it named itself.
+    pub(crate) name: Option<Arc<str>>,
+    /// When it connected.
+    pub(crate) since: SystemTime,
+    /// Its address, if known.
+    pub(crate) from: Option<IpAddr>,
+    /// The two-person room it sits in.
+    pub(crate) room: Option<Arc<str>>,
+}
+
+impl Lobby {
+    /// Every connection of this node, in the order they connected.
+    pub(crate) fn roster(&self) -> Vec<Listed> {
+        let rooms: HashMap<u64, Arc<str>> = self.inner.rooms.seated().into_iter().collect();
+        let mut listed: Vec<Listed> = self
+            .lock()
+            .iter()
+            .map(|(&id, entry)| Listed {
+                id,
+                protocol: entry.protocol,
+                name: entry.name.clone(),
+                since: entry.since,
+                from: entry.from,
+                room: rooms.get(&id).cloned(),
+            })
+            .collect();
+        listed.sort_unstable_by_key(|listed| listed.id);
+        listed
+    }
+
+    /// Throws member `id` out, whatever its protocol: it leaves the lobby (announced as
+    /// left to everyone, as a slow consumer is) and its connection is closed. False if
+    /// it is not in this node's lobby.
+    pub(crate) fn throw_out(&self, id: u64) -> bool {
+        let Some(outbox) = self.lock().get(&id).map(|entry| entry.outbox.clone()) else {
+            return false;
+        };
+        self.leave(id);
+        outbox.cut_off();
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lobby::Limits;
+    use crate::lobby::tests::{Recorder, joined};
+
+    #[test]
+    fn a_member_thrown_out_is_announced_as_left_and_cut_off() {
+        let lobby = Lobby::new(Limits::default());
+        let (stays, goes) = (Recorder::default(), Recorder::default());
+        let s = lobby.join(Protocol::SocketIo, stays.clone(), None).unwrap();
+        s.set_name("ann").unwrap();
+        let from = Some(IpAddr::from([10, 0, 0, 7]));
+        let g = lobby.join(Protocol::TcpText, goes.clone(), from).unwrap();
+        assert_eq!(
+            stays.take_when(2),
+            [joined("ann", 1), joined(&format!("guest-{}", g.id()), 2)]
+        );
+        let roster = lobby.roster();
+        assert_eq!(roster.len(), 2);
+        assert_eq!(
+            (roster[1].id, roster[1].protocol, roster[1].from),
+            (g.id(), Protocol::TcpText, from)
+        );
+
+        assert!(lobby.throw_out(g.id()));
+        assert_eq!(goes.wait_cut(1), 1);
+        let left = crate::lobby::Event::Left {
+            name: format!("guest-{}", g.id()).into(),
+            members: 1,
+        };
+        assert_eq!(stays.take_when(1), [left]);
+        assert!(!lobby.throw_out(g.id()));
+        drop(g); // its guard leaves again: nothing more is announced
+        assert_eq!(lobby.roster().len(), 1);
+        assert_eq!(lobby.member_count(), 1);
+    }
+}
