@@ -12,20 +12,15 @@ import { copyFile, mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
-import { repoRoot, startServer, until, within } from './helpers.mjs';
+import { repoRoot, startServer, until, within, launchChromium } from './helpers.mjs';
 
 const bcrypt = createRequire(import.meta.url)('bcryptjs');
 const screenshots = path.join(repoRoot, 'js-client/screenshots');
 let browser;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   await mkdir(screenshots, { recursive: true });
 });
 after(async () => { await browser?.close(); });

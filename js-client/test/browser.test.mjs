@@ -6,18 +6,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { joined, line, named, repoRoot, startServer, terminalClient, until } from './helpers.mjs';
+import { joined, line, named, repoRoot, startServer, terminalClient, until, launchChromium } from './helpers.mjs';
 
 const screenshots = path.join(repoRoot, 'js-client/screenshots');
 let browser;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   await mkdir(screenshots, { recursive: true });
 });
 after(async () => { await browser?.close(); });

@@ -7,7 +7,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { repoRoot, until, within } from './helpers.mjs';
 
 export const deployFile = (file) => path.join(repoRoot, 'deploy', file);
@@ -136,13 +135,7 @@ export async function nginxPorts() {
 }
 
 // Headless Chromium, as the browser tests launch it.
-export function launchChromium() {
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-}
+export { launchChromium } from './helpers.mjs';
 
 // A redis-server of the test's own on a unix socket in `dir` (no file written), ready.
 export async function startRedis(dir) {

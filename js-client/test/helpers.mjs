@@ -6,6 +6,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
 import { io } from 'socket.io-client';
 
 export const WAIT_MS = 10_000;
@@ -216,4 +217,14 @@ export function terminalClient(file, server) {
     },
     close() { child.kill(); },
   };
+}
+
+// Headless Chromium (Debian's, never a downloaded one), with the flags this machine's
+// closed network needs.
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
 }
