@@ -74,19 +74,19 @@ test('the chart shows the table\'s figures, chatterbox beside Node, bars in prop
   });
 });
 
-test('docs/comparison.svg is the chart of run 15, whose figures are README\'s table', () => {
-  const run15 = path.join(bench, 'reports-run15');
+test('docs/comparison.svg is the chart of run 16, whose figures are README\'s table', () => {
+  const run16 = path.join(bench, 'reports-run16');
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-chart-'));
   try {
     const out = path.join(dir, 'chart.svg');
     // The command docs/performance.md gives for it.
-    execFileSync(process.execPath, [path.join(bench, 'chart.mjs'), run15, out,
-      'Run 15 of js-client/bench-node/compare.sh, 2026-12-07, ROUND_SECS=3, 2 cores (AMD EPYC), shared: the table in README']);
+    execFileSync(process.execPath, [path.join(bench, 'chart.mjs'), run16, out,
+      'Run 16 of js-client/bench-node/compare.sh, 2026-12-07, ROUND_SECS=3, 2 cores (AMD EPYC), quiet: the table in README']);
     const committed = readFileSync(path.join(repoRoot, 'docs', 'comparison.svg'), 'utf8');
     assert.equal(committed, readFileSync(out, 'utf8'));
     const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
     assert.deepEqual(values(committed), chartedFigures(readme));
-    const table = execFileSync(process.execPath, [path.join(bench, 'table.mjs'), run15], { encoding: 'utf8' });
+    const table = execFileSync(process.execPath, [path.join(bench, 'table.mjs'), run16], { encoding: 'utf8' });
     const ours = tableRows(table);
     for (const [label, figures] of tableRows(readme)) {
       if (ours.has(label)) assert.deepEqual(figures, ours.get(label), label);
