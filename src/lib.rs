@@ -23,6 +23,7 @@
 #![warn(unreachable_pub)]
 
 pub(crate) mod admin;
+pub(crate) mod chat;
 pub mod config;
 pub(crate) mod http;
 pub mod lobby;
@@ -112,7 +113,13 @@ pub async fn run(
         (Some(cluster), _) => {
             tracing::info!(node = %cluster.node_id, cluster = %cluster.cluster, "cluster node");
             let connected = log::redis::connect(cluster).await?;
-            Lobby::with_cluster(config.limits(), connected).map_err(RunError::Writer)?
+            let limits = config.limits();
+            let (capacity, batch_items) = (limits.history_queue_lines, limits.relay_batch_items());
+            Lobby::with_broker(limits, |up| {
+                let broker = log::redis::RedisBroker::start(connected, capacity, batch_items, up);
+                Ok(Box::new(broker))
+            })
+            .map_err(RunError::Writer)?
         }
         (None, Some(path)) => {
             let (path, durability) = (path.to_owned(), config.db_durability);

@@ -6,40 +6,9 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
+pub use crate::chat::Event;
 use crate::protocol::Protocol;
 use crate::protocols::socketio::EncodedPacket;
-
-/// Something that happened in the lobby, as delivered to members' outboxes. Shared by
-/// all receivers (`Arc`), never copied per receiver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A member named itself (or renamed itself) and is now known under `name`.
-    Joined {
-        /// The member's name.
-        name: Arc<str>,
-        /// Named members in the lobby after the join (unnamed connections not counted).
-        members: usize,
-    },
-    /// A named member left (disconnected, or was cut off as a slow consumer).
-    Left {
-        /// The member's last name.
-        name: Arc<str>,
-        /// Named members in the lobby after the leave.
-        members: usize,
-    },
-    /// A chat line.
-    Message {
-        /// The sender's name as the lobby stores it (never what the client claimed).
-        name: Arc<str>,
-        /// The line, as sent (TCP text: the chunk, lossily decoded, one line end trimmed).
-        text: Arc<str>,
-        /// The protocol of the sender.
-        origin: Protocol,
-        /// A TCP text chunk's bytes exactly as received, relayed as they are to other
-        /// TCP text clients.
-        raw: Option<Bytes>,
-    },
-}
 
 /// An [`Event`] on its way to every member, with each protocol's encoding made once,
 /// by the first receiver of that protocol, and shared by the rest.

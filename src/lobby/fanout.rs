@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::backlog::{Slow, SlowRule};
 use super::table::Table;
 use super::{Delivery, Entry, Event, Outbox, OutboxRefusal};
+use crate::chat::Someone;
 use crate::log::StoredLine;
 use crate::protocol::Protocol;
 use crate::telemetry::LobbyMetrics;
@@ -23,19 +24,6 @@ pub(crate) struct Outgoing {
     pub(super) stored: Option<Stored>,
     /// For a join or leave: who joined or left.
     pub(super) someone: Option<Someone>,
-}
-
-/// The member a join or leave is about, as the cluster's presence records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Someone {
-    /// Its id on this node.
-    pub(crate) id: u64,
-    /// Its protocol.
-    pub(crate) protocol: Protocol,
-    /// When it connected.
-    pub(crate) since: std::time::SystemTime,
-    /// The fold of its name ([`super::names::fold`]), by which names are compared.
-    pub(crate) key: Option<Box<str>>,
 }
 
 /// What a sender is told once its line is on its way: the line's history id, if stored.
@@ -71,9 +59,11 @@ impl Outgoing {
 }
 
 /// Delivers a batch of events, in order, to every member (except, where its protocol
-/// does not echo, each event's sender), then the leaves of any member it found too slow
-/// (with [`SlowLeaves::Returned`], those leaves are returned instead, for the caller to
-/// send through the log). Returns the outboxes to cut off once the lock is released.
+/// does not echo, each event's sender), then the leaves of any member it found too slow,
+/// each as `slow_leave` routes it: returned to go out here right after the batch (which
+/// may find more), or taken elsewhere (a cluster sends it through its log). Called once
+/// per slow member, never per receiver. Returns the outboxes to cut off once the lock is
+/// released.
 ///
 /// Member by member, each taking the whole batch: a member's outbox (for Socket.IO its
 /// socket and that socket's queue) is then fetched into the cache once per batch, not
@@ -83,31 +73,10 @@ pub(super) fn fan_out(
     members: &mut Table,
     metrics: &LobbyMetrics,
     rule: &SlowRule,
-    batch: Vec<Outgoing>,
-) -> Vec<Arc<dyn Outbox>> {
-    fan_out_with(members, metrics, rule, batch, SlowLeaves::FannedOut).0
-}
-
-/// Where [`fan_out_with`] sends the leaves of the members it found too slow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SlowLeaves {
-    /// Out to everyone here, right after the batch.
-    FannedOut,
-    /// Back to the caller (a cluster announces them through its log).
-    Returned,
-}
-
-/// [`fan_out`], choosing where the slow members' leaves go; returns the outboxes to cut
-/// off and the leaves returned.
-pub(super) fn fan_out_with(
-    members: &mut Table,
-    metrics: &LobbyMetrics,
-    rule: &SlowRule,
     mut batch: Vec<Outgoing>,
-    slow_leaves: SlowLeaves,
-) -> (Vec<Arc<dyn Outbox>>, Vec<Outgoing>) {
+    slow_leave: &mut dyn FnMut(Outgoing) -> Option<Outgoing>,
+) -> Vec<Arc<dyn Outbox>> {
     let mut cut = Vec::new();
-    let mut returned = Vec::new();
     while !batch.is_empty() {
         let mut slow = Vec::new();
         let mut sent = [0; Protocol::ALL.len()];
@@ -169,18 +138,16 @@ pub(super) fn fan_out_with(
             );
             metrics.cut_offs[entry.protocol.index()].increment(1);
             if let Some(left) = left {
-                batch.push(Outgoing {
+                let leave = Outgoing {
                     someone: Some(entry.someone(id)),
                     ..Outgoing::new(left, None)
-                });
+                };
+                batch.extend(slow_leave(leave));
             }
             cut.push(entry.outbox);
         }
-        if slow_leaves == SlowLeaves::Returned {
-            returned.append(&mut batch);
-        }
     }
-    (cut, returned)
+    cut
 }
 
 /// Takes member `id` out of the lobby's table and counts it out: its entry, and its
@@ -292,6 +259,7 @@ mod tests {
             &LobbyMetrics::new(),
             &SlowRule::default(),
             batch,
+            &mut Some,
         );
 
         let bob_left = Event::Left {
@@ -358,8 +326,8 @@ mod tests {
             ]
         };
         let metrics = LobbyMetrics::new();
-        assert!(fan_out(&mut members, &metrics, &rule, batch()).is_empty());
-        let cut = fan_out(&mut members, &metrics, &rule, batch());
+        assert!(fan_out(&mut members, &metrics, &rule, batch(), &mut Some).is_empty());
+        let cut = fan_out(&mut members, &metrics, &rule, batch(), &mut Some);
 
         assert_eq!(cut.len(), 1);
         assert_eq!(members.len(), 1);

@@ -86,3 +86,15 @@ impl Default for Limits {
         }
     }
 }
+
+impl Limits {
+    /// The most events a broker hands the lobby in one batch: half a member's queue, so
+    /// that a batch fits even in a queue the previous one has not been written out of
+    /// yet (the lobby hands a whole batch to each member's queue at once).
+    pub(crate) fn relay_batch_items(&self) -> usize {
+        (self.outbox_messages / 2).clamp(1, MAX_RELAY_BATCH_ITEMS)
+    }
+}
+
+/// The most events a broker hands the lobby in one batch, whatever the queues hold.
+const MAX_RELAY_BATCH_ITEMS: usize = 512;

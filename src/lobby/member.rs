@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::fanout::{Someone, cut_off};
+use super::fanout::cut_off;
 use super::names::{Given, NameTaken, clean_name, clean_room_name};
 use super::rate::Bucket;
 use super::rooms::{RoomError, Seat};
 use super::{Event, Lobby, LobbyError, Stored};
-use crate::log::SeatAnswer;
+use crate::chat::Someone;
+use crate::log::RoomRefusal;
 use crate::protocol::Protocol;
 
 /// One connection's place in the lobby. Dropping it leaves the lobby (announced if the
@@ -198,28 +199,10 @@ impl Member {
     pub(crate) fn take_seat(&self, room: &str, seat: impl Seat) -> Result<Arc<str>, LobbyError> {
         let room = clean_room_name(room, self.lobby.inner.limits.max_room_name_chars)?;
         let seat: Arc<dyn Seat> = Arc::new(seat);
-        let Some(log) = self.lobby.cluster_rooms() else {
-            if let Err(why) = self
-                .lobby
-                .inner
-                .rooms
-                .take_seat(self.id, room.clone(), seat.clone())
-            {
-                self.lobby.refuse_seat(self.id, &*seat, why);
-            }
-            return Ok(room);
-        };
-        let (lobby, id, seated) = (self.lobby.clone(), self.id, room.clone());
-        log.take_seat(
-            self.id,
-            &room,
-            Box::new(move |answer| match answer {
-                SeatAnswer::Seated => lobby.seat_if_present(id, seated, seat),
-                SeatAnswer::Full | SeatAnswer::NotSeated => {
-                    lobby.refuse_seat(id, &*seat, RoomError::Full);
-                }
-            }),
-        )?;
+        self.lobby
+            .inner
+            .broker
+            .take_seat(self.id, room.clone(), seat)?;
         Ok(room)
     }
 
@@ -229,20 +212,12 @@ impl Member {
     pub(crate) fn say_in_room(&self, text: &str, seat: impl Seat) -> Result<(), LobbyError> {
         self.rate.check()?;
         self.lobby.check_message(text)?;
-        let Some(log) = self.lobby.cluster_rooms() else {
-            return Ok(self.lobby.inner.rooms.say(self.id, text)?);
-        };
-        let (lobby, id) = (self.lobby.clone(), self.id);
-        log.say_in_room(
-            self.id,
-            text,
-            Box::new(move |answer| {
-                if answer == SeatAnswer::NotSeated {
-                    lobby.refuse_seat(id, &seat, RoomError::NotSeated);
-                }
-            }),
-        )?;
-        Ok(())
+        let seat: Arc<dyn Seat> = Arc::new(seat);
+        match self.lobby.inner.broker.say_in_room(self.id, text, seat) {
+            Ok(()) => Ok(()),
+            Err(RoomRefusal::NotSeated) => Err(RoomError::NotSeated.into()),
+            Err(RoomRefusal::Refused(refusal)) => Err(refusal.into()),
+        }
     }
 }
 

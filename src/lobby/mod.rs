@@ -18,29 +18,28 @@
 //!   is not counted ([`Lobby::member_count`], the counts in `Joined` and `Left`) and its
 //!   arrival and departure are not announced. [`Lobby::connection_count`] counts both.
 //!
-//! With a history ([`Lobby::with_history`]), every event goes through the lobby's
-//! [`Log`] instead of straight to the outboxes: chat lines are committed to disk
-//! first, and every event (joins and leaves too, so that their order with the lines
-//! stays) is fanned out by the writer thread, in the order the lobby accepted it. A
-//! member receives what is fanned out while it is present: a member that joins may
-//! receive a line said a few milliseconds before its join, still on its way to disk.
-
-//!
-//! With a cluster ([`Lobby::with_cluster`], `--redis-url`), the log is the cluster's
-//! log in Redis ([`crate::log::redis`]): every node appends there and relays what it
-//! reads back, its own events included, in the log's one order. Presence is then the
-//! log's ([`Log::present`]): counts, `/healthz` and `/api/members` are the whole
-//! cluster's, each join's and leave's count the one the log gave it; a slow member's
-//! leave goes through the log too; and a node that lost its lease drops every
+//! Every event goes on its way through the lobby's [`Broker`] (the seam, [`crate::log`]),
+//! which the lobby never asks about: it hands each event over under its lock, relays
+//! at once what the broker hands straight back, and relays what comes back later
+//! through the way up ([`BrokerHandler`], implemented in [`up`]). The single node's
+//! broker hands an event straight back, or, with a history ([`Lobby::with_history`]),
+//! commits chat lines to disk first and hands every event (joins and leaves too, so
+//! that their order with the lines stays) back from its writer thread, in the order the
+//! lobby accepted it. A member receives what is fanned out while it is present: a
+//! member that joins may receive a line said a few milliseconds before its join, still
+//! on its way to disk. A cluster node's broker ([`crate::log::redis`]) appends every
+//! event to the cluster's log and hands back what every node reads there, in the log's
+//! one order; presence, counts, member ids and seats are then the cluster's, a slow
+//! member's leave goes through the log too, and a node that lost its lease drops every
 //! connection ([`Lobby::drop_everyone`]).
 //!
 //! The parts: [`member`] (what a connection may ask of the lobby), [`event`] (what
 //! members receive), [`fanout`] (delivery in order, replay, slow consumers),
-//! [`presence`] (who is here), [`names`], [`rooms`], [`rate`], [`limits`], [`error`].
+//! [`presence`] (who is here), [`up`] (the way up from the broker), [`names`],
+//! [`rooms`], [`rate`], [`limits`], [`error`].
 
 pub(crate) mod backlog;
 pub(crate) mod churn;
-mod cluster;
 pub(crate) mod error;
 pub(crate) mod event;
 pub(crate) mod fanout;
@@ -52,9 +51,10 @@ pub(crate) mod rate;
 pub(crate) mod rooms;
 pub(crate) mod roster;
 mod table;
+mod up;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -68,18 +68,17 @@ pub(crate) use limits::Limits;
 pub(crate) use member::Member;
 pub use rooms::RoomError;
 
+use crate::chat::Someone;
 pub use crate::log::QueueFull;
-use crate::log::{
-    self, AppendRefusal, Committed, Log, NewLine, Queued, Sequencer, Store, StoredLine,
-};
+use crate::log::{self, AppendRefusal, Broker, BrokerHandler, NewLine, Queued, Store, StoredLine};
 use crate::protocol::Protocol;
 use crate::refusals::Refusals;
 use crate::telemetry::LobbyMetrics;
 use churn::{Churn, LogLine};
 pub(crate) use fanout::Stored;
-use fanout::{Outgoing, SlowLeaves, Someone, cut_off, fan_out, fan_out_with, remove_member};
+use fanout::{Outgoing, cut_off, fan_out, remove_member};
 use rate::Bucket;
-use rooms::Rooms;
+use rooms::{Rooms, Seat};
 use table::Table;
 
 /// A handle to the lobby. Cheap to clone; all clones share one lobby.
@@ -88,19 +87,19 @@ pub(crate) struct Lobby {
     inner: Arc<Inner>,
 }
 
+/// The lobby's broker: how its events travel, who is present, who sits where.
+type LobbyBroker = dyn Broker<Outgoing, Arc<dyn Seat>>;
+
 struct Inner {
     limits: Limits,
-    next_id: AtomicU64,
     members: Mutex<Table>,
+    /// This node's seated members, to hand room lines to (the broker counts the seats).
     rooms: Rooms,
     /// Set once the server shuts down: members leave silently from then on.
     closed: AtomicBool,
     metrics: LobbyMetrics,
-    /// The log every event goes through when there is a history.
-    log: Option<Box<dyn Log<Outgoing>>>,
-    /// Whether presence (who is here, the counts) is the log's ([`Log::present`]): a
-    /// cluster's, where the whole lobby is every node's members.
-    log_presence: bool,
+    /// How every event travels (see the module doc).
+    broker: Box<LobbyBroker>,
     /// Bumped whenever the list of named members changes.
     presence: watch::Sender<u64>,
     /// Every refusal's count and log line.
@@ -138,42 +137,30 @@ impl Entry {
     }
 }
 
-/// Where the log hands each committed batch, in order.
-type Deliver = Box<dyn FnMut(Vec<Committed<Outgoing>>) + Send + 'static>;
-
 impl Inner {
-    fn new(limits: Limits, log: Option<Box<dyn Log<Outgoing>>>) -> Self {
+    fn new(limits: Limits, broker: Box<LobbyBroker>) -> Self {
         Self {
-            log_presence: log.as_ref().is_some_and(|log| log.present().is_some()),
             refusals: Refusals::new(limits.log_fold),
             churn: Churn::new(limits.joins),
             limits,
-            next_id: AtomicU64::new(1),
             members: Mutex::new(Table::default()),
             rooms: Rooms::default(),
             closed: AtomicBool::new(false),
             metrics: LobbyMetrics::new(),
-            log,
+            broker,
             presence: watch::Sender::new(0),
         }
     }
 }
 
-/// The most events a log hands the lobby in one batch: half a member's queue, so that a
-/// batch fits even in a queue the previous one has not been written out of yet (the
-/// lobby hands a whole batch to each member's queue at once).
-fn relay_batch_items(limits: &Limits) -> usize {
-    (limits.outbox_messages / 2).clamp(1, MAX_RELAY_BATCH_ITEMS)
-}
-
-/// The most events a log hands the lobby in one batch, whatever the queues hold.
-const MAX_RELAY_BATCH_ITEMS: usize = 512;
-
 impl Lobby {
     /// An empty lobby applying `limits`, without history: events go straight out.
     pub(crate) fn new(limits: Limits) -> Self {
-        Self {
-            inner: Arc::new(Inner::new(limits, None)),
+        let started =
+            Self::with_broker(limits, |up| Ok(Box::new(log::local::LocalBroker::new(up))));
+        match started {
+            Ok(lobby) => lobby,
+            Err(never) => unreachable!("a broker without history cannot fail: {never}"),
         }
     }
 
@@ -181,70 +168,28 @@ impl Lobby {
     /// relaying it (see the module doc). Fails only if the writer thread cannot start.
     pub(crate) fn with_history(limits: Limits, store: Store) -> std::io::Result<Self> {
         let capacity = limits.history_queue_lines;
-        let batch_items = relay_batch_items(&limits);
-        Self::with_log(limits, |deliver, _, _| {
-            let log: Box<dyn Log<Outgoing>> =
-                Box::new(Sequencer::start(store, capacity, batch_items, deliver)?);
-            Ok(log)
+        let batch_items = limits.relay_batch_items();
+        Self::with_broker(limits, |up| {
+            let broker = log::local::LocalBroker::with_history(store, capacity, batch_items, up)?;
+            Ok(Box::new(broker))
         })
     }
 
-    /// An empty lobby of a cluster node: every event goes through the cluster's log in
-    /// Redis and is relayed as every node reads it back (see the module doc).
-    pub(crate) fn with_cluster(
-        limits: Limits,
-        connected: log::redis::Connected,
-    ) -> std::io::Result<Self> {
-        let capacity = limits.history_queue_lines;
-        let batch_items = relay_batch_items(&limits);
-        Self::with_log(limits, |deliver, lost, room_line| {
-            let log: Box<dyn Log<Outgoing>> = Box::new(log::redis::RedisLog::start(
-                connected,
-                capacity,
-                batch_items,
-                deliver,
-                lost,
-                room_line,
-            ));
-            Ok(log)
-        })
-    }
-
-    /// An empty lobby whose events go through the log `start` makes; `start` gets the
-    /// delivery the log hands every committed batch to, and what a cluster's log calls
-    /// when the node lost its place in the cluster ([`Lobby::drop_everyone`]).
-    fn with_log(
+    /// An empty lobby whose events travel through the broker `start` makes; `start`
+    /// gets the way up ([`BrokerHandler`]) the broker hands back to.
+    pub(crate) fn with_broker(
         limits: Limits,
         start: impl FnOnce(
-            Deliver,
-            log::redis::Lost,
-            log::RoomLine,
-        ) -> std::io::Result<Box<dyn Log<Outgoing>>>,
+            Arc<dyn BrokerHandler<Outgoing, Arc<dyn Seat>>>,
+        ) -> std::io::Result<Box<LobbyBroker>>,
     ) -> std::io::Result<Self> {
         let mut failure = None;
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
-            let for_delivery = weak.clone();
-            let deliver: Deliver = Box::new(move |batch| {
-                if let Some(inner) = for_delivery.upgrade() {
-                    Lobby { inner }.deliver(batch);
-                }
+            let broker = start(Arc::new(up::Up(weak.clone()))).unwrap_or_else(|e| {
+                failure = Some(e);
+                Box::new(log::local::LocalBroker::new(Arc::new(up::Up(weak.clone()))))
             });
-            let for_lost = weak.clone();
-            let lost: log::redis::Lost = Box::new(move || {
-                if let Some(inner) = for_lost.upgrade() {
-                    Lobby { inner }.drop_everyone();
-                }
-            });
-            let for_rooms = weak.clone();
-            let room_line: log::RoomLine = Box::new(move |room, line| {
-                if let Some(inner) = for_rooms.upgrade() {
-                    Lobby { inner }.relay_in_room(room, &line);
-                }
-            });
-            let log = start(deliver, lost, room_line)
-                .map_err(|e| failure = Some(e))
-                .ok();
-            Inner::new(limits, log)
+            Inner::new(limits, broker)
         });
         match failure {
             Some(e) => Err(e),
@@ -252,17 +197,16 @@ impl Lobby {
         }
     }
 
-    /// Commits and relays whatever is still queued for the history, then stops its
-    /// writer. Blocking: call it from `spawn_blocking`, once the listeners have stopped.
+    /// Relays whatever is still on its way (a history's lines committed first), then
+    /// stops the broker. Blocking: call it from `spawn_blocking`, once the listeners
+    /// have stopped.
     pub(crate) fn finish_history(&self) {
-        if let Some(log) = &self.inner.log {
-            log.finish();
-        }
+        self.inner.broker.finish();
     }
 
     /// Whether this lobby keeps a history.
     pub(crate) fn has_history(&self) -> bool {
-        self.inner.log.is_some()
+        self.inner.broker.keeps_history()
     }
 
     /// Up to `limit` stored lines before id `before` (the newest if `None`), oldest
@@ -272,8 +216,7 @@ impl Lobby {
         before: Option<i64>,
         limit: usize,
     ) -> Option<Result<Vec<StoredLine>, log::HistoryError>> {
-        let log = self.inner.log.as_ref()?;
-        Some(log.page(before, limit))
+        self.inner.broker.page(before, limit)
     }
 
     /// Up to `limit` stored lines after id `after`, oldest first; `None` without a
@@ -283,13 +226,12 @@ impl Lobby {
         after: i64,
         limit: usize,
     ) -> Option<Result<Vec<StoredLine>, log::HistoryError>> {
-        let log = self.inner.log.as_ref()?;
-        Some(log.page_after(after, limit))
+        self.inner.broker.page_after(after, limit)
     }
 
-    /// Sends `event` on its way: straight to every member, or through the log. Called
-    /// with the members' lock held, so that the log's order is the lobby's. Returns the
-    /// outboxes to cut off once the lock is released.
+    /// Sends `event` on its way through the broker, and relays it at once if the broker
+    /// hands it straight back. Called with the members' lock held, so that the broker's
+    /// order is the lobby's. Returns the outboxes to cut off once the lock is released.
     fn announce(
         &self,
         members: &mut Table,
@@ -299,19 +241,6 @@ impl Lobby {
         stored: Option<Stored>,
         someone: Option<Someone>,
     ) -> Result<Vec<Arc<dyn Outbox>>, AppendRefusal> {
-        let Some(log) = &self.inner.log else {
-            let out = Outgoing {
-                stored,
-                someone,
-                ..Outgoing::new(event, from)
-            };
-            return Ok(fan_out(
-                members,
-                &self.inner.metrics,
-                &self.inner.limits.slow,
-                vec![out],
-            ));
-        };
         let line = match &event {
             Event::Message {
                 name, text, origin, ..
@@ -333,8 +262,24 @@ impl Lobby {
             someone,
             ..Outgoing::new(event, from)
         };
-        log.append(Queued { item, line, replay })?;
-        Ok(Vec::new())
+        match self.inner.broker.publish(Queued { item, line, replay })? {
+            Some(now) => Ok(self.fan_out(members, vec![now])),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Fans `batch` out to every member, in order, then the leaves of the members it
+    /// found too slow, as the broker routes them ([`Broker::slow_leave`]). Returns the
+    /// outboxes to cut off once the lock is released.
+    fn fan_out(&self, members: &mut Table, batch: Vec<Outgoing>) -> Vec<Arc<dyn Outbox>> {
+        let broker = &self.inner.broker;
+        fan_out(
+            members,
+            &self.inner.metrics,
+            &self.inner.limits.slow,
+            batch,
+            &mut |leave| broker.slow_leave(leave),
+        )
     }
 
     /// [`Lobby::announce`] for a join or leave, which the log never refuses (only chat
@@ -348,62 +293,6 @@ impl Lobby {
     ) -> Vec<Arc<dyn Outbox>> {
         self.announce(members, event, None, replay_to, None, Some(someone))
             .unwrap_or_default()
-    }
-
-    /// Fans out a committed batch, in order (the log's writer calls this).
-    fn deliver(&self, batch: Vec<Committed<Outgoing>>) {
-        let mut presence = false;
-        let batch = batch
-            .into_iter()
-            .map(|done| {
-                let mut out = done.item;
-                if let Some(count) = done.members {
-                    presence = true;
-                    out.count_as(count);
-                }
-                if let Some(id) = done.id {
-                    out.delivery.set_line_id(id);
-                }
-                if let Some((_, lines)) = &mut out.replay {
-                    *lines = done.replayed;
-                }
-                out
-            })
-            .collect();
-        // Where presence lives in the log, a slow member's leave goes through it too,
-        // so that every node hears it, in its place in the one order.
-        let slow_leaves = match self.inner.log_presence {
-            true => SlowLeaves::Returned,
-            false => SlowLeaves::FannedOut,
-        };
-        let cut = {
-            let mut members = self.lock();
-            let (cut, leaves) = fan_out_with(
-                &mut members,
-                &self.inner.metrics,
-                &self.inner.limits.slow,
-                batch,
-                slow_leaves,
-            );
-            let closed = self.inner.closed.load(Ordering::SeqCst);
-            if let (Some(log), false) = (&self.inner.log, closed) {
-                for item in leaves {
-                    let queued = Queued {
-                        item,
-                        line: None,
-                        replay: 0,
-                    };
-                    if let Err(e) = log.append(queued) {
-                        tracing::error!("a slow member's leave not announced: {e}");
-                    }
-                }
-            }
-            cut
-        };
-        if presence || !cut.is_empty() {
-            self.presence_changed();
-        }
-        cut_off(cut);
     }
 
     /// The limits in force.
@@ -431,10 +320,7 @@ impl Lobby {
         if protocol.announced_on_connect() {
             self.inner.churn.check(from)?;
         }
-        let id = match self.inner.log.as_ref().and_then(|log| log.member_id()) {
-            Some(id) => id,
-            None => self.inner.next_id.fetch_add(1, Ordering::Relaxed),
-        };
+        let id = self.inner.broker.member_id();
         let name = protocol
             .announced_on_connect()
             .then(|| names::guest_name(id));
@@ -521,16 +407,15 @@ impl Lobby {
     /// longer announced (every one of them is going).
     pub(crate) fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.broker.close();
     }
 
     /// Named members in the lobby now: those the protocols count (a Socket.IO socket
     /// from its `newUser`, a TCP JSON client from its `CONNECT`, a WebSocket or TCP text
     /// client from its connection).
     pub(crate) fn member_count(&self) -> usize {
-        match &self.inner.log {
-            Some(log) if self.inner.log_presence => log.member_count().unwrap_or(0),
-            _ => self.lock().named(),
-        }
+        let here = self.lock().named();
+        self.inner.broker.member_count(here)
     }
 
     /// Ends every connection at once, silently: for a cluster node whose members the
@@ -553,10 +438,10 @@ impl Lobby {
         cut_off(cut);
     }
 
-    /// For a cluster node, whether its Redis answers now; `None` for a single node.
+    /// Whether what the lobby's broker depends on answers now (a cluster node's Redis);
+    /// `None` when it depends on nothing (a single node).
     pub(crate) fn cluster_available(&self) -> Option<bool> {
-        let log = self.inner.log.as_ref()?;
-        self.inner.log_presence.then(|| log.available())
+        self.inner.broker.reachable()
     }
 
     /// Connections in the lobby now, named or not.
@@ -581,7 +466,7 @@ impl Lobby {
 
     fn leave(&self, id: u64) {
         self.inner.rooms.leave(id);
-        self.free_cluster_seat(id);
+        self.inner.broker.free_seat(id);
         self.inner.refusals.left(id);
         let named;
         let cut = {
@@ -601,7 +486,7 @@ impl Lobby {
                 _ => Vec::new(),
             }
         };
-        // Out of the table now: a seat a cluster gave it meanwhile goes too
+        // Out of the table now: a seat the broker gave it meanwhile goes too
         // ([`Lobby::seat_if_present`]).
         self.inner.rooms.leave(id);
         if named {

@@ -192,9 +192,9 @@ impl Lobby {
     /// the lobby's table, locked: `asked` if it is free, else the nearest free name (see
     /// the module doc). The caller stores it ([`Table::give`](super::table::Table::give))
     /// before it lets go of the lock. A cluster node also looks at the names the other
-    /// nodes' members hold, as its log has announced them ([`Log::name_held_elsewhere`]).
+    /// nodes' members hold, as its broker knows them ([`Broker::held_elsewhere`]).
     ///
-    /// [`Log::name_held_elsewhere`]: crate::log::Log::name_held_elsewhere
+    /// [`Broker::held_elsewhere`]: crate::log::Broker::held_elsewhere
     pub(super) fn give_name(
         &self,
         members: &HashMap<u64, Entry>,
@@ -207,10 +207,10 @@ impl Lobby {
                 .filter(move |(other, _)| **other != id)
                 .filter_map(|(_, entry)| entry.naming.key.as_deref())
         };
-        let cluster = self.inner.log.as_ref().filter(|_| self.inner.log_presence);
+        let broker = &self.inner.broker;
         let elsewhere = Elsewhere {
-            held: &|key| cluster.is_some_and(|log| log.name_held_elsewhere(key)),
-            count: cluster.and_then(|log| log.member_count()).unwrap_or(0),
+            held: &|key| broker.held_elsewhere(key),
+            count: broker.held_elsewhere_at_most(),
         };
         decide(
             asked,

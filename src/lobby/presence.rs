@@ -15,13 +15,14 @@ use crate::lobby::Lobby;
 pub(crate) use crate::log::Present;
 
 impl Lobby {
-    /// The named members present now, in the order they connected.
+    /// The named members present now, in the order they connected (the whole lobby's,
+    /// as the broker knows it).
     pub(crate) fn present(&self) -> Vec<Present> {
-        if let Some(log) = &self.inner.log
-            && let Some(present) = log.present()
-        {
-            return present;
-        }
+        self.inner.broker.present(&|| self.present_here())
+    }
+
+    /// The named members of this node, in the order they connected.
+    fn present_here(&self) -> Vec<Present> {
         let members = self.lock();
         let mut present: Vec<(u64, Present)> = members
             .iter()

@@ -1,22 +1,17 @@
 //! Two-person rooms (PROTOCOLS.md section 2): a room is created by its first member,
-//! holds at most [`ROOM_SEATS`] members, and relays a member's line to everyone in it,
+//! holds at most [`ROOM_SEATS`](crate::log::seats::ROOM_SEATS) members, and relays a member's line to everyone in it,
 //! the sender included. Rooms are separate from the lobby's chat.
 //!
-//! Seats are taken and freed under one lock, so two members racing for the last seat
-//! cannot both get it. A member holds at most one seat: taking another frees the first,
-//! and leaving the lobby (disconnecting) frees it too.
-//!
-//! A cluster node's rooms are the cluster's ([`crate::log::Log::shared_rooms`]): the
-//! seats are taken in Redis and room lines go through the cluster's log; this table
-//! then holds only this node's seats, as Redis granted them, to hand room lines to.
+//! Seats are counted by the lobby's broker ([`crate::log::Broker::take_seat`]), under
+//! one lock (a single node's) or in one script (a cluster's, in Redis), so two members
+//! racing for the last seat cannot both get it. A member holds at most one seat: taking
+//! another frees the first, and leaving the lobby (disconnecting) frees it too. This
+//! table holds this node's seats as the broker granted them, to hand room lines to.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::lobby::OutboxRefusal;
-
-/// Members a room holds at most.
-pub(crate) const ROOM_SEATS: usize = 2;
 
 /// A seated member's outgoing side, implemented by the protocol (Socket.IO).
 pub(crate) trait Seat: Send + Sync + 'static {
@@ -34,7 +29,7 @@ pub(crate) trait Seat: Send + Sync + 'static {
 /// Why a room request was refused. The text is what the sender is told.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RoomError {
-    /// The room already holds [`ROOM_SEATS`] members.
+    /// The room already holds [`ROOM_SEATS`](crate::log::seats::ROOM_SEATS) members.
     #[error("the room is full")]
     Full,
     /// A room line from a member that holds no seat.
@@ -95,29 +90,6 @@ impl Rooms {
         crate::locks::lock(&self.state)
     }
 
-    /// Seats `member` in `room`, freeing its previous seat. Taking the seat it already
-    /// has changes nothing; a full room refuses and the member keeps its seat.
-    pub(crate) fn take_seat(
-        &self,
-        member: u64,
-        room: Arc<str>,
-        seat: Arc<dyn Seat>,
-    ) -> Result<(), RoomError> {
-        let mut state = self.lock();
-        if state.seated.get(&member) == Some(&room) {
-            return Ok(());
-        }
-        if state
-            .rooms
-            .get(&room)
-            .is_some_and(|seats| seats.len() >= ROOM_SEATS)
-        {
-            return Err(RoomError::Full);
-        }
-        state.sit(member, room, seat);
-        Ok(())
-    }
-
     /// Every seated member of this node and its room.
     pub(crate) fn seated(&self) -> Vec<(u64, Arc<str>)> {
         let state = self.lock();
@@ -133,23 +105,10 @@ impl Rooms {
         self.lock().free(member);
     }
 
-    /// Seats `member` in `room` as a cluster decided it (no count here: the cluster
-    /// holds the seats), freeing its previous seat on this node.
+    /// Seats `member` in `room` as the broker decided it (no count here: the broker
+    /// counts the seats), freeing its previous seat on this node.
     pub(crate) fn seat(&self, member: u64, room: Arc<str>, seat: Arc<dyn Seat>) {
         self.lock().sit(member, room, seat);
-    }
-
-    /// Relays `text` to everyone in `member`'s room, `member` included. A seated member
-    /// that does not keep up is unseated and cut off.
-    pub(crate) fn say(&self, member: u64, text: &str) -> Result<(), RoomError> {
-        let room = self
-            .lock()
-            .seated
-            .get(&member)
-            .cloned()
-            .ok_or(RoomError::NotSeated)?;
-        self.relay(&room, &Arc::from(text));
-        Ok(())
     }
 
     /// Relays `line` to everyone seated in `room` here. A seated member that does not
@@ -183,28 +142,15 @@ impl Rooms {
 }
 
 impl crate::lobby::Lobby {
-    /// A room line read from the cluster's log, to this node's seats in `room`.
+    /// A room line the broker hands over, to this node's seats in `room`; a seat that
+    /// does not keep up is given back.
     pub(super) fn relay_in_room(&self, room: &str, line: &Arc<str>) {
         for id in self.inner.rooms.relay(room, line) {
-            self.free_cluster_seat(id);
+            self.inner.broker.free_seat(id);
         }
     }
 
-    /// The cluster's log, if the rooms are the cluster's ([`Log::shared_rooms`]).
-    ///
-    /// [`Log::shared_rooms`]: crate::log::Log::shared_rooms
-    pub(super) fn cluster_rooms(&self) -> Option<&dyn crate::log::Log<super::fanout::Outgoing>> {
-        self.inner.log.as_deref().filter(|log| log.shared_rooms())
-    }
-
-    /// Frees member `id`'s seat in the cluster's rooms, if the rooms are the cluster's.
-    pub(super) fn free_cluster_seat(&self, id: u64) {
-        if let Some(log) = self.cluster_rooms() {
-            log.free_seat(id);
-        }
-    }
-
-    /// Seats member `id` in `room` here, as the cluster decided, if it is still in the
+    /// Seats member `id` in `room` here, as the broker decided, if it is still in the
     /// lobby (checked under the lobby's lock: a member leaving frees its seats after
     /// it is out of the table, so no seat outlives it).
     pub(super) fn seat_if_present(&self, id: u64, room: Arc<str>, seat: Arc<dyn Seat>) {
@@ -234,17 +180,25 @@ impl crate::lobby::Lobby {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lobby::{Limits, Lobby, LobbyError};
+    use crate::protocol::Protocol;
 
+    /// A seat that records the lines and refusals it is told.
     #[derive(Default)]
-    struct Lines(Mutex<Vec<String>>);
+    struct Lines {
+        lines: Mutex<Vec<String>>,
+        refused: Mutex<Vec<RoomError>>,
+    }
 
     impl Seat for Arc<Lines> {
         fn offer_line(&self, line: &Arc<str>) -> Result<(), OutboxRefusal> {
-            self.0.lock().unwrap().push(line.to_string());
+            self.lines.lock().unwrap().push(line.to_string());
             Ok(())
         }
         fn cut_off(&self) {}
-        fn refused(&self, _: &RoomError) {}
+        fn refused(&self, why: &RoomError) {
+            self.refused.lock().unwrap().push(why.clone());
+        }
     }
 
     fn seat() -> Arc<Lines> {
@@ -253,63 +207,71 @@ mod tests {
 
     #[test]
     fn two_seats_then_full_and_freed_on_leave() {
-        let rooms = Rooms::default();
+        let lobby = Lobby::new(Limits::default());
+        let join = || {
+            lobby
+                .join(
+                    Protocol::SocketIo,
+                    crate::lobby::tests::Recorder::default(),
+                    None,
+                )
+                .unwrap()
+        };
+        let (m1, m2, m3) = (join(), join(), join());
         let (a, b, c) = (seat(), seat(), seat());
-        rooms.take_seat(1, "r".into(), Arc::new(a.clone())).unwrap();
-        rooms.take_seat(2, "r".into(), Arc::new(b.clone())).unwrap();
+        m1.take_seat("r", a.clone()).unwrap();
+        m2.take_seat("r", b.clone()).unwrap();
+        m3.take_seat("r", c.clone()).unwrap();
+        assert_eq!(*c.refused.lock().unwrap(), [RoomError::Full]);
+        m1.say_in_room("hi", a.clone()).unwrap();
+        assert_eq!(*a.lines.lock().unwrap(), ["hi"]);
+        assert_eq!(*b.lines.lock().unwrap(), ["hi"]);
         assert_eq!(
-            rooms.take_seat(3, "r".into(), Arc::new(c.clone())),
-            Err(RoomError::Full)
+            m3.say_in_room("x", c.clone()),
+            Err(LobbyError::Room(RoomError::NotSeated))
         );
-        rooms.say(1, "hi").unwrap();
-        assert_eq!(*a.0.lock().unwrap(), ["hi"]);
-        assert_eq!(*b.0.lock().unwrap(), ["hi"]);
-        assert_eq!(rooms.say(3, "x"), Err(RoomError::NotSeated));
-        rooms.leave(2);
-        rooms.take_seat(3, "r".into(), Arc::new(c.clone())).unwrap();
-        assert_eq!(rooms.occupancy("r"), 2);
-    }
-
-    #[test]
-    fn a_second_room_frees_the_first_and_a_full_one_keeps_it() {
-        let rooms = Rooms::default();
-        rooms.take_seat(1, "a".into(), Arc::new(seat())).unwrap();
-        rooms.take_seat(1, "a".into(), Arc::new(seat())).unwrap();
-        assert_eq!(rooms.occupancy("a"), 1);
-        rooms.take_seat(1, "b".into(), Arc::new(seat())).unwrap();
-        assert_eq!((rooms.occupancy("a"), rooms.occupancy("b")), (0, 1));
-        rooms.take_seat(2, "c".into(), Arc::new(seat())).unwrap();
-        rooms.take_seat(3, "c".into(), Arc::new(seat())).unwrap();
-        assert_eq!(
-            rooms.take_seat(1, "c".into(), Arc::new(seat())),
-            Err(RoomError::Full)
-        );
-        assert_eq!(rooms.occupancy("b"), 1);
+        drop(m2);
+        m3.take_seat("r", c.clone()).unwrap();
+        assert_eq!(*c.refused.lock().unwrap(), [RoomError::Full]);
+        assert_eq!(lobby.inner.rooms.occupancy("r"), 2);
     }
 
     #[test]
     fn racing_for_the_last_seat_one_wins() {
         for _ in 0..200 {
-            let rooms = Arc::new(Rooms::default());
-            rooms.take_seat(0, "r".into(), Arc::new(seat())).unwrap();
+            let lobby = Lobby::new(Limits::default());
+            let join = || {
+                lobby
+                    .join(
+                        Protocol::SocketIo,
+                        crate::lobby::tests::Recorder::default(),
+                        None,
+                    )
+                    .unwrap()
+            };
+            let first = join();
+            first.take_seat("r", seat()).unwrap();
             let barrier = Arc::new(std::sync::Barrier::new(2));
-            let racers: Vec<_> = [1, 2]
-                .map(|id| {
-                    let (rooms, barrier) = (rooms.clone(), barrier.clone());
+            let racers: Vec<_> = [join(), join()]
+                .map(|member| {
+                    let barrier = barrier.clone();
                     std::thread::spawn(move || {
+                        let mine = seat();
                         barrier.wait();
-                        rooms.take_seat(id, "r".into(), Arc::new(seat())).is_ok()
+                        member.take_seat("r", mine.clone()).unwrap();
+                        let won = mine.refused.lock().unwrap().is_empty();
+                        (won, member)
                     })
                 })
                 .into_iter()
                 .collect();
-            let wins = racers
+            let outcomes: Vec<_> = racers
                 .into_iter()
                 .map(|racer| racer.join().expect("racer"))
-                .filter(|&won| won)
-                .count();
+                .collect();
+            let wins = outcomes.iter().filter(|(won, _)| *won).count();
             assert_eq!(wins, 1);
-            assert_eq!(rooms.occupancy("r"), 2);
+            assert_eq!(lobby.inner.rooms.occupancy("r"), 2);
         }
     }
 }

@@ -1,103 +1,154 @@
-//! The lobby's ordered, durable log: every lobby event goes in ([`Log::append`]) and
-//! comes back out, in one order, once the log has made it durable (chat lines stored,
-//! with their ids); the lobby fans out only what comes back. Relay order is log order,
-//! and nothing is relayed that the log has not accepted. Behind the one small trait
-//! [`Log`]: [`sqlite`], the single-node history (one writer thread, group commit), and
-//! [`redis`], the cluster log of several nodes on one Redis (`--redis-url`).
+//! The seam between the lobby and how its events travel: one trait, [`Broker`], with two
+//! implementations, in the style of socketioxide's `CoreAdapter` and centrifuge's
+//! `Broker` and `PresenceManager`:
+//! - [`local::LocalBroker`], the single node: events go out at once, or, with a history,
+//!   through the SQLite [`sqlite::Sequencer`] (committed first, relayed in commit order);
+//!   presence is the lobby's own table; seats are counted here.
+//! - [`redis::RedisBroker`], a cluster node (`--redis-url`): every event goes through the
+//!   cluster's log in Redis and is relayed as every node reads it back, in its one
+//!   order; presence, member ids and seats are the cluster's.
 //!
-//! Entries are the lobby's own items ([`Queued::item`], generic: the SQLite log never
-//! looks into them), each with the chat line to store first, if any. The cluster log
-//! must send the event itself to other nodes: it asks the item for it through
-//! [`redis::Replicated`], which the lobby implements, so this module never imports the
-//! lobby.
+//! The lobby holds one `Box<dyn Broker>` and never asks which it has. The way back up is
+//! one named interface, [`BrokerHandler`], which the lobby implements and hands to the
+//! broker when it starts it: committed batches, room lines, answers to room requests,
+//! the loss of a cluster node's place, and, for a cluster, what an item says (to append
+//! it) and the item for what another node said. This module never imports the lobby:
+//! what both speak is in [`crate::chat`].
+//!
+//! Relay order is the broker's order, and nothing is relayed that the broker has not
+//! accepted. The hot path stays the lobby's: one dyn call per accepted event, then the
+//! lobby's own fan-out (no call per receiver).
 
 mod error;
+pub(crate) mod local;
 pub mod redis;
+pub(crate) mod seats;
 pub mod sqlite;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::chat::{Event, Someone};
 use crate::protocol::Protocol;
 
 pub(crate) use error::HistoryError;
 pub(crate) use sqlite::{Sequencer, Store};
 
-/// The lobby's ordered, durable log (see the module doc). The lobby gives it its
-/// delivery when it starts it; everything appended is handed back there, in order.
-pub(crate) trait Log<T>: Send + Sync + 'static {
-    /// Queues `queued`, to be handed back once its line (if any) is stored. Refused only
-    /// for a chat line, when the log cannot take more lines now or cannot be reached.
-    fn append(&self, queued: Queued<T>) -> Result<(), AppendRefusal>;
+/// How the lobby's events travel, who is present, and who sits where: the seam (see the
+/// module doc). `T` is the lobby's item (an event on its way), `S` a seated member's
+/// outgoing side. Every method is called without waiting on anything but a short lock.
+pub(crate) trait Broker<T, S>: Send + Sync + 'static {
+    /// Sends `queued` on its way, called under the lobby's lock (so the broker's order
+    /// is the lobby's). Returns the item when it may be relayed at once (nothing to pass
+    /// through first), else `None`: it comes back through
+    /// [`BrokerHandler::deliver`]. Refused only for a chat line, when the broker cannot
+    /// take more lines now or cannot reach what it depends on.
+    fn publish(&self, queued: Queued<T>) -> Result<Option<T>, AppendRefusal>;
 
-    /// Up to `limit` stored lines before id `before` (the newest if `None`), oldest
-    /// first. Blocking: call it from `spawn_blocking`.
-    fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<StoredLine>, HistoryError>;
+    /// The leave of a member found too slow while relaying: returned to be relayed here
+    /// right after the batch, or taken (`None`) to go the way [`Broker::publish`] goes
+    /// (a cluster: through its log, so that every node hears it in its place).
+    fn slow_leave(&self, leave: T) -> Option<T>;
 
-    /// Up to `limit` stored lines after id `after` (the oldest of them), oldest first.
-    /// Blocking: call it from `spawn_blocking`.
-    fn page_after(&self, after: i64, limit: usize) -> Result<Vec<StoredLine>, HistoryError>;
+    /// The lobby closes for shutdown: members leave silently from now on.
+    fn close(&self);
 
-    /// Stores and hands back everything queued, then stops. Blocking.
+    /// Relays what is still on its way, then stops. Blocking.
     fn finish(&self);
 
-    /// Who is present in the whole lobby, when presence lives in the log (a cluster:
-    /// every node's members, as the log has announced them, in the order they
-    /// connected); `None` when the lobby's own table is the presence.
-    fn present(&self) -> Option<Vec<Present>> {
-        None
-    }
+    /// Whether a history is kept ([`Broker::page`]).
+    fn keeps_history(&self) -> bool;
 
-    /// How many [`Log::present`] would list.
-    fn member_count(&self) -> Option<usize> {
-        None
-    }
+    /// Up to `limit` stored lines before id `before` (the newest if `None`), oldest
+    /// first; `None` when no history is kept. Blocking: call it from `spawn_blocking`.
+    fn page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Option<Result<Vec<StoredLine>, HistoryError>>;
 
-    /// Whether the log can be reached now (a cluster's Redis answers).
-    fn available(&self) -> bool {
-        true
-    }
+    /// Up to `limit` stored lines after id `after`, oldest first; `None` when no
+    /// history is kept. Blocking: call it from `spawn_blocking`.
+    fn page_after(&self, after: i64, limit: usize)
+    -> Option<Result<Vec<StoredLine>, HistoryError>>;
 
-    /// Whether a member of another node holds the name whose fold is `key` (a
-    /// cluster); this node's own members are the lobby's table to look at.
-    fn name_held_elsewhere(&self, _key: &str) -> bool {
-        false
-    }
+    /// A new member's id, unique in the whole lobby (a cluster's included).
+    fn member_id(&self) -> u64;
 
-    /// A new member's id, unique in the whole cluster (a cluster: ids come in blocks
-    /// from Redis); `None`: the lobby numbers its members itself.
-    fn member_id(&self) -> Option<u64> {
-        None
-    }
+    /// Named members in the whole lobby, `here` being this node's.
+    fn member_count(&self, here: usize) -> usize;
 
-    /// Whether the two-person rooms are the log's (a cluster's: seats are taken in
-    /// Redis, room lines go through the log, [`Log::take_seat`], [`Log::say_in_room`]);
-    /// false: the lobby's own rooms decide.
-    fn shared_rooms(&self) -> bool {
-        false
-    }
+    /// The named members of the whole lobby, in the order they connected; `here` lists
+    /// this node's.
+    fn present(&self, here: &dyn Fn() -> Vec<Present>) -> Vec<Present>;
 
-    /// Asks for a seat in `room` for member `member` (leaving its previous one);
-    /// `told` gets the answer, [`SeatAnswer::Seated`] or [`SeatAnswer::Full`]. Refused
-    /// when too many room requests wait.
-    fn take_seat(&self, _member: u64, _room: &str, _told: SeatTold) -> Result<(), AppendRefusal> {
-        Ok(())
-    }
+    /// Whether a member of another node holds the name whose fold is `key` (this
+    /// node's members are the lobby's table to look at).
+    fn held_elsewhere(&self, key: &str) -> bool;
 
-    /// Sends `text` to whoever sits in member `member`'s room, the member included;
-    /// `told` hears [`SeatAnswer::NotSeated`] if it holds no seat.
-    fn say_in_room(&self, _member: u64, _text: &str, _told: SeatTold) -> Result<(), AppendRefusal> {
-        Ok(())
-    }
+    /// At most how many names members of other nodes hold.
+    fn held_elsewhere_at_most(&self) -> usize;
 
-    /// Frees member `member`'s seat, if it holds one.
-    fn free_seat(&self, _member: u64) {}
+    /// Whether what the broker depends on answers now (a cluster's Redis); `None` when
+    /// it depends on nothing but this process.
+    fn reachable(&self) -> Option<bool>;
+
+    /// Asks for a seat in `room` for `member` (leaving its previous one); the answer,
+    /// [`SeatAnswer::Seated`] or [`SeatAnswer::Full`], comes through
+    /// [`BrokerHandler::seat_answered`] with `seat`. Refused when too many room requests
+    /// wait.
+    fn take_seat(&self, member: u64, room: Arc<str>, seat: S) -> Result<(), AppendRefusal>;
+
+    /// Sends `text` to whoever sits in `member`'s room, the member included (through
+    /// [`BrokerHandler::relay_in_room`] on every node). A member that holds no seat is
+    /// refused now ([`RoomRefusal::NotSeated`]) or, where the seats are elsewhere, told
+    /// through [`BrokerHandler::seat_answered`] with [`SeatAnswer::NotSeated`].
+    fn say_in_room(&self, member: u64, text: &str, seat: S) -> Result<(), RoomRefusal>;
+
+    /// Frees `member`'s seat, if it holds one.
+    fn free_seat(&self, member: u64);
 }
 
-/// The answer to a room request made through the log.
+/// The way back up: what a [`Broker`] hands the lobby and asks of it. The lobby
+/// implements it and hands it to the broker it starts. Called from the broker's own
+/// threads and tasks; none of these may block.
+pub(crate) trait BrokerHandler<T, S>: Send + Sync + 'static {
+    /// A batch of items, in the broker's order, to relay.
+    fn deliver(&self, batch: Vec<Committed<T>>);
+
+    /// A room line, to this node's seats in `room`.
+    fn relay_in_room(&self, room: &str, line: &Arc<str>);
+
+    /// The answer to a room request of `member`'s ([`Broker::take_seat`],
+    /// [`Broker::say_in_room`]); `room` is the room asked for (a seat).
+    fn seat_answered(&self, member: u64, room: Arc<str>, seat: S, answer: SeatAnswer);
+
+    /// This node lost its place in the cluster (its lease ran out) and has taken a new
+    /// one: the cluster has announced its members as left.
+    fn lost_place(&self);
+
+    /// What an item of this node's says, for a broker that sends it elsewhere.
+    fn said<'a>(&self, item: &'a T) -> Said<'a>;
+
+    /// The item for an event another node said.
+    fn heard(&self, event: Event) -> T;
+}
+
+/// What an item says, for a broker that sends it to other nodes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Said<'a> {
+    /// The event.
+    pub(crate) event: &'a Event,
+    /// Its sender (a chat line).
+    pub(crate) from: Option<u64>,
+    /// Who joined or left, or the sender a line renamed.
+    pub(crate) someone: Option<&'a Someone>,
+}
+
+/// The answer to a room request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SeatAnswer {
-    /// The member sits in the room now (or its line went out).
+    /// The member sits in the room now.
     Seated,
     /// The room holds two members: the member keeps the seat it had.
     Full,
@@ -105,11 +156,20 @@ pub(crate) enum SeatAnswer {
     NotSeated,
 }
 
-/// Told the answer to a room request, once, from the log's task (must not block).
-pub(crate) type SeatTold = Box<dyn FnOnce(SeatAnswer) + Send + 'static>;
+/// Why a room line was refused at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoomRefusal {
+    /// The member holds no seat.
+    NotSeated,
+    /// The broker cannot take it now.
+    Refused(AppendRefusal),
+}
 
-/// Hands a room line read from a cluster's log to the lobby: the room, the line.
-pub(crate) type RoomLine = Box<dyn Fn(&str, Arc<str>) + Send + Sync + 'static>;
+impl From<AppendRefusal> for RoomRefusal {
+    fn from(refusal: AppendRefusal) -> Self {
+        RoomRefusal::Refused(refusal)
+    }
+}
 
 /// A named member present in the lobby, for the presence API and the counts.
 #[derive(Debug, Clone, PartialEq, Eq)]

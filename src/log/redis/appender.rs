@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::keys::Keys;
 use super::{ClusterSettings, Shared, scripts};
 use crate::locks::lock;
-use crate::log::{SeatAnswer, SeatTold};
+use crate::log::seats::ROOM_SEATS;
+use crate::log::{BrokerHandler, SeatAnswer};
 
 /// The longest pause between two tries of an append Redis did not answer.
 const RETRY_MAX: Duration = Duration::from_secs(1);
@@ -58,22 +59,25 @@ impl RoomKind {
 }
 
 /// A room request on its way to Redis.
-pub(super) struct RoomRequest {
+pub(super) struct RoomRequest<S> {
     pub(super) seq: u64,
     pub(super) epoch: u64,
     pub(super) kind: RoomKind,
     pub(super) member: String,
+    /// The member's id on this node.
+    pub(super) id: u64,
     /// The room (a seat), or empty.
-    pub(super) room: String,
+    pub(super) room: Arc<str>,
     /// The entry (a line), or empty.
     pub(super) json: String,
-    pub(super) told: Option<SeatTold>,
+    /// The seat the answer is told to (a seat, a line).
+    pub(super) told: Option<S>,
 }
 
 /// What the appender does next, in the node's order.
-pub(super) enum Job {
+pub(super) enum Job<S> {
     Entry(Append),
-    Room(RoomRequest),
+    Room(RoomRequest<S>),
 }
 
 /// One entry on its way to the append script.
@@ -91,12 +95,13 @@ pub(super) struct Append {
 /// batch per call), and the rooms script for each room request, in order, on one
 /// connection; one Redis did not answer for is tried again until it
 /// does (see the module doc).
-pub(super) async fn append_all<T>(
+pub(super) async fn append_all<T: 'static, S: 'static>(
     mut connection: redis::aio::ConnectionManager,
     keys: Keys,
     settings: ClusterSettings,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut jobs: mpsc::UnboundedReceiver<Job<S>>,
     shared: Arc<Shared<T>>,
+    handler: Arc<dyn BrokerHandler<T, S>>,
     stop: CancellationToken,
 ) {
     let append_script = redis::Script::new(&scripts::append());
@@ -216,7 +221,7 @@ pub(super) async fn append_all<T>(
                     .arg(request.epoch)
                     .arg(request.seq)
                     .arg(&request.member)
-                    .arg(&request.room)
+                    .arg(&*request.room)
                     .arg(&request.json)
                     .arg(ROOM_SEATS)
                     .arg(settings.log_entries);
@@ -228,14 +233,16 @@ pub(super) async fn append_all<T>(
                 let answer = match (outcome, &request.kind) {
                     (Ok(0), RoomKind::Seat) => SeatAnswer::Full,
                     (Ok(0), _) => SeatAnswer::NotSeated,
+                    // A room line sent: nothing to tell.
+                    (Ok(_), RoomKind::Line) => continue,
                     (Ok(_), _) => SeatAnswer::Seated,
                     (Err(e), _) => {
                         refused(&shared, request.seq, &e);
                         continue;
                     }
                 };
-                if let Some(told) = request.told {
-                    told(answer);
+                if let Some(seat) = request.told {
+                    handler.seat_answered(request.id, request.room, seat, answer);
                 }
             }
         }
@@ -250,9 +257,6 @@ pub(super) const APPEND_BATCH_ENTRIES: usize = 64;
 /// The most bytes of entries one call of the append script takes (it may pass this by
 /// its last entry, of at most one line's size).
 const APPEND_BATCH_BYTES: usize = 256 * 1024;
-
-/// Seats a two-person room holds (PROTOCOLS.md section 2).
-const ROOM_SEATS: usize = 2;
 
 /// Runs `invocation` until Redis answers (or `stop`: `None`), marking Redis
 /// unavailable while it does not.

@@ -8,8 +8,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+
 use super::roster::Kept;
-use crate::log::NewLine;
+use crate::chat::Event;
+use crate::log::{NewLine, Said};
 use crate::protocol::Protocol;
 
 /// The version of the entry format this build writes and reads.
@@ -17,16 +22,6 @@ pub(super) const ENTRY_VERSION: u32 = 1;
 
 /// Entries skipped because this build cannot read them.
 pub(super) const SKIPPED: &str = "chatterbox_cluster_entries_skipped_total";
-
-/// What the lobby's items are to the cluster: what goes into the log for an item of this
-/// node, and the item for an entry of another node.
-pub(crate) trait Replicated: Send + Sized + 'static {
-    /// The entry for this item (a chat line's comes from its [`Queued::line`](crate::log::Queued::line)), and the
-    /// member it is from or about (for `<c>:members`).
-    fn record(&self, line: Option<&NewLine>) -> (Record, Option<u64>);
-    /// The item for an entry another node appended (`None`: not a lobby event).
-    fn from_record(record: Record) -> Option<Self>;
-}
 
 /// A lobby event as the cluster log carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +106,86 @@ impl Record {
     }
 }
 
+impl Record {
+    /// The entry for what an item of this node's says (a chat line's time from its
+    /// `line`, [`Queued::line`](crate::log::Queued::line)), and the member it is from or
+    /// about (for `<c>:members`).
+    pub(super) fn of(said: Said<'_>, line: Option<&NewLine>) -> (Self, Option<u64>) {
+        let member = said.someone.map(|someone| someone.id).or(said.from);
+        let record = match said.event {
+            Event::Joined { name, members } => {
+                let (protocol, since, key) = match said.someone {
+                    Some(someone) => (someone.protocol, someone.since, someone.key.clone()),
+                    None => (Protocol::SocketIo, UNIX_EPOCH, None),
+                };
+                Record::Joined {
+                    name: name.to_string(),
+                    members: *members,
+                    id: member.unwrap_or(0),
+                    protocol,
+                    since_ms: millis(since),
+                    key: key.map_or_else(|| name.to_string(), String::from),
+                }
+            }
+            Event::Left { name, members } => Record::Left {
+                name: name.to_string(),
+                members: *members,
+                id: member.unwrap_or(0),
+            },
+            Event::Message {
+                name,
+                text,
+                origin,
+                raw,
+            } => Record::Line {
+                name: name.to_string(),
+                protocol: *origin,
+                text: text.to_string(),
+                time_ms: line.map_or(0, |line| millis(line.time)),
+                raw: raw.as_ref().map(|raw| raw.to_vec()),
+                id: member.unwrap_or(0),
+                // A line that renamed its sender says so to presence.
+                renamed: said.someone.and_then(|someone| {
+                    Some(Kept {
+                        name: name.to_string(),
+                        protocol: someone.protocol,
+                        since_ms: millis(someone.since),
+                        key: someone.key.as_deref()?.to_owned(),
+                    })
+                }),
+            },
+        };
+        (record, member)
+    }
+
+    /// The lobby event an entry stands for (`None`: a room line, the rooms' own).
+    pub(super) fn into_event(self) -> Option<Event> {
+        Some(match self {
+            Record::RoomLine { .. } => return None,
+            Record::Joined { name, members, .. } => Event::Joined {
+                name: Arc::from(name),
+                members,
+            },
+            Record::Left { name, members, .. } => Event::Left {
+                name: Arc::from(name),
+                members,
+            },
+            Record::Line {
+                name,
+                protocol,
+                text,
+                raw,
+                ..
+            } => Event::Message {
+                name: Arc::from(name),
+                text: Arc::from(text),
+                origin: protocol,
+                raw: raw.map(Bytes::from),
+            },
+        })
+    }
+}
+
 /// Protocols by their [`Protocol::as_str`] name.
 pub(super) mod protocol_name {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -165,7 +240,7 @@ pub(super) fn skipped(id: &str, why: &str) {
 }
 
 /// Milliseconds since the Unix epoch.
-pub(crate) fn millis(time: SystemTime) -> i64 {
+pub(super) fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -14,7 +14,8 @@ use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ClusterSettings, Keys, Lost, Shared, ids, scripts};
+use super::{ClusterSettings, Keys, Shared, ids, scripts};
+use crate::log::BrokerHandler;
 
 /// Registers `settings`' node under a new epoch; returns the epoch.
 pub(super) async fn register(
@@ -37,12 +38,12 @@ fn lease_ms(settings: &ClusterSettings) -> u64 {
 }
 
 /// Keeps the node's lease, and gives up the nodes that lost theirs, until `stop`.
-pub(super) async fn keep<T>(
+pub(super) async fn keep<T: 'static, S: 'static>(
     mut connection: redis::aio::ConnectionManager,
     keys: Keys,
     settings: ClusterSettings,
     shared: Arc<Shared<T>>,
-    lost: Lost,
+    handler: Arc<dyn BrokerHandler<T, S>>,
     stop: CancellationToken,
 ) {
     let renew = redis::Script::new(&scripts::renew());
@@ -94,7 +95,7 @@ pub(super) async fn keep<T>(
                     Ok(epoch) => {
                         shared.epoch.store(epoch, Ordering::SeqCst);
                         shared.set_unavailable(false);
-                        lost();
+                        handler.lost_place();
                     }
                     Err(e) => {
                         tracing::error!("cannot register anew: {e}");

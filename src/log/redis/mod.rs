@@ -1,4 +1,4 @@
-//! The cluster [`Log`]: several chatterbox nodes on one Redis are one lobby, in one order,
+//! The cluster's [`Broker`]: several chatterbox nodes on one Redis are one lobby, in one order,
 //! with one presence (`--redis-url`, issue #16).
 //!
 //! Keys, under the cluster's prefix `<c>` (`--cluster`, default `chatterbox`); one Redis
@@ -80,7 +80,7 @@
 //! One concern a file: [`keys`] (the keys' names), [`entry`] (the entry format),
 //! [`connect`](mod@connect) (joining the cluster), [`appender`] and [`reader`] (the node's two tasks),
 //! [`pending`] (its appends on their way back), [`history`] (`/api/history`),
-//! [`roster`], [`lease`], [`ids`] and [`scripts`]; here, the [`Log`] itself.
+//! [`roster`], [`lease`], [`ids`] and [`scripts`]; here, the [`Broker`] itself.
 
 mod appender;
 mod connect;
@@ -91,7 +91,7 @@ mod keys;
 mod lease;
 mod pending;
 mod reader;
-pub(crate) mod roster;
+mod roster;
 mod scripts;
 
 use std::collections::VecDeque;
@@ -103,7 +103,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AppendRefusal, Committed, HistoryError, Log, Present, QueueFull, Queued, RoomLine, SeatTold,
+    AppendRefusal, Broker, BrokerHandler, HistoryError, Present, QueueFull, Queued, RoomRefusal,
     StoredLine,
 };
 use crate::locks::lock;
@@ -112,17 +112,17 @@ use entry::{ENTRY_VERSION, Envelope};
 use history::History;
 use keys::Keys;
 use pending::{Pending, PendingQueue};
-use reader::{Reader, Relay};
+use reader::Reader;
 use roster::{Roster, member_key};
 
 pub use connect::{ClusterError, ClusterSettings};
 pub(crate) use connect::{Connected, connect};
-pub(crate) use entry::{Record, Replicated, millis};
+use entry::Record;
 
 /// Default cluster name: the prefix of every key.
 pub(crate) const DEFAULT_CLUSTER: &str = "chatterbox";
 
-/// How long [`Log::finish`] waits for the node's own entries still on their way.
+/// How long [`Broker::finish`] waits for the node's own entries still on their way.
 const FINISH_WAIT: Duration = Duration::from_secs(3);
 
 /// Default `--node-lease-ms`.
@@ -176,13 +176,16 @@ impl<T> Shared<T> {
     }
 }
 
-/// The cluster log (see the module doc).
-pub(crate) struct RedisLog<T> {
+/// The cluster's broker (see the module doc).
+pub(crate) struct RedisBroker<T, S> {
     shared: Arc<Shared<T>>,
+    handler: Arc<dyn BrokerHandler<T, S>>,
     node: String,
     next_seq: Mutex<u64>,
     capacity: usize,
-    appends: mpsc::UnboundedSender<Job>,
+    appends: mpsc::UnboundedSender<Job<S>>,
+    /// Set once the lobby closes: a slow member's leave is no longer announced.
+    closed: AtomicBool,
     history: History,
     keys: Keys,
     log_entries: u64,
@@ -191,20 +194,16 @@ pub(crate) struct RedisLog<T> {
     stop: CancellationToken,
 }
 
-/// What the node does when it finds its lease lost, after it has registered anew:
-/// drop every connection (the cluster has announced its members as left).
-pub(crate) type Lost = Box<dyn Fn() + Send + Sync + 'static>;
-
-impl<T: Replicated> RedisLog<T> {
+impl<T: Send + 'static, S: Send + 'static> RedisBroker<T, S> {
     /// Starts the node's appender, reader and lease tasks (on the current tokio
-    /// runtime); every entry read is handed to `deliver`, in log order.
+    /// runtime); every entry read is handed to `handler`, in log order, in batches of at
+    /// most `batch_items`; at most `capacity` chat lines (and as many room requests)
+    /// wait for Redis.
     pub(crate) fn start(
         connected: Connected,
         capacity: usize,
         batch_items: usize,
-        deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
-        lost: Lost,
-        room_line: RoomLine,
+        handler: Arc<dyn BrokerHandler<T, S>>,
     ) -> Self {
         let Connected {
             settings,
@@ -242,6 +241,7 @@ impl<T: Replicated> RedisLog<T> {
             settings.clone(),
             from_lobby,
             shared.clone(),
+            handler.clone(),
             stop.clone(),
         ));
         let reader = Reader {
@@ -251,11 +251,8 @@ impl<T: Replicated> RedisLog<T> {
             node: settings.node_id.clone(),
             start,
             shared: shared.clone(),
-            relay: Relay {
-                deliver,
-                batch_items: batch_items.max(1),
-                room_line,
-            },
+            handler: handler.clone(),
+            batch_items: batch_items.max(1),
             stop: stop.clone(),
         };
         tokio::spawn(reader.run());
@@ -264,16 +261,18 @@ impl<T: Replicated> RedisLog<T> {
             keys.clone(),
             settings.clone(),
             shared.clone(),
-            lost,
+            handler.clone(),
             stop.clone(),
         ));
         let own_members = format!("{}/", settings.node_id);
         Self {
             shared,
+            handler,
             node: settings.node_id,
             next_seq: Mutex::new(1),
             capacity,
             appends: to_appender,
+            closed: AtomicBool::new(false),
             history: History {
                 client,
                 key: keys.lines.clone(),
@@ -287,16 +286,16 @@ impl<T: Replicated> RedisLog<T> {
     }
 }
 
-impl<T> RedisLog<T> {
+impl<T, S> RedisBroker<T, S> {
     /// Sends a room request to the appender, in order with the node's entries. A seat
-    /// or a room line is refused while [`RedisLog::capacity`] of them wait for Redis.
+    /// or a room line is refused while `capacity` of them wait for Redis.
     fn ask_rooms(
         &self,
         kind: RoomKind,
         member: u64,
-        room: String,
+        room: Arc<str>,
         json: String,
-        told: Option<SeatTold>,
+        told: Option<S>,
     ) -> Result<(), AppendRefusal> {
         let _in_order = lock(&self.shared.pending);
         let counted = !matches!(kind, RoomKind::Unseat);
@@ -317,6 +316,7 @@ impl<T> RedisLog<T> {
             epoch: self.shared.epoch.load(Ordering::SeqCst),
             kind,
             member: member_key(&self.node, member),
+            id: member,
             room,
             json,
             told,
@@ -328,9 +328,11 @@ impl<T> RedisLog<T> {
     }
 }
 
-impl<T: Replicated> Log<T> for RedisLog<T> {
+impl<T: Send + 'static, S: Send + 'static> RedisBroker<T, S> {
+    /// Sends `queued` to the appender, to come back through the log.
     fn append(&self, queued: Queued<T>) -> Result<(), AppendRefusal> {
-        let (record, member) = queued.item.record(queued.line.as_ref());
+        let said = self.handler.said(&queued.item);
+        let (record, member) = Record::of(said, queued.line.as_ref());
         let kind = match &record {
             Record::Line { .. } => Kind::Line,
             Record::Joined { .. } => Kind::Join,
@@ -396,20 +398,64 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
         }
         Ok(())
     }
+}
 
-    fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
+impl<T: Send + 'static, S: Send + 'static> Broker<T, S> for RedisBroker<T, S> {
+    fn publish(&self, queued: Queued<T>) -> Result<Option<T>, AppendRefusal> {
+        self.append(queued)?;
+        Ok(None)
+    }
+
+    fn slow_leave(&self, leave: T) -> Option<T> {
+        if !self.closed.load(Ordering::SeqCst) {
+            let queued = Queued {
+                item: leave,
+                line: None,
+                replay: 0,
+            };
+            if let Err(e) = self.append(queued) {
+                tracing::error!("a slow member's leave not announced: {e}");
+            }
+        }
+        None
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    fn page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Option<Result<Vec<StoredLine>, HistoryError>> {
         let end = match before {
             Some(id) => format!("({id}-0"),
             None => "+".to_owned(),
         };
-        let mut lines = self.history.read("XREVRANGE", &end, "-", limit)?;
-        lines.reverse();
-        Ok(lines)
+        Some(
+            self.history
+                .read("XREVRANGE", &end, "-", limit)
+                .map(|mut lines| {
+                    lines.reverse();
+                    lines
+                }),
+        )
     }
 
-    fn page_after(&self, after: i64, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
-        self.history
-            .read("XRANGE", &format!("({after}-0"), "+", limit)
+    fn page_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Option<Result<Vec<StoredLine>, HistoryError>> {
+        Some(
+            self.history
+                .read("XRANGE", &format!("({after}-0"), "+", limit),
+        )
     }
 
     fn finish(&self) {
@@ -446,43 +492,37 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
         }
     }
 
-    fn present(&self) -> Option<Vec<Present>> {
-        Some(lock(&self.shared.roster).present())
+    fn member_id(&self) -> u64 {
+        self.shared.ids.next(&self.shared.refill)
     }
 
-    fn member_count(&self) -> Option<usize> {
-        Some(lock(&self.shared.roster).len())
+    fn member_count(&self, _here: usize) -> usize {
+        lock(&self.shared.roster).len()
     }
 
-    fn available(&self) -> bool {
-        !self.shared.unavailable.load(Ordering::SeqCst)
+    fn present(&self, _here: &dyn Fn() -> Vec<Present>) -> Vec<Present> {
+        lock(&self.shared.roster).present()
     }
 
-    fn name_held_elsewhere(&self, key: &str) -> bool {
+    fn held_elsewhere(&self, key: &str) -> bool {
         lock(&self.shared.roster).holds(key, &self.own_members)
     }
 
-    fn member_id(&self) -> Option<u64> {
-        Some(self.shared.ids.next(&self.shared.refill))
+    fn held_elsewhere_at_most(&self) -> usize {
+        lock(&self.shared.roster).len()
     }
 
-    fn shared_rooms(&self) -> bool {
-        true
+    fn reachable(&self) -> Option<bool> {
+        Some(!self.shared.unavailable.load(Ordering::SeqCst))
     }
 
-    fn take_seat(&self, member: u64, room: &str, told: SeatTold) -> Result<(), AppendRefusal> {
-        self.ask_rooms(
-            RoomKind::Seat,
-            member,
-            room.to_owned(),
-            String::new(),
-            Some(told),
-        )
+    fn take_seat(&self, member: u64, room: Arc<str>, seat: S) -> Result<(), AppendRefusal> {
+        self.ask_rooms(RoomKind::Seat, member, room, String::new(), Some(seat))
     }
 
-    fn say_in_room(&self, member: u64, text: &str, told: SeatTold) -> Result<(), AppendRefusal> {
+    fn say_in_room(&self, member: u64, text: &str, seat: S) -> Result<(), RoomRefusal> {
         if self.shared.unavailable.load(Ordering::SeqCst) {
-            return Err(AppendRefusal::Unavailable);
+            return Err(AppendRefusal::Unavailable.into());
         }
         let envelope = Envelope {
             v: ENTRY_VERSION,
@@ -493,7 +533,9 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
             },
         };
         match serde_json::to_string(&envelope) {
-            Ok(json) => self.ask_rooms(RoomKind::Line, member, String::new(), json, Some(told)),
+            Ok(json) => {
+                Ok(self.ask_rooms(RoomKind::Line, member, Arc::from(""), json, Some(seat))?)
+            }
             Err(e) => {
                 tracing::error!("cannot encode a room line: {e}");
                 Ok(())
@@ -503,7 +545,7 @@ impl<T: Replicated> Log<T> for RedisLog<T> {
 
     fn free_seat(&self, member: u64) {
         // Never refused: one a leave, bounded by the connections.
-        let freed = self.ask_rooms(RoomKind::Unseat, member, String::new(), String::new(), None);
+        let freed = self.ask_rooms(RoomKind::Unseat, member, Arc::from(""), String::new(), None);
         debug_assert!(freed.is_ok());
     }
 }

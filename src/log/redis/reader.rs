@@ -13,13 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::connect::{reading_connection, roster_of, snapshot};
-use super::entry::{Envelope, Record, Replicated, decode, skipped};
+use super::entry::{Envelope, Record, decode, skipped};
 use super::history::stored_line;
 use super::keys::Keys;
 use super::pending::take_pending;
 use super::roster::member_key;
 use crate::locks::lock;
-use crate::log::{Committed, RoomLine, StoredLine};
+use crate::log::{BrokerHandler, Committed, StoredLine};
 
 /// How long one `XREAD` blocks before it is sent again (so that a stopping node is not
 /// held up by a read).
@@ -29,7 +29,7 @@ const READ_BLOCK_MS: u64 = 1_000;
 const LOG_GAPS: &str = "chatterbox_cluster_log_gaps_total";
 
 /// The reader task: where it reads, from where, and where it hands what it read.
-pub(super) struct Reader<T> {
+pub(super) struct Reader<T, S> {
     /// Opens a reading connection anew after a failure.
     pub(super) client: redis::Client,
     /// The reading connection (no response timeout: `XREAD BLOCK`).
@@ -42,13 +42,15 @@ pub(super) struct Reader<T> {
     pub(super) start: (String, u64),
     /// What the node's tasks and the lobby share.
     pub(super) shared: Arc<Shared<T>>,
-    /// Where what is read goes.
-    pub(super) relay: Relay<T>,
+    /// Where what is read goes: lobby events in batches, room lines to the seats.
+    pub(super) handler: Arc<dyn BrokerHandler<T, S>>,
+    /// The most lobby events handed over in one batch.
+    pub(super) batch_items: usize,
     /// Ends the task.
     pub(super) stop: CancellationToken,
 }
 
-impl<T: Replicated> Reader<T> {
+impl<T: Send + 'static, S: Send + 'static> Reader<T, S> {
     /// Reads the log from `start` (the entry and its number) on, applies joins and
     /// leaves to the roster and hands each batch to `relay`, in order; reconnects after
     /// a failure.
@@ -60,7 +62,8 @@ impl<T: Replicated> Reader<T> {
             node,
             start,
             shared,
-            mut relay,
+            handler,
+            batch_items,
             stop,
         } = self;
         // The last entry read, and its number.
@@ -86,7 +89,7 @@ impl<T: Replicated> Reader<T> {
             }
             let mut read = redis::cmd("XREAD");
             read.arg("COUNT")
-                .arg(relay.batch_items)
+                .arg(batch_items)
                 .arg("BLOCK")
                 .arg(READ_BLOCK_MS)
                 .arg("STREAMS")
@@ -105,7 +108,7 @@ impl<T: Replicated> Reader<T> {
                     continue;
                 }
             };
-            let read_all_it_could = entries.len() >= relay.batch_items;
+            let read_all_it_could = entries.len() >= batch_items;
             let mut batch = Vec::with_capacity(entries.len());
             for entry in entries {
                 if let Some(n) = entry.get::<u64>("n") {
@@ -131,13 +134,13 @@ impl<T: Replicated> Reader<T> {
                 // seq 0: written by the cluster itself (a node given up), never pending.
                 if let Record::RoomLine { text } = envelope.record {
                     match entry.get::<String>("room") {
-                        Some(room) => (relay.room_line)(&room, Arc::from(text)),
+                        Some(room) => handler.relay_in_room(&room, &Arc::from(text)),
                         None => skipped(&entry.id, "a room line without its room"),
                     }
                     continue;
                 }
                 if envelope.node != node || envelope.seq == 0 {
-                    if let Some(item) = T::from_record(envelope.record) {
+                    if let Some(item) = envelope.record.into_event().map(|e| handler.heard(e)) {
                         batch.push(Committed {
                             item,
                             id: line,
@@ -166,7 +169,7 @@ impl<T: Replicated> Reader<T> {
             }
             if !batch.is_empty() {
                 let delivering = Instant::now();
-                (relay.deliver)(batch);
+                handler.deliver(batch);
                 if read_all_it_could {
                     // A backlog (a burst of the cluster's, or what piled up while this node
                     // was away): relaying only queues the events, the connections' writers
@@ -180,14 +183,6 @@ impl<T: Replicated> Reader<T> {
             }
         }
     }
-}
-
-/// Where the reader hands what it read: lobby events in batches of at most
-/// `batch_items`, room lines to `room_line`.
-pub(super) struct Relay<T> {
-    pub(super) deliver: Box<dyn FnMut(Vec<Committed<T>>) + Send + 'static>,
-    pub(super) batch_items: usize,
-    pub(super) room_line: RoomLine,
 }
 
 /// Applies a join or leave to the roster.

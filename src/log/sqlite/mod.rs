@@ -1,5 +1,6 @@
-//! The single-node [`Log`]: durable chat history in SQLite, and the sequencer that
-//! commits every lobby chat line before it is relayed.
+//! The single node's history: durable chat lines in SQLite, and the sequencer that
+//! commits every lobby chat line before it is relayed (what the single node's
+//! [`LocalBroker`] sends every event through when a history is kept).
 //!
 //! Storage: one table, `lines(id, time_ms, name, protocol, text)`, in a SQLite file
 //! (`rusqlite`, SQLite compiled in: nothing to install). The schema is created and
@@ -39,7 +40,7 @@
 //! for the API), [`writer`] (the sequencer and the checkpointer), [`upkeep`] (retention
 //! and the write-ahead log's size).
 //!
-//! [`Log`]: super::Log
+//! [`LocalBroker`]: super::local::LocalBroker
 //! [`WAL_MAX_BYTES`]: upkeep::WAL_MAX_BYTES
 //! [`RETENTION_IDLE`]: upkeep::RETENTION_IDLE
 //! [`TRIM_BATCH_ROWS`]: upkeep::TRIM_BATCH_ROWS

@@ -16,7 +16,7 @@ use super::reader::{Reader, read_page};
 use super::store::Store;
 use super::upkeep::{WAL_MAX_BYTES, cap_wal, trim};
 use crate::locks::lock;
-use crate::log::{AppendRefusal, Committed, HistoryError, Log, QueueFull, Queued, StoredLine};
+use crate::log::{Committed, HistoryError, QueueFull, Queued, StoredLine};
 use crate::telemetry;
 
 /// Commits between two checkpoints of the write-ahead log into the database file. The
@@ -145,21 +145,24 @@ impl<T: Send + 'static> Sequencer<T> {
     }
 }
 
-impl<T: Send + 'static> Log<T> for Sequencer<T> {
-    fn append(&self, queued: Queued<T>) -> Result<(), AppendRefusal> {
-        Ok(self.push(queued)?)
-    }
-
-    fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
+impl<T> Sequencer<T> {
+    /// Up to `limit` stored lines before id `before` (the newest if `None`), oldest
+    /// first. Blocking.
+    pub(crate) fn page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredLine>, HistoryError> {
         self.reader.page(before, limit)
     }
 
-    fn page_after(&self, after: i64, limit: usize) -> Result<Vec<StoredLine>, HistoryError> {
+    /// Up to `limit` stored lines after id `after`, oldest first. Blocking.
+    pub(crate) fn page_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredLine>, HistoryError> {
         self.reader.page_after(after, limit)
-    }
-
-    fn finish(&self) {
-        Sequencer::finish(self);
     }
 }
 
