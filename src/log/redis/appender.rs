@@ -11,10 +11,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::keys::Keys;
-use super::{ClusterSettings, Shared, scripts};
+use super::Shared;
+use super::driver::{Driver, Failure};
 use crate::locks::lock;
-use crate::log::seats::ROOM_SEATS;
 use crate::log::{BrokerHandler, SeatAnswer};
 
 /// The longest pause between two tries of an append Redis did not answer.
@@ -25,7 +24,7 @@ const APPEND_FAILURES: &str = "chatterbox_cluster_append_failures_total";
 
 /// The kind of an entry, as the append script takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Line,
     Join,
     Leave,
@@ -42,7 +41,7 @@ impl Kind {
 }
 
 /// A room request of this node's, in its order with the entries ([`scripts::rooms`]).
-pub(super) enum RoomKind {
+pub(crate) enum RoomKind {
     Seat,
     Unseat,
     Line,
@@ -81,7 +80,7 @@ pub(super) enum Job<S> {
 }
 
 /// One entry on its way to the append script.
-pub(super) struct Append {
+pub(crate) struct Append {
     pub(super) seq: u64,
     pub(super) epoch: u64,
     pub(super) json: String,
@@ -95,19 +94,13 @@ pub(super) struct Append {
 /// batch per call), and the rooms script for each room request, in order, on one
 /// connection; one Redis did not answer for is tried again until it
 /// does (see the module doc).
-pub(super) async fn append_all<T: 'static, S: 'static>(
-    mut connection: redis::aio::ConnectionManager,
-    keys: Keys,
-    settings: ClusterSettings,
+pub(super) async fn append_all<T: 'static, S: 'static, D: Driver>(
+    mut driver: D,
     mut jobs: mpsc::UnboundedReceiver<Job<S>>,
     shared: Arc<Shared<T>>,
     handler: Arc<dyn BrokerHandler<T, S>>,
     stop: CancellationToken,
 ) {
-    let append_script = redis::Script::new(&scripts::append());
-    let rooms_script = redis::Script::new(&scripts::rooms());
-    let node_members = keys.node_members(&settings.node_id);
-    let node_seats = keys.node_seats(&settings.node_id);
     // What ended the last batch (a room request, a join or leave, another epoch's
     // entry): the next job.
     let mut held = None;
@@ -148,32 +141,16 @@ pub(super) async fn append_all<T: 'static, S: 'static>(
                         Err(_) => break,
                     }
                 }
-                let mut invocation = append_script.prepare_invoke();
-                invocation
-                    .key(&keys.log)
-                    .key(&keys.line_id)
-                    .key(&keys.lines)
-                    .key(&keys.members)
-                    .key(&keys.nodes)
-                    .key(&keys.epochs)
-                    .key(&keys.seqs)
-                    .key(&node_members)
-                    .arg(&settings.node_id)
-                    .arg(batch[0].epoch)
-                    .arg(settings.log_entries)
-                    .arg(settings.history_lines);
-                for append in &batch {
-                    invocation
-                        .arg(&append.json)
-                        .arg(append.kind.as_str())
-                        .arg(append.seq)
-                        .arg(&append.member)
-                        .arg(&append.kept);
-                }
-                let Some(outcome) =
-                    answered::<T, Vec<i64>>(&invocation, &mut connection, &shared, &stop).await
-                else {
-                    return;
+                let mut retry = Retry::new();
+                let outcome = loop {
+                    match driver.append(batch[0].epoch, &batch).await {
+                        Err(Failure::Unreachable(e)) => {
+                            if !retry.wait(&shared, &stop, &e).await {
+                                return;
+                            }
+                        }
+                        answer => break retry.answered(&shared, answer),
+                    }
                 };
                 let answers = match outcome {
                     Ok(answers) => answers,
@@ -207,28 +184,26 @@ pub(super) async fn append_all<T: 'static, S: 'static>(
                 if !matches!(request.kind, RoomKind::Unseat) {
                     shared.rooms_waiting.fetch_sub(1, Ordering::SeqCst);
                 }
-                let mut invocation = rooms_script.prepare_invoke();
-                invocation
-                    .key(&keys.log)
-                    .key(&keys.seats)
-                    .key(&keys.nodes)
-                    .key(&keys.epochs)
-                    .key(&keys.seqs)
-                    .key(&node_seats)
-                    .arg(request.kind.as_str())
-                    .arg(&keys.prefix)
-                    .arg(&settings.node_id)
-                    .arg(request.epoch)
-                    .arg(request.seq)
-                    .arg(&request.member)
-                    .arg(&*request.room)
-                    .arg(&request.json)
-                    .arg(ROOM_SEATS)
-                    .arg(settings.log_entries);
-                let Some(outcome) =
-                    answered::<T, i64>(&invocation, &mut connection, &shared, &stop).await
-                else {
-                    return;
+                let mut retry = Retry::new();
+                let outcome = loop {
+                    let answer = driver
+                        .rooms(
+                            &request.kind,
+                            request.epoch,
+                            request.seq,
+                            &request.member,
+                            &request.room,
+                            &request.json,
+                        )
+                        .await;
+                    match answer {
+                        Err(Failure::Unreachable(e)) => {
+                            if !retry.wait(&shared, &stop, &e).await {
+                                return;
+                            }
+                        }
+                        answer => break retry.answered(&shared, answer),
+                    }
                 };
                 let answer = match (outcome, &request.kind) {
                     (Ok(0), RoomKind::Seat) => SeatAnswer::Full,
@@ -258,55 +233,49 @@ pub(super) const APPEND_BATCH_ENTRIES: usize = 64;
 /// its last entry, of at most one line's size).
 const APPEND_BATCH_BYTES: usize = 256 * 1024;
 
-/// Runs `invocation` until Redis answers (or `stop`: `None`), marking Redis
-/// unavailable while it does not.
-async fn answered<T, R: redis::FromRedisValue>(
-    invocation: &redis::ScriptInvocation<'_>,
-    connection: &mut redis::aio::ConnectionManager,
-    shared: &Shared<T>,
-    stop: &CancellationToken,
-) -> Option<redis::RedisResult<R>> {
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match invocation.invoke_async::<R>(connection).await {
-            Err(e) if is_unreachable(&e) => {
-                metrics::counter!(APPEND_FAILURES).increment(1);
-                if !shared.set_unavailable(true) {
-                    tracing::error!(
-                        "Redis does not answer: chat lines are refused until it does ({e})"
-                    );
-                }
-                tokio::select! {
-                    () = stop.cancelled() => return None,
-                    () = tokio::time::sleep(pause) => {}
-                }
-                pause = (pause * 2).min(RETRY_MAX);
-            }
-            answer => {
-                shared.set_unavailable(false);
-                return Some(answer);
-            }
+/// The pauses between the tries of a step Redis did not answer, marking Redis
+/// unavailable meanwhile.
+struct Retry {
+    pause: Duration,
+}
+
+impl Retry {
+    fn new() -> Self {
+        Self {
+            pause: Duration::from_millis(50),
         }
+    }
+
+    /// Counts a try Redis did not answer and waits before the next; false if the node
+    /// stops meanwhile.
+    async fn wait<T>(&mut self, shared: &Shared<T>, stop: &CancellationToken, e: &str) -> bool {
+        metrics::counter!(APPEND_FAILURES).increment(1);
+        if !shared.set_unavailable(true) {
+            tracing::error!("Redis does not answer: chat lines are refused until it does ({e})");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(self.pause) => {}
+        }
+        self.pause = (self.pause * 2).min(RETRY_MAX);
+        true
+    }
+
+    /// Redis answered: it is available.
+    fn answered<T, R>(&self, shared: &Shared<T>, answer: Result<R, Failure>) -> Result<R, Failure> {
+        shared.set_unavailable(false);
+        answer
     }
 }
 
 /// An entry or request Redis refused: counted and logged; a lost lease is the lease
 /// task's to handle.
-fn refused<T>(shared: &Shared<T>, seq: u64, e: &redis::RedisError) {
+fn refused<T>(shared: &Shared<T>, seq: u64, e: &Failure) {
     metrics::counter!(APPEND_FAILURES).increment(1);
-    if e.code() == Some("NOLEASE") {
+    if *e == Failure::NoLease {
         tracing::warn!(seq, "cluster entry refused: this node's lease is lost");
         shared.lease_lost.notify_one();
     } else {
         tracing::error!(seq, "cluster append refused, entry not relayed: {e}");
     }
-}
-
-/// Whether `e` says Redis could not be reached (as opposed to a refusal by a script).
-fn is_unreachable(e: &redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.code() == Some("LOADING")
 }

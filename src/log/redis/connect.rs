@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
+use super::driver::{Driver, Failure, RedisDriver};
 use super::entry::SKIPPED;
 use super::keys::Keys;
 use super::roster::Roster;
-use super::{ids, lease, scripts};
 
 /// How long a node waits for Redis to answer at start.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,12 +55,12 @@ pub enum ClusterError {
     },
 }
 
-/// A node connected to its cluster's Redis and registered, not yet reading.
-pub(crate) struct Connected {
+/// A node connected to its cluster's Redis (or, in tests, to the cluster in memory) and
+/// registered, not yet reading.
+pub(crate) struct Connected<D = RedisDriver> {
     pub(super) settings: ClusterSettings,
-    pub(super) client: redis::Client,
-    pub(super) appends: redis::aio::ConnectionManager,
-    pub(super) reads: redis::aio::MultiplexedConnection,
+    /// Its steps on the cluster's state.
+    pub(super) driver: D,
     /// The log's newest entry, and its number, when presence was read: the node relays
     /// what comes after.
     pub(super) start: (String, u64),
@@ -103,23 +105,23 @@ pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, Clus
             .arg("appendfsync")
             .query_async(&mut reads)
             .await?;
-        let epoch = lease::register(&mut reads, &keys, &settings).await?;
-        let ids = ids::block(&mut reads, &keys).await?;
-        let (newest, members, entries) = snapshot(&mut reads, &keys).await?;
-        let start = (newest, entries);
-        Ok::<_, redis::RedisError>((
-            reads,
+        let driver = RedisDriver {
+            keys,
+            settings: settings.clone(),
+            client: client.clone(),
             appends,
-            appendonly,
-            appendfsync,
-            epoch,
-            ids,
-            start,
-            members,
-        ))
+            reads,
+            blocking: Arc::new(Mutex::new(None)),
+        };
+        Ok::<_, redis::RedisError>((driver, appendonly, appendfsync))
     };
-    let (reads, appends, appendonly, appendfsync, epoch, ids, start, members) =
-        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+    let joining = async {
+        let (driver, appendonly, appendfsync) = connecting.await.map_err(Failure::from)?;
+        let connected = join(driver, settings.clone()).await?;
+        Ok::<_, Failure>((connected, appendonly, appendfsync))
+    };
+    let (connected, appendonly, appendfsync) =
+        match tokio::time::timeout(CONNECT_TIMEOUT, joining).await {
             Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
             Ok(Err(e)) => return Err(unreachable(e.to_string())),
             Ok(Ok(connected)) => connected,
@@ -134,14 +136,23 @@ pub(crate) async fn connect(settings: ClusterSettings) -> Result<Connected, Clus
         "cluster log in Redis: {}",
         durability(&appendonly, &appendfsync)
     );
-    let roster = roster_of(members);
+    Ok(connected)
+}
+
+/// Joins the cluster through `driver`: registers the node, takes its first member ids
+/// and reads who is present, with where the log is, at one instant.
+pub(super) async fn join<D: Driver>(
+    mut driver: D,
+    settings: ClusterSettings,
+) -> Result<Connected<D>, Failure> {
+    let epoch = driver.register().await?;
+    let ids = driver.id_block().await?;
+    let snapshot = driver.snapshot().await?;
     Ok(Connected {
         settings,
-        client,
-        appends,
-        reads,
-        start,
-        roster,
+        driver,
+        start: (snapshot.newest, snapshot.entries),
+        roster: roster_of(snapshot.members),
         epoch,
         ids,
     })
@@ -156,19 +167,6 @@ pub(super) async fn reading_connection(
         .set_response_timeout(None);
     client
         .get_multiplexed_async_connection_with_config(&config)
-        .await
-}
-
-/// The log's newest entry id, `<c>:members` and the newest entry's number, at one
-/// instant.
-pub(super) async fn snapshot(
-    connection: &mut redis::aio::MultiplexedConnection,
-    keys: &Keys,
-) -> redis::RedisResult<(String, Vec<(String, String)>, u64)> {
-    redis::Script::new(scripts::SNAPSHOT)
-        .key(&keys.log)
-        .key(&keys.members)
-        .invoke_async(connection)
         .await
 }
 

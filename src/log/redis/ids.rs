@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::Keys;
+use super::keys::Keys;
 use crate::locks::lock;
 
 /// Member ids a node takes at a time.

@@ -77,13 +77,19 @@
 //! Durability: a line is relayed only once Redis has accepted it; whether it survives a
 //! crash of Redis is Redis's persistence (`appendonly`, `appendfsync`), logged at start.
 //!
+//! The node's logic (the appender, the reader, the lease) takes every step on the
+//! cluster's state through a [`Driver`]: [`RedisDriver`] runs each in Redis; the tests
+//! run the same logic, N nodes in one process, on a cluster in memory (`memory`).
+//!
 //! One concern a file: [`keys`] (the keys' names), [`entry`] (the entry format),
-//! [`connect`](mod@connect) (joining the cluster), [`appender`] and [`reader`] (the node's two tasks),
-//! [`pending`] (its appends on their way back), [`history`] (`/api/history`),
-//! [`roster`], [`lease`], [`ids`] and [`scripts`]; here, the [`Broker`] itself.
+//! [`connect`](mod@connect) (joining the cluster), [`driver`] (the steps in Redis),
+//! [`appender`] and [`reader`] (the node's two tasks), [`pending`] (its appends on
+//! their way back), [`history`] (a stored line of `<c>:lines`), [`roster`], [`lease`],
+//! [`ids`] and [`scripts`]; here, the [`Broker`] itself.
 
 mod appender;
 mod connect;
+mod driver;
 mod entry;
 mod history;
 mod ids;
@@ -108,9 +114,8 @@ use super::{
 };
 use crate::locks::lock;
 use appender::{Append, Job, Kind, RoomKind, RoomRequest};
+use driver::{Driver, Page, RedisDriver};
 use entry::{ENTRY_VERSION, Envelope};
-use history::History;
-use keys::Keys;
 use pending::{Pending, PendingQueue};
 use reader::Reader;
 use roster::{Roster, member_key};
@@ -177,7 +182,7 @@ impl<T> Shared<T> {
 }
 
 /// The cluster's broker (see the module doc).
-pub(crate) struct RedisBroker<T, S> {
+pub(crate) struct RedisBroker<T, S, D = RedisDriver> {
     shared: Arc<Shared<T>>,
     handler: Arc<dyn BrokerHandler<T, S>>,
     node: String,
@@ -186,30 +191,27 @@ pub(crate) struct RedisBroker<T, S> {
     appends: mpsc::UnboundedSender<Job<S>>,
     /// Set once the lobby closes: a slow member's leave is no longer announced.
     closed: AtomicBool,
-    history: History,
-    keys: Keys,
-    log_entries: u64,
+    /// `/api/history`'s reads, and the node's giving up at shutdown.
+    driver: D,
     /// What this node's keys in `<c>:members` start with.
     own_members: String,
     stop: CancellationToken,
 }
 
-impl<T: Send + 'static, S: Send + 'static> RedisBroker<T, S> {
+impl<T: Send + 'static, S: Send + 'static, D: Driver> RedisBroker<T, S, D> {
     /// Starts the node's appender, reader and lease tasks (on the current tokio
     /// runtime); every entry read is handed to `handler`, in log order, in batches of at
     /// most `batch_items`; at most `capacity` chat lines (and as many room requests)
     /// wait for Redis.
     pub(crate) fn start(
-        connected: Connected,
+        connected: Connected<D>,
         capacity: usize,
         batch_items: usize,
         handler: Arc<dyn BrokerHandler<T, S>>,
     ) -> Self {
         let Connected {
             settings,
-            client,
-            appends,
-            reads,
+            driver,
             start,
             roster,
             epoch,
@@ -230,24 +232,19 @@ impl<T: Send + 'static, S: Send + 'static> RedisBroker<T, S> {
             rooms_waiting: std::sync::atomic::AtomicUsize::new(0),
         });
         let stop = CancellationToken::new();
-        let keys = Keys::new(&settings.cluster);
         // Bounded without a bound of its own: chat lines are capped at `capacity` in
         // the pending FIFO, seats and room lines at `capacity` by `rooms_waiting`
         // (`QueueFull` past either), joins, leaves and freed seats by the connections.
         let (to_appender, from_lobby) = mpsc::unbounded_channel();
         tokio::spawn(appender::append_all(
-            appends.clone(),
-            keys.clone(),
-            settings.clone(),
+            driver.clone(),
             from_lobby,
             shared.clone(),
             handler.clone(),
             stop.clone(),
         ));
         let reader = Reader {
-            client: client.clone(),
-            connection: reads,
-            keys: keys.clone(),
+            driver: driver.clone(),
             node: settings.node_id.clone(),
             start,
             shared: shared.clone(),
@@ -257,8 +254,7 @@ impl<T: Send + 'static, S: Send + 'static> RedisBroker<T, S> {
         };
         tokio::spawn(reader.run());
         tokio::spawn(lease::keep(
-            appends,
-            keys.clone(),
+            driver.clone(),
             settings.clone(),
             shared.clone(),
             handler.clone(),
@@ -273,20 +269,14 @@ impl<T: Send + 'static, S: Send + 'static> RedisBroker<T, S> {
             capacity,
             appends: to_appender,
             closed: AtomicBool::new(false),
-            history: History {
-                client,
-                key: keys.lines.clone(),
-                connection: Mutex::new(None),
-            },
-            keys,
-            log_entries: settings.log_entries,
+            driver,
             own_members,
             stop,
         }
     }
 }
 
-impl<T, S> RedisBroker<T, S> {
+impl<T, S, D> RedisBroker<T, S, D> {
     /// Sends a room request to the appender, in order with the node's entries. A seat
     /// or a room line is refused while `capacity` of them wait for Redis.
     fn ask_rooms(
@@ -328,7 +318,7 @@ impl<T, S> RedisBroker<T, S> {
     }
 }
 
-impl<T: Send + 'static, S: Send + 'static> RedisBroker<T, S> {
+impl<T: Send + 'static, S: Send + 'static, D> RedisBroker<T, S, D> {
     /// Sends `queued` to the appender, to come back through the log.
     fn append(&self, queued: Queued<T>) -> Result<(), AppendRefusal> {
         let said = self.handler.said(&queued.item);
@@ -400,7 +390,7 @@ impl<T: Send + 'static, S: Send + 'static> RedisBroker<T, S> {
     }
 }
 
-impl<T: Send + 'static, S: Send + 'static> Broker<T, S> for RedisBroker<T, S> {
+impl<T: Send + 'static, S: Send + 'static, D: Driver> Broker<T, S> for RedisBroker<T, S, D> {
     fn publish(&self, queued: Queued<T>) -> Result<Option<T>, AppendRefusal> {
         self.append(queued)?;
         Ok(None)
@@ -433,13 +423,9 @@ impl<T: Send + 'static, S: Send + 'static> Broker<T, S> for RedisBroker<T, S> {
         before: Option<i64>,
         limit: usize,
     ) -> Option<Result<Vec<StoredLine>, HistoryError>> {
-        let end = match before {
-            Some(id) => format!("({id}-0"),
-            None => "+".to_owned(),
-        };
         Some(
-            self.history
-                .read("XREVRANGE", &end, "-", limit)
+            self.driver
+                .lines(Page::Before(before), limit)
                 .map(|mut lines| {
                     lines.reverse();
                     lines
@@ -452,10 +438,7 @@ impl<T: Send + 'static, S: Send + 'static> Broker<T, S> for RedisBroker<T, S> {
         after: i64,
         limit: usize,
     ) -> Option<Result<Vec<StoredLine>, HistoryError>> {
-        Some(
-            self.history
-                .read("XRANGE", &format!("({after}-0"), "+", limit),
-        )
+        Some(self.driver.lines(Page::After(after), limit))
     }
 
     fn finish(&self) {
@@ -478,10 +461,7 @@ impl<T: Send + 'static, S: Send + 'static> Broker<T, S> for RedisBroker<T, S> {
         drop(pending);
         self.stop.cancel();
         // The lobby goes on elsewhere: this node's members are announced as left.
-        match self
-            .history
-            .give_up(&self.keys, &self.node, self.log_entries)
-        {
+        match self.driver.give_up_now() {
             Ok(left) => tracing::info!(
                 members = left,
                 "left the cluster: its members announced as left"

@@ -8,34 +8,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::streams::{StreamRangeReply, StreamReadReply};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::connect::{reading_connection, roster_of, snapshot};
+use super::connect::roster_of;
+use super::driver::{Driver, READ_BLOCK_MS};
 use super::entry::{Envelope, Record, decode, skipped};
-use super::history::stored_line;
-use super::keys::Keys;
 use super::pending::take_pending;
 use super::roster::member_key;
 use crate::locks::lock;
 use crate::log::{BrokerHandler, Committed, StoredLine};
 
-/// How long one `XREAD` blocks before it is sent again (so that a stopping node is not
-/// held up by a read).
-const READ_BLOCK_MS: u64 = 1_000;
-
 /// Times a node's reading found the log trimmed past where it was.
 const LOG_GAPS: &str = "chatterbox_cluster_log_gaps_total";
 
 /// The reader task: where it reads, from where, and where it hands what it read.
-pub(super) struct Reader<T, S> {
-    /// Opens a reading connection anew after a failure.
-    pub(super) client: redis::Client,
-    /// The reading connection (no response timeout: `XREAD BLOCK`).
-    pub(super) connection: redis::aio::MultiplexedConnection,
-    /// The cluster's keys.
-    pub(super) keys: Keys,
+pub(super) struct Reader<T, S, D> {
+    /// Its reads of the cluster's state, on a connection of its own.
+    pub(super) driver: D,
     /// This node's id: its own entries are matched to its pending appends.
     pub(super) node: String,
     /// The entry to read after, and its number.
@@ -50,15 +40,13 @@ pub(super) struct Reader<T, S> {
     pub(super) stop: CancellationToken,
 }
 
-impl<T: Send + 'static, S: Send + 'static> Reader<T, S> {
+impl<T: Send + 'static, S: Send + 'static, D: Driver> Reader<T, S, D> {
     /// Reads the log from `start` (the entry and its number) on, applies joins and
     /// leaves to the roster and hands each batch to `relay`, in order; reconnects after
     /// a failure.
     pub(super) async fn run(self) {
         let Reader {
-            client,
-            mut connection,
-            keys,
+            mut driver,
             node,
             start,
             shared,
@@ -75,9 +63,8 @@ impl<T: Send + 'static, S: Send + 'static> Reader<T, S> {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_millis(READ_BLOCK_MS)) => {}
                 }
-                match reading_connection(&client).await {
-                    Ok(reconnected) => {
-                        connection = reconnected;
+                match driver.reconnect().await {
+                    Ok(()) => {
                         failed = false;
                         tracing::info!("reading the cluster log again");
                     }
@@ -87,21 +74,12 @@ impl<T: Send + 'static, S: Send + 'static> Reader<T, S> {
                     }
                 }
             }
-            let mut read = redis::cmd("XREAD");
-            read.arg("COUNT")
-                .arg(batch_items)
-                .arg("BLOCK")
-                .arg(READ_BLOCK_MS)
-                .arg("STREAMS")
-                .arg(&keys.log)
-                .arg(&last);
             let reply = tokio::select! {
                 () = stop.cancelled() => return,
-                reply = read.query_async::<Option<StreamReadReply>>(&mut connection) => reply,
+                reply = driver.read(&last, batch_items) => reply,
             };
             let entries = match reply {
-                Ok(Some(reply)) => reply.keys.into_iter().flat_map(|k| k.ids).collect(),
-                Ok(None) => Vec::new(),
+                Ok(entries) => entries,
                 Err(e) => {
                     tracing::error!("cannot read the cluster log: {e}");
                     failed = true;
@@ -111,21 +89,19 @@ impl<T: Send + 'static, S: Send + 'static> Reader<T, S> {
             let read_all_it_could = entries.len() >= batch_items;
             let mut batch = Vec::with_capacity(entries.len());
             for entry in entries {
-                if let Some(n) = entry.get::<u64>("n") {
+                if let Some(n) = entry.n {
                     if n != read_entries + 1 {
-                        read_presence_anew(&mut connection, &keys, &last, &shared).await;
+                        read_presence_anew(&mut driver, &last, &shared).await;
                     }
                     read_entries = n;
                 }
                 last = entry.id.clone();
-                let Some(envelope) = entry.get::<String>("e").and_then(|e| decode(&e)) else {
+                let Some(envelope) = entry.entry.as_deref().and_then(decode) else {
                     skipped(&entry.id, "undecodable");
                     continue;
                 };
-                let line = entry.get::<i64>("line").filter(|&id| id > 0);
-                let count = entry
-                    .get::<i64>("count")
-                    .and_then(|count| usize::try_from(count).ok());
+                let line = entry.line.filter(|&id| id > 0);
+                let count = entry.count.and_then(|count| usize::try_from(count).ok());
                 apply(&shared, &envelope);
                 let members = match envelope.record {
                     Record::Line { .. } => None,
@@ -133,8 +109,8 @@ impl<T: Send + 'static, S: Send + 'static> Reader<T, S> {
                 };
                 // seq 0: written by the cluster itself (a node given up), never pending.
                 if let Record::RoomLine { text } = envelope.record {
-                    match entry.get::<String>("room") {
-                        Some(room) => handler.relay_in_room(&room, &Arc::from(text)),
+                    match &entry.room {
+                        Some(room) => handler.relay_in_room(room, &Arc::from(text)),
                         None => skipped(&entry.id, "a room line without its room"),
                     }
                     continue;
@@ -154,11 +130,9 @@ impl<T: Send + 'static, S: Send + 'static> Reader<T, S> {
                     skipped(&entry.id, "an entry of this node it is not waiting for");
                     continue;
                 };
-                let replayed = match (mine.replay, entry.get::<i64>("last")) {
+                let replayed = match (mine.replay, entry.last) {
                     (0, _) | (_, None | Some(0)) => Vec::new(),
-                    (count, Some(last_line)) => {
-                        replay(&mut connection, &keys.lines, last_line, count).await
-                    }
+                    (count, Some(last_line)) => replay(&mut driver, last_line, count).await,
                 };
                 batch.push(Committed {
                     item: mine.item,
@@ -202,44 +176,23 @@ fn apply<T>(shared: &Shared<T>, envelope: &Envelope) {
 /// it was away, or a Redis restarted without its data): they cannot be relayed, and
 /// the gap is logged and counted. The snapshot may already hold what the entries read
 /// next say; applying a join or leave twice changes nothing.
-async fn read_presence_anew<T>(
-    connection: &mut redis::aio::MultiplexedConnection,
-    keys: &Keys,
-    last: &str,
-    shared: &Shared<T>,
-) {
+async fn read_presence_anew<T, D: Driver>(driver: &mut D, last: &str, shared: &Shared<T>) {
     tracing::warn!(
         after = last,
         "the cluster log lost entries this node had not read: presence read anew"
     );
     metrics::counter!(LOG_GAPS).increment(1);
-    match snapshot(connection, keys).await {
-        Ok((_, members, _)) => *lock(&shared.roster) = roster_of(members),
+    match driver.snapshot().await {
+        Ok(snapshot) => *lock(&shared.roster) = roster_of(snapshot.members),
         Err(e) => tracing::error!("cannot read presence anew: {e}"),
     }
 }
 
-/// The latest `count` lines up to line `last`, oldest first (a replay).
-async fn replay(
-    connection: &mut redis::aio::MultiplexedConnection,
-    key: &str,
-    last: i64,
-    count: usize,
-) -> Vec<StoredLine> {
-    let reply: redis::RedisResult<StreamRangeReply> = redis::cmd("XREVRANGE")
-        .arg(key)
-        .arg(format!("{last}-0"))
-        .arg("-")
-        .arg("COUNT")
-        .arg(count)
-        .query_async(connection)
-        .await;
-    match reply {
-        Ok(reply) => {
-            let mut lines: Vec<_> = reply.ids.iter().filter_map(stored_line).collect();
-            lines.reverse();
-            lines
-        }
+/// The latest `count` lines up to line `last`, oldest first (a replay); none if they
+/// cannot be read.
+async fn replay<D: Driver>(driver: &mut D, last: i64, count: usize) -> Vec<StoredLine> {
+    match driver.replay(last, count).await {
+        Ok(lines) => lines,
         Err(e) => {
             tracing::error!("cannot read the lines to replay: {e}");
             Vec::new()
