@@ -40,6 +40,8 @@
 
 pub(crate) mod backlog;
 pub(crate) mod churn;
+#[cfg(test)]
+mod cluster_tests;
 pub(crate) mod error;
 pub(crate) mod event;
 pub(crate) mod fanout;

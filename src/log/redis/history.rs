@@ -8,11 +8,16 @@ use crate::log::StoredLine;
 
 /// A history entry as a stored line; `None` (logged, counted) if it cannot be read.
 pub(super) fn stored_line(entry: &StreamId) -> Option<StoredLine> {
-    let id = entry
-        .id
+    line_of(&entry.id, entry.get::<String>("e").as_deref())
+}
+
+/// The history entry `entry_id` (`<line id>-0`), whose field `e` is `json`, as a stored
+/// line; `None` (logged, counted) if it cannot be read.
+pub(super) fn line_of(entry_id: &str, json: Option<&str>) -> Option<StoredLine> {
+    let id = entry_id
         .split_once('-')
         .and_then(|(id, _)| id.parse::<i64>().ok());
-    let record = entry.get::<String>("e").and_then(|e| decode(&e));
+    let record = json.and_then(decode);
     match (id, record) {
         (
             Some(id),
@@ -35,7 +40,7 @@ pub(super) fn stored_line(entry: &StreamId) -> Option<StoredLine> {
             text,
         }),
         _ => {
-            skipped(&entry.id, "not a chat line this build can read");
+            skipped(entry_id, "not a chat line this build can read");
             None
         }
     }

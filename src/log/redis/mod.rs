@@ -95,6 +95,8 @@ mod history;
 mod ids;
 mod keys;
 mod lease;
+#[cfg(test)]
+pub(crate) mod memory;
 mod pending;
 mod reader;
 mod roster;
