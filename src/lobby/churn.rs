@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::LobbyError;
+use super::error::LobbyError;
 
 /// Default for `--rate-joins-per-min`: a person reconnecting now and then, a household
 /// behind one address opening a few tabs; not a script.

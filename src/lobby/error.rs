@@ -1,7 +1,7 @@
-//! Why the lobby refused a member's request: the text is what the sender is told, the
-//! reason its metric label.
+//! Why the lobby refused a member's request (and a two-person room its request): the
+//! text is what the sender is told, the reason its metric label. A leaf of the lobby:
+//! it imports none of its modules.
 
-use crate::lobby::rooms::RoomError;
 use crate::log::{AppendRefusal, QueueFull};
 
 /// Why the lobby refused a member's request. The text is what the sender is told.
@@ -81,4 +81,24 @@ impl LobbyError {
     pub(crate) fn disconnects(&self) -> bool {
         matches!(self, LobbyError::Flooding { .. })
     }
+}
+
+/// Why a room request was refused. The text is what the sender is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    /// The room already holds [`ROOM_SEATS`](crate::log::seats::ROOM_SEATS) members.
+    #[error("the room is full")]
+    Full,
+    /// A room line from a member that holds no seat.
+    #[error("join a room before sending chat messages")]
+    NotSeated,
+    /// A room name that is empty once cleaned.
+    #[error("a room name must not be empty")]
+    EmptyName,
+    /// A room name over the limit.
+    #[error("a room name is longer than {max} characters")]
+    NameTooLong {
+        /// The limit in force.
+        max: usize,
+    },
 }

@@ -5,10 +5,12 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+// A Socket.IO packet as socketioxide's parser encodes it (`crate::protocols::socketio`
+// makes it): named here in socketioxide's own type, so the lobby imports no protocol.
+use socketioxide::handler::Value as EncodedPacket;
 
 pub use crate::chat::Event;
 use crate::protocol::Protocol;
-use crate::protocols::socketio::EncodedPacket;
 
 /// An [`Event`] on its way to every member, with each protocol's encoding made once,
 /// by the first receiver of that protocol, and shared by the rest.

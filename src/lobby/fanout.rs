@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::backlog::{Slow, SlowRule};
+use super::event::{Delivery, Event, Outbox, OutboxRefusal};
+use super::table::Entry;
 use super::table::Table;
-use super::{Delivery, Entry, Event, Outbox, OutboxRefusal};
 use crate::chat::Someone;
 use crate::log::StoredLine;
 use crate::protocol::Protocol;

@@ -1,29 +1,19 @@
-//! A member: one connection's place in the lobby, and everything it may ask of it.
+//! A member: everything one connection may ask of the lobby ([`Member`], its guard,
+//! is the lobby's handle's: [`super::handle`]).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::fanout::cut_off;
+use super::error::{LobbyError, RoomError};
+use super::event::Event;
+use super::fanout::{Stored, cut_off};
+use super::handle::Member;
 use super::names::{Given, NameTaken, clean_name, clean_room_name};
-use super::rate::Bucket;
-use super::rooms::{RoomError, Seat};
-use super::{Event, Lobby, LobbyError, Stored};
+use super::rooms::Seat;
 use crate::chat::Someone;
 use crate::log::RoomRefusal;
 use crate::protocol::Protocol;
-
-/// One connection's place in the lobby. Dropping it leaves the lobby (announced if the
-/// member had a name), so presence cannot leak on any error path.
-pub(crate) struct Member {
-    pub(super) lobby: Lobby,
-    pub(super) id: u64,
-    pub(super) rate: Bucket,
-    /// The client's address, whose join budget its joins and renames count against
-    /// ([`super::churn`]); `None`: not known (not limited).
-    pub(super) from: Option<IpAddr>,
-}
 
 impl Member {
     /// The member's id, unique for the life of the process.
@@ -218,11 +208,5 @@ impl Member {
             Err(RoomRefusal::NotSeated) => Err(RoomError::NotSeated.into()),
             Err(RoomRefusal::Refused(refusal)) => Err(refusal.into()),
         }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.lobby.leave(self.id);
     }
 }

@@ -18,10 +18,10 @@
 //!   is not counted ([`Lobby::member_count`], the counts in `Joined` and `Left`) and its
 //!   arrival and departure are not announced. [`Lobby::connection_count`] counts both.
 //!
-//! Every event goes on its way through the lobby's [`Broker`] (the seam, [`crate::log`]),
+//! Every event goes on its way through the lobby's [`Broker`](crate::log::Broker) (the seam, [`crate::log`]),
 //! which the lobby never asks about: it hands each event over under its lock, relays
 //! at once what the broker hands straight back, and relays what comes back later
-//! through the way up ([`BrokerHandler`], implemented in [`up`]). The single node's
+//! through the way up ([`BrokerHandler`](crate::log::BrokerHandler), implemented in [`up`]). The single node's
 //! broker hands an event straight back, or, with a history ([`Lobby::with_history`]),
 //! commits chat lines to disk first and hands every event (joins and leaves too, so
 //! that their order with the lines stays) back from its writer thread, in the order the
@@ -33,10 +33,13 @@
 //! member's leave goes through the log too, and a node that lost its lease drops every
 //! connection ([`Lobby::drop_everyone`]).
 //!
-//! The parts: [`member`] (what a connection may ask of the lobby), [`event`] (what
-//! members receive), [`fanout`] (delivery in order, replay, slow consumers),
-//! [`presence`] (who is here), [`up`] (the way up from the broker), [`names`],
-//! [`rooms`], [`rate`], [`limits`], [`error`].
+//! The parts: [`handle`] (the [`Lobby`] and every operation on it, in one place),
+//! [`member`] (what a connection may ask of the lobby), [`event`] (what members
+//! receive), [`fanout`] (delivery in order, replay, slow consumers), [`table`] (the
+//! members and their entries), [`presence`] (who is here, as the APIs write it), [`up`]
+//! (the way up from the broker), [`names`], [`rooms`], [`rate`], [`churn`], [`limits`],
+//! [`error`] (a leaf: why a request was refused). No module of the lobby imports one
+//! that imports it back.
 
 pub(crate) mod backlog;
 pub(crate) mod churn;
@@ -45,6 +48,7 @@ mod cluster_tests;
 pub(crate) mod error;
 pub(crate) mod event;
 pub(crate) mod fanout;
+mod handle;
 pub(crate) mod limits;
 pub(crate) mod member;
 pub(crate) mod names;
@@ -55,455 +59,25 @@ pub(crate) mod roster;
 mod table;
 mod up;
 
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
-
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-
-pub use error::LobbyError;
+pub use error::{LobbyError, RoomError};
 pub use event::Event;
 pub(crate) use event::{Delivery, Outbox, OutboxRefusal};
+pub(crate) use handle::{Lobby, Member};
+// Named by the protocols' doc links (`crate::lobby::Limits`).
+#[allow(unused_imports)]
 pub(crate) use limits::Limits;
-pub(crate) use member::Member;
-pub use rooms::RoomError;
 
-use crate::chat::Someone;
 pub use crate::log::QueueFull;
-use crate::log::{self, AppendRefusal, Broker, BrokerHandler, NewLine, Queued, Store, StoredLine};
-use crate::protocol::Protocol;
-use crate::refusals::Refusals;
-use crate::telemetry::LobbyMetrics;
-use churn::{Churn, LogLine};
-pub(crate) use fanout::Stored;
-use fanout::{Outgoing, cut_off, fan_out, remove_member};
-use rate::Bucket;
-use rooms::{Rooms, Seat};
-use table::Table;
-
-/// A handle to the lobby. Cheap to clone; all clones share one lobby.
-#[derive(Clone)]
-pub(crate) struct Lobby {
-    inner: Arc<Inner>,
-}
-
-/// The lobby's broker: how its events travel, who is present, who sits where.
-type LobbyBroker = dyn Broker<Outgoing, Arc<dyn Seat>>;
-
-struct Inner {
-    limits: Limits,
-    members: Mutex<Table>,
-    /// This node's seated members, to hand room lines to (the broker counts the seats).
-    rooms: Rooms,
-    /// Set once the server shuts down: members leave silently from then on.
-    closed: AtomicBool,
-    metrics: LobbyMetrics,
-    /// How every event travels (see the module doc).
-    broker: Box<LobbyBroker>,
-    /// Bumped whenever the list of named members changes.
-    presence: watch::Sender<u64>,
-    /// Every refusal's count and log line.
-    refusals: Refusals,
-    /// Every client address's joins, and the folding of join and leave log lines.
-    churn: Churn,
-}
-
-/// A member's place in the lobby's table.
-struct Entry {
-    protocol: Protocol,
-    name: Option<Arc<str>>,
-    /// The fold of its name and the name it asked for ([`names`]).
-    naming: names::Naming,
-    since: SystemTime,
-    /// The client's address, if known.
-    from: Option<IpAddr>,
-    outbox: Arc<dyn Outbox>,
-    /// The history id of the first chat line relayed to it: a replay stops before it,
-    /// since everything from there on reached the member live (even unnamed).
-    first_live_line: Option<i64>,
-    /// What it was offered since it last caught up (the slow-consumer rule).
-    backlog: backlog::Backlog,
-}
-
-impl Entry {
-    /// Who member `id` is, for the announcement of its join or leave.
-    fn someone(&self, id: u64) -> Someone {
-        Someone {
-            id,
-            protocol: self.protocol,
-            since: self.since,
-            key: self.naming.key().map(Box::from),
-        }
-    }
-}
-
-impl Inner {
-    fn new(limits: Limits, broker: Box<LobbyBroker>) -> Self {
-        Self {
-            refusals: Refusals::new(limits.log_fold),
-            churn: Churn::new(limits.joins),
-            limits,
-            members: Mutex::new(Table::default()),
-            rooms: Rooms::default(),
-            closed: AtomicBool::new(false),
-            metrics: LobbyMetrics::new(),
-            broker,
-            presence: watch::Sender::new(0),
-        }
-    }
-}
-
-impl Lobby {
-    /// An empty lobby applying `limits`, without history: events go straight out.
-    pub(crate) fn new(limits: Limits) -> Self {
-        let started =
-            Self::with_broker(limits, |up| Ok(Box::new(log::local::LocalBroker::new(up))));
-        match started {
-            Ok(lobby) => lobby,
-            Err(never) => unreachable!("a broker without history cannot fail: {never}"),
-        }
-    }
-
-    /// An empty lobby applying `limits` that commits every chat line to `store` before
-    /// relaying it (see the module doc). Fails only if the writer thread cannot start.
-    pub(crate) fn with_history(limits: Limits, store: Store) -> std::io::Result<Self> {
-        let capacity = limits.history_queue_lines;
-        let batch_items = limits.relay_batch_items();
-        Self::with_broker(limits, |up| {
-            let broker = log::local::LocalBroker::with_history(store, capacity, batch_items, up)?;
-            Ok(Box::new(broker))
-        })
-    }
-
-    /// An empty lobby whose events travel through the broker `start` makes; `start`
-    /// gets the way up ([`BrokerHandler`]) the broker hands back to.
-    pub(crate) fn with_broker(
-        limits: Limits,
-        start: impl FnOnce(
-            Arc<dyn BrokerHandler<Outgoing, Arc<dyn Seat>>>,
-        ) -> std::io::Result<Box<LobbyBroker>>,
-    ) -> std::io::Result<Self> {
-        let mut failure = None;
-        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
-            let broker = start(Arc::new(up::Up(weak.clone()))).unwrap_or_else(|e| {
-                failure = Some(e);
-                Box::new(log::local::LocalBroker::new(Arc::new(up::Up(weak.clone()))))
-            });
-            Inner::new(limits, broker)
-        });
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(Self { inner }),
-        }
-    }
-
-    /// Relays whatever is still on its way (a history's lines committed first), then
-    /// stops the broker. Blocking: call it from `spawn_blocking`, once the listeners
-    /// have stopped.
-    pub(crate) fn finish_history(&self) {
-        self.inner.broker.finish();
-    }
-
-    /// Whether this lobby keeps a history.
-    pub(crate) fn has_history(&self) -> bool {
-        self.inner.broker.keeps_history()
-    }
-
-    /// Up to `limit` stored lines before id `before` (the newest if `None`), oldest
-    /// first; `None` without a history. Blocking: call it from `spawn_blocking`.
-    pub(crate) fn history_page(
-        &self,
-        before: Option<i64>,
-        limit: usize,
-    ) -> Option<Result<Vec<StoredLine>, log::HistoryError>> {
-        self.inner.broker.page(before, limit)
-    }
-
-    /// Up to `limit` stored lines after id `after`, oldest first; `None` without a
-    /// history. Blocking: call it from `spawn_blocking`.
-    pub(crate) fn history_after(
-        &self,
-        after: i64,
-        limit: usize,
-    ) -> Option<Result<Vec<StoredLine>, log::HistoryError>> {
-        self.inner.broker.page_after(after, limit)
-    }
-
-    /// Sends `event` on its way through the broker, and relays it at once if the broker
-    /// hands it straight back. Called with the members' lock held, so that the broker's
-    /// order is the lobby's. Returns the outboxes to cut off once the lock is released.
-    fn announce(
-        &self,
-        members: &mut Table,
-        event: Event,
-        from: Option<u64>,
-        replay_to: Option<u64>,
-        stored: Option<Stored>,
-        someone: Option<Someone>,
-    ) -> Result<Vec<Arc<dyn Outbox>>, AppendRefusal> {
-        let line = match &event {
-            Event::Message {
-                name, text, origin, ..
-            } => Some(NewLine {
-                time: SystemTime::now(),
-                name: name.clone(),
-                protocol: *origin,
-                text: text.clone(),
-            }),
-            _ => None,
-        };
-        let replay = match replay_to {
-            Some(_) => self.inner.limits.replay_lines.min(log::MAX_PAGE_LINES),
-            None => 0,
-        };
-        let item = Outgoing {
-            replay: replay_to.map(|to| (to, Vec::new())),
-            stored,
-            someone,
-            ..Outgoing::new(event, from)
-        };
-        match self.inner.broker.publish(Queued { item, line, replay })? {
-            Some(now) => Ok(self.fan_out(members, vec![now])),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// Fans `batch` out to every member, in order, then the leaves of the members it
-    /// found too slow, as the broker routes them ([`Broker::slow_leave`]). Returns the
-    /// outboxes to cut off once the lock is released.
-    fn fan_out(&self, members: &mut Table, batch: Vec<Outgoing>) -> Vec<Arc<dyn Outbox>> {
-        let broker = &self.inner.broker;
-        fan_out(
-            members,
-            &self.inner.metrics,
-            &self.inner.limits.slow,
-            batch,
-            &mut |leave| broker.slow_leave(leave),
-        )
-    }
-
-    /// [`Lobby::announce`] for a join or leave, which the log never refuses (only chat
-    /// lines count against its queue).
-    fn announce_presence(
-        &self,
-        members: &mut Table,
-        event: Event,
-        someone: Someone,
-        replay_to: Option<u64>,
-    ) -> Vec<Arc<dyn Outbox>> {
-        self.announce(members, event, None, replay_to, None, Some(someone))
-            .unwrap_or_default()
-    }
-
-    /// The limits in force.
-    pub(crate) fn limits(&self) -> &Limits {
-        &self.inner.limits
-    }
-
-    /// Where every refusal is counted and logged.
-    pub(crate) fn refusals(&self) -> &Refusals {
-        &self.inner.refusals
-    }
-
-    /// Adds a connection from `from` to the lobby: from now on it receives every event
-    /// through `outbox`. A member of a protocol [announced on
-    /// connect](Protocol::announced_on_connect) is named `guest-<id>` and announced, a
-    /// join that counts against its address's budget ([`churn`]: refused over it); any
-    /// other stays unnamed and unannounced until [`Member::set_name`]. Dropping the
-    /// returned [`Member`] removes it.
-    pub(crate) fn join(
-        &self,
-        protocol: Protocol,
-        outbox: impl Outbox,
-        from: Option<IpAddr>,
-    ) -> Result<Member, LobbyError> {
-        if protocol.announced_on_connect() {
-            self.inner.churn.check(from)?;
-        }
-        let id = self.inner.broker.member_id();
-        let name = protocol
-            .announced_on_connect()
-            .then(|| names::guest_name(id));
-        let entry = Entry {
-            protocol,
-            naming: names::Naming::new(name.as_deref()),
-            name: name.clone(),
-            since: SystemTime::now(),
-            from,
-            outbox: Arc::new(outbox),
-            first_live_line: None,
-            backlog: Default::default(),
-        };
-        let someone = entry.someone(id);
-        let cut = {
-            let mut members = self.lock();
-            members.insert(id, entry);
-            tracing::debug!(member = id, protocol = protocol.as_str(), "connected");
-            match name {
-                Some(name) => {
-                    self.log_presence_line(true, id, &name, protocol.as_str());
-                    self.inner.metrics.members[protocol.index()].increment(1.0);
-                    self.inner.metrics.joins[protocol.index()].increment(1);
-                    let event = Event::Joined {
-                        name,
-                        members: members.named(),
-                    };
-                    self.announce_presence(&mut members, event, someone, None)
-                }
-                None => Vec::new(),
-            }
-        };
-        if protocol.announced_on_connect() {
-            self.presence_changed();
-        }
-        cut_off(cut);
-        Ok(Member {
-            lobby: self.clone(),
-            id,
-            rate: Bucket::new(self.inner.limits.rate),
-            from,
-        })
-    }
-
-    /// Logs a member's join (or leave): a line of its own, or at `debug` and counted in
-    /// the interval's summary once joins and leaves churn ([`churn`]).
-    fn log_presence_line(&self, join: bool, member: u64, name: &str, protocol: &'static str) {
-        let folding = !self.inner.limits.log_fold.is_zero();
-        let what = if join { "joined" } else { "left" };
-        match self.inner.churn.log_line(join, folding) {
-            LogLine::Own => tracing::info!(member, %name, protocol, "{what}"),
-            LogLine::Folded => tracing::debug!(member, %name, protocol, "{what} (folded)"),
-        }
-    }
-
-    /// Ends an interval of the log's folding: the refusals' summaries, the joins' and
-    /// leaves' ([`churn`]), and the join budgets of addresses that came back to full.
-    pub(crate) fn summarise(&self) {
-        self.inner.refusals.summarise();
-        self.inner
-            .churn
-            .end_interval(self.inner.limits.log_fold.as_secs());
-    }
-
-    /// [`Lobby::summarise`] at the end of every `--log-fold-secs` interval until
-    /// `stop`; with no folding, only the join budgets are trimmed, every ten seconds.
-    /// The caller summarises once more when the server stops.
-    pub(crate) async fn fold_every(self, stop: CancellationToken) {
-        let interval = match self.inner.limits.log_fold {
-            zero if zero.is_zero() => std::time::Duration::from_secs(10),
-            interval => interval,
-        };
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticks.tick() => self.summarise(),
-            }
-        }
-    }
-
-    /// Closes the lobby for shutdown: members still leave it, but their leaves are no
-    /// longer announced (every one of them is going).
-    pub(crate) fn close(&self) {
-        self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.broker.close();
-    }
-
-    /// Named members in the lobby now: those the protocols count (a Socket.IO socket
-    /// from its `newUser`, a TCP JSON client from its `CONNECT`, a WebSocket or TCP text
-    /// client from its connection).
-    pub(crate) fn member_count(&self) -> usize {
-        let here = self.lock().named();
-        self.inner.broker.member_count(here)
-    }
-
-    /// Ends every connection at once, silently: for a cluster node whose members the
-    /// cluster has already announced as left (its lease ran out while it was frozen or
-    /// cut off from Redis). Their clients reconnect and join anew.
-    pub(crate) fn drop_everyone(&self) {
-        let cut: Vec<_> = {
-            let mut members = self.lock();
-            let ids: Vec<u64> = members.keys().copied().collect();
-            ids.into_iter()
-                .filter_map(|id| remove_member(&mut members, &self.inner.metrics, id))
-                .map(|(entry, _)| entry.outbox)
-                .collect()
-        };
-        tracing::warn!(
-            connections = cut.len(),
-            "this node's lease ran out: every connection dropped (the cluster announced its members as left)"
-        );
-        self.presence_changed();
-        cut_off(cut);
-    }
-
-    /// Whether what the lobby's broker depends on answers now (a cluster node's Redis);
-    /// `None` when it depends on nothing (a single node).
-    pub(crate) fn cluster_available(&self) -> Option<bool> {
-        self.inner.broker.reachable()
-    }
-
-    /// Connections in the lobby now, named or not.
-    pub(crate) fn connection_count(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Refuses a chat line over the length limit.
-    fn check_message(&self, text: &str) -> Result<(), LobbyError> {
-        let max = self.inner.limits.max_message_chars;
-        // Counting stops at the first character over the limit: a huge line costs no more
-        // than a line of exactly the limit.
-        if text.chars().nth(max).is_some() {
-            return Err(LobbyError::MessageTooLong { max });
-        }
-        Ok(())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        crate::locks::lock(&self.inner.members)
-    }
-
-    fn leave(&self, id: u64) {
-        self.inner.rooms.leave(id);
-        self.inner.broker.free_seat(id);
-        self.inner.refusals.left(id);
-        let named;
-        let cut = {
-            let mut members = self.lock();
-            let Some((entry, left)) = remove_member(&mut members, &self.inner.metrics, id) else {
-                return; // already cut off
-            };
-            named = left.is_some();
-            let protocol = entry.protocol.as_str();
-            tracing::debug!(member = id, protocol, "disconnected");
-            match (left, &entry.name) {
-                (Some(_), _) if self.inner.closed.load(Ordering::SeqCst) => Vec::new(),
-                (Some(left), Some(name)) => {
-                    self.log_presence_line(false, id, name, protocol);
-                    self.announce_presence(&mut members, left, entry.someone(id), None)
-                }
-                _ => Vec::new(),
-            }
-        };
-        // Out of the table now: a seat the broker gave it meanwhile goes too
-        // ([`Lobby::seat_if_present`]).
-        self.inner.rooms.leave(id);
-        if named {
-            self.presence_changed();
-        }
-        cut_off(cut);
-    }
-}
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::sync::Condvar;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Condvar, Mutex, MutexGuard};
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::log::Store;
+    use crate::protocol::Protocol;
 
     /// How long a test waits for what it expects.
     const WAIT: Duration = Duration::from_secs(10);

@@ -6,7 +6,7 @@
 //! the soft hyphen) are removed, then surrounding white space is trimmed, then the name
 //! is cut to `--max-name-chars`; an empty name becomes [`ANONYMOUS`].
 //!
-//! Giving ([`Lobby::give_name`]): two names are the same name when their [`fold`]s are
+//! Giving (`Lobby::give_name`): two names are the same name when their [`fold`]s are
 //! equal: Unicode's compatibility caseless match (NFKC and full case folding), so
 //! `Victim`, `ＶＩＣＴＩＭ` and `victim` are one name. A member is not given
 //! - [`SERVER`], the name of the server's own announcements, nor anything that folds to
@@ -30,7 +30,7 @@
 //! free name within the same few milliseconds (before either join has reached the other
 //! node) can both get it; guest names cannot clash, member ids being the cluster's.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -38,9 +38,7 @@ use caseless::Caseless;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-use crate::lobby::error::LobbyError;
-use crate::lobby::rooms::RoomError;
-use crate::lobby::{Entry, Lobby};
+use super::error::{LobbyError, RoomError};
 
 /// The name given to a member whose chosen name is empty: "anonymous", as the original
 /// page sends when its prompt is left empty.
@@ -122,6 +120,21 @@ pub(super) struct Naming {
 }
 
 impl Naming {
+    /// The naming of a member given `given`; the name itself returned.
+    pub(super) fn given(given: Given) -> (Arc<str>, Self) {
+        let naming = Self {
+            key: Some(given.key),
+            asked: Some(given.asked),
+        };
+        (given.name, naming)
+    }
+
+    /// Whether `asked` is what the member asked for last (and so keeps the name it was
+    /// given then).
+    pub(super) fn asked_for(&self, asked: &str) -> bool {
+        self.asked.as_deref() == Some(asked)
+    }
+
     /// The [`fold`] of the member's name, `None` while it has none.
     pub(super) fn key(&self) -> Option<&str> {
         self.key.as_deref()
@@ -187,69 +200,17 @@ impl fmt::Display for NameTaken {
     }
 }
 
-impl Lobby {
-    /// The name member `id` is given when it asks for `asked` (cleaned), with `members`
-    /// the lobby's table, locked: `asked` if it is free, else the nearest free name (see
-    /// the module doc). The caller stores it ([`Table::give`](super::table::Table::give))
-    /// before it lets go of the lock. A cluster node also looks at the names the other
-    /// nodes' members hold, as its broker knows them ([`Broker::held_elsewhere`]).
-    ///
-    /// [`Broker::held_elsewhere`]: crate::log::Broker::held_elsewhere
-    pub(super) fn give_name(
-        &self,
-        members: &HashMap<u64, Entry>,
-        id: u64,
-        asked: Arc<str>,
-    ) -> Given {
-        let others = || {
-            members
-                .iter()
-                .filter(move |(other, _)| **other != id)
-                .filter_map(|(_, entry)| entry.naming.key.as_deref())
-        };
-        let broker = &self.inner.broker;
-        let elsewhere = Elsewhere {
-            held: &|key| broker.held_elsewhere(key),
-            count: broker.held_elsewhere_at_most(),
-        };
-        decide(
-            asked,
-            id,
-            self.inner.limits.max_name_chars,
-            others,
-            elsewhere,
-        )
-    }
-}
-
-impl Entry {
-    /// Stores the name the member was given.
-    pub(super) fn take_name(&mut self, given: Given) {
-        self.name = Some(given.name);
-        self.naming = Naming {
-            key: Some(given.key),
-            asked: Some(given.asked),
-        };
-    }
-
-    /// Whether `asked` is what the member asked for last (and so keeps the name it was
-    /// given then).
-    pub(super) fn asked_for(&self, asked: &str) -> bool {
-        self.naming.asked.as_deref() == Some(asked)
-    }
-}
-
 /// The names held on other nodes of a cluster, for [`decide`].
-struct Elsewhere<'a> {
+pub(super) struct Elsewhere<'a> {
     /// Whether a member of another node holds the name folding to this.
-    held: &'a dyn Fn(&str) -> bool,
+    pub(super) held: &'a dyn Fn(&str) -> bool,
     /// At most how many names they hold.
-    count: usize,
+    pub(super) count: usize,
 }
 
-/// [`Lobby::give_name`] for member `id`, `others` the folds of the names the other
-/// members of this node hold.
-fn decide<'a, I: Iterator<Item = &'a str>>(
+/// The name member `id` is given when it asks for `asked` (`Lobby::give_name`), `others`
+/// the folds of the names the other members of this node hold.
+pub(super) fn decide<'a, I: Iterator<Item = &'a str>>(
     asked: Arc<str>,
     id: u64,
     max_chars: usize,

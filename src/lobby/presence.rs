@@ -8,50 +8,8 @@ use std::time::SystemTime;
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
-use crate::lobby::Lobby;
-
-pub(crate) use crate::log::Present;
-
-impl Lobby {
-    /// The named members present now, in the order they connected (the whole lobby's,
-    /// as the broker knows it).
-    pub(crate) fn present(&self) -> Vec<Present> {
-        self.inner.broker.present(&|| self.present_here())
-    }
-
-    /// The named members of this node, in the order they connected.
-    fn present_here(&self) -> Vec<Present> {
-        let members = self.lock();
-        let mut present: Vec<(u64, Present)> = members
-            .iter()
-            .filter_map(|(&id, entry)| {
-                let name = entry.name.clone()?;
-                Some((
-                    id,
-                    Present {
-                        name,
-                        protocol: entry.protocol,
-                        since: entry.since,
-                    },
-                ))
-            })
-            .collect();
-        drop(members);
-        present.sort_unstable_by_key(|(id, _)| *id);
-        present.into_iter().map(|(_, present)| present).collect()
-    }
-
-    /// Changes whenever [`Lobby::present`] may have changed.
-    pub(crate) fn watch_presence(&self) -> watch::Receiver<u64> {
-        self.inner.presence.subscribe()
-    }
-
-    pub(super) fn presence_changed(&self) {
-        self.inner.presence.send_modify(|version| *version += 1);
-    }
-}
+use super::handle::Lobby;
 
 /// The member list as the `members` event carries it, made once per presence change and
 /// shared by every subscriber: each change is sent to every subscriber, and building the

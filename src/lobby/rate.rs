@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::lobby::LobbyError;
+use super::error::LobbyError;
 
 /// Default for `--rate-lines-per-sec`: faster than anyone types, slower than a script.
 pub(crate) const DEFAULT_RATE_LINES_PER_SEC: u32 = 10;

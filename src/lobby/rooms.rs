@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::lobby::OutboxRefusal;
+pub(crate) use super::error::RoomError;
+use super::event::OutboxRefusal;
 
 /// A seated member's outgoing side, implemented by the protocol (Socket.IO).
 pub(crate) trait Seat: Send + Sync + 'static {
@@ -24,26 +25,6 @@ pub(crate) trait Seat: Send + Sync + 'static {
     /// Tells the member its room request was refused (a cluster answers after the
     /// request, not during it).
     fn refused(&self, why: &RoomError);
-}
-
-/// Why a room request was refused. The text is what the sender is told.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RoomError {
-    /// The room already holds [`ROOM_SEATS`](crate::log::seats::ROOM_SEATS) members.
-    #[error("the room is full")]
-    Full,
-    /// A room line from a member that holds no seat.
-    #[error("join a room before sending chat messages")]
-    NotSeated,
-    /// A room name that is empty once cleaned.
-    #[error("a room name must not be empty")]
-    EmptyName,
-    /// A room name over the limit.
-    #[error("a room name is longer than {max} characters")]
-    NameTooLong {
-        /// The limit in force.
-        max: usize,
-    },
 }
 
 /// Every room and who sits in it.
@@ -138,42 +119,6 @@ impl Rooms {
     #[cfg(test)]
     pub(crate) fn occupancy(&self, room: &str) -> usize {
         self.lock().rooms.get(room).map_or(0, Vec::len)
-    }
-}
-
-impl crate::lobby::Lobby {
-    /// A room line the broker hands over, to this node's seats in `room`; a seat that
-    /// does not keep up is given back.
-    pub(super) fn relay_in_room(&self, room: &str, line: &Arc<str>) {
-        for id in self.inner.rooms.relay(room, line) {
-            self.inner.broker.free_seat(id);
-        }
-    }
-
-    /// Seats member `id` in `room` here, as the broker decided, if it is still in the
-    /// lobby (checked under the lobby's lock: a member leaving frees its seats after
-    /// it is out of the table, so no seat outlives it).
-    pub(super) fn seat_if_present(&self, id: u64, room: Arc<str>, seat: Arc<dyn Seat>) {
-        let members = self.lock();
-        if members.contains_key(&id) {
-            self.inner.rooms.seat(id, room, seat);
-        }
-    }
-
-    /// Tells member `id` its room request was refused, and counts it.
-    pub(super) fn refuse_seat(&self, id: u64, seat: &dyn Seat, why: RoomError) {
-        let why = crate::lobby::LobbyError::Room(why);
-        let who = crate::refusals::Who::Member(id, None);
-        self.inner.refusals.report(
-            crate::protocol::Protocol::SocketIo,
-            who,
-            why.reason(),
-            &why,
-            false,
-        );
-        if let crate::lobby::LobbyError::Room(room) = &why {
-            seat.refused(room);
-        }
     }
 }
 

@@ -2,12 +2,10 @@
 //! `crate::admin`): its id, protocol, name, arrival, address and room; and the
 //! operator's way to throw a member out.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::Lobby;
 use crate::protocol::Protocol;
 
 /// One connection of this node's lobby, named or not.
@@ -27,44 +25,11 @@ pub(crate) struct Listed {
     pub(crate) room: Option<Arc<str>>,
 }
 
-impl Lobby {
-    /// Every connection of this node, in the order they connected.
-    pub(crate) fn roster(&self) -> Vec<Listed> {
-        let rooms: HashMap<u64, Arc<str>> = self.inner.rooms.seated().into_iter().collect();
-        let mut listed: Vec<Listed> = self
-            .lock()
-            .iter()
-            .map(|(&id, entry)| Listed {
-                id,
-                protocol: entry.protocol,
-                name: entry.name.clone(),
-                since: entry.since,
-                from: entry.from,
-                room: rooms.get(&id).cloned(),
-            })
-            .collect();
-        listed.sort_unstable_by_key(|listed| listed.id);
-        listed
-    }
-
-    /// Throws member `id` out, whatever its protocol: it leaves the lobby (announced as
-    /// left to everyone, as a slow consumer is) and its connection is closed. False if
-    /// it is not in this node's lobby.
-    pub(crate) fn throw_out(&self, id: u64) -> bool {
-        let Some(outbox) = self.lock().get(&id).map(|entry| entry.outbox.clone()) else {
-            return false;
-        };
-        self.leave(id);
-        outbox.cut_off();
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lobby::Limits;
     use crate::lobby::tests::{Recorder, joined};
+    use crate::lobby::{Limits, Lobby};
 
     #[test]
     fn a_member_thrown_out_is_announced_as_left_and_cut_off() {

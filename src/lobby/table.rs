@@ -1,4 +1,5 @@
-//! The lobby's member table: every connection's [`Entry`], and how many of them are
+//! The lobby's member table: every connection's [`Entry`] (its place: protocol, name,
+//! outbox, backlog), and how many of them are
 //! named (the lobby's members as the protocols count them: WebSocket notifications,
 //! `Event::Joined`/`Left`, `/healthz` `members`). The count is kept with the table, so
 //! reading it costs nothing however many members there are.
@@ -8,10 +9,58 @@
 //! [`Table::name`], which keep the count.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::SystemTime;
 
-use super::Entry;
-use super::names::Given;
+use super::backlog::Backlog;
+use super::event::Outbox;
+use super::names::{Given, Naming};
+use crate::chat::Someone;
+use crate::protocol::Protocol;
+
+/// A member's place in the lobby's table.
+pub(super) struct Entry {
+    pub(super) protocol: Protocol,
+    pub(super) name: Option<Arc<str>>,
+    /// The fold of its name and the name it asked for ([`super::names`]).
+    pub(super) naming: Naming,
+    pub(super) since: SystemTime,
+    /// The client's address, if known.
+    pub(super) from: Option<IpAddr>,
+    pub(super) outbox: Arc<dyn Outbox>,
+    /// The history id of the first chat line relayed to it: a replay stops before it,
+    /// since everything from there on reached the member live (even unnamed).
+    pub(super) first_live_line: Option<i64>,
+    /// What it was offered since it last caught up (the slow-consumer rule).
+    pub(super) backlog: Backlog,
+}
+
+impl Entry {
+    /// Who member `id` is, for the announcement of its join or leave.
+    pub(super) fn someone(&self, id: u64) -> Someone {
+        Someone {
+            id,
+            protocol: self.protocol,
+            since: self.since,
+            key: self.naming.key().map(Box::from),
+        }
+    }
+
+    /// Stores the name the member was given.
+    pub(super) fn take_name(&mut self, given: Given) {
+        let (name, naming) = Naming::given(given);
+        self.name = Some(name);
+        self.naming = naming;
+    }
+
+    /// Whether `asked` is what the member asked for last (and so keeps the name it was
+    /// given then).
+    pub(super) fn asked_for(&self, asked: &str) -> bool {
+        self.naming.asked_for(asked)
+    }
+}
 
 /// The member table (see the module doc).
 #[derive(Default)]

@@ -3,22 +3,14 @@
 //! requests, the loss of a cluster node's place, and what an event says for a broker
 //! that sends it to other nodes.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
+use super::error::RoomError;
 use super::fanout::Outgoing;
-use super::rooms::{RoomError, Seat};
-use super::{Inner, Lobby};
+use super::handle::Up;
+use super::rooms::Seat;
 use crate::chat::Event;
 use crate::log::{BrokerHandler, Committed, Said, SeatAnswer};
-
-/// The lobby as its broker sees it: held weakly (the lobby holds the broker).
-pub(super) struct Up(pub(super) Weak<Inner>);
-
-impl Up {
-    fn lobby(&self) -> Option<Lobby> {
-        self.0.upgrade().map(|inner| Lobby { inner })
-    }
-}
 
 impl BrokerHandler<Outgoing, Arc<dyn Seat>> for Up {
     fn deliver(&self, batch: Vec<Committed<Outgoing>>) {
@@ -60,34 +52,5 @@ impl BrokerHandler<Outgoing, Arc<dyn Seat>> for Up {
 
     fn heard(&self, event: Event) -> Outgoing {
         Outgoing::new(event, None)
-    }
-}
-
-impl Lobby {
-    /// Fans out a batch the broker handed back, in order.
-    fn deliver(&self, batch: Vec<Committed<Outgoing>>) {
-        let mut presence = false;
-        let batch = batch
-            .into_iter()
-            .map(|done| {
-                let mut out = done.item;
-                if let Some(count) = done.members {
-                    presence = true;
-                    out.count_as(count);
-                }
-                if let Some(id) = done.id {
-                    out.delivery.set_line_id(id);
-                }
-                if let Some((_, lines)) = &mut out.replay {
-                    *lines = done.replayed;
-                }
-                out
-            })
-            .collect();
-        let cut = self.fan_out(&mut self.lock(), batch);
-        if presence || !cut.is_empty() {
-            self.presence_changed();
-        }
-        super::fanout::cut_off(cut);
     }
 }

@@ -40,7 +40,7 @@ impl Kind {
     }
 }
 
-/// A room request of this node's, in its order with the entries ([`scripts::rooms`]).
+/// A room request of this node's, in its order with the entries ([`super::scripts::rooms`]).
 pub(crate) enum RoomKind {
     Seat,
     Unseat,

@@ -2,7 +2,7 @@
 //! method is one step of the cluster's state (a script run, a read), so the node's logic
 //! (the appender, the reader, the lease, in order, presence, seats, gaps) is the same
 //! whether the steps run in Redis ([`RedisDriver`]: the Lua scripts of [`scripts`] on
-//! the connections of [`super::connect`]) or in memory (`super::memory`, the tests'
+//! the connections of [`connect`](mod@super::connect)) or in memory (`super::memory`, the tests'
 //! in-process cluster: N lobbies in one process, as socketioxide-redis tests N servers
 //! on a stub driver).
 //!
