@@ -3,27 +3,29 @@
 //! ([`crate::log::redis::memory`]) instead of a `redis-server`, as socketioxide-redis
 //! tests N servers on a stub driver. They cover what tests/cluster.rs checks of order,
 //! presence, names, replay, seats, leases and gaps; the real-Redis tests stay for what
-//! only Redis shows (the scripts, a real server's outages, signals to processes).
+//! only Redis shows (the scripts, a real server's outages, signals to processes). Here:
+//! order, presence, names, replay, Redis away, gaps; seats, leases and shutdown in
+//! [`seats_and_leases`].
 
-use std::sync::Arc;
+mod seats_and_leases;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::rooms::{RoomError, Seat};
 use super::tests::{Recorder, joined};
-use super::{Event, Limits, Lobby, LobbyError, Member, OutboxRefusal};
+use super::{Event, Limits, Lobby, LobbyError, Member};
 use crate::log::redis::memory::MemoryRedis;
 use crate::log::redis::{ClusterSettings, RedisBroker};
 use crate::protocol::Protocol;
 
 /// How long a test waits for what it expects.
-const WAIT: Duration = Duration::from_secs(10);
+pub(super) const WAIT: Duration = Duration::from_secs(10);
 
 /// A lease short enough for a test, long enough for a busy machine.
-const TEST_LEASE_MS: u64 = 1_500;
+pub(super) const TEST_LEASE_MS: u64 = 1_500;
 
 /// Node `id` of the cluster `redis`, with a lease of `lease_ms` and `limits`.
-async fn node_with(
+pub(super) async fn node_with(
     redis: &MemoryRedis,
     id: &str,
     lease_ms: u64,
@@ -53,7 +55,7 @@ async fn node_with(
 }
 
 /// The default limits, without a message rate (tests say lines as fast as they can).
-fn unlimited() -> Limits {
+pub(super) fn unlimited() -> Limits {
     Limits {
         rate: super::rate::RateLimit {
             lines_per_sec: 0,
@@ -64,12 +66,12 @@ fn unlimited() -> Limits {
 }
 
 /// Node `id` with the default limits (no rate) and a lease of `lease_ms`.
-async fn node(redis: &MemoryRedis, id: &str, lease_ms: u64) -> Lobby {
+pub(super) async fn node(redis: &MemoryRedis, id: &str, lease_ms: u64) -> Lobby {
     node_with(redis, id, lease_ms, unlimited(), 100_000).await
 }
 
 /// `count` nodes named `node-<n>`, with a lease far longer than any test.
-async fn nodes(redis: &MemoryRedis, count: usize) -> Vec<Lobby> {
+pub(super) async fn nodes(redis: &MemoryRedis, count: usize) -> Vec<Lobby> {
     let mut nodes = Vec::new();
     for n in 0..count {
         nodes.push(node(redis, &format!("node-{n}"), 60_000).await);
@@ -78,7 +80,7 @@ async fn nodes(redis: &MemoryRedis, count: usize) -> Vec<Lobby> {
 }
 
 /// A member of `protocol` on `lobby`, named `name` (if given), and what it hears.
-fn member(lobby: &Lobby, protocol: Protocol, name: Option<&str>) -> (Member, Recorder) {
+pub(super) fn member(lobby: &Lobby, protocol: Protocol, name: Option<&str>) -> (Member, Recorder) {
     let heard = Recorder::default();
     let member = lobby.join(protocol, heard.clone(), None).expect("joined");
     if let Some(name) = name {
@@ -88,12 +90,12 @@ fn member(lobby: &Lobby, protocol: Protocol, name: Option<&str>) -> (Member, Rec
 }
 
 /// Waits (the test's thread may block: the nodes run on the others) for `count` events.
-fn hear(heard: &Recorder, count: usize) -> Vec<Event> {
+pub(super) fn hear(heard: &Recorder, count: usize) -> Vec<Event> {
     tokio::task::block_in_place(|| heard.take_when(count))
 }
 
 /// Waits until `done` holds.
-async fn until(what: &str, done: impl Fn() -> bool) {
+pub(super) async fn until(what: &str, done: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !done() {
         assert!(tokio::time::Instant::now() < deadline, "never: {what}");
@@ -101,7 +103,7 @@ async fn until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-fn line(name: &str, text: &str, origin: Protocol) -> Event {
+pub(super) fn line(name: &str, text: &str, origin: Protocol) -> Event {
     Event::Message {
         name: name.into(),
         text: text.into(),
@@ -110,7 +112,7 @@ fn line(name: &str, text: &str, origin: Protocol) -> Event {
     }
 }
 
-fn left(name: &str, members: usize) -> Event {
+pub(super) fn left(name: &str, members: usize) -> Event {
     Event::Left {
         name: name.into(),
         members,
@@ -119,7 +121,7 @@ fn left(name: &str, members: usize) -> Event {
 
 /// The names in `heard`, all leaves of members of one node given up (in whatever order
 /// the give-up took them, each count one less), sorted.
-fn leaves(heard: Vec<Event>) -> Vec<String> {
+pub(super) fn leaves(heard: Vec<Event>) -> Vec<String> {
     let mut names: Vec<String> = heard
         .iter()
         .map(|event| match event {
@@ -142,7 +144,7 @@ fn leaves(heard: Vec<Event>) -> Vec<String> {
 }
 
 /// The names present, as a node lists them.
-fn names(lobby: &Lobby) -> Vec<String> {
+pub(super) fn names(lobby: &Lobby) -> Vec<String> {
     lobby.present().iter().map(|p| p.name.to_string()).collect()
 }
 
@@ -311,223 +313,6 @@ async fn replay_on_one_node_gives_the_lines_said_on_another() {
         .map(|l| l.id)
         .collect();
     assert_eq!(ids, [1, 2, 3]);
-}
-
-/// A seat that records the room lines and refusals it is told.
-#[derive(Default)]
-struct Lines {
-    lines: Mutex<Vec<String>>,
-    refused: Mutex<Vec<RoomError>>,
-}
-
-impl Seat for Arc<Lines> {
-    fn offer_line(&self, line: &Arc<str>) -> Result<(), OutboxRefusal> {
-        self.lines.lock().unwrap().push(line.to_string());
-        Ok(())
-    }
-    fn cut_off(&self) {}
-    fn refused(&self, why: &RoomError) {
-        self.refused.lock().unwrap().push(why.clone());
-    }
-}
-
-impl Lines {
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-    fn refusals(&self) -> Vec<RoomError> {
-        self.refused.lock().unwrap().clone()
-    }
-}
-
-/// Sits `member` in `room` and waits until its own line comes back: seated.
-async fn sit(member: &Member, room: &str, seat: &Arc<Lines>, text: &str) {
-    member.take_seat(room, seat.clone()).unwrap();
-    member.say_in_room(text, seat.clone()).unwrap();
-    until("its own room line", || {
-        seat.lines().last().map(String::as_str) == Some(text)
-    })
-    .await;
-}
-
-/// Sits `member` in `room` as soon as a seat there is free (a seat freed on another
-/// node is free here once Redis has freed it): asks again while it is told full.
-async fn sit_once_free(member: &Member, room: &str, text: &str) -> Arc<Lines> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let seat = Arc::new(Lines::default());
-        member.take_seat(room, seat.clone()).unwrap();
-        member.say_in_room(text, seat.clone()).unwrap();
-        until("seated or refused", || {
-            !seat.lines().is_empty() || seat.refusals().len() == 2
-        })
-        .await;
-        if seat.lines() == [text] {
-            return seat;
-        }
-        assert_eq!(seat.refusals(), [RoomError::Full, RoomError::NotSeated]);
-        assert!(tokio::time::Instant::now() < deadline, "{room} never free");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_members_on_two_nodes_share_a_room_and_the_last_seat_goes_to_one() {
-    let redis = MemoryRedis::default();
-    let cluster = nodes(&redis, 2).await;
-    let (a, b) = (&cluster[0], &cluster[1]);
-    let (ann, _) = member(a, Protocol::SocketIo, None);
-    let (bob, _) = member(b, Protocol::SocketIo, None);
-    let (ann_seat, bob_seat) = (Arc::new(Lines::default()), Arc::new(Lines::default()));
-    sit(&ann, "r1", &ann_seat, "ann in").await;
-    sit(&bob, "r1", &bob_seat, "bob in").await;
-    until("bob's line at ann's", || ann_seat.lines().len() == 2).await;
-    assert_eq!(ann_seat.lines(), ["ann in", "bob in"]);
-    ann.say_in_room("hi from a", ann_seat.clone()).unwrap();
-    until("a's line at bob's", || bob_seat.lines().len() == 2).await;
-    assert_eq!(bob_seat.lines(), ["bob in", "hi from a"]);
-    // Full on every node; a line from no seat is refused once Redis has answered.
-    let (cat, _) = member(a, Protocol::SocketIo, None);
-    let cat_seat = Arc::new(Lines::default());
-    cat.take_seat("r1", cat_seat.clone()).unwrap();
-    cat.say_in_room("let me in", cat_seat.clone()).unwrap();
-    until("cat told", || cat_seat.refusals().len() == 2).await;
-    assert_eq!(cat_seat.refusals(), [RoomError::Full, RoomError::NotSeated]);
-
-    // Two members of two nodes racing for the last seat: one gets it.
-    for round in 0..10 {
-        let room = format!("race-{round}");
-        let (holder, _) = member(a, Protocol::SocketIo, None);
-        let holder_seat = Arc::new(Lines::default());
-        sit(&holder, &room, &holder_seat, "seated").await;
-        let racers = [
-            member(a, Protocol::SocketIo, None).0,
-            member(b, Protocol::SocketIo, None).0,
-        ];
-        let seats = [Arc::new(Lines::default()), Arc::new(Lines::default())];
-        for (racer, seat) in racers.iter().zip(&seats) {
-            racer.take_seat(&room, seat.clone()).unwrap();
-        }
-        for (racer, seat) in racers.iter().zip(&seats) {
-            racer.say_in_room("who won?", seat.clone()).unwrap();
-        }
-        until("both answered", || {
-            seats
-                .iter()
-                .all(|seat| seat.lines().len() == 1 || seat.refusals().len() == 2)
-        })
-        .await;
-        let won: Vec<bool> = seats
-            .iter()
-            .map(|seat| seat.lines() == ["who won?"])
-            .collect();
-        assert_eq!(won.iter().filter(|&&w| w).count(), 1, "round {round}");
-        for (seat, won) in seats.iter().zip(&won) {
-            if !won {
-                assert_eq!(seat.refusals(), [RoomError::Full, RoomError::NotSeated]);
-            }
-        }
-        until("the winner's line at the holder's", || {
-            holder_seat.lines().len() == 2
-        })
-        .await;
-        assert_eq!(holder_seat.lines(), ["seated", "who won?"]);
-    }
-
-    // A seat is freed when its holder leaves: bob goes, cat (on the other node) sits.
-    drop(bob);
-    sit_once_free(&cat, "r1", "in at last").await;
-    until("cat's line at ann's", || ann_seat.lines().len() == 4).await;
-    assert_eq!(
-        ann_seat.lines().last().map(String::as_str),
-        Some("in at last")
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_node_cut_off_past_its_lease_is_announced_as_left_once_and_its_seats_freed() {
-    let redis = MemoryRedis::default();
-    let a = node(&redis, "a", TEST_LEASE_MS).await;
-    let b = node(&redis, "b", TEST_LEASE_MS).await;
-    let (_ann, ann_heard) = member(&a, Protocol::SocketIo, Some("ann"));
-    until("ann's join read", || b.member_count() == 1).await;
-    let (_kim, _) = member(&b, Protocol::TcpJson, Some("kim"));
-    let (_wes, _) = member(&b, Protocol::WebSocket, None);
-    assert_eq!(
-        hear(&ann_heard, 3),
-        [joined("ann", 1), joined("kim", 2), joined("guest-10002", 3)]
-    );
-    let (ann_room, bob_room) = (
-        member(&a, Protocol::SocketIo, None).0,
-        member(&b, Protocol::SocketIo, None).0,
-    );
-    let (ann_seat, bob_seat) = (Arc::new(Lines::default()), Arc::new(Lines::default()));
-    sit(&ann_room, "r", &ann_seat, "ann here").await;
-    sit(&bob_room, "r", &bob_seat, "bob here").await;
-
-    // b is gone for good (killed, or its network cut): once its lease has run out,
-    // a announces its members as left, once.
-    redis.cut_off("b");
-    assert_eq!(leaves(hear(&ann_heard, 2)), ["guest-10002", "kim"]);
-    assert_eq!(names(&a), ["ann"]);
-    // Its seat is free: another member of a sits.
-    let (cat, _) = member(&a, Protocol::SocketIo, None);
-    sit_once_free(&cat, "r", "cat here").await;
-    until("cat's line at ann's", || ann_seat.lines().len() == 3).await;
-    assert_eq!(ann_seat.lines(), ["ann here", "bob here", "cat here"]);
-    // Once: the next thing ann hears is the next join.
-    let (_bob, _) = member(&a, Protocol::SocketIo, Some("bob"));
-    assert_eq!(hear(&ann_heard, 1), [joined("bob", 2)]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_node_cut_off_past_its_lease_drops_its_members_and_joins_anew() {
-    let redis = MemoryRedis::default();
-    let a = node(&redis, "a", TEST_LEASE_MS).await;
-    let b = node(&redis, "b", TEST_LEASE_MS).await;
-    let (_ann, ann_heard) = member(&a, Protocol::SocketIo, Some("ann"));
-    until("ann's join read", || b.member_count() == 1).await;
-    let (kim, kim_heard) = member(&b, Protocol::TcpJson, Some("kim"));
-    assert_eq!(hear(&ann_heard, 2), [joined("ann", 1), joined("kim", 2)]);
-
-    // b is frozen past its lease: a announces kim as left.
-    redis.cut_off("b");
-    assert_eq!(hear(&ann_heard, 1), [left("kim", 1)]);
-    until("kim gone from a", || a.member_count() == 1).await;
-    // Back, b finds its lease lost: it drops kim, whose leave the cluster announced.
-    redis.reconnect("b");
-    tokio::task::block_in_place(|| kim_heard.wait_cut(1));
-    assert_eq!(kim.say("late"), Err(LobbyError::Gone));
-    drop(kim);
-    until("b registered anew, ann present", || b.member_count() == 1).await;
-    let (kim, _) = member(&b, Protocol::TcpJson, Some("kim"));
-    // No second leave, no ghost: the next thing ann hears is kim's new join.
-    assert_eq!(hear(&ann_heard, 1), [joined("kim", 2)]);
-    kim.say("back").unwrap();
-    assert_eq!(
-        hear(&ann_heard, 1),
-        [line("kim", "back", Protocol::TcpJson)]
-    );
-    assert_eq!(names(&a), ["ann", "kim"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_node_shut_down_announces_its_members_as_left() {
-    let redis = MemoryRedis::default();
-    let a = node(&redis, "a", 60_000).await;
-    // A lease far longer than the test: the leave comes from the shutdown.
-    let b = node(&redis, "b", 60_000).await;
-    let (_ann, ann_heard) = member(&a, Protocol::SocketIo, Some("ann"));
-    until("ann's join read", || b.member_count() == 1).await;
-    let (kim, _) = member(&b, Protocol::TcpJson, Some("kim"));
-    assert_eq!(hear(&ann_heard, 2), [joined("ann", 1), joined("kim", 2)]);
-
-    b.close();
-    tokio::task::block_in_place(|| b.finish_history());
-    drop(kim);
-    assert_eq!(hear(&ann_heard, 1), [left("kim", 1)]);
-    let (_bob, _) = member(&a, Protocol::SocketIo, Some("bob"));
-    assert_eq!(hear(&ann_heard, 1), [joined("bob", 2)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
