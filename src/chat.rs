@@ -1,5 +1,6 @@
 //! The chat's own words that the lobby and its brokers ([`crate::log`]) both speak: what
-//! is said in the lobby ([`Event`]) and who a join or leave is about ([`Someone`]). A
+//! is said in the lobby ([`Event`]), who a join or leave is about ([`Someone`]) and who
+//! is present ([`Present`]). A
 //! leaf: it imports neither the lobby nor a broker, so that each can name these without
 //! importing the other.
 
@@ -54,4 +55,15 @@ pub(crate) struct Someone {
     pub(crate) since: SystemTime,
     /// The fold of its name (`crate::lobby::names::fold`), by which names are compared.
     pub(crate) key: Option<Box<str>>,
+}
+
+/// A named member present in the lobby, for the presence API and the counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Present {
+    /// Its name.
+    pub(crate) name: Arc<str>,
+    /// Its protocol.
+    pub(crate) protocol: Protocol,
+    /// When it connected.
+    pub(crate) since: SystemTime,
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
-use super::driver::{Driver, Failure};
+use super::driver::{Append, Driver, Failure, Kind, RoomKind};
+use super::shared::Shared;
 use crate::locks::lock;
 use crate::log::{BrokerHandler, SeatAnswer};
 
@@ -21,41 +21,6 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Appends Redis refused or that failed (each try).
 const APPEND_FAILURES: &str = "chatterbox_cluster_append_failures_total";
-
-/// The kind of an entry, as the append script takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Line,
-    Join,
-    Leave,
-}
-
-impl Kind {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Kind::Line => "line",
-            Kind::Join => "join",
-            Kind::Leave => "leave",
-        }
-    }
-}
-
-/// A room request of this node's, in its order with the entries ([`super::scripts::rooms`]).
-pub(crate) enum RoomKind {
-    Seat,
-    Unseat,
-    Line,
-}
-
-impl RoomKind {
-    pub(super) fn as_str(&self) -> &'static str {
-        match self {
-            RoomKind::Seat => "seat",
-            RoomKind::Unseat => "unseat",
-            RoomKind::Line => "line",
-        }
-    }
-}
 
 /// A room request on its way to Redis.
 pub(super) struct RoomRequest<S> {
@@ -77,17 +42,6 @@ pub(super) struct RoomRequest<S> {
 pub(super) enum Job<S> {
     Entry(Append),
     Room(RoomRequest<S>),
-}
-
-/// One entry on its way to the append script.
-pub(crate) struct Append {
-    pub(super) seq: u64,
-    pub(super) epoch: u64,
-    pub(super) json: String,
-    pub(super) kind: Kind,
-    pub(super) member: String,
-    /// The member as `<c>:members` keeps it (joins).
-    pub(super) kept: String,
 }
 
 /// Runs the append script for each join and leave and for the chat lines waiting (a

@@ -3,36 +3,13 @@
 //! and errors of a cluster node; the reading connection, which has no response timeout
 //! (for `XREAD BLOCK`).
 
-use std::time::Duration;
-
 use std::sync::{Arc, Mutex};
 
-use super::driver::{Driver, Failure, RedisDriver};
+use super::driver::{CONNECT_TIMEOUT, Driver, Failure, RedisDriver, reading_connection};
 use super::entry::SKIPPED;
 use super::keys::Keys;
 use super::roster::Roster;
-
-/// How long a node waits for Redis to answer at start.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Where the cluster is and who this node is.
-#[derive(Debug, Clone)]
-pub struct ClusterSettings {
-    /// `redis://…` or `redis+unix://…`.
-    pub url: String,
-    /// The key prefix.
-    pub cluster: String,
-    /// This node's id in the log.
-    pub node_id: String,
-    /// The node's lease (`--node-lease-ms`).
-    pub lease: Duration,
-    /// How long a command waits for Redis's answer (`--redis-timeout-ms`).
-    pub response_timeout: Duration,
-    /// About how many entries `<c>:log` keeps (`--cluster-log-entries`).
-    pub log_entries: u64,
-    /// About how many lines `<c>:lines` keeps; 0: all (`--history-keep-lines`).
-    pub history_lines: u64,
-}
+use super::settings::ClusterSettings;
 
 /// Why the cluster cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -156,18 +133,6 @@ pub(super) async fn join<D: Driver>(
         epoch,
         ids,
     })
-}
-
-/// A connection for reads that block (`XREAD BLOCK`): no response timeout.
-pub(super) async fn reading_connection(
-    client: &redis::Client,
-) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(None);
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
 }
 
 /// The roster of a snapshot's members, counting those it cannot read.

@@ -14,13 +14,63 @@ use std::sync::{Arc, Mutex};
 
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 
-use super::appender::{Append, RoomKind};
-use super::connect::{CONNECT_TIMEOUT, reading_connection};
+use std::time::Duration;
+
 use super::history::stored_line;
 use super::keys::Keys;
-use super::{ClusterSettings, scripts};
+use super::scripts;
+use super::settings::ClusterSettings;
 use crate::locks::lock;
 use crate::log::{HistoryError, StoredLine};
+
+/// How long a node waits for Redis to answer at start.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The kind of an entry, as the append script takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Line,
+    Join,
+    Leave,
+}
+
+impl Kind {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Line => "line",
+            Kind::Join => "join",
+            Kind::Leave => "leave",
+        }
+    }
+}
+
+/// A room request of this node's, in its order with the entries ([`super::scripts::rooms`]).
+pub(crate) enum RoomKind {
+    Seat,
+    Unseat,
+    Line,
+}
+
+impl RoomKind {
+    pub(super) fn as_str(&self) -> &'static str {
+        match self {
+            RoomKind::Seat => "seat",
+            RoomKind::Unseat => "unseat",
+            RoomKind::Line => "line",
+        }
+    }
+}
+
+/// One entry on its way to the append script.
+pub(crate) struct Append {
+    pub(super) seq: u64,
+    pub(super) epoch: u64,
+    pub(super) json: String,
+    pub(super) kind: Kind,
+    pub(super) member: String,
+    /// The member as `<c>:members` keeps it (joins).
+    pub(super) kept: String,
+}
 
 /// Why a step did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -413,4 +463,16 @@ fn log_entry(entry: &StreamId) -> LogEntry {
         count: entry.get("count"),
         room: entry.get("room"),
     }
+}
+
+/// A connection for reads that block (`XREAD BLOCK`): no response timeout.
+pub(super) async fn reading_connection(
+    client: &redis::Client,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(None);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }

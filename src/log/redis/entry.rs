@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::roster::Kept;
 use crate::chat::Event;
 use crate::log::{NewLine, Said};
 use crate::protocol::Protocol;
@@ -22,6 +21,21 @@ pub(super) const ENTRY_VERSION: u32 = 1;
 
 /// Entries skipped because this build cannot read them.
 pub(super) const SKIPPED: &str = "chatterbox_cluster_entries_skipped_total";
+
+/// A member as `<c>:members` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Kept {
+    /// Its name.
+    pub(crate) name: String,
+    /// Its protocol.
+    #[serde(with = "protocol_name")]
+    pub(crate) protocol: Protocol,
+    /// When it connected, in milliseconds since the Unix epoch.
+    pub(crate) since_ms: i64,
+    /// The fold of its name, by which names are compared (`crate::lobby::names`).
+    #[serde(default)]
+    pub(crate) key: String,
+}
 
 /// A lobby event as the cluster log carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::driver::Driver;
-use super::{ClusterSettings, Shared};
+use super::settings::ClusterSettings;
+use super::shared::Shared;
 use crate::log::BrokerHandler;
 
 /// Keeps the node's lease, and gives up the nodes that lost theirs, until `stop`.

@@ -15,12 +15,14 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use super::appender::{Append, Kind, RoomKind};
 use super::connect::{Connected, join};
-use super::driver::{Driver, Failure, LogEntry, Page, READ_BLOCK_MS, Snapshot};
+use super::driver::{
+    Append, Driver, Failure, Kind, LogEntry, Page, READ_BLOCK_MS, RoomKind, Snapshot,
+};
 use super::entry::millis;
 use super::history::line_of;
-use super::{ClusterSettings, ids};
+use super::ids;
+use super::settings::ClusterSettings;
 use crate::locks::lock;
 use crate::log::seats::ROOM_SEATS;
 use crate::log::{HistoryError, StoredLine};

@@ -81,11 +81,13 @@
 //! cluster's state through a [`Driver`]: [`RedisDriver`] runs each in Redis; the tests
 //! run the same logic, N nodes in one process, on a cluster in memory (`memory`).
 //!
-//! One concern a file: [`keys`] (the keys' names), [`entry`] (the entry format),
+//! One concern a file: [`settings`] (where the cluster is, who this node is), [`keys`]
+//! (the keys' names), [`entry`] (the entry format, a member as presence keeps it),
 //! [`connect`](mod@connect) (joining the cluster), [`driver`] (the steps in Redis),
-//! [`appender`] and [`reader`] (the node's two tasks), [`pending`] (its appends on
-//! their way back), [`history`] (a stored line of `<c>:lines`), [`roster`], [`lease`],
-//! [`ids`] and [`scripts`]; here, the [`Broker`] itself.
+//! [`shared`] (what the node's tasks share), [`appender`] and [`reader`] (the node's
+//! two tasks), [`pending`] (its appends on their way back), [`history`] (a stored line
+//! of `<c>:lines`), [`roster`], [`lease`], [`ids`] and [`scripts`]; here, the
+//! [`Broker`] itself. No file imports one that imports it back.
 
 mod appender;
 mod connect;
@@ -101,6 +103,8 @@ mod pending;
 mod reader;
 mod roster;
 mod scripts;
+mod settings;
+mod shared;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -115,16 +119,18 @@ use super::{
     StoredLine,
 };
 use crate::locks::lock;
-use appender::{Append, Job, Kind, RoomKind, RoomRequest};
-use driver::{Driver, Page, RedisDriver};
+use appender::{Job, RoomRequest};
+use driver::{Append, Driver, Kind, Page, RedisDriver, RoomKind};
 use entry::{ENTRY_VERSION, Envelope};
 use pending::{Pending, PendingQueue};
 use reader::Reader;
-use roster::{Roster, member_key};
+use roster::member_key;
+use shared::Shared;
 
-pub use connect::{ClusterError, ClusterSettings};
+pub use connect::ClusterError;
 pub(crate) use connect::{Connected, connect};
 use entry::Record;
+pub use settings::ClusterSettings;
 
 /// Default cluster name: the prefix of every key.
 pub(crate) const DEFAULT_CLUSTER: &str = "chatterbox";
@@ -142,46 +148,6 @@ pub(crate) const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 2_000;
 /// Default `--cluster-log-entries`: the log is read as it is written; this much lets a
 /// node that lost Redis for a while catch up from it.
 pub(crate) const DEFAULT_LOG_ENTRIES: u64 = 100_000;
-
-/// 1 while Redis does not answer this node (chat lines refused), 0 otherwise.
-const UNAVAILABLE: &str = "chatterbox_cluster_redis_unavailable";
-
-/// What the node's tasks and the lobby share.
-struct Shared<T> {
-    /// This node's appends, in order, until their entries come back.
-    pending: Mutex<PendingQueue<T>>,
-    /// Notified whenever `pending` shrinks.
-    drained: Condvar,
-    /// Who is present in the whole cluster, as the log has announced it.
-    roster: Mutex<Roster>,
-    /// Set while Redis does not answer (an append or a renewal failed), cleared when it
-    /// does again: chat lines are refused meanwhile.
-    unavailable: AtomicBool,
-    /// The epoch the node's entries are appended under.
-    epoch: AtomicU64,
-    /// Woken when an append is refused for a lost lease.
-    lease_lost: tokio::sync::Notify,
-    /// The member ids this node gives out.
-    ids: ids::MemberIds,
-    /// Woken when the member ids run low.
-    refill: tokio::sync::Notify,
-    /// Seats and room lines waiting for the appender (at most the log's capacity).
-    rooms_waiting: std::sync::atomic::AtomicUsize,
-}
-
-impl<T> Shared<T> {
-    /// Records whether Redis answers (the gauge too); returns what it was.
-    fn set_unavailable(&self, unavailable: bool) -> bool {
-        let was = self.unavailable.swap(unavailable, Ordering::SeqCst);
-        if was != unavailable {
-            metrics::gauge!(UNAVAILABLE).set(f64::from(u8::from(unavailable)));
-            if !unavailable {
-                tracing::info!("Redis answers again: chat lines are accepted");
-            }
-        }
-        was
-    }
-}
 
 /// The cluster's broker (see the module doc).
 pub(crate) struct RedisBroker<T, S, D = RedisDriver> {

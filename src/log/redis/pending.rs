@@ -4,9 +4,6 @@
 
 use std::collections::VecDeque;
 
-use super::Shared;
-use crate::locks::lock;
-
 /// An append of this node's on its way to Redis and back.
 pub(super) struct Pending<T> {
     pub(super) seq: u64,
@@ -48,22 +45,4 @@ impl<T> PendingQueue<T> {
             self.lines -= usize::from(pending.is_line);
         }
     }
-}
-
-/// This node's pending append `seq`, dropping any before it (their appends failed).
-pub(super) fn take_pending<T>(shared: &Shared<T>, seq: u64) -> Option<Pending<T>> {
-    let mut pending = lock(&shared.pending);
-    while pending.items.front().is_some_and(|p| p.seq < seq) {
-        if let Some(lost) = pending.pop_front() {
-            tracing::warn!(
-                seq = lost.seq,
-                "a cluster entry of this node never came back"
-            );
-        }
-    }
-    let mine = pending.items.front().is_some_and(|p| p.seq == seq);
-    let mine = if mine { pending.pop_front() } else { None };
-    drop(pending);
-    shared.drained.notify_all();
-    mine
 }

@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
 use super::connect::roster_of;
 use super::driver::{Driver, READ_BLOCK_MS};
 use super::entry::{Envelope, Record, decode, skipped};
-use super::pending::take_pending;
 use super::roster::member_key;
+use super::shared::Shared;
 use crate::locks::lock;
 use crate::log::{BrokerHandler, Committed, StoredLine};
 
@@ -126,7 +125,7 @@ impl<T: Send + 'static, S: Send + 'static, D: Driver> Reader<T, S, D> {
                     }
                     continue;
                 }
-                let Some(mine) = take_pending(&shared, envelope.seq) else {
+                let Some(mine) = shared.take_pending(envelope.seq) else {
                     skipped(&entry.id, "an entry of this node it is not waiting for");
                     continue;
                 };

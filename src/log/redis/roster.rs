@@ -11,25 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
+use super::entry::Kept;
 use crate::log::Present;
-use crate::protocol::Protocol;
-
-/// A member as `<c>:members` keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Kept {
-    /// Its name.
-    pub(crate) name: String,
-    /// Its protocol.
-    #[serde(with = "super::entry::protocol_name")]
-    pub(crate) protocol: Protocol,
-    /// When it connected, in milliseconds since the Unix epoch.
-    pub(crate) since_ms: i64,
-    /// The fold of its name, by which names are compared (`crate::lobby::names`).
-    #[serde(default)]
-    pub(crate) key: String,
-}
 
 /// The members of every node (see the module doc).
 #[derive(Debug, Default)]
@@ -136,6 +119,7 @@ pub(crate) fn member_key(node: &str, id: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Protocol;
 
     /// A member as a node announces it: the fold of its name is its lower case here.
     fn kept(name: &str, protocol: Protocol, since_ms: u64) -> Kept {

@@ -42,7 +42,7 @@
 //!
 //! [`LocalBroker`]: super::local::LocalBroker
 //! [`WAL_MAX_BYTES`]: upkeep::WAL_MAX_BYTES
-//! [`RETENTION_IDLE`]: upkeep::RETENTION_IDLE
+//! [`RETENTION_IDLE`]: store::RETENTION_IDLE
 //! [`TRIM_BATCH_ROWS`]: upkeep::TRIM_BATCH_ROWS
 //! [`FREE_PAGES_KEPT`]: upkeep::FREE_PAGES_KEPT
 
@@ -60,7 +60,7 @@ pub(crate) use writer::Sequencer;
 mod testing {
     use std::time::SystemTime;
 
-    use crate::log::NewLine;
+    use crate::log::line::NewLine;
     use crate::protocol::Protocol;
 
     /// A line from ann, now.

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::locks::lock;
-use crate::log::{HistoryError, StoredLine};
+use crate::log::error::HistoryError;
+use crate::log::line::StoredLine;
 use crate::protocol::Protocol;
 
 /// Reads pages of the history on connections of its own (cheap to clone).

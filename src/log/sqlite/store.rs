@@ -10,8 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, params};
 
 use super::reader::Reader;
-use super::upkeep::RETENTION_IDLE;
-use crate::log::{HistoryError, NewLine};
+use crate::log::error::HistoryError;
+use crate::log::line::NewLine;
+
+/// How often a writer that gets no line checks for lines past their age.
+pub(crate) const RETENTION_IDLE: Duration = Duration::from_secs(60);
 
 /// The schema, one entry per version: `migrations[n]` takes a database from version `n`
 /// to `n + 1`.

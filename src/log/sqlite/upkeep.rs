@@ -1,13 +1,12 @@
 //! Keeping the history file in bounds: retention (the writer deletes the lines past
 //! it, at most [`TRIM_BATCH_ROWS`] a transaction, after each commit and every
-//! [`RETENTION_IDLE`] while no line comes; the pages freed beyond [`FREE_PAGES_KEPT`]
+//! [`RETENTION_IDLE`](super::store::RETENTION_IDLE) while no line comes; the pages freed beyond [`FREE_PAGES_KEPT`]
 //! go back to the file system) and the write-ahead log, emptied past [`WAL_MAX_BYTES`]
 //! ([`cap_wal`]).
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::store::{Store, unix_ms};
-use super::writer::count_commit;
 
 /// Most lines one retention deletion removes, in a transaction of its own after a commit:
 /// a few milliseconds of the writer's time (1,000 lines of 200 characters, the pages
@@ -17,9 +16,6 @@ use super::writer::count_commit;
 /// A larger excess (retention just lowered) goes in several, one after each commit and
 /// back to back while no line comes.
 pub(crate) const TRIM_BATCH_ROWS: usize = 1_000;
-
-/// How often a writer that gets no line checks for lines past their age.
-pub(crate) const RETENTION_IDLE: Duration = Duration::from_secs(60);
 
 /// Free pages a file kept with retention holds on to after a deletion, for the next
 /// lines to fill (without it, every deletion would shrink the file and every commit grow
@@ -166,6 +162,21 @@ pub(super) fn trim(
             tracing::error!(path = %store.path.display(), "cannot trim the history: {e}");
             false
         }
+    }
+}
+
+/// Commits between two checkpoints of the write-ahead log into the database file. The
+/// checkpoint runs on a thread of its own: done by the writer (SQLite's default), its
+/// fsync of the database file would hold up every line behind it, for hundreds of
+/// milliseconds on a slow disk.
+pub(super) const CHECKPOINT_COMMITS: usize = 256;
+
+/// Counts a commit, and pokes the checkpointer every [`CHECKPOINT_COMMITS`].
+pub(super) fn count_commit(commits: &mut usize, checkpoint: &std::sync::mpsc::SyncSender<()>) {
+    *commits += 1;
+    if commits.is_multiple_of(CHECKPOINT_COMMITS) {
+        // Full: a checkpoint is waiting to run already.
+        let _ = checkpoint.try_send(());
     }
 }
 

@@ -2,7 +2,7 @@
 //! takes what is queued, commits the chat lines that arrived while the previous commit
 //! ran in one transaction (group commit), then hands the batch back in queue order;
 //! a backlog goes back in parts, paced (see [`Sequencer::start`]). A checkpointer thread
-//! copies the write-ahead log into the database file every [`CHECKPOINT_COMMITS`].
+//! copies the write-ahead log into the database file every [`CHECKPOINT_COMMITS`](super::upkeep::CHECKPOINT_COMMITS).
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -14,16 +14,11 @@ use rusqlite::Connection;
 
 use super::reader::{Reader, read_page};
 use super::store::Store;
-use super::upkeep::{WAL_MAX_BYTES, cap_wal, trim};
+use super::upkeep::{WAL_MAX_BYTES, cap_wal, count_commit, trim};
 use crate::locks::lock;
-use crate::log::{Committed, HistoryError, QueueFull, Queued, StoredLine};
+use crate::log::error::HistoryError;
+use crate::log::line::{Committed, QueueFull, Queued, StoredLine};
 use crate::telemetry;
-
-/// Commits between two checkpoints of the write-ahead log into the database file. The
-/// checkpoint runs on a thread of its own: done by the writer (SQLite's default), its
-/// fsync of the database file would hold up every line behind it, for hundreds of
-/// milliseconds on a slow disk.
-const CHECKPOINT_COMMITS: usize = 256;
 
 /// Pause before retrying a commit that failed (disk full, I/O error): the batch stays
 /// queued meanwhile, nothing of it is relayed or dropped.
@@ -277,15 +272,6 @@ fn write_loop<T>(
     }
 }
 
-/// Counts a commit, and pokes the checkpointer every [`CHECKPOINT_COMMITS`].
-pub(super) fn count_commit(commits: &mut usize, checkpoint: &std::sync::mpsc::SyncSender<()>) {
-    *commits += 1;
-    if commits.is_multiple_of(CHECKPOINT_COMMITS) {
-        // Full: a checkpoint is waiting to run already.
-        let _ = checkpoint.try_send(());
-    }
-}
-
 /// Commits the batch's lines, retrying until the disk takes them: what was accepted is
 /// never dropped. Returns their ids.
 fn commit<T>(shared: &Shared<T>, store: &mut Store, batch: &VecDeque<Queued<T>>) -> Vec<i64> {
@@ -320,7 +306,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::log::NewLine;
+    use crate::log::line::NewLine;
     use crate::log::sqlite::testing::line;
 
     async fn within<T>(received: impl Future<Output = T>) -> T {
