@@ -59,7 +59,7 @@ pub(super) struct Inner {
 }
 
 impl Inner {
-    pub(super) fn new(limits: Limits, broker: Box<LobbyBroker>) -> Self {
+    fn new(limits: Limits, broker: Box<LobbyBroker>) -> Self {
         Self {
             refusals: Refusals::new(limits.log_fold),
             churn: Churn::new(limits.joins),
@@ -192,11 +192,7 @@ impl Lobby {
     /// Fans `batch` out to every member, in order, then the leaves of the members it
     /// found too slow, as the broker routes them ([`Broker::slow_leave`]). Returns the
     /// outboxes to cut off once the lock is released.
-    pub(super) fn fan_out(
-        &self,
-        members: &mut Table,
-        batch: Vec<Outgoing>,
-    ) -> Vec<Arc<dyn Outbox>> {
+    fn fan_out(&self, members: &mut Table, batch: Vec<Outgoing>) -> Vec<Arc<dyn Outbox>> {
         let broker = &self.inner.broker;
         fan_out(
             members,
@@ -466,7 +462,7 @@ impl Lobby {
     }
 
     /// The named members of this node, in the order they connected.
-    pub(super) fn present_here(&self) -> Vec<Present> {
+    fn present_here(&self) -> Vec<Present> {
         let members = self.lock();
         let mut present: Vec<(u64, Present)> = members
             .iter()

@@ -49,20 +49,14 @@ pub(crate) enum Record {
     },
     /// A member named (or renamed) itself.
     Joined {
-        /// Its name.
-        name: String,
         /// Members present after the join (the log's `count` is the cluster's).
         members: usize,
         /// Its id on its node.
         id: u64,
-        /// Its protocol.
-        #[serde(with = "protocol_name")]
-        protocol: Protocol,
-        /// When it connected, in milliseconds since the Unix epoch.
-        since_ms: i64,
-        /// The fold of its name, by which names are compared.
-        #[serde(default)]
-        key: String,
+        /// The member as presence keeps it (`name`, `protocol`, `since_ms`, `key`: the
+        /// entry's own fields, as before).
+        #[serde(flatten)]
+        member: Kept,
     },
     /// A named member left.
     Left {
@@ -102,18 +96,7 @@ impl Record {
     /// its sender.
     pub(super) fn kept(&self) -> Option<Kept> {
         match self {
-            Record::Joined {
-                name,
-                protocol,
-                since_ms,
-                key,
-                ..
-            } => Some(Kept {
-                name: name.clone(),
-                protocol: *protocol,
-                since_ms: *since_ms,
-                key: key.clone(),
-            }),
+            Record::Joined { member, .. } => Some(member.clone()),
             Record::Line { renamed, .. } => renamed.clone(),
             Record::Left { .. } | Record::RoomLine { .. } => None,
         }
@@ -133,12 +116,14 @@ impl Record {
                     None => (Protocol::SocketIo, UNIX_EPOCH, None),
                 };
                 Record::Joined {
-                    name: name.to_string(),
                     members: *members,
                     id: member.unwrap_or(0),
-                    protocol,
-                    since_ms: millis(since),
-                    key: key.map_or_else(|| name.to_string(), String::from),
+                    member: Kept {
+                        name: name.to_string(),
+                        protocol,
+                        since_ms: millis(since),
+                        key: key.map_or_else(|| name.to_string(), String::from),
+                    },
                 }
             }
             Event::Left { name, members } => Record::Left {
@@ -176,7 +161,11 @@ impl Record {
     pub(super) fn into_event(self) -> Option<Event> {
         Some(match self {
             Record::RoomLine { .. } => return None,
-            Record::Joined { name, members, .. } => Event::Joined {
+            Record::Joined {
+                member: Kept { name, .. },
+                members,
+                ..
+            } => Event::Joined {
                 name: Arc::from(name),
                 members,
             },
@@ -289,5 +278,37 @@ mod tests {
         assert!(decode(&json.replace(r#""v":1"#, r#""v":2"#)).is_none());
         assert!(decode(&json.replace("tcp-text", "carrier-pigeon")).is_none());
         assert!(decode("not json").is_none());
+    }
+
+    #[test]
+    fn a_join_reads_as_every_build_wrote_it() {
+        let joined = Record::Joined {
+            members: 1,
+            id: 3,
+            member: Kept {
+                name: "Ann".into(),
+                protocol: Protocol::SocketIo,
+                since_ms: 5,
+                key: "ann".into(),
+            },
+        };
+        // The fields as builds before the member's shape was one wrote them, in their
+        // order, and without the fold (the oldest).
+        let earlier = r#"{"v":1,"node":"n1","seq":2,"kind":"joined","name":"Ann","members":1,"id":3,"protocol":"socketio","since_ms":5,"key":"ann"}"#;
+        assert_eq!(decode(earlier).unwrap().record, joined);
+        let without_key = earlier.replace(r#","key":"ann""#, "");
+        let Record::Joined { member, .. } = decode(&without_key).unwrap().record else {
+            panic!("not a join");
+        };
+        assert_eq!(member.key, "");
+        let envelope = Envelope {
+            v: ENTRY_VERSION,
+            node: "n1".into(),
+            seq: 2,
+            record: joined.clone(),
+        };
+        let json = serde_json::to_string(&envelope).unwrap();
+        assert_eq!(decode(&json).unwrap().record, joined);
+        assert_eq!(joined.kept().map(|kept| kept.name), Some("Ann".to_owned()));
     }
 }
