@@ -512,7 +512,7 @@ impl Lobby {
 
     /// Tells member `id` its room request was refused, and counts it.
     pub(super) fn refuse_seat(&self, id: u64, seat: &dyn Seat, why: RoomError) {
-        let why = crate::lobby::LobbyError::Room(why);
+        let why = LobbyError::Room(why);
         let who = crate::refusals::Who::Member(id, None);
         self.inner.refusals.report(
             crate::protocol::Protocol::SocketIo,
@@ -521,7 +521,7 @@ impl Lobby {
             &why,
             false,
         );
-        if let crate::lobby::LobbyError::Room(room) = &why {
+        if let LobbyError::Room(room) = &why {
             seat.refused(room);
         }
     }

@@ -87,9 +87,13 @@ impl Rooms {
     }
 
     /// Seats `member` in `room` as the broker decided it (no count here: the broker
-    /// counts the seats), freeing its previous seat on this node.
+    /// counts the seats), freeing its previous seat on this node. Taking the seat it
+    /// already has changes nothing.
     pub(crate) fn seat(&self, member: u64, room: Arc<str>, seat: Arc<dyn Seat>) {
-        self.lock().sit(member, room, seat);
+        let mut state = self.lock();
+        if state.seated.get(&member) != Some(&room) {
+            state.sit(member, room, seat);
+        }
     }
 
     /// Relays `line` to everyone seated in `room` here. A seated member that does not
