@@ -77,12 +77,7 @@ impl Inner {
 impl Lobby {
     /// An empty lobby applying `limits`, without history: events go straight out.
     pub(crate) fn new(limits: Limits) -> Self {
-        let started =
-            Self::with_broker(limits, |up| Ok(Box::new(log::local::LocalBroker::new(up))));
-        match started {
-            Ok(lobby) => lobby,
-            Err(never) => unreachable!("a broker without history cannot fail: {never}"),
-        }
+        Self::started(limits, |up| Box::new(log::local::LocalBroker::new(up)))
     }
 
     /// An empty lobby applying `limits` that commits every chat line to `store` before
@@ -105,17 +100,28 @@ impl Lobby {
         ) -> std::io::Result<Box<LobbyBroker>>,
     ) -> std::io::Result<Self> {
         let mut failure = None;
-        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
-            let broker = start(Arc::new(Up(weak.clone()))).unwrap_or_else(|e| {
+        let lobby = Self::started(limits, |up| {
+            start(up.clone()).unwrap_or_else(|e| {
                 failure = Some(e);
-                Box::new(log::local::LocalBroker::new(Arc::new(Up(weak.clone()))))
-            });
-            Inner::new(limits, broker)
+                // Never used: the lobby is dropped with the error.
+                Box::new(log::local::LocalBroker::new(up))
+            })
         });
         match failure {
             Some(e) => Err(e),
-            None => Ok(Self { inner }),
+            None => Ok(lobby),
         }
+    }
+
+    /// An empty lobby whose broker `start` makes, given the way up.
+    fn started(
+        limits: Limits,
+        start: impl FnOnce(Arc<dyn BrokerHandler<Outgoing, Arc<dyn Seat>>>) -> Box<LobbyBroker>,
+    ) -> Self {
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            Inner::new(limits, start(Arc::new(Up(weak.clone()))))
+        });
+        Self { inner }
     }
 
     /// Relays whatever is still on its way (a history's lines committed first), then
