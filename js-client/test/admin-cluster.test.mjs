@@ -100,7 +100,7 @@ test('one node\'s admin lists and disconnects a member of the other node; sessio
   const [nsp] = await onA.take('socket_disconnected', (n, id) => id === tess.id);
   assert.equal(nsp, '/');
   await until(() => /node asked to throw a member out socket=tcp-json-\d+ node=node-b user="op"/.test(a.output()), 'the order logged on node a');
-  await until(() => /member thrown out by an operator member=\d+ socket=tcp-json-\d+ protocol="tcp-json" name="tess" user=op from=127\.0\.0\.1 node=node-a/.test(b.output()), 'the throw-out logged on node b');
+  await until(() => /member thrown out by an operator member=\d+ socket=tcp-json-\d+ protocol="tcp-json" name="tess" user="op" from="127\.0\.0\.1" node="node-a"/.test(b.output()), 'the throw-out logged on node b');
   ann.close();
   onA.socket.close();
 });

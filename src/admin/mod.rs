@@ -285,21 +285,30 @@ impl Admin {
                 self.order(node, target, user, from).await;
                 continue;
             }
-            if self.lobby.throw_out(target.member) {
-                tracing::warn!(
-                    member = target.member,
-                    socket = %target.id,
-                    protocol = target.protocol.as_str(),
-                    name = target.name.as_deref(),
-                    user,
-                    from,
-                    "member thrown out by an operator"
-                );
-                metrics::counter!(stats::ACTIONS, "action" => "disconnect", "result" => "done")
-                    .increment(1);
-            }
+            self.throw_out(target, user, from, None);
         }
         self.wake.notify_one();
+    }
+
+    /// Throws `target`, a member of this node, out for operator `user` at `from` (on
+    /// `node`, when the order came from another node's admin): logged and counted once,
+    /// whoever asked and wherever.
+    fn throw_out(&self, target: &sockets::Socket, user: &str, from: &str, node: Option<&str>) {
+        if !self.lobby.throw_out(target.member) {
+            return; // gone meanwhile
+        }
+        tracing::warn!(
+            member = target.member,
+            socket = %target.id,
+            protocol = target.protocol.as_str(),
+            name = target.name.as_deref(),
+            user,
+            from,
+            node,
+            "member thrown out by an operator"
+        );
+        metrics::counter!(stats::ACTIONS, "action" => "disconnect", "result" => "done")
+            .increment(1);
     }
 
     /// Asks `node` to throw `target` out (at its next report).
@@ -332,20 +341,7 @@ impl Admin {
                 tracing::info!(socket = %order.socket, by = %order.by, "ordered to throw out a member gone already");
                 continue;
             };
-            if self.lobby.throw_out(target.member) {
-                tracing::warn!(
-                    member = target.member,
-                    socket = %target.id,
-                    protocol = target.protocol.as_str(),
-                    name = target.name.as_deref(),
-                    user = %order.user,
-                    from = %order.from,
-                    node = %order.by,
-                    "member thrown out by an operator"
-                );
-                metrics::counter!(stats::ACTIONS, "action" => "disconnect", "result" => "done")
-                    .increment(1);
-            }
+            self.throw_out(target, &order.user, &order.from, Some(&order.by));
         }
     }
 
