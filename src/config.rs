@@ -101,6 +101,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// What the admin UI is sent besides the sockets, rooms and stats (`--admin-mode`), as
+/// the Node `instrument()`'s `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdminMode {
+    /// No `event_received`/`event_sent`: nothing on the chat's path.
+    Production,
+    /// Also every request a member of this node sends (`event_received`) and every lobby
+    /// event it is sent (`event_sent`), while an admin is connected.
+    Development,
+}
+
 /// chatterbox: one chat server for the Socket.IO lobby, Socket.IO rooms, plain WebSocket
 /// and raw TCP chat clients, all in one lobby.
 #[derive(Debug, Clone, Parser)]
@@ -355,6 +366,13 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_ADMIN_NAMESPACE", default_value = crate::admin::DEFAULT_NAMESPACE)]
     pub admin_namespace: String,
 
+    /// `development`: the admin UI also shows every request members send and every lobby
+    /// event they are sent (`event_received`/`event_sent`, one message to the admin
+    /// namespace per request and per event while an admin is connected); `production`:
+    /// not.
+    #[arg(long, env = "CHATTERBOX_ADMIN_MODE", value_enum, default_value_t = AdminMode::Production)]
+    pub admin_mode: AdminMode,
+
     /// Engine.IO heartbeat interval, in milliseconds.
     #[arg(long, env = "CHATTERBOX_PING_INTERVAL_MS", default_value_t = DEFAULT_PING_INTERVAL_MS)]
     pub ping_interval_ms: u64,
@@ -450,6 +468,12 @@ impl Config {
             self.admin_readonly,
             &self.admin_namespace,
         )
+        .map(|settings| {
+            settings.map(|settings| crate::admin::AdminSettings {
+                mode: self.admin_mode,
+                ..settings
+            })
+        })
     }
 
     /// Engine.IO heartbeat interval.

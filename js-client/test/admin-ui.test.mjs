@@ -68,7 +68,7 @@ test('the admin UI logs in, lists every protocol\'s members and disconnects a TC
     const rowsOf = async (card) => (await page.locator('.v-card', { hasText: card }).locator('tr').allInnerTexts())
       .map((row) => row.replace(/\s+/g, ' ').trim());
     await until(async () => (await rowsOf('Namespaces')).includes('/ 3'), 'namespace / with 3 sockets');
-    assert.deepEqual(await rowsOf('Namespaces'), ['Name # of sockets', '/ 3']);
+    assert.deepEqual(await rowsOf('Namespaces'), ['Name # of sockets', '/ 3', '/admin 1']);
     assert.deepEqual(await rowsOf('Servers'), ['Status #', 'HEALTHY 1 100.0 %', 'UNHEALTHY 0 0.0 %']);
     // The picture once the login dialog has gone and the charts stopped moving.
     await page.getByText('Connection', { exact: true }).waitFor({ state: 'hidden', timeout: 10_000 });

@@ -7,20 +7,23 @@
 //! |---|---|---|
 //! | client → server | handshake `auth` | `{username, password}` or `{sessionId}` ([`auth`]); refused: `connect_error` `invalid credentials` |
 //! | server → admin | `session` | a new session id, after a login with the password |
-//! | server → admin | `config` | `{supportedFeatures}`: `["DISCONNECT"]`, `[]` read-only |
+//! | server → admin | `config` | `{supportedFeatures}`: `["DISCONNECT", "AGGREGATED_EVENTS", "ALL_EVENTS"]`, without `DISCONNECT` read-only |
 //! | server → admin | `all_sockets` | every member as a socket of `/` ([`sockets`]) |
 //! | server → admins | `server_stats` | every 2 s: `{serverId, hostname, pid, uptime, clientsCount, pollingClientsCount, aggregatedEvents, namespaces}` ([`stats`]) |
 //! | server → admins | `socket_connected` | `(socket, time)` |
 //! | server → admins | `socket_updated` | `{id, nsp, data}` (a name given) or `{id, nsp, transport}` (an upgrade) |
 //! | server → admins | `socket_disconnected` | `(nsp, id, reason, time)` |
 //! | server → admins | `room_joined`, `room_left` | `(nsp, room, id, time)`: the two-person rooms |
+//! | server → admins | `event_received`, `event_sent` | `(nsp, id, [event, ...args], time)`: with `--admin-mode development` only ([`events`]) |
 //! | client → server | `_disconnect` | `(nsp, close, filter)`: the member whose socket id is `filter`, or every member of `nsp` without one (`null`), thrown out whatever its protocol and node |
 //!
 //! `JOIN`, `LEAVE` and `EMIT` are not offered: the lobby has no rooms an operator could
-//! put a member in, and the two-person rooms are the members' own choice. Nor is the
-//! development mode's `event_received`/`event_sent` (it would put the admin namespace on
-//! every chat line's path); the UI then shows its socket, room and client pages, fed by
-//! the events above.
+//! put a member in, and the two-person rooms are the members' own choice.
+//! `AGGREGATED_EVENTS`: `server_stats` carries the members' traffic ([`stats`]).
+//! `ALL_EVENTS` is offered in both modes, unlike the Node `instrument()`, which offers
+//! it in development mode only: the UI reads it for nothing but showing its sockets,
+//! rooms, clients and events pages, whose events are sent in both modes here; the
+//! development mode adds `event_received`/`event_sent`.
 //!
 //! The changes are found by comparing the members every time presence changes (a name
 //! given or gone) and every 2 s (a connection not yet named, a room, an upgrade), and
@@ -30,6 +33,7 @@
 
 mod auth;
 mod cluster;
+mod events;
 mod settings;
 mod sockets;
 mod stats;
@@ -48,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lobby::Lobby;
 pub use settings::SettingsError;
-pub(crate) use settings::{AdminSettings, DEFAULT_NAMESPACE};
+pub(crate) use settings::{AdminMode, AdminSettings, DEFAULT_NAMESPACE};
 use sockets::Sockets;
 
 /// How often `server_stats` is sent, and the members compared, as the Node `instrument()`.
@@ -136,6 +140,11 @@ pub(crate) async fn install(
         async move { admin.log_in(socket, credentials).await }
     };
     io.ns(admin.settings.namespace.clone(), connect.with(login));
+    if admin.development()
+        && let Some(tapped) = lobby.tap(events::TAP_QUEUE)
+    {
+        tokio::spawn(admin.clone().relay_tapped(tapped, stop.clone()));
+    }
     tokio::spawn(admin.watch(stop));
 }
 
@@ -188,12 +197,11 @@ impl Admin {
         {
             self.emit_to(&socket, "session", &id);
         }
-        let features: &[&str] = if self.settings.readonly {
-            &[]
-        } else {
-            &["DISCONNECT"]
-        };
-        self.emit_to(&socket, "config", &json!({ "supportedFeatures": features }));
+        self.emit_to(
+            &socket,
+            "config",
+            &json!({ "supportedFeatures": self.features() }),
+        );
         let mine = Sockets::now(&self.lobby, &self.io);
         let stats = self.stats.peek(&self.io, &self.settings.namespace, &mine);
         let mut all = mine;
@@ -217,13 +225,41 @@ impl Admin {
         );
         // Counted before its disconnect handler can count it out.
         self.admins.fetch_add(1, Ordering::SeqCst);
-        let admins = self.admins.clone();
+        self.tap_while_watched();
+        let admin = self.clone();
         socket.on_disconnect(move |socket: SocketRef| {
-            admins.fetch_sub(1, Ordering::SeqCst);
+            admin.admins.fetch_sub(1, Ordering::SeqCst);
+            admin.tap_while_watched();
             tracing::info!(admin = %socket.id, "admin disconnected");
             async {}
         });
         self.wake.notify_one();
+    }
+
+    /// What the UI is told it may do and will be sent (`supportedFeatures`).
+    ///
+    /// `ALL_EVENTS` in both modes: the UI reads it only to show its sockets, rooms,
+    /// clients and events pages (with `AGGREGATED_EVENTS` alone it shows the dashboard
+    /// and servers only), and every socket event but the development mode's is sent in
+    /// both.
+    fn features(&self) -> Vec<&'static str> {
+        let mut features = Vec::new();
+        if !self.settings.readonly {
+            features.push("DISCONNECT");
+        }
+        features.extend(["AGGREGATED_EVENTS", "ALL_EVENTS"]);
+        features
+    }
+
+    fn development(&self) -> bool {
+        self.settings.mode == AdminMode::Development
+    }
+
+    /// In development mode, the lobby's tap is on while an admin is connected.
+    fn tap_while_watched(&self) {
+        if self.development() {
+            self.lobby.tap_on(self.admins.load(Ordering::SeqCst) > 0);
+        }
     }
 
     fn emit_to(&self, socket: &SocketRef, event: &str, data: &impl serde::Serialize) {
@@ -388,12 +424,17 @@ impl Admin {
                 () = self.wake.notified() => false,
             };
             let here = self.admins.load(Ordering::SeqCst) > 0;
+            self.tap_while_watched();
             let reported = if tick {
                 self.cluster_tick(here).await
             } else {
                 None
             };
             if !here {
+                // The first stats an admin gets count from at most 2 s before.
+                if tick && reported.is_none() {
+                    self.stats.skip();
+                }
                 known = None;
                 continue;
             }
@@ -426,7 +467,7 @@ impl Admin {
     }
 
     /// Sends `event` with `args` to every admin.
-    async fn broadcast(&self, event: &str, args: Vec<Value>) {
+    pub(super) async fn broadcast(&self, event: &str, args: Vec<Value>) {
         let Some(admins) = self.io.of(&self.settings.namespace) else {
             return;
         };

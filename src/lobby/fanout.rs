@@ -9,7 +9,7 @@ use super::table::Table;
 use super::{Delivery, Entry, Event, Outbox, OutboxRefusal};
 use crate::log::StoredLine;
 use crate::protocol::Protocol;
-use crate::telemetry::LobbyMetrics;
+use crate::telemetry::{LobbyMetrics, TRAFFIC};
 
 /// One event of a batch on its way to every member.
 pub(crate) struct Outgoing {
@@ -111,6 +111,9 @@ pub(super) fn fan_out_with(
     while !batch.is_empty() {
         let mut slow = Vec::new();
         let mut sent = [0; Protocol::ALL.len()];
+        // Socket.IO's packets are encoded here, once per delivery (the others' by each
+        // connection's writer, which counts their bytes).
+        let mut socketio_bytes = 0;
         let now = Instant::now();
         for (&id, entry) in members.iter_mut() {
             let queued = entry.outbox.queued();
@@ -133,6 +136,9 @@ pub(super) fn fan_out_with(
                 match entry.outbox.offer(&out.delivery) {
                     Ok(()) => {
                         sent[entry.protocol.index()] += 1;
+                        if entry.protocol == Protocol::SocketIo {
+                            socketio_bytes += out.delivery.socketio_len();
+                        }
                         offered += 1;
                         entry.backlog.add(out.delivery.weight());
                     }
@@ -155,6 +161,8 @@ pub(super) fn fan_out_with(
         for (protocol, count) in sent.into_iter().enumerate() {
             metrics.lines_out[protocol].increment(count);
         }
+        TRAFFIC.queued(sent.iter().sum());
+        TRAFFIC.sent_bytes(socketio_bytes as u64);
         // The leaves of the slow members go out as the next batch (which may find more).
         batch = Vec::new();
         for (id, why) in slow {

@@ -52,6 +52,7 @@ pub(crate) mod rate;
 pub(crate) mod rooms;
 pub(crate) mod roster;
 mod table;
+pub(crate) mod tap;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -107,6 +108,8 @@ struct Inner {
     refusals: Refusals,
     /// Every client address's joins, and the folding of join and leave log lines.
     churn: Churn,
+    /// The admin UI's development mode's view of the traffic ([`tap`]).
+    tap: tap::Tap,
 }
 
 /// A member's place in the lobby's table.
@@ -155,6 +158,7 @@ impl Inner {
             metrics: LobbyMetrics::new(),
             log,
             presence: watch::Sender::new(0),
+            tap: tap::Tap::default(),
         }
     }
 }
@@ -305,6 +309,7 @@ impl Lobby {
                 someone,
                 ..Outgoing::new(event, from)
             };
+            self.inner.tap.sent(std::slice::from_ref(&out));
             return Ok(fan_out(
                 members,
                 &self.inner.metrics,
@@ -353,7 +358,7 @@ impl Lobby {
     /// Fans out a committed batch, in order (the log's writer calls this).
     fn deliver(&self, batch: Vec<Committed<Outgoing>>) {
         let mut presence = false;
-        let batch = batch
+        let batch: Vec<Outgoing> = batch
             .into_iter()
             .map(|done| {
                 let mut out = done.item;
@@ -378,6 +383,7 @@ impl Lobby {
         };
         let cut = {
             let mut members = self.lock();
+            self.inner.tap.sent(&batch);
             let (cut, leaves) = fan_out_with(
                 &mut members,
                 &self.inner.metrics,

@@ -70,6 +70,7 @@ use crate::lobby::rooms::{RoomError, Seat};
 use crate::lobby::{Delivery, Event, Lobby, LobbyError, Member, Outbox, OutboxRefusal};
 use crate::protocol::Protocol;
 use crate::refusals::Who;
+use crate::telemetry;
 
 /// The `name` of server announcements, as the original server sent it (no member is
 /// given it: see `crate::lobby::names`).
@@ -164,6 +165,18 @@ async fn detach_head(mut request: axum::extract::Request) -> axum::extract::Requ
         }
     }
     request
+}
+
+/// What a Socket.IO member is sent for `delivery`, as the admin UI's `event_sent`
+/// shows it: `["update", {…}]`, its packet's data.
+pub(crate) fn update_args(delivery: &Delivery) -> serde_json::Value {
+    delivery
+        .socketio_packet(update)
+        .as_str()
+        // The packet type (`2`); the `/` namespace and no ack add nothing.
+        .and_then(|packet| packet.as_str().get(1..))
+        .and_then(|data| serde_json::from_str(data).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// A Socket.IO packet as socketioxide's parser encodes it (the text of an event packet,
@@ -506,6 +519,7 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
         let Some(member) = socket.extensions.get::<Arc<Member>>() else {
             return; // disconnecting
         };
+        received(&member, &data, ack_id);
         if let Err(RequestRefusal {
             reason,
             why,
@@ -537,7 +551,10 @@ struct SubscribeMembers {
 }
 
 impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for SubscribeMembers {
-    fn call(&self, socket: Arc<Socket>, _data: Value, _ack_id: Option<i64>) {
+    fn call(&self, socket: Arc<Socket>, data: Value, ack_id: Option<i64>) {
+        if let Some(member) = socket.extensions.get::<Arc<Member>>() {
+            received(&member, &data, ack_id);
+        }
         if socket.extensions.get::<PresenceWatch>().is_some() {
             return; // subscribed already
         }
@@ -576,6 +593,21 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for SubscribeMe
             }
         });
     }
+}
+
+/// Counts a request a member's socket sent (its bytes: its Socket.IO packet, as the
+/// Node `instrument()` counts them: the type, the ack id and the data, `[event,
+/// ...args]` as the common parser keeps it), and hands it to the admin UI's tap.
+fn received(member: &Member, data: &Value, ack: Option<i64>) {
+    let ack_digits = ack.map_or(0, |id| {
+        id.checked_ilog10().map_or(1, |digits| digits as usize + 1)
+    });
+    telemetry::TRAFFIC.received(1 + ack_digits + data.len());
+    member.tap_received(|| {
+        data.as_str()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or(serde_json::Value::Null)
+    });
 }
 
 /// Sends the socket an `error` event `{message}`: a refusal's reason, or the name it was

@@ -46,6 +46,7 @@ use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
 use crate::refusals::Who;
+use crate::telemetry;
 
 /// Bytes asked of the socket per read.
 const READ_BYTES: usize = 4096;
@@ -57,6 +58,17 @@ pub enum Command {
     Connect(String),
     /// `{"type":"CHAT","content":"<name> : <line>"}`
     Chat(String),
+}
+
+impl Command {
+    /// The object the client sent, as the admin UI's `event_received` shows it.
+    fn as_sent(&self) -> serde_json::Value {
+        let (kind, content) = match self {
+            Command::Connect(name) => ("CONNECT", name),
+            Command::Chat(content) => ("CHAT", content),
+        };
+        serde_json::json!({ "type": kind, "content": content })
+    }
 }
 
 /// Why the stream of a client cannot be read on; the text is its error line.
@@ -259,7 +271,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                 read = reader.read_buf(reserve(&mut buf)) => {
                     match read {
                         Ok(0) => return Ok("closed by the client"),
-                        Ok(_) => {}
+                        Ok(read) => telemetry::TRAFFIC.received_bytes(read),
                         Err(_) => return Ok("read failed"),
                     }
                     let mut decoded = false;
@@ -268,6 +280,8 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                             Ok(None) => break None,
                             Ok(Some(command)) => {
                                 decoded = true;
+                                telemetry::TRAFFIC.received_packets(1);
+                                member.tap_received(|| serde_json::json!(["message", command.as_sent()]));
                                 let why = match handle(&member, &mut names, command) {
                                     Ok(None) => continue,
                                     Ok(Some(taken)) => {

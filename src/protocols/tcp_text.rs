@@ -39,6 +39,7 @@ use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
 use crate::refusals::Who;
+use crate::telemetry;
 
 /// A lobby event as a TCP text client sees it.
 pub fn encode(event: &Event) -> Bytes {
@@ -97,11 +98,18 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                     read = reader.read(&mut buf[filled..]) => {
                         match read {
                             Ok(0) | Err(_) => return Ok("closed by the client"),
-                            Ok(n) => filled += n,
+                            Ok(n) => {
+                                filled += n;
+                                telemetry::TRAFFIC.received_bytes(n);
+                            }
                         }
                         let ready = complete_prefix(&buf[..filled]);
                         if ready > 0 {
                             let chunk = Bytes::copy_from_slice(&buf[..ready]);
+                            telemetry::TRAFFIC.received_packets(1);
+                            member.tap_received(|| {
+                                serde_json::json!(["message", String::from_utf8_lossy(&chunk)])
+                            });
                             buf.copy_within(ready..filled, 0);
                             filled -= ready;
                             if let Err(why) = member.say_chunk(chunk) {

@@ -265,6 +265,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                                 delivery.encoded(Protocol::WebSocket, encode)
                             };
                             telemetry::bytes_out(Protocol::WebSocket, json.len());
+                            telemetry::TRAFFIC.sent_bytes(json.len() as u64);
                             if sink.feed(text_frame(json)).await.is_err() {
                                 return None;
                             }
@@ -286,7 +287,14 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                                 tracing::debug!(%peer, "websocket read failed: {e}");
                                 return None;
                             }
-                            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Line>(&text) {
+                            Some(Ok(Message::Text(text))) => {
+                                telemetry::TRAFFIC.received(text.len());
+                                member.tap_received(|| {
+                                    let sent = serde_json::from_str(&text)
+                                        .unwrap_or_else(|_| serde_json::Value::from(text.as_str()));
+                                    serde_json::json!(["message", sent])
+                                });
+                                match serde_json::from_str::<Line>(&text) {
                                 Ok(line) => match member.say_as(&line.name, &line.msg) {
                                     Ok(None) => None,
                                     Ok(Some(taken)) => {
@@ -308,8 +316,11 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                                     Err(e) => Some((e.reason(), e.to_string())),
                                 },
                                 Err(_) => Some(("malformed", NOT_A_LINE.to_owned())),
-                            },
-                            Some(Ok(Message::Binary(_))) => Some(("malformed", NOT_A_LINE.to_owned())),
+                            }},
+                            Some(Ok(Message::Binary(binary))) => {
+                                telemetry::TRAFFIC.received(binary.len());
+                                Some(("malformed", NOT_A_LINE.to_owned()))
+                            }
                             Some(Ok(_)) => None, // ping and pong: tungstenite answers pings itself
                         };
                         if let Some((reason, why)) = refusal {

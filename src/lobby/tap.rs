@@ -1,0 +1,101 @@
+//! The admin UI's development mode (`--admin-mode development`): what this node's
+//! members send and are sent, handed to the admin namespace (`crate::admin`) while an
+//! admin watches, for its `event_received` and `event_sent`.
+//!
+//! Off, it costs one relaxed load per request a member sends and per fan-out batch. On,
+//! one message per request and per event fanned out (never one per receiver: the admin
+//! namespace finds the receivers itself), into a bounded queue: what does not fit is
+//! dropped and counted, the chat never waits for the admin UI.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::fanout::Outgoing;
+use super::{Delivery, Lobby, Member};
+
+/// What the tap hands the admin namespace.
+pub(crate) enum Tapped {
+    /// A request member `member` sent: `[event, ...args]`, as `event_received` carries
+    /// them.
+    Received { member: u64, args: Value },
+    /// A lobby event on its way to every member of this node but its sender (when the
+    /// sender's protocol does not echo).
+    Sent {
+        delivery: Arc<Delivery>,
+        from: Option<u64>,
+    },
+}
+
+/// The lobby's tap: off until the admin namespace opens it ([`Lobby::tap`]) and turns
+/// it on ([`Lobby::tap_on`]).
+#[derive(Default)]
+pub(super) struct Tap {
+    on: AtomicBool,
+    to: OnceLock<mpsc::Sender<Tapped>>,
+    /// What did not fit in the queue.
+    dropped: AtomicU64,
+}
+
+impl Tap {
+    fn on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
+    fn hand(&self, tapped: Tapped) {
+        let Some(to) = self.to.get() else { return };
+        if to.try_send(tapped).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands over every event of `batch`, if on.
+    pub(super) fn sent(&self, batch: &[Outgoing]) {
+        if !self.on() {
+            return;
+        }
+        for out in batch {
+            self.hand(Tapped::Sent {
+                delivery: out.delivery.clone(),
+                from: out.from,
+            });
+        }
+    }
+}
+
+impl Lobby {
+    /// Opens the lobby's tap into a queue of `capacity` (once: later calls get `None`);
+    /// it stays off until [`Lobby::tap_on`].
+    pub(crate) fn tap(&self, capacity: usize) -> Option<mpsc::Receiver<Tapped>> {
+        let (to, from) = mpsc::channel(capacity.max(1));
+        self.inner.tap.to.set(to).ok()?;
+        Some(from)
+    }
+
+    /// Turns the tap on (an admin watches) or off.
+    pub(crate) fn tap_on(&self, on: bool) {
+        self.inner.tap.on.store(on, Ordering::Relaxed);
+    }
+
+    /// What the tap dropped so far, its queue full.
+    pub(crate) fn tap_dropped(&self) -> u64 {
+        self.inner.tap.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Member {
+    /// Hands the tap a request the member sent, `args()` (`[event, ...args]`) made only
+    /// if it is on.
+    pub(crate) fn tap_received(&self, args: impl FnOnce() -> Value) {
+        let tap = &self.lobby.inner.tap;
+        if tap.on() {
+            tap.hand(Tapped::Received {
+                member: self.id,
+                args: args(),
+            });
+        }
+    }
+}
