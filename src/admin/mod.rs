@@ -39,7 +39,7 @@ mod sockets;
 mod stats;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +58,9 @@ use sockets::Sockets;
 /// How often `server_stats` is sent, and the members compared, as the Node `instrument()`.
 pub(crate) const STATS_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How often a login looks for the other nodes' answers.
+const ASK_POLL: Duration = Duration::from_millis(50);
+
 /// The admin namespace's shared state.
 #[derive(Clone)]
 struct Admin {
@@ -74,6 +77,10 @@ struct Admin {
     cluster: Option<cluster::Cluster>,
     /// The other nodes' latest reports, by node id.
     others: Arc<Mutex<Vec<(String, cluster::Report)>>>,
+    /// The latest request for every node's report this node heard of.
+    asked: Arc<AtomicU64>,
+    /// Wakes the watcher to answer such a request.
+    report_now: Arc<Notify>,
 }
 
 /// Who logged in, on an admin socket: the operator its actions are logged with.
@@ -123,6 +130,8 @@ pub(crate) async fn install(
         stats: Arc::new(stats::Stats::new(server_id)),
         cluster,
         others: Arc::default(),
+        asked: Arc::default(),
+        report_now: Arc::default(),
     };
     tracing::info!(
         namespace = %admin.settings.namespace,
@@ -133,7 +142,7 @@ pub(crate) async fn install(
     let (on_connect, check) = (admin.clone(), admin.clone());
     let connect = move |socket: SocketRef| {
         let admin = on_connect.clone();
-        async move { admin.connected(socket) }
+        async move { admin.connected(socket).await }
     };
     let login = move |socket: SocketRef, TryData(credentials): TryData<Value>| {
         let admin = check.clone();
@@ -144,6 +153,16 @@ pub(crate) async fn install(
         && let Some(tapped) = lobby.tap(events::TAP_QUEUE)
     {
         tokio::spawn(admin.clone().relay_tapped(tapped, stop.clone()));
+    }
+    if let Some(cluster) = admin.cluster.clone() {
+        let (listener, stop) = (admin.clone(), stop.clone());
+        tokio::spawn(async move {
+            let heard = |asked| {
+                listener.asked.fetch_max(asked, Ordering::SeqCst);
+                listener.report_now.notify_one();
+            };
+            cluster.listen(heard, stop).await;
+        });
     }
     tokio::spawn(admin.watch(stop));
 }
@@ -186,7 +205,7 @@ impl Admin {
     }
 
     /// A logged-in admin: its session, the config, every socket; then its operations.
-    fn connected(&self, socket: SocketRef) {
+    async fn connected(&self, socket: SocketRef) {
         let operator = socket.extensions.get::<Operator>();
         let user = operator
             .as_ref()
@@ -202,19 +221,6 @@ impl Admin {
             "config",
             &json!({ "supportedFeatures": self.features() }),
         );
-        let mine = Sockets::now(&self.lobby, &self.io);
-        let stats = self.stats.peek(&self.io, &self.settings.namespace, &mine);
-        let mut all = mine;
-        let others = crate::locks::lock(&self.others).clone();
-        for (node, report) in &others {
-            all.add_remote(node, &report.sockets);
-        }
-        self.emit_to(&socket, "all_sockets", &all.to_json());
-        self.emit_to(&socket, "server_stats", &stats);
-        for (_, report) in &others {
-            self.emit_to(&socket, "server_stats", &report.stats);
-        }
-
         let admin = self.clone();
         socket.on(
             "_disconnect",
@@ -234,6 +240,79 @@ impl Admin {
             async {}
         });
         self.wake.notify_one();
+
+        // On a cluster, every node's members from the start: their reports asked for now.
+        let others = match &self.cluster {
+            Some(cluster) => self.ask_reports(cluster).await,
+            None => Vec::new(),
+        };
+        let mine = Sockets::now(&self.lobby, &self.io);
+        let stats = self.stats.peek(&self.io, &self.settings.namespace, &mine);
+        let mut all = mine;
+        for (node, report) in &others {
+            all.add_remote(node, &report.sockets);
+        }
+        self.emit_to(&socket, "all_sockets", &all.to_json());
+        self.emit_to(&socket, "server_stats", &stats);
+        for (_, report) in &others {
+            self.emit_to(&socket, "server_stats", &report.stats);
+        }
+    }
+
+    /// Asks every node of the cluster for its report and waits for their answers
+    /// ([`cluster::ASK_WAIT`] at most); returns the other nodes' reports, which the
+    /// watcher then holds too.
+    async fn ask_reports(&self, cluster: &cluster::Cluster) -> Vec<(String, cluster::Report)> {
+        let (asked, heard) = match cluster.ask_reports().await {
+            Ok(asked) => asked,
+            Err(e) => {
+                tracing::warn!("cannot ask the other nodes for their members: {e}");
+                return crate::locks::lock(&self.others).clone();
+            }
+        };
+        let deadline = tokio::time::Instant::now() + cluster::ASK_WAIT;
+        loop {
+            let others = cluster.others().await;
+            let answered = others
+                .iter()
+                .filter(|(_, report)| report.answered >= asked)
+                .count();
+            // This node heard it too.
+            if answered + 1 >= heard || tokio::time::Instant::now() >= deadline {
+                if answered + 1 < heard {
+                    tracing::info!(
+                        answered,
+                        nodes = heard,
+                        "not every node answered an admin's login in time"
+                    );
+                }
+                *crate::locks::lock(&self.others) = others.clone();
+                return others;
+            }
+            tokio::time::sleep(ASK_POLL).await;
+        }
+    }
+
+    /// Answers a request for this node's report (an admin's login on another node).
+    async fn answer(&self) {
+        let Some(cluster) = &self.cluster else { return };
+        let (_, report) = self.report(false);
+        cluster.report(&report).await;
+    }
+
+    /// This node's `server_stats` (counted anew from here if `anew`) and its report.
+    fn report(&self, anew: bool) -> (Value, cluster::Report) {
+        let mine = Sockets::now(&self.lobby, &self.io);
+        let stats = match anew {
+            true => self.stats.now(&self.io, &self.settings.namespace, &mine),
+            false => self.stats.peek(&self.io, &self.settings.namespace, &mine),
+        };
+        let report = cluster::Report {
+            stats: stats.clone(),
+            sockets: mine.0.values().map(sockets::Socket::to_json).collect(),
+            answered: self.asked.load(Ordering::SeqCst),
+        };
+        (stats, report)
     }
 
     /// What the UI is told it may do and will be sent (`supportedFeatures`).
@@ -390,12 +469,7 @@ impl Admin {
             return None;
         }
         self.carry_out(cluster.orders().await);
-        let mine = Sockets::now(&self.lobby, &self.io);
-        let stats = self.stats.now(&self.io, &self.settings.namespace, &mine);
-        let report = cluster::Report {
-            stats: stats.clone(),
-            sockets: mine.0.values().map(sockets::Socket::to_json).collect(),
-        };
+        let (stats, report) = self.report(true);
         cluster.report(&report).await;
         let others = if here {
             cluster.others().await
@@ -422,6 +496,10 @@ impl Admin {
                     false
                 }
                 () = self.wake.notified() => false,
+                () = self.report_now.notified() => {
+                    self.answer().await;
+                    continue;
+                }
             };
             let here = self.admins.load(Ordering::SeqCst) > 0;
             self.tap_while_watched();
