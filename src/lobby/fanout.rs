@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::backlog::{Slow, SlowRule};
 use super::table::Table;
+use super::tap::Tap;
 use super::{Delivery, Entry, Event, Outbox, OutboxRefusal};
 use crate::log::StoredLine;
 use crate::protocol::Protocol;
@@ -82,10 +83,11 @@ impl Outgoing {
 pub(super) fn fan_out(
     members: &mut Table,
     metrics: &LobbyMetrics,
+    tap: &Tap,
     rule: &SlowRule,
     batch: Vec<Outgoing>,
 ) -> Vec<Arc<dyn Outbox>> {
-    fan_out_with(members, metrics, rule, batch, SlowLeaves::FannedOut).0
+    fan_out_with(members, metrics, tap, rule, batch, SlowLeaves::FannedOut).0
 }
 
 /// Where [`fan_out_with`] sends the leaves of the members it found too slow.
@@ -102,6 +104,7 @@ pub(super) enum SlowLeaves {
 pub(super) fn fan_out_with(
     members: &mut Table,
     metrics: &LobbyMetrics,
+    tap: &Tap,
     rule: &SlowRule,
     mut batch: Vec<Outgoing>,
     slow_leaves: SlowLeaves,
@@ -109,6 +112,7 @@ pub(super) fn fan_out_with(
     let mut cut = Vec::new();
     let mut returned = Vec::new();
     while !batch.is_empty() {
+        tap.sent(&batch);
         let mut slow = Vec::new();
         let mut sent = [0; Protocol::ALL.len()];
         // Socket.IO's packets are encoded here, once per delivery (the others' by each
@@ -298,6 +302,7 @@ mod tests {
         let cut = fan_out(
             &mut members,
             &LobbyMetrics::new(),
+            &Tap::default(),
             &SlowRule::default(),
             batch,
         );
@@ -366,8 +371,8 @@ mod tests {
             ]
         };
         let metrics = LobbyMetrics::new();
-        assert!(fan_out(&mut members, &metrics, &rule, batch()).is_empty());
-        let cut = fan_out(&mut members, &metrics, &rule, batch());
+        assert!(fan_out(&mut members, &metrics, &Tap::default(), &rule, batch()).is_empty());
+        let cut = fan_out(&mut members, &metrics, &Tap::default(), &rule, batch());
 
         assert_eq!(cut.len(), 1);
         assert_eq!(members.len(), 1);

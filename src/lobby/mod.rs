@@ -309,10 +309,10 @@ impl Lobby {
                 someone,
                 ..Outgoing::new(event, from)
             };
-            self.inner.tap.sent(std::slice::from_ref(&out));
             return Ok(fan_out(
                 members,
                 &self.inner.metrics,
+                &self.inner.tap,
                 &self.inner.limits.slow,
                 vec![out],
             ));
@@ -358,7 +358,7 @@ impl Lobby {
     /// Fans out a committed batch, in order (the log's writer calls this).
     fn deliver(&self, batch: Vec<Committed<Outgoing>>) {
         let mut presence = false;
-        let batch: Vec<Outgoing> = batch
+        let batch = batch
             .into_iter()
             .map(|done| {
                 let mut out = done.item;
@@ -383,10 +383,10 @@ impl Lobby {
         };
         let cut = {
             let mut members = self.lock();
-            self.inner.tap.sent(&batch);
             let (cut, leaves) = fan_out_with(
                 &mut members,
                 &self.inner.metrics,
+                &self.inner.tap,
                 &self.inner.limits.slow,
                 batch,
                 slow_leaves,

@@ -99,3 +99,67 @@ impl Member {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lobby::tests::{Recorder, joined};
+    use crate::lobby::{Event, Limits};
+    use crate::protocol::Protocol;
+
+    fn sent(tapped: Option<Tapped>) -> (Event, Option<u64>) {
+        match tapped {
+            Some(Tapped::Sent { delivery, from }) => (delivery.event().clone(), from),
+            _ => panic!("not an event sent"),
+        }
+    }
+
+    #[test]
+    fn off_it_hands_nothing_on_one_message_per_request_and_event_and_full_it_drops() {
+        let lobby = Lobby::new(Limits::default());
+        let mut tapped = lobby.tap(2).unwrap();
+        assert!(lobby.tap(2).is_none(), "opened once");
+        let ann = lobby
+            .join(Protocol::SocketIo, Recorder::default(), None)
+            .unwrap();
+        ann.set_name("ann").unwrap();
+        ann.tap_received(|| unreachable!("made while off"));
+        assert!(tapped.try_recv().is_err());
+
+        lobby.tap_on(true);
+        ann.tap_received(|| serde_json::json!(["message", "hi"]));
+        ann.say("hi").unwrap();
+        match tapped.try_recv() {
+            Ok(Tapped::Received { member, args }) => {
+                assert_eq!(
+                    (member, args),
+                    (ann.id(), serde_json::json!(["message", "hi"]))
+                );
+            }
+            _ => panic!("not a request received"),
+        }
+        let line = Event::Message {
+            name: "ann".into(),
+            text: "hi".into(),
+            origin: Protocol::SocketIo,
+            raw: None,
+        };
+        assert_eq!(sent(tapped.try_recv().ok()), (line, Some(ann.id())));
+        assert!(tapped.try_recv().is_err());
+
+        // Two fit; the third is dropped and counted, the chat goes on.
+        let bob = lobby
+            .join(Protocol::TcpText, Recorder::default(), None)
+            .unwrap();
+        ann.say("one").unwrap();
+        ann.say("two").unwrap();
+        assert_eq!(lobby.tap_dropped(), 1);
+        let guest = format!("guest-{}", bob.id());
+        assert_eq!(sent(tapped.try_recv().ok()), (joined(&guest, 2), None));
+
+        lobby.tap_on(false);
+        ann.say("three").unwrap();
+        assert!(tapped.try_recv().is_ok(), "what was queued stays");
+        assert!(tapped.try_recv().is_err(), "nothing more while off");
+    }
+}
