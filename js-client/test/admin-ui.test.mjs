@@ -47,7 +47,7 @@ test('the admin UI logs in, lists every protocol\'s members and disconnects a TC
     tcp.write(JSON.stringify({ type: 'CONNECT', content: 'tess' }));
     await until(async () => (await annLines()).includes('tess님이 접속하였습니다.'), 'tess joined');
 
-    const admin = await browser.newContext({ viewport: { width: 1280, height: 640 } });
+    const admin = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
     contexts.push(admin);
     const page = await admin.newPage();
     const elsewhere = [];
@@ -63,6 +63,14 @@ test('the admin UI logs in, lists every protocol\'s members and disconnects a TC
     await page.getByLabel('Password').fill('correct horse');
     await page.getByRole('button', { name: 'Connect' }).click();
     await page.getByText('connected', { exact: true }).first().waitFor({ timeout: 10_000 });
+
+    // A line after the login: the bytes chart has it.
+    tcp.write(JSON.stringify({ type: 'CHAT', content: 'tess : hello' }));
+    await until(async () => (await annLines()).some((l) => l.includes('hello')), 'the line at ann');
+    const charted = () => page.evaluate(() => document.querySelector('#app').__vue__.$store.state.main.aggregatedEvents
+      .filter((e) => e.type === 'bytesIn' || e.type === 'bytesOut').map((e) => e.type).sort());
+    await until(async () => (await charted()).length === 2, 'bytes in and out in the UI');
+    assert.deepEqual(await charted(), ['bytesIn', 'bytesOut']);
 
     // The dashboard: namespace / holds the three members; one healthy server.
     const rowsOf = async (card) => (await page.locator('.v-card', { hasText: card }).locator('tr').allInnerTexts())
