@@ -260,7 +260,11 @@ impl Cluster {
     ) {
         use futures_util::StreamExt;
         loop {
-            match self.client.get_async_pubsub().await {
+            let connected = tokio::select! {
+                () = stop.cancelled() => return,
+                connected = self.client.get_async_pubsub() => connected,
+            };
+            match connected {
                 Ok(mut pubsub) => match pubsub.subscribe(self.key("asked")).await {
                     Ok(()) => {
                         // The sink stays here: the subscription lasts while it does.
