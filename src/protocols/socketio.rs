@@ -176,7 +176,7 @@ pub(crate) fn update_args(delivery: &Delivery) -> serde_json::Value {
         // The packet type (`2`); the `/` namespace and no ack add nothing.
         .and_then(|packet| packet.as_str().get(1..))
         .and_then(|data| serde_json::from_str(data).ok())
-        .unwrap_or(serde_json::Value::Null)
+        .unwrap_or_else(|| serde_json::json!(["update"]))
 }
 
 /// A Socket.IO packet as socketioxide's parser encodes it (the text of an event packet,
@@ -597,7 +597,8 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for SubscribeMe
 
 /// Counts a request a member's socket sent (its bytes: its Socket.IO packet, as the
 /// Node `instrument()` counts them: the type, the ack id and the data, `[event,
-/// ...args]` as the common parser keeps it), and hands it to the admin UI's tap.
+/// ...args]` as the common parser keeps it), and hands it to the admin UI's tap (always
+/// an array: the UI takes the event's name from it; a binary packet's is not shown).
 fn received(member: &Member, data: &Value, ack: Option<i64>) {
     let ack_digits = ack.map_or(0, |id| {
         id.checked_ilog10().map_or(1, |digits| digits as usize + 1)
@@ -606,7 +607,7 @@ fn received(member: &Member, data: &Value, ack: Option<i64>) {
     member.tap_received(|| {
         data.as_str()
             .and_then(|json| serde_json::from_str(json).ok())
-            .unwrap_or(serde_json::Value::Null)
+            .unwrap_or_else(|| serde_json::json!([]))
     });
 }
 
