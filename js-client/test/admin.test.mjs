@@ -284,6 +284,26 @@ test('development mode: event_received and event_sent for every protocol, as the
     ].sort(([a], [b]) => a.localeCompare(b)));
     assert.deepEqual(await ann.expect('update'), line(guest, 'yo'));
     assert.deepEqual(await ann.expect('update'), line('tess', 'hey'));
+
+    const text = net.connect(dev.ports.tcpText, '127.0.0.1');
+    text.on('data', () => {});
+    const [textSocket] = await admin.take('socket_connected', (s) => s.transport === 'tcp-text');
+    const texter = textSocket.data.name;
+    assert.deepEqual(await ann.expect('update'), joined(texter));
+    text.write('howdy\n');
+    assert.deepEqual((await admin.take('event_received', (n, id, args) => said('howdy')(args))).slice(1, 3),
+      [textSocket.id, ['message', 'howdy\n']]);
+    assert.deepEqual(await sent('howdy', 3), [
+      [ann.socket.id, ['update', line(texter, 'howdy')]],
+      [tessSocket.id, ['message', `${texter} : howdy`]],
+      [wsSocket.id, ['message', { type: 'message', name: texter, msg: 'howdy' }]],
+    ].sort(([a], [b]) => a.localeCompare(b)));
+    assert.deepEqual(await ann.expect('update'), line(texter, 'howdy'));
+    // Nothing more for it: its sender does not get its own chunk back.
+    ann.socket.emit('message', { type: 'message', message: 'bye' });
+    await admin.take('event_received', (n, id, args) => said('bye')(args));
+    assert.ok(!admin.events.some((e) => e.event === 'event_sent' && said('howdy')(e.args[2])), 'no echo to the TCP text sender');
+    text.destroy();
     tcp.destroy();
     ws.close();
     ann.close();
