@@ -67,7 +67,7 @@ use crate::net::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT
 use crate::net::proxy::TrustedProxies;
 use crate::protocol::Protocol;
 use crate::protocols::socketio;
-use crate::refusals::{Refusals, Who};
+use crate::refusals::{Refusal, Refusals, Who};
 use crate::telemetry;
 use origins::AllowedOrigins;
 use sessions::Place;
@@ -268,7 +268,11 @@ impl Connection {
                         // Still answered: not refused.
                         if !matches!(request.uri().path(), "/healthz" | "/metrics") {
                             let who = Who::Peer(client);
-                            refusals.report(Protocol::SocketIo, who, why.reason(), why, false);
+                            refusals.report(
+                                Protocol::SocketIo,
+                                who,
+                                Refusal::new(why.reason(), why),
+                            );
                         }
                         app = refusal(proxied.operators.clone(), why);
                     }
@@ -305,8 +309,8 @@ impl Connection {
             Err(e) if e.is_timeout() && requests.load(Ordering::Relaxed) == 0 => {
                 let why = "request headers too slow";
                 let who = Who::Peer(peer);
-                self.refusals
-                    .report(Protocol::SocketIo, who, "header_timeout", why, true);
+                let refusal = Refusal::disconnecting("header_timeout", why);
+                self.refusals.report(Protocol::SocketIo, who, refusal);
             }
             Err(e) => tracing::debug!(%peer, "http connection ends: {e}"),
         }
@@ -456,8 +460,8 @@ impl HttpBody for Deadline {
         }
         this.expired = true;
         let why = BodyStalled { limit: this.limit };
-        this.refusals
-            .report(Protocol::SocketIo, this.who, "stall", &why, true);
+        let refusal = Refusal::disconnecting("stall", &why);
+        this.refusals.report(Protocol::SocketIo, this.who, refusal);
         Poll::Ready(Some(Err(axum::Error::new(why))))
     }
 
@@ -481,7 +485,11 @@ async fn check_origin(
         return next.run(request).await;
     }
     let why = format_args!("origin not allowed: {origin:?}");
-    refusals.report(Protocol::SocketIo, peer_of(&request), "origin", why, false);
+    refusals.report(
+        Protocol::SocketIo,
+        peer_of(&request),
+        Refusal::new("origin", why),
+    );
     (StatusCode::FORBIDDEN, "origin not allowed\n").into_response()
 }
 

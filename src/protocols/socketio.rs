@@ -69,7 +69,7 @@ use crate::lobby::presence::SharedMemberList;
 use crate::lobby::rooms::{RoomError, Seat};
 use crate::lobby::{Delivery, Event, Lobby, LobbyError, Member, Outbox, OutboxRefusal};
 use crate::protocol::Protocol;
-use crate::refusals::Who;
+use crate::refusals::{Refusal, Who};
 
 /// The `name` of server announcements, as the original server sent it (no member is
 /// given it: see `crate::lobby::names`).
@@ -466,31 +466,23 @@ impl DisconnectHandler<socketioxide::adapter::LocalAdapter, Inline> for OnDiscon
     }
 }
 
-/// A refused request: its metric label and what the sender is told.
-struct RequestRefusal {
-    reason: &'static str,
-    why: String,
-    /// Disconnect the socket once it is told why.
-    disconnect: bool,
-}
+/// A refused request: what the sender is told (in an `error` event), and whether the
+/// socket is disconnected once it is told.
+type RequestRefusal = Refusal<String>;
 
 impl From<LobbyError> for RequestRefusal {
     fn from(e: LobbyError) -> Self {
         Self {
             reason: e.reason(),
             why: e.to_string(),
-            disconnect: e.disconnects(),
+            disconnects: e.disconnects(),
         }
     }
 }
 
 impl From<Malformed> for RequestRefusal {
     fn from(e: Malformed) -> Self {
-        Self {
-            reason: "malformed",
-            why: e.to_string(),
-            disconnect: false,
-        }
+        Self::new("malformed", e.to_string())
     }
 }
 
@@ -506,18 +498,15 @@ impl MessageHandler<socketioxide::adapter::LocalAdapter, Inline> for OnEvent {
         let Some(member) = socket.extensions.get::<Arc<Member>>() else {
             return; // disconnecting
         };
-        if let Err(RequestRefusal {
-            reason,
-            why,
-            disconnect,
-        }) = (self.0)(&socket, &member, data, ack_id)
-        {
+        if let Err(refusal) = (self.0)(&socket, &member, data, ack_id) {
             let who = Who::Member(member.id(), None);
             member
                 .refusals()
-                .report(Protocol::SocketIo, who, reason, &why, disconnect);
-            send_error(&socket, &why);
-            if disconnect && let Err(e) = SocketRef::from(socket.clone()).disconnect() {
+                .report(Protocol::SocketIo, who, refusal.by_ref());
+            send_error(&socket, &refusal.why);
+            if refusal.disconnects
+                && let Err(e) = SocketRef::from(socket.clone()).disconnect()
+            {
                 tracing::warn!(socket = %socket.id, "cannot disconnect a flooding socket: {e}");
             }
         }

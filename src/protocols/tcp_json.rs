@@ -45,7 +45,7 @@ use crate::net::accept::{Served, close_telling, close_with_error};
 use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
-use crate::refusals::Who;
+use crate::refusals::{Refusal, Who};
 
 /// Bytes asked of the socket per read.
 const READ_BYTES: usize = 4096;
@@ -282,7 +282,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                                     break Some(StreamError::Flooding(why));
                                 }
                                 let who = Who::Member(member.id(), Some(peer));
-                                lobby.refusals().report(Protocol::TcpJson, who, why.reason(), &why, false);
+                                lobby.refusals().report(Protocol::TcpJson, who, Refusal::new(why.reason(), &why));
                                 if writer.write_all(format!("error: {why}\n").as_bytes()).await.is_err() {
                                     return Ok("write failed");
                                 }
@@ -302,7 +302,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
             }
         };
         let who = Who::Member(member.id(), Some(peer));
-        lobby.refusals().report(Protocol::TcpJson, who, fatal.reason(), &fatal, true);
+        lobby.refusals().report(Protocol::TcpJson, who, Refusal::disconnecting(fatal.reason(), &fatal));
         Err(fatal.to_string())
     })
     .await;

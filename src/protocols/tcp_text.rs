@@ -38,7 +38,7 @@ use crate::net::accept::{Served, close_telling, close_with_error};
 use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
-use crate::refusals::Who;
+use crate::refusals::{Refusal, Who};
 
 /// A lobby event as a TCP text client sees it.
 pub fn encode(event: &Event) -> Bytes {
@@ -91,7 +91,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                     }
                     () = until(stall_deadline) => {
                         let why = format!("incomplete UTF-8 character for {} ms", millis(timeouts.stall));
-                        lobby.refusals().report(Protocol::TcpText, Who::Member(member.id(), Some(peer)), "stall", &why, true);
+                        lobby.refusals().report(Protocol::TcpText, Who::Member(member.id(), Some(peer)), Refusal::disconnecting("stall", &why));
                         return Err(why);
                     }
                     read = reader.read(&mut buf[filled..]) => {
@@ -106,7 +106,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                             filled -= ready;
                             if let Err(why) = member.say_chunk(chunk) {
                                 let disconnects = why.disconnects() || why == LobbyError::Gone;
-                                lobby.refusals().report(Protocol::TcpText, Who::Member(member.id(), Some(peer)), why.reason(), &why, disconnects);
+                                lobby.refusals().report(Protocol::TcpText, Who::Member(member.id(), Some(peer)), Refusal { reason: why.reason(), why: &why, disconnects });
                                 if disconnects {
                                     return Err(why.to_string());
                                 }

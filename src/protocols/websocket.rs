@@ -55,7 +55,7 @@ use crate::net::admission::{AdmissionRefusal, REFUSAL_TIMEOUT};
 use crate::net::outbox::{Ending, until_stopped};
 use crate::net::until;
 use crate::protocol::Protocol;
-use crate::refusals::{Refusals, Who};
+use crate::refusals::{Refusal, Refusals, Who};
 use crate::telemetry;
 
 /// How long a client that is being closed may take to read its close frame: a client
@@ -184,7 +184,11 @@ fn admit(
     let origin = request.headers().get("origin");
     if !origins.allows_header(origin) {
         let why = format_args!("origin not allowed: {origin:?}");
-        refusals.report(Protocol::WebSocket, Who::Peer(peer), "origin", why, false);
+        refusals.report(
+            Protocol::WebSocket,
+            Who::Peer(peer),
+            Refusal::new("origin", why),
+        );
         return refuse(StatusCode::FORBIDDEN, "origin not allowed");
     }
     Ok(response)
@@ -215,7 +219,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         () = shutdown.cancelled() => return,
         () = until(timeouts.header.map(|header| Instant::now() + header)) => {
             let why = "upgrade request too slow";
-            lobby.refusals().report(Protocol::WebSocket, Who::Peer(peer), "header_timeout", why, true);
+            lobby.refusals().report(Protocol::WebSocket, Who::Peer(peer), Refusal::disconnecting("header_timeout", why));
             return;
         }
         handshake = handshake => match handshake {
@@ -279,7 +283,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                             None | Some(Ok(Message::Close(_))) => return None,
                             Some(Err(WsError::Capacity(e))) => {
                                 let who = Who::Member(member.id(), Some(peer));
-                                lobby.refusals().report(Protocol::WebSocket, who, "too_large", e, true);
+                                lobby.refusals().report(Protocol::WebSocket, who, Refusal::disconnecting("too_large", e));
                                 return Some((CloseCode::Size, "message too big"));
                             }
                             Some(Err(e)) => {
@@ -298,7 +302,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                                     }
                                     Err(e) if e.disconnects() => {
                                         let who = Who::Member(member.id(), Some(peer));
-                                        lobby.refusals().report(Protocol::WebSocket, who, e.reason(), &e, true);
+                                        lobby.refusals().report(Protocol::WebSocket, who, Refusal::disconnecting(e.reason(), &e));
                                         let reply = to_json(&Outgoing::Error { msg: &e.to_string() });
                                         if sink.send(text_frame(reply)).await.is_err() {
                                             return None;
@@ -314,7 +318,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
                         };
                         if let Some((reason, why)) = refusal {
                             let who = Who::Member(member.id(), Some(peer));
-                            lobby.refusals().report(Protocol::WebSocket, who, reason, &why, false);
+                            lobby.refusals().report(Protocol::WebSocket, who, Refusal::new(reason, &why));
                             let reply = to_json(&Outgoing::Error { msg: &why });
                             if sink.send(text_frame(reply)).await.is_err() {
                                 return None;
