@@ -34,14 +34,20 @@
 //! [`Limits::max_ws_message_bytes`]: crate::lobby::Limits::max_ws_message_bytes
 
 use std::borrow::Cow;
+use std::fmt;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -49,7 +55,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::http::origins::AllowedOrigins;
-use crate::lobby::Event;
+use crate::lobby::{Delivery, Event, LobbyError, Member};
 use crate::net::accept::Served;
 use crate::net::admission::{AdmissionRefusal, REFUSAL_TIMEOUT};
 use crate::net::outbox::{Ending, until_stopped};
@@ -196,11 +202,58 @@ fn admit(
 
 /// Serves one client until it leaves, is cut off, or the server shuts down.
 pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
+    let Some((socket, from_page)) = handshake(stream, peer, &served).await else {
+        return;
+    };
+    let (mut sink, mut frames) = socket.split();
+    let (member, mut inbox) = match served.join(Protocol::WebSocket, peer) {
+        Ok(joined) => joined,
+        Err(why) => return refuse_join(&mut sink, peer, &why).await,
+    };
+    let mut connection = Connection {
+        member,
+        peer,
+        refusals: served.lobby.refusals().clone(),
+        from_page,
+        sink,
+    };
+    let work = connection.run(&mut frames, &mut inbox.queue);
+    let close = match until_stopped(&served.shutdown, &inbox.cut, work).await {
+        Ending::Shutdown => Some((CloseCode::Away, "server shutting down")),
+        Ending::CutOff => None,
+        Ending::Ended(close) => close,
+    };
+    let Connection {
+        member, mut sink, ..
+    } = connection;
+    drop(member);
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        // A client that is gone cannot be told why; a client that does not read gets
+        // no longer than the handshake's timeout to take it.
+        match tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%peer, "cannot send the close frame: {e}"),
+            Err(_) => tracing::debug!(%peer, "close frame not taken in time"),
+        }
+    }
+}
+
+/// The upgrade of a connection, within `--header-timeout-ms`, and whether it came from a
+/// page (its request carried an `Origin`); `None`: refused, failed or shut down.
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    served: &Served,
+) -> Option<(WebSocketStream<TcpStream>, bool)> {
     let Served {
         lobby,
         timeouts,
         shutdown,
-    } = &served;
+    } = served;
     let limits = lobby.limits();
     let config = WebSocketConfig::default()
         .max_message_size(Some(limits.max_ws_message_bytes))
@@ -216,137 +269,162 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
     };
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, admit, Some(config));
     let socket = tokio::select! {
-        () = shutdown.cancelled() => return,
+        () = shutdown.cancelled() => return None,
         () = until(timeouts.header.map(|header| Instant::now() + header)) => {
-            let why = "upgrade request too slow";
-            lobby.refusals().report(Protocol::WebSocket, Who::Peer(peer), Refusal::disconnecting("header_timeout", why));
-            return;
+            let refusal = Refusal::disconnecting("header_timeout", "upgrade request too slow");
+            lobby.refusals().report(Protocol::WebSocket, Who::Peer(peer), refusal);
+            return None;
         }
         handshake = handshake => match handshake {
             Ok(socket) => socket,
             Err(e) => {
                 tracing::debug!(%peer, "websocket handshake failed: {e}");
-                return;
+                return None;
             }
         },
     };
-    let (mut sink, mut frames) = socket.split();
-    let (member, mut inbox) = match served.join(Protocol::WebSocket, peer) {
-        Ok(joined) => joined,
-        Err(why) => {
-            // Its join is its connection: told why, then closed.
-            let reply = to_json(&Outgoing::Error {
-                msg: &why.to_string(),
-            });
-            let frame = CloseFrame {
-                code: CloseCode::Policy,
-                reason: Utf8Bytes::from_static("too many joins"),
-            };
-            let refusal = async {
-                sink.send(text_frame(reply)).await?;
-                sink.send(Message::Close(Some(frame))).await
-            };
-            match tokio::time::timeout(CLOSE_TIMEOUT, refusal).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%peer, "cannot refuse the join: {e}"),
-                Err(_) => tracing::debug!(%peer, "join refusal not taken in time"),
-            }
-            return;
-        }
-    };
+    Some((socket, from_page))
+}
 
-    let ending = until_stopped(shutdown, &inbox.cut, async {
-            loop {
-                tokio::select! {
-                    delivery = inbox.queue.recv() => {
-                        let delivery = delivery?;
-                        // Everything already queued goes out with one flush.
-                        let mut next = Some(delivery);
-                        while let Some(delivery) = next {
-                            let json = if from_page {
-                                delivery.encoded_for_page(encode_for_page)
-                            } else {
-                                delivery.encoded(Protocol::WebSocket, encode)
-                            };
-                            telemetry::bytes_out(Protocol::WebSocket, json.len());
-                            if sink.feed(text_frame(json)).await.is_err() {
-                                return None;
-                            }
-                            next = inbox.queue.try_recv().ok();
-                        }
-                        if sink.flush().await.is_err() {
-                            return None;
-                        }
-                    }
-                    frame = frames.next() => {
-                        let refusal = match frame {
-                            None | Some(Ok(Message::Close(_))) => return None,
-                            Some(Err(WsError::Capacity(e))) => {
-                                let who = Who::Member(member.id(), Some(peer));
-                                lobby.refusals().report(Protocol::WebSocket, who, Refusal::disconnecting("too_large", e));
-                                return Some((CloseCode::Size, "message too big"));
-                            }
-                            Some(Err(e)) => {
-                                tracing::debug!(%peer, "websocket read failed: {e}");
-                                return None;
-                            }
-                            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Line>(&text) {
-                                Ok(line) => match member.say_as(&line.name, &line.msg) {
-                                    Ok(None) => None,
-                                    Ok(Some(taken)) => {
-                                        let notice = to_json(&Outgoing::Error { msg: &taken.to_string() });
-                                        if sink.send(text_frame(notice)).await.is_err() {
-                                            return None;
-                                        }
-                                        None
-                                    }
-                                    Err(e) if e.disconnects() => {
-                                        let who = Who::Member(member.id(), Some(peer));
-                                        lobby.refusals().report(Protocol::WebSocket, who, Refusal::disconnecting(e.reason(), &e));
-                                        let reply = to_json(&Outgoing::Error { msg: &e.to_string() });
-                                        if sink.send(text_frame(reply)).await.is_err() {
-                                            return None;
-                                        }
-                                        return Some((CloseCode::Policy, "too many messages"));
-                                    }
-                                    Err(e) => Some((e.reason(), e.to_string())),
-                                },
-                                Err(_) => Some(("malformed", NOT_A_LINE.to_owned())),
-                            },
-                            Some(Ok(Message::Binary(_))) => Some(("malformed", NOT_A_LINE.to_owned())),
-                            Some(Ok(_)) => None, // ping and pong: tungstenite answers pings itself
-                        };
-                        if let Some((reason, why)) = refusal {
-                            let who = Who::Member(member.id(), Some(peer));
-                            lobby.refusals().report(Protocol::WebSocket, who, Refusal::new(reason, &why));
-                            let reply = to_json(&Outgoing::Error { msg: &why });
-                            if sink.send(text_frame(reply)).await.is_err() {
-                                return None;
-                            }
-                        }
-                    }
-                }
-            }
-        })
-    .await;
-    let close: Option<(CloseCode, &str)> = match ending {
-        Ending::Shutdown => Some((CloseCode::Away, "server shutting down")),
-        Ending::CutOff => None,
-        Ending::Ended(close) => close,
+/// Tells a client whose join was refused why, then closes its connection: its join is
+/// its connection.
+async fn refuse_join(sink: &mut Sink, peer: SocketAddr, why: &LobbyError) {
+    let reply = to_json(&Outgoing::Error {
+        msg: &why.to_string(),
+    });
+    let frame = CloseFrame {
+        code: CloseCode::Policy,
+        reason: Utf8Bytes::from_static("too many joins"),
     };
-    drop(member);
-    if let Some((code, reason)) = close {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        // A client that is gone cannot be told why; a client that does not read gets
-        // no longer than the handshake's timeout to take it.
-        match tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(%peer, "cannot send the close frame: {e}"),
-            Err(_) => tracing::debug!(%peer, "close frame not taken in time"),
+    let refusal = async {
+        sink.send(text_frame(reply)).await?;
+        sink.send(Message::Close(Some(frame))).await
+    };
+    match tokio::time::timeout(CLOSE_TIMEOUT, refusal).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%peer, "cannot refuse the join: {e}"),
+        Err(_) => tracing::debug!(%peer, "join refusal not taken in time"),
+    }
+}
+
+/// The sending half of a client's WebSocket.
+type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
+
+/// The receiving half of a client's WebSocket.
+type Frames = SplitStream<WebSocketStream<TcpStream>>;
+
+/// How a connection's own work ends: the close frame to send, if any.
+type Close = Option<(CloseCode, &'static str)>;
+
+/// One client's connection, once it is a member, as its task serves it.
+struct Connection {
+    member: Member,
+    peer: SocketAddr,
+    refusals: Refusals,
+    /// Its upgrade carried an `Origin`: frames are HTML-escaped (see the module doc).
+    from_page: bool,
+    sink: Sink,
+}
+
+impl Connection {
+    /// Writes out what the lobby sends and relays what the client sends, until either
+    /// side ends.
+    async fn run(
+        &mut self,
+        frames: &mut Frames,
+        queue: &mut mpsc::Receiver<Arc<Delivery>>,
+    ) -> Close {
+        loop {
+            let next = tokio::select! {
+                delivery = queue.recv() => self.deliver(delivery, queue).await,
+                frame = frames.next() => self.on_frame(frame).await,
+            };
+            if let ControlFlow::Break(close) = next {
+                return close;
+            }
         }
+    }
+
+    /// Writes a delivery out, and everything queued behind it, with one flush.
+    async fn deliver(
+        &mut self,
+        delivery: Option<Arc<Delivery>>,
+        queue: &mut mpsc::Receiver<Arc<Delivery>>,
+    ) -> ControlFlow<Close> {
+        let Some(delivery) = delivery else {
+            return ControlFlow::Break(None);
+        };
+        let mut next = Some(delivery);
+        while let Some(delivery) = next {
+            let json = if self.from_page {
+                delivery.encoded_for_page(encode_for_page)
+            } else {
+                delivery.encoded(Protocol::WebSocket, encode)
+            };
+            telemetry::bytes_out(Protocol::WebSocket, json.len());
+            if self.sink.feed(text_frame(json)).await.is_err() {
+                return ControlFlow::Break(None);
+            }
+            next = queue.try_recv().ok();
+        }
+        match self.sink.flush().await {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(None),
+        }
+    }
+
+    /// Carries out a frame from the client.
+    async fn on_frame(&mut self, frame: Option<Result<Message, WsError>>) -> ControlFlow<Close> {
+        let refusal = match frame {
+            None | Some(Ok(Message::Close(_))) => return ControlFlow::Break(None),
+            Some(Err(WsError::Capacity(e))) => {
+                self.refuse(Refusal::disconnecting("too_large", e));
+                return ControlFlow::Break(Some((CloseCode::Size, "message too big")));
+            }
+            Some(Err(e)) => {
+                tracing::debug!(peer = %self.peer, "websocket read failed: {e}");
+                return ControlFlow::Break(None);
+            }
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Line>(&text) {
+                Ok(line) => return self.say(line).await,
+                Err(_) => Refusal::new("malformed", NOT_A_LINE.to_owned()),
+            },
+            Some(Ok(Message::Binary(_))) => Refusal::new("malformed", NOT_A_LINE.to_owned()),
+            Some(Ok(_)) => return ControlFlow::Continue(()), // ping and pong: tungstenite answers pings itself
+        };
+        self.refuse(refusal.by_ref());
+        self.tell(&refusal.why).await
+    }
+
+    /// Says a line in the lobby under the name it carries.
+    async fn say(&mut self, line: Line) -> ControlFlow<Close> {
+        match self.member.say_as(&line.name, &line.msg) {
+            Ok(None) => ControlFlow::Continue(()),
+            Ok(Some(taken)) => self.tell(&taken.to_string()).await,
+            Err(e) if e.disconnects() => {
+                self.refuse(Refusal::disconnecting(e.reason(), &e));
+                self.tell(&e.to_string()).await?;
+                ControlFlow::Break(Some((CloseCode::Policy, "too many messages")))
+            }
+            Err(e) => {
+                self.refuse(Refusal::new(e.reason(), &e));
+                self.tell(&e.to_string()).await
+            }
+        }
+    }
+
+    /// Sends the client an `error` frame.
+    async fn tell(&mut self, why: &str) -> ControlFlow<Close> {
+        let reply = to_json(&Outgoing::Error { msg: why });
+        match self.sink.send(text_frame(reply)).await {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(None),
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal<impl fmt::Display>) {
+        let who = Who::Member(self.member.id(), Some(self.peer));
+        self.refusals.report(Protocol::WebSocket, who, refusal);
     }
 }
 
