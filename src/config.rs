@@ -14,8 +14,8 @@ use crate::http::origins::AllowedOrigins;
 use crate::lobby::backlog::{DEFAULT_OUTBOX_BEHIND, DEFAULT_OUTBOX_BYTES, SlowRule};
 use crate::lobby::churn::{DEFAULT_RATE_JOIN_BURST, DEFAULT_RATE_JOINS_PER_MIN, JoinLimit};
 use crate::lobby::limits::{
-    DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
-    DEFAULT_MAX_ROOM_NAME_CHARS, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_OUTBOX_MESSAGES, Limits,
+    DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS, DEFAULT_MAX_ROOM_NAME_CHARS,
+    DEFAULT_OUTBOX_MESSAGES, Limits,
 };
 use crate::lobby::rate::{
     DEFAULT_RATE_BURST, DEFAULT_RATE_LINES_PER_SEC, DEFAULT_RATE_STRIKES, RateLimit,
@@ -27,6 +27,8 @@ use crate::log::{
 use crate::net::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
 pub use crate::net::proxy::TrustedNet;
 use crate::net::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
+use crate::protocols::tcp_json::DEFAULT_MAX_JSON_OBJECT_BYTES;
+use crate::protocols::websocket::{self, DEFAULT_MAX_WS_MESSAGE_BYTES};
 use crate::refusals::DEFAULT_LOG_FOLD_SECS;
 
 /// Why the admin UI's settings (`--admin-*`) cannot be used.
@@ -365,7 +367,20 @@ pub struct Config {
 }
 
 impl Config {
-    /// The limits the lobby and every protocol apply.
+    /// Web origins allowed to open Socket.IO and WebSocket connections.
+    pub(crate) fn allowed_origins(&self) -> AllowedOrigins {
+        AllowedOrigins::new(&self.allowed_origins)
+    }
+
+    /// The plain WebSocket listener's policies.
+    pub(crate) fn websocket_policy(&self) -> websocket::Policy {
+        websocket::Policy {
+            allowed_origins: self.allowed_origins(),
+            max_message_bytes: self.max_ws_message_bytes,
+        }
+    }
+
+    /// The limits the lobby applies to every member.
     pub(crate) fn limits(&self) -> Limits {
         Limits {
             max_name_chars: self.max_name_chars,
@@ -376,8 +391,6 @@ impl Config {
                 max_bytes: self.outbox_bytes,
                 max_behind: Duration::from_millis(self.outbox_behind_ms),
             },
-            max_ws_message_bytes: self.max_ws_message_bytes,
-            max_json_object_bytes: self.max_json_object_bytes,
             rate: RateLimit {
                 lines_per_sec: self.rate_lines_per_sec,
                 burst: self.rate_burst,
@@ -387,7 +400,6 @@ impl Config {
                 per_min: self.rate_joins_per_min,
                 burst: self.rate_join_burst,
             },
-            allowed_origins: AllowedOrigins::new(&self.allowed_origins),
             history_queue_lines: self.history_queue_lines,
             replay_lines: self.replay,
             log_fold: Duration::from_secs(self.log_fold_secs),

@@ -95,6 +95,8 @@ pub(crate) struct HttpSettings {
     pub stall_timeout: Option<Duration>,
     /// The admin UI (`/admin/` and its namespace); `None`: off.
     pub admin: Option<crate::admin::AdminSettings>,
+    /// Web origins allowed to open Socket.IO connections.
+    pub allowed_origins: AllowedOrigins,
 }
 
 /// Serves HTTP and Socket.IO on `listener` until `shutdown` is cancelled, then disconnects
@@ -140,7 +142,7 @@ pub(crate) async fn serve(
         // Merged after the bundle's routes: socketioxide would claim every path under
         // /socket.io, the bundle's included.
         .merge(
-            behind_origin_check(endpoint, &lobby.limits().allowed_origins, lobby.refusals())
+            behind_origin_check(endpoint, &settings.allowed_origins, lobby.refusals())
                 .layer(middleware::map_request_with_state(
                     (settings.stall_timeout, lobby.refusals().clone()),
                     body_deadline,

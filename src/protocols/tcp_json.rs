@@ -19,14 +19,13 @@
 //! anything else in it is part of the line, so no client can speak as another.
 //!
 //! Errors: malformed JSON, a value that is not a command object, an unknown `type`, an
-//! object over [`Limits::max_json_object_bytes`], no CONNECT within
+//! object over `--max-json-object-bytes`, no CONNECT within
 //! [`Timeouts::connect`], an object left incomplete for [`Timeouts::stall`] from its
 //! first byte, too many commands refused for the rate in a row, or a connection over the
 //! connection limits (`crate::net::admission`): the client gets one line `error: <why>` and
 //! is disconnected. A CHAT before CONNECT, a line over the length limit or a command over
 //! the member's message rate: `error: <why>` and the connection stays.
 //!
-//! [`Limits::max_json_object_bytes`]: crate::lobby::Limits::max_json_object_bytes
 //! [`Timeouts::connect`]: crate::net::Timeouts::connect
 //! [`Timeouts::stall`]: crate::net::Timeouts::stall
 
@@ -51,6 +50,10 @@ use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::{Timeouts, until};
 use crate::protocol::Protocol;
 use crate::refusals::{Refusal, Refusals, Who};
+
+/// Default for `--max-json-object-bytes`, the largest object a client may send: as for
+/// WebSocket messages (`crate::protocols::websocket::DEFAULT_MAX_WS_MESSAGE_BYTES`).
+pub(crate) const DEFAULT_MAX_JSON_OBJECT_BYTES: usize = 64 * 1024;
 
 /// Bytes asked of the socket per read.
 const READ_BYTES: usize = 4096;
@@ -225,8 +228,14 @@ fn line_of<'a>(content: &'a str, typed_name: &str, stored_name: &str) -> &'a str
         .unwrap_or(content)
 }
 
-/// Serves one client until it leaves, is cut off, or the server shuts down.
-pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
+/// Serves one client until it leaves, is cut off, or the server shuts down; an object
+/// over `max_object_bytes` (`--max-json-object-bytes`) ends the connection.
+pub(crate) async fn client(
+    stream: TcpStream,
+    peer: SocketAddr,
+    served: Served,
+    max_object_bytes: usize,
+) {
     let (member, mut inbox) = match served.join(Protocol::TcpJson, peer) {
         Ok(joined) => joined,
         // Not announced on connect: its joins are its CONNECTs, refused one by one.
@@ -244,7 +253,7 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         timeouts,
         reader,
         writer,
-        commands: Commands::new(lobby.limits().max_json_object_bytes),
+        commands: Commands::new(max_object_bytes),
         buf: BytesMut::new(),
         names: None,
         connect_deadline: timeouts.connect.map(|connect| Instant::now() + connect),

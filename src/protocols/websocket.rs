@@ -23,15 +23,13 @@
 //! (cleaned like every name) becomes its name from then on, or the nearest free name
 //! when it is taken, which it keeps for as long as its lines claim the same name (told
 //! once, at the first of them). A message over
-//! [`Limits::max_ws_message_bytes`] closes the connection with code 1009; a handshake
+//! [`Policy::max_message_bytes`] (`--max-ws-message-bytes`) closes the connection with code 1009; a handshake
 //! that does not finish within `--header-timeout-ms` ([`Timeouts::header`]) is dropped
 //! and counted (`header_timeout`); an upgrade from an
 //! origin that `--allowed-origins` does not list gets HTTP 403 (see `crate::http::origins`);
 //! an upgrade over the connection limits gets HTTP 503 with the reason as its body (see
 //! `crate::net::admission`). A line over the member's message rate gets an `error` frame;
 //! too many in a row close the connection with code 1008 (policy) `too many messages`.
-//!
-//! [`Limits::max_ws_message_bytes`]: crate::lobby::Limits::max_ws_message_bytes
 
 use std::borrow::Cow;
 use std::fmt;
@@ -63,6 +61,19 @@ use crate::net::until;
 use crate::protocol::Protocol;
 use crate::refusals::{Refusal, Refusals, Who};
 use crate::telemetry;
+
+/// Default for [`Policy::max_message_bytes`]: a chat frame is a few hundred bytes;
+/// 64 KiB leaves room for any legitimate one.
+pub(crate) const DEFAULT_MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// What the plain WebSocket listener is handed of the settings: its own policies.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    /// Web origins allowed to upgrade (`--allowed-origins`).
+    pub(crate) allowed_origins: AllowedOrigins,
+    /// Largest message (and frame), in bytes (`--max-ws-message-bytes`).
+    pub(crate) max_message_bytes: usize,
+}
 
 /// How long a client that is being closed may take to read its close frame: a client
 /// that does not read cannot hold its connection open longer than this.
@@ -201,8 +212,8 @@ fn admit(
 }
 
 /// Serves one client until it leaves, is cut off, or the server shuts down.
-pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
-    let Some((socket, from_page)) = handshake(stream, peer, &served).await else {
+pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served, policy: Policy) {
+    let Some((socket, from_page)) = handshake(stream, peer, &served, policy).await else {
         return;
     };
     let (mut sink, mut frames) = socket.split();
@@ -248,17 +259,17 @@ async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
     served: &Served,
+    policy: Policy,
 ) -> Option<(WebSocketStream<TcpStream>, bool)> {
     let Served {
         lobby,
         timeouts,
         shutdown,
     } = served;
-    let limits = lobby.limits();
     let config = WebSocketConfig::default()
-        .max_message_size(Some(limits.max_ws_message_bytes))
-        .max_frame_size(Some(limits.max_ws_message_bytes));
-    let origins = limits.allowed_origins.clone();
+        .max_message_size(Some(policy.max_message_bytes))
+        .max_frame_size(Some(policy.max_message_bytes));
+    let origins = policy.allowed_origins;
     let refusals = lobby.refusals().clone();
     let mut from_page = false;
     // The signature is tungstenite's handshake callback's.
