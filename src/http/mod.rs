@@ -523,3 +523,113 @@ async fn healthz(State(lobby): State<Lobby>) -> Json<serde_json::Value> {
     }
     Json(health)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lobby::Limits;
+    use crate::net::outbox::QueueOutbox;
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN;
+
+    const WITHIN: Duration = Duration::from_secs(5);
+
+    /// `app`'s answer to `request`, with its body as text.
+    async fn answer(app: Router, request: Request) -> (StatusCode, HeaderValue, String) {
+        let response = tokio::time::timeout(WITHIN, app.oneshot(request))
+            .await
+            .expect("answered")
+            .unwrap();
+        let status = response.status();
+        let allowed = response
+            .headers()
+            .get(ACCESS_CONTROL_ALLOW_ORIGIN)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("none"));
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, allowed, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn healthz_counts_named_members_and_every_connection() {
+        let lobby = Lobby::new(Limits::default());
+        // A TCP text client is a member from its connection on; a Socket.IO socket only
+        // from its newUser.
+        let (guest, _inbox) = QueueOutbox::new(16);
+        let _guest = lobby.join(Protocol::TcpText, guest, None).unwrap();
+        let (socket, _socket_inbox) = QueueOutbox::new(16);
+        let _socket = lobby.join(Protocol::SocketIo, socket, None).unwrap();
+        let app = Router::new()
+            .route("/healthz", get(healthz))
+            .with_state(lobby);
+        let request = Request::get("/healthz").body(Body::empty()).unwrap();
+        let (status, _, body) = answer(app, request).await;
+        assert_eq!(status, StatusCode::OK);
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            health,
+            json!({"status": "ok", "members": 1, "connections": 2})
+        );
+    }
+
+    #[tokio::test]
+    async fn only_listed_origins_reach_the_endpoint() {
+        let origins = AllowedOrigins::new(&["https://chat.example/".to_owned()]);
+        let endpoint = Router::new().route("/socket.io/", get(|| async { "endpoint" }));
+        let refusals = Refusals::new(Duration::ZERO);
+        let app = behind_origin_check(endpoint, &origins, &refusals)
+            .with_state(Lobby::new(Limits::default()));
+        let from = |origin: Option<&str>| {
+            let request = Request::get("/socket.io/");
+            let request = match origin {
+                Some(origin) => request.header(ORIGIN, origin),
+                None => request,
+            };
+            request.body(Body::empty()).unwrap()
+        };
+        let listed = HeaderValue::from_static("https://chat.example");
+        assert_eq!(
+            answer(app.clone(), from(Some("https://chat.example"))).await,
+            (StatusCode::OK, listed, "endpoint".to_owned())
+        );
+        assert_eq!(
+            answer(app.clone(), from(Some("https://elsewhere.example"))).await,
+            (
+                StatusCode::FORBIDDEN,
+                HeaderValue::from_static("none"),
+                "origin not allowed\n".to_owned()
+            )
+        );
+        // Not a page: a terminal client, a bot, a test.
+        let (status, _, body) = answer(app, from(None)).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "endpoint"));
+    }
+
+    #[tokio::test]
+    async fn a_body_not_whole_within_its_deadline_fails() {
+        let limit = Some(Duration::from_millis(50));
+        let refusals = Refusals::new(Duration::ZERO);
+        let stalled = futures_util::stream::pending::<Result<bytes::Bytes, io::Error>>();
+        let request = Request::post("/socket.io/")
+            .body(Body::from_stream(stalled))
+            .unwrap();
+        let request = body_deadline(State((limit, refusals.clone())), request).await;
+        let read = axum::body::to_bytes(request.into_body(), usize::MAX);
+        let error = tokio::time::timeout(WITHIN, read)
+            .await
+            .expect("ended by the deadline")
+            .unwrap_err();
+        assert_eq!(error.to_string(), "request body incomplete after 50 ms");
+        // A body that is whole in time is read as it was sent.
+        let request = Request::post("/socket.io/")
+            .body(Body::from("42[\"message\"]"))
+            .unwrap();
+        let request = body_deadline(State((limit, refusals)), request).await;
+        let read = axum::body::to_bytes(request.into_body(), usize::MAX);
+        let body = tokio::time::timeout(WITHIN, read).await.unwrap().unwrap();
+        assert_eq!(&body[..], b"42[\"message\"]");
+    }
+}

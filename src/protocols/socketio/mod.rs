@@ -154,3 +154,58 @@ async fn detach_head(mut request: axum::extract::Request) -> axum::extract::Requ
     }
     request
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lobby::Limits;
+    use axum::body::Body;
+    use axum::extract::Request;
+    use tower::ServiceExt;
+
+    const WITHIN: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_session_is_opened_with_the_engines_settings() {
+        let lobby = Lobby::new(Limits::default());
+        let engine = Engine {
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload_bytes: 1_000_000,
+            stall_timeout: None,
+            connect_timeout: None,
+        };
+        let (routes, _io) = endpoint(&lobby, engine);
+        let open = Request::get("/socket.io/?EIO=4&transport=polling")
+            .body(Body::empty())
+            .unwrap();
+        let response = tokio::time::timeout(WITHIN, routes.with_state(lobby).oneshot(open))
+            .await
+            .expect("answered")
+            .unwrap();
+        assert_eq!(response.status(), axum::http::StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = std::str::from_utf8(&body).unwrap();
+        let handshake: serde_json::Value =
+            serde_json::from_str(body.strip_prefix('0').expect("an open packet")).unwrap();
+        assert_eq!(handshake["pingInterval"], 25_000);
+        assert_eq!(handshake["pingTimeout"], 20_000);
+        assert_eq!(handshake["maxPayload"], 1_000_000);
+        assert_eq!(handshake["upgrades"], serde_json::json!(["websocket"]));
+    }
+
+    #[tokio::test]
+    async fn a_requests_head_is_copied_whole() {
+        let request = Request::get("/socket.io/?EIO=4&transport=websocket&sid=abc")
+            .header("origin", "http://localhost:8000")
+            .header("cookie", "io=abc")
+            .body(Body::empty())
+            .unwrap();
+        let (uri, headers) = (request.uri().clone(), request.headers().clone());
+        let detached = detach_head(request).await;
+        assert_eq!(detached.uri(), &uri);
+        assert_eq!(detached.headers(), &headers);
+    }
+}

@@ -98,3 +98,92 @@ pub(super) enum Malformed {
     #[error("chat message expects a string")]
     RoomLine,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Protocol;
+
+    /// The text of an encoded packet, as it goes out on the wire (before Engine.IO's framing).
+    fn text(packet: &EncodedPacket) -> &str {
+        packet.as_str().expect("a text packet")
+    }
+
+    #[test]
+    fn updates_are_the_original_servers_packets() {
+        let joined = Event::Joined {
+            name: "kim".into(),
+            members: 3,
+        };
+        assert_eq!(
+            text(&update(&joined, None)),
+            r#"2["update",{"type":"connect","name":"SERVER","message":"kim님이 접속하였습니다."}]"#
+        );
+        let left = Event::Left {
+            name: "kim".into(),
+            members: 2,
+        };
+        assert_eq!(
+            text(&update(&left, None)),
+            r#"2["update",{"type":"disconnect","name":"SERVER","message":"kim님이 나가셨습니다."}]"#
+        );
+        let line = Event::Message {
+            name: "lee".into(),
+            text: "say \"hi\"\n".into(),
+            origin: Protocol::TcpJson,
+            raw: None,
+        };
+        assert_eq!(
+            text(&update(&line, Some(42))),
+            r#"2["update",{"type":"message","name":"lee","message":"say \"hi\"\n","id":42}]"#
+        );
+        // Not stored (no history): no id at all.
+        assert_eq!(
+            text(&update(&line, None)),
+            r#"2["update",{"type":"message","name":"lee","message":"say \"hi\"\n"}]"#
+        );
+    }
+
+    #[test]
+    fn acks_and_errors_carry_what_the_table_says() {
+        let ack = |id| serde_json::to_string(&Stored { id }).unwrap();
+        assert_eq!(ack(Some(7)), r#"{"id":7}"#);
+        assert_eq!(ack(None), "{}");
+        let error = ErrorReply {
+            message: "too many messages",
+        };
+        assert_eq!(
+            serde_json::to_string(&error).unwrap(),
+            r#"{"message":"too many messages"}"#
+        );
+    }
+
+    #[test]
+    fn a_message_is_its_text_and_nothing_else() {
+        let claimed = r#"{"type":"message","message":"hi","name":"SERVER"}"#;
+        let line: ChatLine = serde_json::from_str(claimed).unwrap();
+        assert_eq!(line.message, "hi");
+        assert!(serde_json::from_str::<ChatLine>(r#"{"type":"message"}"#).is_err());
+        assert!(serde_json::from_str::<ChatLine>(r#""hi""#).is_err());
+    }
+
+    #[test]
+    fn malformed_requests_say_what_was_expected() {
+        assert_eq!(
+            Malformed::Name.to_string(),
+            "newUser expects your name as a string"
+        );
+        assert_eq!(
+            Malformed::Line.to_string(),
+            r#"message expects an object {type: "message", message: "<text>"}"#
+        );
+        assert_eq!(
+            Malformed::Room.to_string(),
+            "room expects a room name as a string"
+        );
+        assert_eq!(
+            Malformed::RoomLine.to_string(),
+            "chat message expects a string"
+        );
+    }
+}
