@@ -21,14 +21,16 @@
 //!   response; the first is counted as a refusal (`header_timeout`).
 //! - A Socket.IO request whose body has not all come within the stall timeout of its
 //!   headers' end gets HTTP 400 (socketioxide's answer to a body that fails) and is
-//!   closed; counted as `stall`.
+//!   closed; counted as `stall` ([`deadline`]).
+//! - A Socket.IO request from a web origin `--allowed-origins` does not list gets HTTP
+//!   403 ([`origins`]).
 
 pub(crate) mod api;
 pub(crate) mod assets;
+mod deadline;
 pub(crate) mod origins;
 pub(crate) mod sessions;
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,12 +44,11 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_TYPE, ORIGIN};
-use axum::http::{HeaderValue, Method};
-use axum::middleware::{self, Next};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -57,7 +58,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
@@ -69,7 +69,8 @@ use crate::protocol::Protocol;
 use crate::protocols::socketio;
 use crate::refusals::{Refusal, Refusals, Who};
 use crate::telemetry;
-use origins::AllowedOrigins;
+use deadline::body_deadline;
+use origins::{AllowedOrigins, behind_origin_check};
 use sessions::Place;
 
 /// Default for `--header-timeout-ms`: a browser sends a request's headers in one
@@ -367,132 +368,12 @@ impl AsyncWrite for Admitted {
     }
 }
 
-/// `endpoint` (the Socket.IO routes) behind the origin check and its CORS headers.
-fn behind_origin_check(
-    endpoint: Router<Lobby>,
-    origins: &AllowedOrigins,
-    refusals: &Refusals,
-) -> Router<Lobby> {
-    let allowed = if origins.is_restricted() {
-        AllowOrigin::list(
-            origins
-                .list()
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
-    } else {
-        AllowOrigin::any()
-    };
-    let cors = CorsLayer::new()
-        .allow_origin(allowed)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([CONTENT_TYPE]);
-    endpoint
-        .layer(middleware::from_fn_with_state(
-            (origins.clone(), refusals.clone()),
-            check_origin,
-        ))
-        .layer(cors)
-}
-
-/// Gives a Socket.IO request's body `limit` to arrive whole (a long-polling POST
-/// trickled to hold the connection and its buffer: slowloris).
-async fn body_deadline(
-    State((limit, refusals)): State<(Option<Duration>, Refusals)>,
-    request: axum::extract::Request,
-) -> axum::extract::Request {
-    let Some(limit) = limit else {
-        return request;
-    };
-    let who = peer_of(&request);
-    request.map(|body| {
-        axum::body::Body::new(Deadline {
-            body,
-            sleep: Box::pin(tokio::time::sleep(limit)),
-            limit,
-            expired: false,
-            refusals,
-            who,
-        })
-    })
-}
-
 /// Who sent `request`, as [`Connection::serve`] noted it.
 fn peer_of<B>(request: &axum::http::Request<B>) -> Who {
     match request.extensions().get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(peer)) => Who::Peer(*peer),
         None => Who::Unknown,
     }
-}
-
-/// A request body that fails once its deadline has passed before its end.
-struct Deadline {
-    body: axum::body::Body,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    limit: Duration,
-    expired: bool,
-    refusals: Refusals,
-    who: Who,
-}
-
-/// Why a request body was cut off.
-#[derive(Debug, thiserror::Error)]
-#[error("request body incomplete after {} ms", limit.as_millis())]
-pub(crate) struct BodyStalled {
-    limit: Duration,
-}
-
-impl HttpBody for Deadline {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.get_mut();
-        if this.expired {
-            return Poll::Ready(None);
-        }
-        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
-            return Poll::Ready(frame);
-        }
-        if this.sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        this.expired = true;
-        let why = BodyStalled { limit: this.limit };
-        let refusal = Refusal::disconnecting("stall", &why);
-        this.refusals.report(Protocol::SocketIo, this.who, refusal);
-        Poll::Ready(Some(Err(axum::Error::new(why))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.expired || self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// Refuses a Socket.IO request from an origin that is not allowed, with HTTP 403.
-async fn check_origin(
-    State((origins, refusals)): State<(AllowedOrigins, Refusals)>,
-    request: axum::extract::Request,
-    next: Next,
-) -> Response {
-    let origin = request.headers().get(ORIGIN);
-    if origins.allows_header(origin) {
-        return next.run(request).await;
-    }
-    let why = format_args!("origin not allowed: {origin:?}");
-    refusals.report(
-        Protocol::SocketIo,
-        peer_of(&request),
-        Refusal::new("origin", why),
-    );
-    (StatusCode::FORBIDDEN, "origin not allowed\n").into_response()
 }
 
 async fn metrics() -> Response {
@@ -531,12 +412,13 @@ mod tests {
     use crate::net::outbox::QueueOutbox;
     use axum::body::Body;
     use axum::extract::Request;
+    use axum::http::HeaderValue;
     use axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN;
 
     const WITHIN: Duration = Duration::from_secs(5);
 
     /// `app`'s answer to `request`, with its body as text.
-    async fn answer(app: Router, request: Request) -> (StatusCode, HeaderValue, String) {
+    pub(super) async fn answer(app: Router, request: Request) -> (StatusCode, HeaderValue, String) {
         let response = tokio::time::timeout(WITHIN, app.oneshot(request))
             .await
             .expect("answered")
@@ -573,63 +455,5 @@ mod tests {
             health,
             json!({"status": "ok", "members": 1, "connections": 2})
         );
-    }
-
-    #[tokio::test]
-    async fn only_listed_origins_reach_the_endpoint() {
-        let origins = AllowedOrigins::new(&["https://chat.example/".to_owned()]);
-        let endpoint = Router::new().route("/socket.io/", get(|| async { "endpoint" }));
-        let refusals = Refusals::new(Duration::ZERO);
-        let app = behind_origin_check(endpoint, &origins, &refusals)
-            .with_state(Lobby::new(Limits::default()));
-        let from = |origin: Option<&str>| {
-            let request = Request::get("/socket.io/");
-            let request = match origin {
-                Some(origin) => request.header(ORIGIN, origin),
-                None => request,
-            };
-            request.body(Body::empty()).unwrap()
-        };
-        let listed = HeaderValue::from_static("https://chat.example");
-        assert_eq!(
-            answer(app.clone(), from(Some("https://chat.example"))).await,
-            (StatusCode::OK, listed, "endpoint".to_owned())
-        );
-        assert_eq!(
-            answer(app.clone(), from(Some("https://elsewhere.example"))).await,
-            (
-                StatusCode::FORBIDDEN,
-                HeaderValue::from_static("none"),
-                "origin not allowed\n".to_owned()
-            )
-        );
-        // Not a page: a terminal client, a bot, a test.
-        let (status, _, body) = answer(app, from(None)).await;
-        assert_eq!((status, body.as_str()), (StatusCode::OK, "endpoint"));
-    }
-
-    #[tokio::test]
-    async fn a_body_not_whole_within_its_deadline_fails() {
-        let limit = Some(Duration::from_millis(50));
-        let refusals = Refusals::new(Duration::ZERO);
-        let stalled = futures_util::stream::pending::<Result<bytes::Bytes, io::Error>>();
-        let request = Request::post("/socket.io/")
-            .body(Body::from_stream(stalled))
-            .unwrap();
-        let request = body_deadline(State((limit, refusals.clone())), request).await;
-        let read = axum::body::to_bytes(request.into_body(), usize::MAX);
-        let error = tokio::time::timeout(WITHIN, read)
-            .await
-            .expect("ended by the deadline")
-            .unwrap_err();
-        assert_eq!(error.to_string(), "request body incomplete after 50 ms");
-        // A body that is whole in time is read as it was sent.
-        let request = Request::post("/socket.io/")
-            .body(Body::from("42[\"message\"]"))
-            .unwrap();
-        let request = body_deadline(State((limit, refusals)), request).await;
-        let read = axum::body::to_bytes(request.into_body(), usize::MAX);
-        let body = tokio::time::timeout(WITHIN, read).await.unwrap().unwrap();
-        assert_eq!(&body[..], b"42[\"message\"]");
     }
 }
