@@ -148,6 +148,7 @@ pub async fn run(
         header_timeout: config.header_timeout(),
         stall_timeout: config.timeouts().stall,
         admin,
+        allowed_origins: config.allowed_origins(),
     };
     let admission =
         net::admission::Admission::new(config.max_connections, config.max_connections_per_ip)
@@ -188,7 +189,10 @@ pub async fn run(
         shutdown: stop.clone(),
     };
     if let Some(listener) = listeners.websocket {
-        let (client, refuse) = (websocket::client, websocket::refuse_upgrade);
+        let policy = config.websocket_policy();
+        let client =
+            move |stream, peer, served| websocket::client(stream, peer, served, policy.clone());
+        let refuse = websocket::refuse_upgrade;
         let serve = serve_raw(
             WebSocket,
             listener,
@@ -200,7 +204,10 @@ pub async fn run(
         supervise("websocket", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_json {
-        let (client, refuse) = (tcp_json::client, close_with_error);
+        let max_object_bytes = config.max_json_object_bytes;
+        let client =
+            move |stream, peer, served| tcp_json::client(stream, peer, served, max_object_bytes);
+        let refuse = close_with_error;
         let serve = serve_raw(
             TcpJson,
             listener,

@@ -218,13 +218,11 @@ impl crate::lobby::Lobby {
     pub(super) fn refuse_seat(&self, id: u64, seat: &dyn Seat, why: RoomError) {
         let why = crate::lobby::LobbyError::Room(why);
         let who = crate::refusals::Who::Member(id, None);
-        self.inner.refusals.report(
+        let (protocol, refusal) = (
             crate::protocol::Protocol::SocketIo,
-            who,
-            why.reason(),
-            &why,
-            false,
+            crate::refusals::Refusal::new(why.reason(), &why),
         );
+        self.inner.refusals.report(protocol, who, refusal);
         if let crate::lobby::LobbyError::Room(room) = &why {
             seat.refused(room);
         }

@@ -1,33 +1,38 @@
 //! Command-line and environment configuration (clap). Every flag has an environment
 //! variable `CHATTERBOX_<FLAG>`; every limit is named with its unit.
+//!
+//! [`Config`] is the flags as clap parses them (with their defaults, here); `values`
+//! the types of flag values of our own (a port or `off`, a log format, the admin UI's
+//! mode); `settings` what each part of the server is given of them (the lobby's limits,
+//! each listener's policies, the time limits, the history, the cluster, the admin UI),
+//! and the combinations refused at start.
 
-use std::fmt;
+mod settings;
+mod values;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::time::Duration;
 
 use clap::Parser;
 
 use crate::http::DEFAULT_HEADER_TIMEOUT_MS;
-use crate::http::origins::AllowedOrigins;
-use crate::lobby::backlog::{DEFAULT_OUTBOX_BEHIND, DEFAULT_OUTBOX_BYTES, SlowRule};
-use crate::lobby::churn::{DEFAULT_RATE_JOIN_BURST, DEFAULT_RATE_JOINS_PER_MIN, JoinLimit};
+use crate::lobby::backlog::{DEFAULT_OUTBOX_BEHIND, DEFAULT_OUTBOX_BYTES};
+use crate::lobby::churn::{DEFAULT_RATE_JOIN_BURST, DEFAULT_RATE_JOINS_PER_MIN};
 use crate::lobby::limits::{
-    DEFAULT_MAX_JSON_OBJECT_BYTES, DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS,
-    DEFAULT_MAX_ROOM_NAME_CHARS, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_OUTBOX_MESSAGES, Limits,
+    DEFAULT_MAX_MESSAGE_CHARS, DEFAULT_MAX_NAME_CHARS, DEFAULT_MAX_ROOM_NAME_CHARS,
+    DEFAULT_OUTBOX_MESSAGES,
 };
-use crate::lobby::rate::{
-    DEFAULT_RATE_BURST, DEFAULT_RATE_LINES_PER_SEC, DEFAULT_RATE_STRIKES, RateLimit,
-};
-use crate::log::{
-    DEFAULT_HISTORY_QUEUE_LINES,
-    sqlite::{Durability, Retention},
-};
+use crate::lobby::rate::{DEFAULT_RATE_BURST, DEFAULT_RATE_LINES_PER_SEC, DEFAULT_RATE_STRIKES};
+use crate::log::DEFAULT_HISTORY_QUEUE_LINES;
+use crate::log::sqlite::Durability;
 use crate::net::admission::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
 pub use crate::net::proxy::TrustedNet;
-use crate::net::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS, Timeouts};
+use crate::net::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_STALL_TIMEOUT_MS};
+use crate::protocols::tcp_json::DEFAULT_MAX_JSON_OBJECT_BYTES;
+use crate::protocols::websocket::DEFAULT_MAX_WS_MESSAGE_BYTES;
 use crate::refusals::DEFAULT_LOG_FOLD_SECS;
+pub use settings::ConfigError;
+pub use values::{AdminMode, ListenPort, LogFormat};
 
 /// Why the admin UI's settings (`--admin-*`) cannot be used.
 pub use crate::admin::SettingsError as AdminSettingsError;
@@ -54,63 +59,8 @@ pub const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
 /// Applies to long-polling requests and to WebSocket messages and frames alike.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 1_000_000;
 
-/// Seconds in a day, for `--history-keep-days`.
-const SECS_PER_DAY: u64 = 24 * 60 * 60;
-
 /// Default history file, in the working directory.
 pub const DEFAULT_DB: &str = "chatterbox.db";
-
-/// A listener's port, or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenPort {
-    /// The listener is switched off.
-    Off,
-    /// Listen on this port (0: any free port).
-    On(u16),
-}
-
-impl FromStr for ListenPort {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        if value.eq_ignore_ascii_case("off") {
-            return Ok(ListenPort::Off);
-        }
-        value
-            .parse()
-            .map(ListenPort::On)
-            .map_err(|_| format!("expected a port number (0-65535) or `off`, got `{value}`"))
-    }
-}
-
-impl fmt::Display for ListenPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenPort::Off => f.write_str("off"),
-            ListenPort::On(port) => write!(f, "{port}"),
-        }
-    }
-}
-
-/// How log lines are written (to stderr).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
-/// What the admin UI is sent besides the sockets, rooms and stats (`--admin-mode`), as
-/// the Node `instrument()`'s `mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AdminMode {
-    /// No `event_received`/`event_sent`: nothing on the chat's path.
-    Production,
-    /// Also every request a member of this node sends (`event_received`) and every lobby
-    /// event it is sent (`event_sent`), while an admin is connected.
-    Development,
-}
 
 /// chatterbox: one chat server for the Socket.IO lobby, Socket.IO rooms, plain WebSocket
 /// and raw TCP chat clients, all in one lobby.
@@ -382,149 +332,6 @@ pub struct Config {
     pub ping_timeout_ms: u64,
 }
 
-impl Config {
-    /// The limits the lobby and every protocol apply.
-    pub(crate) fn limits(&self) -> Limits {
-        Limits {
-            max_name_chars: self.max_name_chars,
-            max_message_chars: self.max_message_chars,
-            max_room_name_chars: self.max_room_name_chars,
-            outbox_messages: self.outbox_messages,
-            slow: SlowRule {
-                max_bytes: self.outbox_bytes,
-                max_behind: Duration::from_millis(self.outbox_behind_ms),
-            },
-            max_ws_message_bytes: self.max_ws_message_bytes,
-            max_json_object_bytes: self.max_json_object_bytes,
-            rate: RateLimit {
-                lines_per_sec: self.rate_lines_per_sec,
-                burst: self.rate_burst,
-                strikes: self.rate_strikes,
-            },
-            joins: JoinLimit {
-                per_min: self.rate_joins_per_min,
-                burst: self.rate_join_burst,
-            },
-            allowed_origins: AllowedOrigins::new(&self.allowed_origins),
-            history_queue_lines: self.history_queue_lines,
-            replay_lines: self.replay,
-            log_fold: Duration::from_secs(self.log_fold_secs),
-        }
-    }
-
-    /// The time limits of the raw connection protocols.
-    pub(crate) fn timeouts(&self) -> Timeouts {
-        Timeouts {
-            connect: millis(self.connect_timeout_ms),
-            stall: millis(self.stall_timeout_ms),
-            header: millis(self.header_timeout_ms),
-        }
-    }
-
-    /// The HTTP header read timeout; `None`: none.
-    pub(crate) fn header_timeout(&self) -> Option<Duration> {
-        millis(self.header_timeout_ms)
-    }
-
-    /// Which lines the history keeps.
-    pub fn retention(&self) -> Retention {
-        Retention {
-            keep_lines: self.history_keep_lines,
-            keep_age: (self.history_keep_days > 0)
-                .then(|| Duration::from_secs(self.history_keep_days.saturating_mul(SECS_PER_DAY))),
-        }
-    }
-
-    /// Where the cluster is, when this is a cluster node (`--redis-url`).
-    pub fn cluster(&self) -> Option<crate::log::redis::ClusterSettings> {
-        let url = self.redis_url.clone()?;
-        Some(crate::log::redis::ClusterSettings {
-            url,
-            cluster: self.cluster.clone(),
-            node_id: self
-                .node_id
-                .clone()
-                .unwrap_or_else(crate::log::redis::generated_node_id),
-            lease: Duration::from_millis(self.node_lease_ms),
-            response_timeout: Duration::from_millis(self.redis_timeout_ms),
-            log_entries: self.cluster_log_entries,
-            history_lines: self.history_keep_lines,
-        })
-    }
-
-    /// The history file, unless the history is off.
-    pub(crate) fn history_path(&self) -> Option<&std::path::Path> {
-        (!self.no_history).then_some(self.db.as_path())
-    }
-
-    /// The admin namespace's settings; `None`: the admin UI is off.
-    pub(crate) fn admin(
-        &self,
-    ) -> Result<Option<crate::admin::AdminSettings>, crate::admin::SettingsError> {
-        crate::admin::AdminSettings::from_flags(
-            self.admin_user.as_deref(),
-            self.admin_password_hash.as_deref(),
-            self.admin_no_auth,
-            self.admin_readonly,
-            &self.admin_namespace,
-        )
-        .map(|settings| {
-            settings.map(|settings| crate::admin::AdminSettings {
-                mode: self.admin_mode,
-                ..settings
-            })
-        })
-    }
-
-    /// Engine.IO heartbeat interval.
-    pub(crate) fn ping_interval(&self) -> Duration {
-        Duration::from_millis(self.ping_interval_ms)
-    }
-
-    /// Engine.IO heartbeat timeout.
-    pub(crate) fn ping_timeout(&self) -> Duration {
-        Duration::from_millis(self.ping_timeout_ms)
-    }
-}
-
-/// A combination of settings the server refuses to start with: a flag that would
-/// otherwise be ignored without a word.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// A single node's history setting given to a cluster node.
-    #[error(
-        "--{flag} does not apply to a cluster node (--redis-url): its history is the cluster's, in Redis (see --history-keep-lines)"
-    )]
-    NotOnCluster {
-        /// The flag, without its dashes.
-        flag: &'static str,
-    },
-}
-
-impl Config {
-    /// Refuses the settings that would be ignored: every flag works on every kind of
-    /// node, or the server does not start.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        if self.redis_url.is_none() {
-            return Ok(());
-        }
-        if self.no_history {
-            return Err(ConfigError::NotOnCluster { flag: "no-history" });
-        }
-        if self.history_keep_days > 0 {
-            return Err(ConfigError::NotOnCluster {
-                flag: "history-keep-days",
-            });
-        }
-        Ok(())
-    }
-}
-
-/// `ms` milliseconds; `None` for 0 (no limit).
-fn millis(ms: u64) -> Option<Duration> {
-    (ms > 0).then(|| Duration::from_millis(ms))
-}
-
 impl Default for Config {
     /// The configuration with no flags and no environment: what `cargo run` uses.
     fn default() -> Self {
@@ -535,66 +342,6 @@ impl Default for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn history_settings_of_a_single_node_are_refused_on_a_cluster_node() {
-        let parse = |args: &[&str]| Config::parse_from([&["chatterbox"], args].concat());
-        assert_eq!(parse(&["--no-history"]).check(), Ok(()));
-        assert_eq!(parse(&["--redis-url", "redis://r"]).check(), Ok(()));
-        let refused = parse(&["--redis-url", "redis://r", "--no-history"]).check();
-        assert_eq!(
-            refused,
-            Err(ConfigError::NotOnCluster { flag: "no-history" })
-        );
-        let refused = parse(&["--redis-url", "redis://r", "--history-keep-days", "3"]).check();
-        assert_eq!(
-            refused.map_err(|e| e.to_string()),
-            Err("--history-keep-days does not apply to a cluster node (--redis-url): its history is the cluster's, in Redis (see --history-keep-lines)".to_owned())
-        );
-    }
-
-    #[test]
-    fn ports_parse_numbers_and_off() {
-        assert_eq!("off".parse(), Ok(ListenPort::Off));
-        assert_eq!("OFF".parse(), Ok(ListenPort::Off));
-        assert_eq!("0".parse(), Ok(ListenPort::On(0)));
-        assert_eq!("8001".parse(), Ok(ListenPort::On(8001)));
-        assert!("70000".parse::<ListenPort>().is_err());
-        let config = Config::parse_from(["chatterbox", "--ws-port", "off", "--tcp-text-port", "0"]);
-        assert_eq!(config.ws_port, ListenPort::Off);
-        assert_eq!(config.tcp_text_port, ListenPort::On(0));
-        assert_eq!(config.tcp_json_port, ListenPort::On(5000));
-    }
-
-    #[test]
-    fn limits_have_their_defaults_and_zero_switches_them_off() {
-        let config = Config::parse_from(["chatterbox"]);
-        assert_eq!(
-            (config.max_connections, config.max_connections_per_ip),
-            (10_000, 256)
-        );
-        assert_eq!(config.limits().rate, RateLimit::default());
-        let timeouts = config.timeouts();
-        assert_eq!(timeouts.connect, Some(Duration::from_secs(30)));
-        assert_eq!(timeouts.stall, Some(Duration::from_secs(10)));
-        assert_eq!(config.header_timeout(), Some(Duration::from_secs(10)));
-
-        let config = Config::parse_from([
-            "chatterbox",
-            "--rate-lines-per-sec",
-            "0",
-            "--connect-timeout-ms",
-            "0",
-            "--stall-timeout-ms",
-            "250",
-            "--header-timeout-ms",
-            "0",
-        ]);
-        assert_eq!(config.limits().rate.lines_per_sec, 0);
-        assert_eq!(config.timeouts().connect, None);
-        assert_eq!(config.timeouts().stall, Some(Duration::from_millis(250)));
-        assert_eq!(config.header_timeout(), None);
-    }
 
     #[test]
     fn trusted_proxies_are_off_unless_listed() {
@@ -611,25 +358,5 @@ mod tests {
         assert!(!trusted.trusts([127, 0, 0, 2].into()));
         let wrong = Config::try_parse_from(["chatterbox", "--trusted-proxies", "proxy.example"]);
         assert!(wrong.is_err());
-    }
-
-    #[test]
-    fn the_history_keeps_everything_unless_told() {
-        let config = Config::parse_from(["chatterbox"]);
-        assert!(config.retention().keeps_everything());
-        let config = Config::parse_from([
-            "chatterbox",
-            "--history-keep-lines",
-            "5000",
-            "--history-keep-days",
-            "30",
-        ]);
-        assert_eq!(
-            config.retention(),
-            Retention {
-                keep_lines: 5000,
-                keep_age: Some(Duration::from_secs(30 * 24 * 60 * 60)),
-            }
-        );
     }
 }
