@@ -16,7 +16,8 @@
 //! - `http`: the HTTP listener: pages, the Socket.IO bundle and endpoint, `/healthz`,
 //!   `/metrics`, the JSON API, web origins.
 //! - `admin`: the Socket.IO Admin UI's server side (every protocol's members as sockets).
-//! - [`logging`]: log lines to stderr that never block nor panic.
+//! - [`logging`]: log lines to stderr that never block nor panic; [`memory`]: the
+//!   allocator's free memory given back after a storm of connections.
 //! - `telemetry`: Prometheus metrics; `refusals`: every refusal counted and logged, folded
 //!   under a flood; [`config`]: flags and environment.
 
@@ -29,6 +30,7 @@ pub mod lobby;
 pub(crate) mod locks;
 pub mod log;
 pub mod logging;
+pub mod memory;
 pub(crate) mod net;
 pub mod protocol;
 pub mod protocols;
@@ -140,6 +142,11 @@ pub async fn run(
     });
     // The summaries of folded refusals, every interval until the server stops.
     tasks.spawn(lobby.clone().fold_every(stop.clone()));
+    tasks.spawn(memory::trim_after_storms(
+        lobby.clone(),
+        config.trim_after_connections,
+        stop.clone(),
+    ));
     let settings = http::HttpSettings {
         static_dir: config.static_dir.clone(),
         ping_interval: config.ping_interval(),

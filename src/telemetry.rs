@@ -57,6 +57,8 @@ pub(crate) const HISTORY_LINES: &str = "chatterbox_history_lines_total";
 pub(crate) const HISTORY_COMMIT: &str = "chatterbox_history_commit_seconds";
 /// Failed (and retried) commits.
 pub(crate) const HISTORY_COMMIT_FAILURES: &str = "chatterbox_history_commit_failures_total";
+/// Counter: times the allocator's free memory was given back after a storm of connections.
+pub(crate) const MEMORY_TRIMS: &str = "chatterbox_memory_trims_total";
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -103,6 +105,10 @@ fn describe() {
         HISTORY_COMMIT_FAILURES,
         "History commits that failed and were retried."
     );
+    metrics::describe_counter!(
+        MEMORY_TRIMS,
+        "Times the allocator's free memory was given back after a storm of connections."
+    );
 }
 
 /// Counts a refused request.
@@ -119,6 +125,11 @@ pub(crate) fn history_committed(lines: usize, took: std::time::Duration) {
 /// Counts a failed history commit.
 pub(crate) fn history_commit_failed() {
     metrics::counter!(HISTORY_COMMIT_FAILURES).increment(1);
+}
+
+/// Counts a trim of the allocator after a storm of connections.
+pub(crate) fn memory_trimmed() {
+    metrics::counter!(MEMORY_TRIMS).increment(1);
 }
 
 /// Counts bytes written to a member.

@@ -137,6 +137,12 @@ pub struct Config {
     #[arg(long, env = "CHATTERBOX_OUTBOX_BEHIND_MS", default_value_t = DEFAULT_OUTBOX_BEHIND.as_millis() as u64)]
     pub outbox_behind_ms: u64,
 
+    /// Joins and departures that make a storm: once that many connections have come or
+    /// gone and the count has calmed, the allocator gives its free memory back to the
+    /// system (`malloc_trim`, glibc only). 0: never.
+    #[arg(long, env = "CHATTERBOX_TRIM_AFTER_CONNECTIONS", default_value_t = crate::memory::DEFAULT_TRIM_AFTER_CONNECTIONS)]
+    pub trim_after_connections: usize,
+
     /// Connections the server holds at once, every listener together; one more gets an
     /// error (`error: too many connections …` on TCP, HTTP 503 on HTTP and WebSocket)
     /// and is closed. 0: no limit.

@@ -67,8 +67,9 @@ pub(crate) use wire::{EncodedPacket, update_args};
 /// The chunk in which a Socket.IO WebSocket connection reads (socketioxide's default is
 /// 4 KiB). A chat client's frames are a few hundred bytes, and this buffer is kept for
 /// as long as the member is connected, so it is a large share of an idle member's memory;
-/// a larger frame is still read whole, in several chunks.
-const WS_READ_BUFFER_BYTES: usize = 1024;
+/// a larger frame is still read whole, in several chunks (a 1 KiB line in two or three
+/// reads: members send far less than they are sent).
+const WS_READ_BUFFER_BYTES: usize = 512;
 
 /// The Engine.IO settings of the Socket.IO endpoint.
 pub(crate) struct Engine {
