@@ -16,7 +16,8 @@
 //! - `http`: the HTTP listener: pages, the Socket.IO bundle and endpoint, `/healthz`,
 //!   `/metrics`, the JSON API, web origins.
 //! - `admin`: the Socket.IO Admin UI's server side (every protocol's members as sockets).
-//! - [`logging`]: log lines to stderr that never block nor panic.
+//! - [`logging`]: log lines to stderr that never block nor panic; [`memory`]: the
+//!   allocator's free memory given back after a storm of connections.
 //! - `telemetry`: Prometheus metrics; `refusals`: every refusal counted and logged, folded
 //!   under a flood; [`config`]: flags and environment.
 
@@ -30,6 +31,7 @@ pub mod lobby;
 pub(crate) mod locks;
 pub mod log;
 pub mod logging;
+pub mod memory;
 pub(crate) mod net;
 pub mod protocol;
 pub mod protocols;
@@ -147,6 +149,11 @@ pub async fn run(
     });
     // The summaries of folded refusals, every interval until the server stops.
     tasks.spawn(lobby.clone().fold_every(stop.clone()));
+    tasks.spawn(memory::trim_after_storms(
+        lobby.clone(),
+        config.trim_after_connections,
+        stop.clone(),
+    ));
     let settings = http::HttpSettings {
         static_dir: config.static_dir.clone(),
         ping_interval: config.ping_interval(),
@@ -155,6 +162,7 @@ pub async fn run(
         header_timeout: config.header_timeout(),
         stall_timeout: config.timeouts().stall,
         admin,
+        allowed_origins: config.allowed_origins(),
     };
     let admission =
         net::admission::Admission::new(config.max_connections, config.max_connections_per_ip)
@@ -195,7 +203,10 @@ pub async fn run(
         shutdown: stop.clone(),
     };
     if let Some(listener) = listeners.websocket {
-        let (client, refuse) = (websocket::client, websocket::refuse_upgrade);
+        let policy = config.websocket_policy();
+        let client =
+            move |stream, peer, served| websocket::client(stream, peer, served, policy.clone());
+        let refuse = websocket::refuse_upgrade;
         let serve = serve_raw(
             WebSocket,
             listener,
@@ -207,7 +218,10 @@ pub async fn run(
         supervise("websocket", Box::new(serve));
     }
     if let Some(listener) = listeners.tcp_json {
-        let (client, refuse) = (tcp_json::client, close_with_error);
+        let max_object_bytes = config.max_json_object_bytes;
+        let client =
+            move |stream, peer, served| tcp_json::client(stream, peer, served, max_object_bytes);
+        let refuse = close_with_error;
         let serve = serve_raw(
             TcpJson,
             listener,

@@ -1,6 +1,6 @@
 //! Refused requests and connections: each one counted in `chatterbox_refusals_total`
-//! ([`crate::telemetry`]) and logged, in one place ([`Refusals::report`]), folded so that a
-//! flood of refusals cannot flood the log.
+//! ([`crate::telemetry`]) and logged, in one place ([`Refusals::report`] of a [`Refusal`]),
+//! folded so that a flood of refusals cannot flood the log.
 //!
 //! The rule, at the default level (`info`), with an interval of `--log-fold-secs`
 //! (default [`DEFAULT_LOG_FOLD_SECS`]):
@@ -69,6 +69,47 @@ pub(crate) enum Who {
     Unknown,
 }
 
+/// One refused request or connection: the reason (the metric's label), what the
+/// client is told, and whether it is disconnected for it (a cut-off).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refusal<W> {
+    /// The metric's label: `rate`, `too_large`, `origin`, …
+    pub(crate) reason: &'static str,
+    /// What the client is told, and the log line says.
+    pub(crate) why: W,
+    /// The client is disconnected for it.
+    pub(crate) disconnects: bool,
+}
+
+impl<W: fmt::Display> Refusal<W> {
+    /// A refusal after which the connection stays.
+    pub(crate) fn new(reason: &'static str, why: W) -> Self {
+        Self {
+            reason,
+            why,
+            disconnects: false,
+        }
+    }
+
+    /// A refusal that disconnects the client.
+    pub(crate) fn disconnecting(reason: &'static str, why: W) -> Self {
+        Self {
+            reason,
+            why,
+            disconnects: true,
+        }
+    }
+
+    /// The same refusal, its text borrowed.
+    pub(crate) fn by_ref(&self) -> Refusal<&W> {
+        Refusal {
+            reason: self.reason,
+            why: &self.why,
+            disconnects: self.disconnects,
+        }
+    }
+}
+
 /// The log and the count of every refusal, and the interval its lines are folded over.
 /// Cheap to clone; clones share the counts.
 #[derive(Clone)]
@@ -93,17 +134,18 @@ impl Refusals {
         }
     }
 
-    /// Counts a refusal of `who` on `protocol` for `reason` (the metric's label), which
-    /// the client is told as `why`, and logs it as the module doc says. `disconnects`:
-    /// the client is disconnected for it.
-    pub(crate) fn report(
+    /// Counts `refusal` of `who` on `protocol` and logs it as the module doc says.
+    pub(crate) fn report<W: fmt::Display>(
         &self,
         protocol: Protocol,
         who: Who,
-        reason: &'static str,
-        why: impl fmt::Display,
-        disconnects: bool,
+        refusal: Refusal<W>,
     ) {
+        let Refusal {
+            reason,
+            why,
+            disconnects,
+        } = refusal;
         telemetry::refused(protocol, reason);
         let cut_off = disconnects && matches!(who, Who::Member(..));
         let verdict = match self.inner.interval {

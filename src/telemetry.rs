@@ -25,6 +25,7 @@
 //! servers in one process share it.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -56,6 +57,8 @@ pub(crate) const HISTORY_LINES: &str = "chatterbox_history_lines_total";
 pub(crate) const HISTORY_COMMIT: &str = "chatterbox_history_commit_seconds";
 /// Failed (and retried) commits.
 pub(crate) const HISTORY_COMMIT_FAILURES: &str = "chatterbox_history_commit_failures_total";
+/// Counter: times the allocator's free memory was given back after a storm of connections.
+pub(crate) const MEMORY_TRIMS: &str = "chatterbox_memory_trims_total";
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -102,6 +105,10 @@ fn describe() {
         HISTORY_COMMIT_FAILURES,
         "History commits that failed and were retried."
     );
+    metrics::describe_counter!(
+        MEMORY_TRIMS,
+        "Times the allocator's free memory was given back after a storm of connections."
+    );
 }
 
 /// Counts a refused request.
@@ -118,6 +125,11 @@ pub(crate) fn history_committed(lines: usize, took: std::time::Duration) {
 /// Counts a failed history commit.
 pub(crate) fn history_commit_failed() {
     metrics::counter!(HISTORY_COMMIT_FAILURES).increment(1);
+}
+
+/// Counts a trim of the allocator after a storm of connections.
+pub(crate) fn memory_trimmed() {
+    metrics::counter!(MEMORY_TRIMS).increment(1);
 }
 
 /// Counts bytes written to a member.
@@ -172,4 +184,81 @@ pub(crate) const LOG_LINES_DROPPED: &str = "chatterbox_log_lines_dropped_total";
 /// starts before the recorder is installed.
 pub(crate) fn log_line_dropped(why: &'static str) {
     metrics::counter!(LOG_LINES_DROPPED, "why" => why).increment(1);
+}
+
+/// The lobby members' traffic, process-wide (as the metrics recorder is): what the admin
+/// UI's `aggregatedEvents` show as `packetsIn`, `bytesIn`, `packetsOut`, `bytesOut`.
+///
+/// A packet in is a request a member sent (a Socket.IO event, a WebSocket frame, a TCP
+/// JSON object, a TCP text chunk), its bytes as read (a Socket.IO event: its Socket.IO
+/// packet, as the Node `instrument()` counts it); a packet out is a lobby event queued
+/// for a member, its bytes as encoded for it. Replies to one member (errors, acks,
+/// room lines) are not counted. Relaxed atomics: packets out and Socket.IO's bytes out
+/// are added once per fan-out batch, the other protocols' bytes once per write.
+pub(crate) struct Traffic {
+    packets_in: AtomicU64,
+    bytes_in: AtomicU64,
+    packets_out: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+/// The totals of [`Traffic`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TrafficTotals {
+    pub(crate) packets_in: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) packets_out: u64,
+    pub(crate) bytes_out: u64,
+}
+
+/// The process's [`Traffic`].
+pub(crate) static TRAFFIC: Traffic = Traffic {
+    packets_in: AtomicU64::new(0),
+    bytes_in: AtomicU64::new(0),
+    packets_out: AtomicU64::new(0),
+    bytes_out: AtomicU64::new(0),
+};
+
+impl Traffic {
+    /// A packet of `bytes` received from a member.
+    pub(crate) fn received(&self, bytes: usize) {
+        self.received_packets(1);
+        self.received_bytes(bytes);
+    }
+
+    /// `packets` received from members (their bytes counted as read).
+    pub(crate) fn received_packets(&self, packets: u64) {
+        if packets > 0 {
+            self.packets_in.fetch_add(packets, Ordering::Relaxed);
+        }
+    }
+
+    /// `bytes` read from a member.
+    pub(crate) fn received_bytes(&self, bytes: usize) {
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// `packets` queued for members.
+    pub(crate) fn queued(&self, packets: u64) {
+        if packets > 0 {
+            self.packets_out.fetch_add(packets, Ordering::Relaxed);
+        }
+    }
+
+    /// `bytes` sent to members.
+    pub(crate) fn sent_bytes(&self, bytes: u64) {
+        if bytes > 0 {
+            self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// The totals so far.
+    pub(crate) fn totals(&self) -> TrafficTotals {
+        TrafficTotals {
+            packets_in: self.packets_in.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            packets_out: self.packets_out.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+        }
+    }
 }

@@ -26,6 +26,21 @@ export const best = (load, scenario) => (server) => {
   return result.best ? result.best.deliveries_per_s : (result.rounds ? 0 : undefined);
 };
 
+/**
+ * The median p99 of `runs` runs of one fixed-rate scenario (`<scenario>-1` … `-<runs>`);
+ * undefined unless every run has its round.
+ */
+export const medianP99 = (load, scenario, runs) => (server) => {
+  const p99s = [];
+  for (let i = 1; i <= runs; i += 1) {
+    const p99 = load(server, `${scenario}-${i}`).rounds?.[0]?.p99_ms;
+    if (typeof p99 !== 'number') return undefined;
+    p99s.push(p99);
+  }
+  p99s.sort((a, b) => a - b);
+  return p99s[Math.floor(runs / 2)];
+};
+
 /** The idle scenario's resident memory per member, in bytes. */
 export const idleRssPerMember = (load, scenario) => (server) => load(server, scenario).idle_rss_per_member_bytes;
 

@@ -1,7 +1,8 @@
-// The admin UI's protocol on a cluster of two nodes on a Redis of the test's own: one
-// node's admin sees both nodes' stats (serverId: the node id) and members, and
-// disconnects a member of the other node, which that node carries out; the session
-// given by one node is valid on the other.
+// The admin UI on a cluster of two nodes on a Redis of the test's own. Its protocol: one
+// node's admin sees both nodes' stats (serverId: the node id) and, from its login, both
+// nodes' members, and disconnects a member of the other node, which that node carries
+// out; the session given by one node is valid on the other. The real UI in headless
+// Chromium: node a's UI lists a member of node b and disconnects it.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -11,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { io } from 'socket.io-client';
-import { joined, left, named, startServer, until, within } from './helpers.mjs';
+import { joined, launchChromium, left, named, startServer, until, within } from './helpers.mjs';
 
 const bcrypt = createRequire(import.meta.url)('bcryptjs');
 const HASH = bcrypt.hashSync('s3cret', 4);
@@ -81,10 +82,11 @@ test('one node\'s admin lists and disconnects a member of the other node; sessio
   assert.deepEqual(statsB.namespaces[0], { name: '/', socketsCount: 1 });
   const [statsA] = await onA.take('server_stats', (stats) => stats.serverId === 'node-a');
   assert.equal(statsA.pid, a.child.pid);
-  // Node b's member, listed by node a (at once, or as it reports).
-  const listed = (s) => s.transport === 'tcp-json' && s.data.name === 'tess';
-  let tess = (await onA.take('all_sockets'))[0].find(listed);
-  if (!tess) [tess] = await onA.take('socket_connected', listed);
+  // Node b's member, listed by node a at the login: node b was asked for its report.
+  const [all] = await onA.take('all_sockets');
+  assert.deepEqual(all.map((s) => [s.data.protocol, s.data.name]).sort(), [['socketio', 'ann'], ['tcp-json', 'tess']]);
+  assert.ok(!/not every node answered/.test(a.output()), 'node b answered the login');
+  const tess = all.find((s) => s.transport === 'tcp-json');
   assert.match(tess.id, /^tcp-json-\d+$/);
   assert.equal(tess.handshake.address, '127.0.0.1');
 
@@ -100,7 +102,64 @@ test('one node\'s admin lists and disconnects a member of the other node; sessio
   const [nsp] = await onA.take('socket_disconnected', (n, id) => id === tess.id);
   assert.equal(nsp, '/');
   await until(() => /node asked to throw a member out socket=tcp-json-\d+ node=node-b user="op"/.test(a.output()), 'the order logged on node a');
-  await until(() => /member thrown out by an operator member=\d+ socket=tcp-json-\d+ protocol="tcp-json" name="tess" user=op from=127\.0\.0\.1 node=node-a/.test(b.output()), 'the throw-out logged on node b');
+  await until(() => /member thrown out by an operator member=\d+ socket=tcp-json-\d+ protocol="tcp-json" name="tess" user="op" from="127\.0\.0\.1" node="node-a"/.test(b.output()), 'the throw-out logged on node b');
   ann.close();
   onA.socket.close();
+});
+
+test('node a\'s admin UI, in Chromium, lists a member of node b and disconnects it', async () => {
+  const redis = await startRedis();
+  const cluster = ['--redis-url', redis, '--cluster', `admin-ui-test-${process.pid}`,
+    '--admin-user', 'op', '--admin-password-hash', HASH];
+  const a = await startServer([...cluster, '--node-id', 'node-a']);
+  cleanups.push(() => a.stop());
+  const b = await startServer([...cluster, '--node-id', 'node-b']);
+  cleanups.push(() => b.stop());
+  const browser = await launchChromium();
+  cleanups.push(() => browser.close());
+
+  const ann = await named(a.url, 'ann');
+  const tcp = net.connect(b.ports.tcpJson, '127.0.0.1');
+  let tcpOutput = '';
+  tcp.setEncoding('utf8');
+  tcp.on('data', (chunk) => { tcpOutput += chunk; });
+  const tcpClosed = new Promise((resolve) => tcp.once('close', resolve));
+  tcp.write(JSON.stringify({ type: 'CONNECT', content: 'tess' }));
+  await until(() => tcpOutput.includes('tess connected!'), 'tess connected on node b');
+  assert.deepEqual(await ann.expect('update'), joined('tess'));
+
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  await page.goto(`${a.url}/admin/`);
+  await page.getByLabel('Server URL').fill(a.url);
+  await page.getByLabel('Username').fill('op');
+  await page.getByLabel('Password').fill('s3cret');
+  await page.getByRole('button', { name: 'Connect' }).click();
+  await page.getByText('connected', { exact: true }).first().waitFor({ timeout: 10_000 });
+  // Both servers on the dashboard, healthy.
+  const rowsOf = async (card) => (await page.locator('.v-card', { hasText: card }).locator('tr').allInnerTexts())
+    .map((row) => row.replace(/\s+/g, ' ').trim());
+  await until(async () => (await rowsOf('Servers')).includes('HEALTHY 2 100.0 %'), 'two healthy servers');
+
+  // The sockets: ann on node a, tess on node b.
+  await page.getByRole('navigation').getByRole('link', { name: 'Sockets' }).click();
+  const rows = page.locator('tbody tr');
+  const table = async () => (await rows.allInnerTexts()).map((row) => row.split(/\s+/).filter(Boolean));
+  await until(async () => (await table()).length === 2, 'two sockets listed');
+  const listed = await table();
+  assert.deepEqual(listed.map(([id, address]) => [id.replace(/^tcp-json-\d+$/, 'tcp-json-N'), address]).sort(), [
+    [ann.socket.id, '127.0.0.1'],
+    ['tcp-json-N', '127.0.0.1'],
+  ].sort());
+  assert.equal(listed.find(([id]) => id.startsWith('tcp-json-'))[2], 'tcp-json');
+
+  // Disconnected from node a's UI, by node b: cut off, announced as left on node a.
+  await rows.filter({ hasText: 'tcp-json-' }).getByRole('button').click();
+  await within(tcpClosed, 'tess cut off by node b');
+  assert.deepEqual(await ann.expect('update'), left('tess'));
+  await page.getByText('disconnected', { exact: true }).first().waitFor({ timeout: 10_000 });
+  await page.getByRole('navigation').getByRole('link', { name: 'Sockets' }).click();
+  await until(async () => (await table()).length === 1, 'one socket left');
+  assert.equal((await table())[0][0], ann.socket.id);
+  assert.deepEqual(await a.members(), ['ann']);
+  ann.close();
 });

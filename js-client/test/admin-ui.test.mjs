@@ -2,6 +2,7 @@
 // in, sees the dashboard and the sockets of every protocol (our page, a WebSocket
 // client, a TCP JSON client), and disconnects the TCP JSON client, which is cut off and
 // announced as left. Nothing is loaded from outside chatterbox (the fonts included).
+// In development mode, its Events page shows a member's line received and sent.
 //
 // README's picture of the dashboard (docs/admin-ui.png) is written to
 // js-client/screenshots/admin-ui.png on every run, and copied to docs/ with
@@ -13,7 +14,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { repoRoot, startServer, until, within, launchChromium } from './helpers.mjs';
+import { launchChromium, line, named, repoRoot, startServer, until, within } from './helpers.mjs';
 
 const bcrypt = createRequire(import.meta.url)('bcryptjs');
 const screenshots = path.join(repoRoot, 'js-client/screenshots');
@@ -47,7 +48,7 @@ test('the admin UI logs in, lists every protocol\'s members and disconnects a TC
     tcp.write(JSON.stringify({ type: 'CONNECT', content: 'tess' }));
     await until(async () => (await annLines()).includes('tess님이 접속하였습니다.'), 'tess joined');
 
-    const admin = await browser.newContext({ viewport: { width: 1280, height: 640 } });
+    const admin = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
     contexts.push(admin);
     const page = await admin.newPage();
     const elsewhere = [];
@@ -64,11 +65,19 @@ test('the admin UI logs in, lists every protocol\'s members and disconnects a TC
     await page.getByRole('button', { name: 'Connect' }).click();
     await page.getByText('connected', { exact: true }).first().waitFor({ timeout: 10_000 });
 
+    // A line after the login: the bytes chart has it.
+    tcp.write(JSON.stringify({ type: 'CHAT', content: 'tess : hello' }));
+    await until(async () => (await annLines()).some((l) => l.includes('hello')), 'the line at ann');
+    const charted = () => page.evaluate(() => document.querySelector('#app').__vue__.$store.state.main.aggregatedEvents
+      .filter((e) => e.type === 'bytesIn' || e.type === 'bytesOut').map((e) => e.type).sort());
+    await until(async () => (await charted()).length === 2, 'bytes in and out in the UI');
+    assert.deepEqual(await charted(), ['bytesIn', 'bytesOut']);
+
     // The dashboard: namespace / holds the three members; one healthy server.
     const rowsOf = async (card) => (await page.locator('.v-card', { hasText: card }).locator('tr').allInnerTexts())
       .map((row) => row.replace(/\s+/g, ' ').trim());
     await until(async () => (await rowsOf('Namespaces')).includes('/ 3'), 'namespace / with 3 sockets');
-    assert.deepEqual(await rowsOf('Namespaces'), ['Name # of sockets', '/ 3']);
+    assert.deepEqual(await rowsOf('Namespaces'), ['Name # of sockets', '/ 3', '/admin 1']);
     assert.deepEqual(await rowsOf('Servers'), ['Status #', 'HEALTHY 1 100.0 %', 'UNHEALTHY 0 0.0 %']);
     // The picture once the login dialog has gone and the charts stopped moving.
     await page.getByText('Connection', { exact: true }).waitFor({ state: 'hidden', timeout: 10_000 });
@@ -110,6 +119,41 @@ test('the admin UI logs in, lists every protocol\'s members and disconnects a TC
     ws.close();
   } finally {
     for (const context of contexts) await context.close();
+    await server.stop();
+  }
+});
+
+test('development mode: the UI\'s Events page shows what a member sent and what the others were sent', async () => {
+  const server = await startServer(['--no-history', '--admin-no-auth', '--admin-mode', 'development']);
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const clients = [];
+  try {
+    const page = await context.newPage();
+    await page.goto(`${server.url}/admin/`);
+    await page.getByLabel('Server URL').fill(server.url);
+    await page.getByRole('button', { name: 'Connect' }).click();
+    await page.getByText('connected', { exact: true }).first().waitFor({ timeout: 10_000 });
+    await page.getByRole('navigation').getByRole('link', { name: 'Events' }).click();
+
+    const ann = await named(server.url, 'ann');
+    clients.push(ann);
+    const bob = await named(server.url, 'bob');
+    clients.push(bob);
+    ann.socket.emit('message', { type: 'message', message: 'hello' });
+    assert.deepEqual(await bob.expect('update'), line('ann', 'hello'));
+    const rows = async () => (await page.locator('tbody tr').allInnerTexts()).map((row) => row.replace(/\s+/g, ' ').trim());
+    const has = (id, type, name) => (all) => all.some((row) => row.includes(id) && row.includes(type) && row.includes(`Event name: ${name}`));
+    await page.locator('.v-select', { hasText: 'Select namespace' }).click();
+    await page.getByRole('option', { name: '/', exact: true }).click();
+    await until(async () => has(ann.socket.id, 'Event received', 'message')(await rows()), 'ann\'s line received');
+    await until(async () => has(bob.socket.id, 'Event sent', 'update')(await rows()), 'the line sent to bob');
+    // Its arguments, expanded.
+    await page.locator('tbody tr', { hasText: 'Event received' }).filter({ hasText: 'Event name: message' })
+      .getByRole('button').click();
+    await page.getByText('"hello"').first().waitFor({ timeout: 10_000 });
+  } finally {
+    for (const client of clients) client.close();
+    await context.close();
     await server.stop();
   }
 });

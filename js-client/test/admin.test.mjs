@@ -9,7 +9,7 @@ import net from 'node:net';
 import { createRequire } from 'node:module';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { binary, Client, joined, left, named, startServer, until, within } from './helpers.mjs';
+import { binary, Client, joined, left, line, named, startServer, until, within } from './helpers.mjs';
 
 const bcrypt = createRequire(import.meta.url)('bcryptjs');
 const HASH = bcrypt.hashSync('s3cret', 4);
@@ -58,7 +58,7 @@ test('a wrong login gets exactly "invalid credentials"; a right one a session th
   await admin.take('connect');
   const [session] = await admin.take('session');
   assert.match(session, /^[0-9a-f]{32}$/);
-  assert.deepEqual(await admin.take('config'), [{ supportedFeatures: ['DISCONNECT'] }]);
+  assert.deepEqual(await admin.take('config'), [{ supportedFeatures: ['DISCONNECT', 'AGGREGATED_EVENTS', 'ALL_EVENTS'] }]);
   assert.deepEqual(await admin.take('all_sockets'), [[]]);
   const [stats] = await admin.take('server_stats');
   assert.deepEqual(Object.keys(stats).sort(), ['aggregatedEvents', 'clientsCount', 'hostname', 'namespaces',
@@ -74,7 +74,7 @@ test('a wrong login gets exactly "invalid credentials"; a right one a session th
 
   const resumed = new Admin(server.url, { sessionId: session });
   await resumed.take('connect');
-  assert.deepEqual(await resumed.take('config'), [{ supportedFeatures: ['DISCONNECT'] }]);
+  assert.deepEqual(await resumed.take('config'), [{ supportedFeatures: ['DISCONNECT', 'AGGREGATED_EVENTS', 'ALL_EVENTS'] }]);
   assert.ok(!resumed.events.some((e) => e.event === 'session'), 'no new session for a resumed one');
   resumed.close();
   assert.ok(!server.output().includes('s3cret'), 'the password is never logged');
@@ -168,13 +168,149 @@ test('members of every protocol are sockets of /; _disconnect cuts a TCP JSON me
   assert.deepEqual(await ann.expect('update'), left('tess'));
   const [gone] = await admin.take('socket_disconnected', (n, i) => i === tessSocket.id);
   assert.equal(gone, '/');
-  await until(() => /member thrown out by an operator member=\d+ socket=tcp-json-\d+ protocol="tcp-json" name="tess" user="op" from="127.0.0.1"/.test(server.output()), 'the throw-out logged');
+  await until(() => /member thrown out by an operator member=\d+ socket=tcp-json-\d+ protocol="tcp-json" name="tess" user="op" from="127\.0\.0\.1"\n/.test(server.output()), 'the throw-out logged');
   assert.deepEqual(await server.members(), ['ann', wsSocket.data.name]);
 
   ws.close();
   ann.close();
   admin.close();
   await server.empty();
+});
+
+// Sums every server_stats' aggregatedEvents by type (subType aside).
+function totals(events) {
+  const sums = {};
+  for (const { args: [stats] } of events.filter((e) => e.event === 'server_stats')) {
+    for (const { type, count } of stats.aggregatedEvents) sums[type] = (sums[type] ?? 0) + count;
+  }
+  return sums;
+}
+
+test('aggregatedEvents count a line in and its update out exactly, in packets and bytes; production sends no member events', async () => {
+  const admin = new Admin(server.url, auth);
+  await admin.take('all_sockets');
+  const ann = await named(server.url, 'ann');
+  const bob = await named(server.url, 'bob');
+  assert.deepEqual(await ann.expect('update'), joined('bob'));
+  // A window with no traffic in it, after the joins: from its end on, everything is
+  // counted once.
+  admin.events = admin.events.filter((e) => e.event !== 'server_stats');
+  await admin.take('server_stats', (s) => !s.aggregatedEvents.some((e) => /^(packets|bytes)/.test(e.type)));
+  admin.events = admin.events.filter((e) => e.event !== 'server_stats');
+
+  ann.socket.emit('message', { type: 'message', message: 'hi' });
+  assert.deepEqual(await bob.expect('update'), line('ann', 'hi'));
+  // The next server_stats counts whatever of it the ones before did not.
+  const before = admin.events.filter((e) => e.event === 'server_stats').length;
+  await until(() => admin.events.filter((e) => e.event === 'server_stats').length > before, 'the next server_stats');
+  const packetIn = '2["message",{"type":"message","message":"hi"}]';
+  const packetOut = '2["update",{"type":"message","name":"ann","message":"hi"}]';
+  assert.deepEqual(totals(admin.events), {
+    packetsIn: 1, bytesIn: Buffer.byteLength(packetIn), packetsOut: 1, bytesOut: Buffer.byteLength(packetOut),
+  });
+  const [stats] = admin.events.findLast((e) => e.event === 'server_stats').args;
+  for (const event of stats.aggregatedEvents) {
+    assert.deepEqual(Object.keys(event).sort(), ['count', 'timestamp', 'type']);
+    assert.equal(event.timestamp % 1000, 0);
+  }
+  assert.ok(!admin.events.some((e) => /^event_/.test(e.event)), 'no event_received/event_sent in production mode');
+  ann.close();
+  bob.close();
+  admin.close();
+  await server.empty();
+});
+
+test('development mode: event_received and event_sent for every protocol, as the Node instrument() sends them', async () => {
+  const dev = await startServer(['--no-history', '--admin-no-auth', '--admin-mode', 'development']);
+  try {
+    const admin = new Admin(dev.url, {});
+    assert.deepEqual(await admin.take('config'), [{ supportedFeatures: ['DISCONNECT', 'AGGREGATED_EVENTS', 'ALL_EVENTS'] }]);
+    await admin.take('all_sockets');
+    const ann = await named(dev.url, 'ann');
+    const [nsp, annId, newUser, time] = await admin.take('event_received', (n, id, args) => args[0] === 'newUser');
+    assert.deepEqual([nsp, annId, newUser], ['/', ann.socket.id, ['newUser', 'ann']]);
+    assert.match(time, ISO);
+    const [sentNsp, , annJoin, sentTime] = await admin.take('event_sent', (n, id) => id === ann.socket.id);
+    assert.deepEqual([sentNsp, annJoin], ['/', ['update', joined('ann')]]);
+    assert.match(sentTime, ISO);
+
+    const ws = new WebSocket(`ws://127.0.0.1:${dev.ports.websocket}/`);
+    await within(new Promise((resolve) => ws.once('open', resolve)), 'websocket open');
+    const [wsSocket] = await admin.take('socket_connected', (s) => s.transport === 'ws');
+    const guest = wsSocket.data.name;
+    const tcp = net.connect(dev.ports.tcpJson, '127.0.0.1');
+    tcp.on('data', () => {});
+    tcp.write(JSON.stringify({ type: 'CONNECT', content: 'tess' }));
+    assert.deepEqual(await ann.expect('update'), joined(guest));
+    assert.deepEqual(await ann.expect('update'), joined('tess'));
+    const [tessSocket] = await admin.take('socket_connected', (s) => s.transport === 'tcp-json');
+
+    // Each line: received from its sender; sent to every member but a Socket.IO sender.
+    // The admin gets a line's events in order, before the next line's.
+    const said = (text) => (args) => JSON.stringify(args).includes(text);
+    const sent = async (text, count) => {
+      const found = [];
+      for (let i = 0; i < count; i++) {
+        const [, id, args] = await admin.take('event_sent', (n, i, a) => said(text)(a));
+        found.push([id, args]);
+      }
+      return found.sort(([a], [b]) => a.localeCompare(b));
+    };
+    ann.socket.emit('message', { type: 'message', message: 'hi' });
+    assert.deepEqual((await admin.take('event_received', (n, id, args) => said('hi')(args))).slice(1, 3),
+      [ann.socket.id, ['message', { type: 'message', message: 'hi' }]]);
+    assert.deepEqual(await sent('hi', 2), [
+      [tessSocket.id, ['message', 'ann : hi']],
+      [wsSocket.id, ['message', { type: 'message', name: 'ann', msg: 'hi' }]],
+    ]);
+
+    ws.send(JSON.stringify({ name: guest, msg: 'yo' }));
+    assert.deepEqual((await admin.take('event_received', (n, id, args) => said('yo')(args))).slice(1, 3),
+      [wsSocket.id, ['message', { name: guest, msg: 'yo' }]]);
+    assert.ok(!admin.events.some((e) => e.event === 'event_sent' && said('hi')(e.args[2])), 'ann is not sent her own line');
+    assert.deepEqual(await sent('yo', 3), [
+      [ann.socket.id, ['update', line(guest, 'yo')]],
+      [tessSocket.id, ['message', `${guest} : yo`]],
+      [wsSocket.id, ['message', { type: 'message', name: guest, msg: 'yo' }]],
+    ].sort(([a], [b]) => a.localeCompare(b)));
+
+    tcp.write(JSON.stringify({ type: 'CHAT', content: 'tess : hey' }));
+    assert.deepEqual((await admin.take('event_received', (n, id, args) => said('hey')(args))).slice(1, 3),
+      [tessSocket.id, ['message', { type: 'CHAT', content: 'tess : hey' }]]);
+    assert.deepEqual(await sent('hey', 3), [
+      [ann.socket.id, ['update', line('tess', 'hey')]],
+      [tessSocket.id, ['message', 'tess : hey']],
+      [wsSocket.id, ['message', { type: 'message', name: 'tess', msg: 'hey' }]],
+    ].sort(([a], [b]) => a.localeCompare(b)));
+    assert.deepEqual(await ann.expect('update'), line(guest, 'yo'));
+    assert.deepEqual(await ann.expect('update'), line('tess', 'hey'));
+
+    const text = net.connect(dev.ports.tcpText, '127.0.0.1');
+    text.on('data', () => {});
+    const [textSocket] = await admin.take('socket_connected', (s) => s.transport === 'tcp-text');
+    const texter = textSocket.data.name;
+    assert.deepEqual(await ann.expect('update'), joined(texter));
+    text.write('howdy\n');
+    assert.deepEqual((await admin.take('event_received', (n, id, args) => said('howdy')(args))).slice(1, 3),
+      [textSocket.id, ['message', 'howdy\n']]);
+    assert.deepEqual(await sent('howdy', 3), [
+      [ann.socket.id, ['update', line(texter, 'howdy')]],
+      [tessSocket.id, ['message', `${texter} : howdy`]],
+      [wsSocket.id, ['message', { type: 'message', name: texter, msg: 'howdy' }]],
+    ].sort(([a], [b]) => a.localeCompare(b)));
+    assert.deepEqual(await ann.expect('update'), line(texter, 'howdy'));
+    // Nothing more for it: its sender does not get its own chunk back.
+    ann.socket.emit('message', { type: 'message', message: 'bye' });
+    await admin.take('event_received', (n, id, args) => said('bye')(args));
+    assert.ok(!admin.events.some((e) => e.event === 'event_sent' && said('howdy')(e.args[2])), 'no echo to the TCP text sender');
+    text.destroy();
+    tcp.destroy();
+    ws.close();
+    ann.close();
+    admin.close();
+  } finally {
+    await dev.stop();
+  }
 });
 
 test('read-only: no features offered and _disconnect refused; origins obeyed; the UI is 404 and the namespace absent when off', async () => {
@@ -187,7 +323,7 @@ test('read-only: no features offered and _disconnect refused; origins obeyed; th
     foreign.close();
     await until(() => /origin not allowed/.test(readonly.output()), 'the foreign origin logged');
     const admin = new Admin(readonly.url, {}, { extraHeaders: { origin: 'http://ops.example' } });
-    assert.deepEqual(await admin.take('config'), [{ supportedFeatures: [] }]);
+    assert.deepEqual(await admin.take('config'), [{ supportedFeatures: ['AGGREGATED_EVENTS', 'ALL_EVENTS'] }]);
     const tcp = net.connect(readonly.ports.tcpText, '127.0.0.1');
     const [member] = await admin.take('socket_connected', (s) => s.transport === 'tcp-text');
     admin.socket.emit('_disconnect', '/', false, member.id);

@@ -27,6 +27,12 @@ test('the table gives each row with its ratio and says where each search ended',
     'node-idle1000': { idle_rss_per_member_bytes: 47058, empty_rss_kib: 55344, burst: { rss_per_member_bytes: 47775 } },
     'chatterbox-idle5000': { idle_rss_per_member_bytes: 66532, join_secs: 16.42 },
     'node-idle5000': { idle_rss_per_member_bytes: 20173, join_secs: 211.59 },
+    // Three runs at 990/s: the median; Node's third run missing, so n/a.
+    'chatterbox-p99n100-1': { rounds: [round(990, { p99_ms: 9.1 })] },
+    'chatterbox-p99n100-2': { rounds: [round(990, { p99_ms: 2.25 })] },
+    'chatterbox-p99n100-3': { rounds: [round(990, { p99_ms: 4.5 })] },
+    'node-p99n100-1': { rounds: [round(990, { p99_ms: 3 })] },
+    'node-p99n100-2': { rounds: [round(990, { p99_ms: 3.5 })] },
   };
   withReports(reports, (dir) => {
     const printed = execFileSync(process.execPath, [table, dir], { encoding: 'utf8' });
@@ -37,6 +43,7 @@ test('the table gives each row with its ratio and says where each search ended',
       '| max deliveries/s, N=1000 K=10 | 0 | 67,918 | n/a |',
       '| max deliveries/s, N=2000 K=5 | n/a | n/a | n/a |',
       '| p99 ms at 10,000 deliveries/s, N=1000 | 17.47 | 16.61 | 1.0× |',
+      '| p99 ms at 990 deliveries/s, N=100 (median of 3 runs) | 4.50 | n/a | n/a |',
       '| server CPU (cores) at 10,000 deliveries/s, N=1000 | 0.146 | 0.146 | 1.0× |',
       '| RSS per idle member, N=1000 (bytes) | 49,328 | 47,058 | 1.0× |',
       '| RSS per idle member, N=5000 (bytes) | 66,532 | 20,173 | 0.3× |',

@@ -122,3 +122,23 @@ test('every flag named in README and docs/ is in chatterbox --help (or chatterbo
   }
   assert.deepEqual(unknown, []);
 });
+
+/** Every file under `dir` of the repository, as repository paths. */
+function filesUnder(dir) {
+  return readdirSync(path.join(repoRoot, dir), { withFileTypes: true }).flatMap((entry) => {
+    const named = `${dir}/${entry.name}`;
+    return entry.isDirectory() ? filesUnder(named) : [named];
+  });
+}
+
+test('the table of files of docs/architecture.md names every file of src/ (or its folder)', () => {
+  const architecture = readFileSync(path.join(repoRoot, 'docs', 'architecture.md'), 'utf8');
+  const table = sections(architecture).find((section) => section.startsWith('## Files\n'));
+  assert.ok(table, 'a section ## Files');
+  const named = new Set([...table.matchAll(/`([^`\s]+)`/g)].map(([, code]) => code));
+  const unnamed = filesUnder('src').filter((file) => {
+    const folders = file.split('/').slice(0, -1).map((_, i, parts) => `${parts.slice(0, i + 1).join('/')}/`);
+    return !named.has(file) && !folders.some((folder) => named.has(folder));
+  });
+  assert.deepEqual(unnamed, []);
+});

@@ -8,13 +8,22 @@
 //! | `node:<node id>` | while `watching` exists, each node's report every 2 s, for [`REPORT_TTL`]: `{stats, sockets}`, its `server_stats` and its members as sockets |
 //! | `nodes` | the set of nodes that reported |
 //! | `orders:<node id>` | a list of `_disconnect` orders for that node's members: `{socket, user, from, by}` |
+//! | `asked` | a counter: the latest request for every node's report at once |
+//! | `asked` (channel) | where each request's number is published; every node listens |
+//!
+//! An admin's login asks every node for its report at once (the next number of
+//! `asked`, published on the channel of that name): every node answers with its report
+//! (carrying the number it answers, `answered`), and the login's `all_sockets` waits
+//! for as many answers as the channel had listeners, [`ASK_WAIT`] at most, so that it
+//! lists every node's members at once.
 //!
 //! A node with an admin reads the others' reports every 2 s: its `all_sockets` and
 //! socket events cover every node's members, and it relays each node's
 //! `server_stats` (`serverId`: the node id). A `_disconnect` of a member of another
 //! node is an order on that node's list, which the node carries out at its next
 //! report (within 2 s); the member's leave goes through the cluster's log as any.
-//! With no admin anywhere, a node asks Redis only whether one is watching, every 2 s.
+//! With no admin anywhere, a node asks Redis only whether one is watching, every 2 s,
+//! and listens on the `asked` channel (a connection of its own).
 
 use std::time::Duration;
 
@@ -25,6 +34,9 @@ use super::STATS_INTERVAL;
 
 /// How long a node's report and the `watching` flag last unless renewed.
 pub(crate) const REPORT_TTL: Duration = Duration::from_secs(6);
+
+/// How long a login waits for the other nodes' answers at most.
+pub(crate) const ASK_WAIT: Duration = Duration::from_secs(2);
 
 /// Orders a node takes from its list at once, at most.
 const MAX_ORDERS: usize = 100;
@@ -41,6 +53,8 @@ pub(crate) struct ClusterPlace {
 /// The admin namespace's connection to the cluster.
 #[derive(Clone)]
 pub(crate) struct Cluster {
+    /// For the channel's own connection.
+    client: redis::Client,
     connection: redis::aio::ConnectionManager,
     prefix: String,
     pub(crate) node_id: String,
@@ -51,6 +65,9 @@ pub(crate) struct Cluster {
 pub(crate) struct Report {
     pub(crate) stats: Value,
     pub(crate) sockets: Vec<Value>,
+    /// The latest request for reports (`asked`) the node had heard of.
+    #[serde(default)]
+    pub(crate) answered: u64,
 }
 
 /// An order to throw a member out, for the node it is on.
@@ -74,6 +91,7 @@ impl Cluster {
             .set_response_timeout(Some(place.response_timeout));
         let connection = client.get_connection_manager_with_config(config).await?;
         Ok(Self {
+            client,
             connection,
             prefix: format!("{}:admin", place.prefix),
             node_id: place.node_id,
@@ -214,6 +232,63 @@ impl Cluster {
             }
         }
         found
+    }
+
+    /// Asks every node for its report at once (and says an admin is watching): the
+    /// request's number, and how many nodes heard it (this one included, if it listens).
+    pub(crate) async fn ask_reports(&self) -> redis::RedisResult<(u64, usize)> {
+        self.watching(true).await;
+        let mut connection = self.connection.clone();
+        let asked: u64 = redis::cmd("INCR")
+            .arg(self.key("asked"))
+            .query_async(&mut connection)
+            .await?;
+        let heard: usize = redis::cmd("PUBLISH")
+            .arg(self.key("asked"))
+            .arg(asked)
+            .query_async(&mut connection)
+            .await?;
+        Ok((asked, heard))
+    }
+
+    /// Listens for requests for reports: calls `heard` with each one's number, until
+    /// `stop`; a lost connection is made anew every second.
+    pub(crate) async fn listen(
+        &self,
+        heard: impl Fn(u64),
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        use futures_util::StreamExt;
+        loop {
+            let connected = tokio::select! {
+                () = stop.cancelled() => return,
+                connected = self.client.get_async_pubsub() => connected,
+            };
+            match connected {
+                Ok(mut pubsub) => match pubsub.subscribe(self.key("asked")).await {
+                    Ok(()) => {
+                        // The sink stays here: the subscription lasts while it does.
+                        let (_sink, mut messages) = pubsub.split();
+                        loop {
+                            tokio::select! {
+                                () = stop.cancelled() => return,
+                                message = messages.next() => match message {
+                                    Some(message) => heard(message.get_payload().unwrap_or(0)),
+                                    None => break,
+                                },
+                            }
+                        }
+                        tracing::debug!("the admin UI's channel in Redis closed: listening again");
+                    }
+                    Err(e) => tracing::debug!("cannot listen for admins' requests: {e}"),
+                },
+                Err(e) => tracing::debug!("cannot listen for admins' requests: {e}"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
 
     /// Gives `node` an order.

@@ -7,20 +7,23 @@
 //! |---|---|---|
 //! | client → server | handshake `auth` | `{username, password}` or `{sessionId}` ([`auth`]); refused: `connect_error` `invalid credentials` |
 //! | server → admin | `session` | a new session id, after a login with the password |
-//! | server → admin | `config` | `{supportedFeatures}`: `["DISCONNECT"]`, `[]` read-only |
+//! | server → admin | `config` | `{supportedFeatures}`: `["DISCONNECT", "AGGREGATED_EVENTS", "ALL_EVENTS"]`, without `DISCONNECT` read-only |
 //! | server → admin | `all_sockets` | every member as a socket of `/` ([`sockets`]) |
 //! | server → admins | `server_stats` | every 2 s: `{serverId, hostname, pid, uptime, clientsCount, pollingClientsCount, aggregatedEvents, namespaces}` ([`stats`]) |
 //! | server → admins | `socket_connected` | `(socket, time)` |
 //! | server → admins | `socket_updated` | `{id, nsp, data}` (a name given) or `{id, nsp, transport}` (an upgrade) |
 //! | server → admins | `socket_disconnected` | `(nsp, id, reason, time)` |
 //! | server → admins | `room_joined`, `room_left` | `(nsp, room, id, time)`: the two-person rooms |
+//! | server → admins | `event_received`, `event_sent` | `(nsp, id, [event, ...args], time)`: with `--admin-mode development` only ([`events`]) |
 //! | client → server | `_disconnect` | `(nsp, close, filter)`: the member whose socket id is `filter`, or every member of `nsp` without one (`null`), thrown out whatever its protocol and node |
 //!
 //! `JOIN`, `LEAVE` and `EMIT` are not offered: the lobby has no rooms an operator could
-//! put a member in, and the two-person rooms are the members' own choice. Nor is the
-//! development mode's `event_received`/`event_sent` (it would put the admin namespace on
-//! every chat line's path); the UI then shows its socket, room and client pages, fed by
-//! the events above.
+//! put a member in, and the two-person rooms are the members' own choice.
+//! `AGGREGATED_EVENTS`: `server_stats` carries the members' traffic ([`stats`]).
+//! `ALL_EVENTS` is offered in both modes, unlike the Node `instrument()`, which offers
+//! it in development mode only: the UI reads it for nothing but showing its sockets,
+//! rooms, clients and events pages, whose events are sent in both modes here; the
+//! development mode adds `event_received`/`event_sent`.
 //!
 //! The changes are found by comparing the members every time presence changes (a name
 //! given or gone) and every 2 s (a connection not yet named, a room, an upgrade), and
@@ -30,12 +33,13 @@
 
 mod auth;
 mod cluster;
+mod events;
 mod settings;
 mod sockets;
 mod stats;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,11 +52,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lobby::Lobby;
 pub use settings::SettingsError;
-pub(crate) use settings::{AdminSettings, DEFAULT_NAMESPACE};
+pub(crate) use settings::{AdminMode, AdminSettings, DEFAULT_NAMESPACE};
 use sockets::Sockets;
 
 /// How often `server_stats` is sent, and the members compared, as the Node `instrument()`.
 pub(crate) const STATS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often a login looks for the other nodes' answers.
+const ASK_POLL: Duration = Duration::from_millis(50);
 
 /// The admin namespace's shared state.
 #[derive(Clone)]
@@ -70,6 +77,10 @@ struct Admin {
     cluster: Option<cluster::Cluster>,
     /// The other nodes' latest reports, by node id.
     others: Arc<Mutex<Vec<(String, cluster::Report)>>>,
+    /// The latest request for every node's report this node heard of.
+    asked: Arc<AtomicU64>,
+    /// Wakes the watcher to answer such a request.
+    report_now: Arc<Notify>,
 }
 
 /// Who logged in, on an admin socket: the operator its actions are logged with.
@@ -119,6 +130,8 @@ pub(crate) async fn install(
         stats: Arc::new(stats::Stats::new(server_id)),
         cluster,
         others: Arc::default(),
+        asked: Arc::default(),
+        report_now: Arc::default(),
     };
     tracing::info!(
         namespace = %admin.settings.namespace,
@@ -129,13 +142,28 @@ pub(crate) async fn install(
     let (on_connect, check) = (admin.clone(), admin.clone());
     let connect = move |socket: SocketRef| {
         let admin = on_connect.clone();
-        async move { admin.connected(socket) }
+        async move { admin.connected(socket).await }
     };
     let login = move |socket: SocketRef, TryData(credentials): TryData<Value>| {
         let admin = check.clone();
         async move { admin.log_in(socket, credentials).await }
     };
     io.ns(admin.settings.namespace.clone(), connect.with(login));
+    if admin.development()
+        && let Some(tapped) = lobby.tap(events::TAP_QUEUE)
+    {
+        tokio::spawn(admin.clone().relay_tapped(tapped, stop.clone()));
+    }
+    if let Some(cluster) = admin.cluster.clone() {
+        let (listener, stop) = (admin.clone(), stop.clone());
+        tokio::spawn(async move {
+            let heard = |asked| {
+                listener.asked.fetch_max(asked, Ordering::SeqCst);
+                listener.report_now.notify_one();
+            };
+            cluster.listen(heard, stop).await;
+        });
+    }
     tokio::spawn(admin.watch(stop));
 }
 
@@ -177,7 +205,7 @@ impl Admin {
     }
 
     /// A logged-in admin: its session, the config, every socket; then its operations.
-    fn connected(&self, socket: SocketRef) {
+    async fn connected(&self, socket: SocketRef) {
         let operator = socket.extensions.get::<Operator>();
         let user = operator
             .as_ref()
@@ -188,25 +216,11 @@ impl Admin {
         {
             self.emit_to(&socket, "session", &id);
         }
-        let features: &[&str] = if self.settings.readonly {
-            &[]
-        } else {
-            &["DISCONNECT"]
-        };
-        self.emit_to(&socket, "config", &json!({ "supportedFeatures": features }));
-        let mine = Sockets::now(&self.lobby, &self.io);
-        let stats = self.stats.peek(&self.io, &self.settings.namespace, &mine);
-        let mut all = mine;
-        let others = crate::locks::lock(&self.others).clone();
-        for (node, report) in &others {
-            all.add_remote(node, &report.sockets);
-        }
-        self.emit_to(&socket, "all_sockets", &all.to_json());
-        self.emit_to(&socket, "server_stats", &stats);
-        for (_, report) in &others {
-            self.emit_to(&socket, "server_stats", &report.stats);
-        }
-
+        self.emit_to(
+            &socket,
+            "config",
+            &json!({ "supportedFeatures": self.features() }),
+        );
         let admin = self.clone();
         socket.on(
             "_disconnect",
@@ -217,13 +231,114 @@ impl Admin {
         );
         // Counted before its disconnect handler can count it out.
         self.admins.fetch_add(1, Ordering::SeqCst);
-        let admins = self.admins.clone();
+        self.tap_while_watched();
+        let admin = self.clone();
         socket.on_disconnect(move |socket: SocketRef| {
-            admins.fetch_sub(1, Ordering::SeqCst);
+            admin.admins.fetch_sub(1, Ordering::SeqCst);
+            admin.tap_while_watched();
             tracing::info!(admin = %socket.id, "admin disconnected");
             async {}
         });
         self.wake.notify_one();
+
+        // On a cluster, every node's members from the start: their reports asked for now.
+        let others = match &self.cluster {
+            Some(cluster) => self.ask_reports(cluster).await,
+            None => Vec::new(),
+        };
+        let mine = Sockets::now(&self.lobby, &self.io);
+        let stats = self.stats.peek(&self.io, &self.settings.namespace, &mine);
+        let mut all = mine;
+        for (node, report) in &others {
+            all.add_remote(node, &report.sockets);
+        }
+        self.emit_to(&socket, "all_sockets", &all.to_json());
+        self.emit_to(&socket, "server_stats", &stats);
+        for (_, report) in &others {
+            self.emit_to(&socket, "server_stats", &report.stats);
+        }
+    }
+
+    /// Asks every node of the cluster for its report and waits for their answers
+    /// ([`cluster::ASK_WAIT`] at most); returns the other nodes' reports, which the
+    /// watcher then holds too.
+    async fn ask_reports(&self, cluster: &cluster::Cluster) -> Vec<(String, cluster::Report)> {
+        let (asked, heard) = match cluster.ask_reports().await {
+            Ok(asked) => asked,
+            Err(e) => {
+                tracing::warn!("cannot ask the other nodes for their members: {e}");
+                return crate::locks::lock(&self.others).clone();
+            }
+        };
+        let deadline = tokio::time::Instant::now() + cluster::ASK_WAIT;
+        loop {
+            let others = cluster.others().await;
+            let answered = others
+                .iter()
+                .filter(|(_, report)| report.answered >= asked)
+                .count();
+            // This node heard it too.
+            if answered + 1 >= heard || tokio::time::Instant::now() >= deadline {
+                if answered + 1 < heard {
+                    tracing::info!(
+                        answered,
+                        nodes = heard,
+                        "not every node answered an admin's login in time"
+                    );
+                }
+                *crate::locks::lock(&self.others) = others.clone();
+                return others;
+            }
+            tokio::time::sleep(ASK_POLL).await;
+        }
+    }
+
+    /// Answers a request for this node's report (an admin's login on another node).
+    async fn answer(&self) {
+        let Some(cluster) = &self.cluster else { return };
+        let (_, report) = self.report(false);
+        cluster.report(&report).await;
+    }
+
+    /// This node's `server_stats` (counted anew from here if `anew`) and its report.
+    fn report(&self, anew: bool) -> (Value, cluster::Report) {
+        let mine = Sockets::now(&self.lobby, &self.io);
+        let stats = match anew {
+            true => self.stats.now(&self.io, &self.settings.namespace, &mine),
+            false => self.stats.peek(&self.io, &self.settings.namespace, &mine),
+        };
+        let report = cluster::Report {
+            stats: stats.clone(),
+            sockets: mine.0.values().map(sockets::Socket::to_json).collect(),
+            answered: self.asked.load(Ordering::SeqCst),
+        };
+        (stats, report)
+    }
+
+    /// What the UI is told it may do and will be sent (`supportedFeatures`).
+    ///
+    /// `ALL_EVENTS` in both modes: the UI reads it only to show its sockets, rooms,
+    /// clients and events pages (with `AGGREGATED_EVENTS` alone it shows the dashboard
+    /// and servers only), and every socket event but the development mode's is sent in
+    /// both.
+    fn features(&self) -> Vec<&'static str> {
+        let mut features = Vec::new();
+        if !self.settings.readonly {
+            features.push("DISCONNECT");
+        }
+        features.extend(["AGGREGATED_EVENTS", "ALL_EVENTS"]);
+        features
+    }
+
+    fn development(&self) -> bool {
+        self.settings.mode == AdminMode::Development
+    }
+
+    /// In development mode, the lobby's tap is on while an admin is connected.
+    fn tap_while_watched(&self) {
+        if self.development() {
+            self.lobby.tap_on(self.admins.load(Ordering::SeqCst) > 0);
+        }
     }
 
     fn emit_to(&self, socket: &SocketRef, event: &str, data: &impl serde::Serialize) {
@@ -285,21 +400,30 @@ impl Admin {
                 self.order(node, target, user, from).await;
                 continue;
             }
-            if self.lobby.throw_out(target.member) {
-                tracing::warn!(
-                    member = target.member,
-                    socket = %target.id,
-                    protocol = target.protocol.as_str(),
-                    name = target.name.as_deref(),
-                    user,
-                    from,
-                    "member thrown out by an operator"
-                );
-                metrics::counter!(stats::ACTIONS, "action" => "disconnect", "result" => "done")
-                    .increment(1);
-            }
+            self.throw_out(target, user, from, None);
         }
         self.wake.notify_one();
+    }
+
+    /// Throws `target`, a member of this node, out for operator `user` at `from` (on
+    /// `node`, when the order came from another node's admin): logged and counted once,
+    /// whoever asked and wherever.
+    fn throw_out(&self, target: &sockets::Socket, user: &str, from: &str, node: Option<&str>) {
+        if !self.lobby.throw_out(target.member) {
+            return; // gone meanwhile
+        }
+        tracing::warn!(
+            member = target.member,
+            socket = %target.id,
+            protocol = target.protocol.as_str(),
+            name = target.name.as_deref(),
+            user,
+            from,
+            node,
+            "member thrown out by an operator"
+        );
+        metrics::counter!(stats::ACTIONS, "action" => "disconnect", "result" => "done")
+            .increment(1);
     }
 
     /// Asks `node` to throw `target` out (at its next report).
@@ -332,20 +456,7 @@ impl Admin {
                 tracing::info!(socket = %order.socket, by = %order.by, "ordered to throw out a member gone already");
                 continue;
             };
-            if self.lobby.throw_out(target.member) {
-                tracing::warn!(
-                    member = target.member,
-                    socket = %target.id,
-                    protocol = target.protocol.as_str(),
-                    name = target.name.as_deref(),
-                    user = %order.user,
-                    from = %order.from,
-                    node = %order.by,
-                    "member thrown out by an operator"
-                );
-                metrics::counter!(stats::ACTIONS, "action" => "disconnect", "result" => "done")
-                    .increment(1);
-            }
+            self.throw_out(target, &order.user, &order.from, Some(&order.by));
         }
     }
 
@@ -358,12 +469,7 @@ impl Admin {
             return None;
         }
         self.carry_out(cluster.orders().await);
-        let mine = Sockets::now(&self.lobby, &self.io);
-        let stats = self.stats.now(&self.io, &self.settings.namespace, &mine);
-        let report = cluster::Report {
-            stats: stats.clone(),
-            sockets: mine.0.values().map(sockets::Socket::to_json).collect(),
-        };
+        let (stats, report) = self.report(true);
         cluster.report(&report).await;
         let others = if here {
             cluster.others().await
@@ -390,14 +496,23 @@ impl Admin {
                     false
                 }
                 () = self.wake.notified() => false,
+                () = self.report_now.notified() => {
+                    self.answer().await;
+                    continue;
+                }
             };
             let here = self.admins.load(Ordering::SeqCst) > 0;
+            self.tap_while_watched();
             let reported = if tick {
                 self.cluster_tick(here).await
             } else {
                 None
             };
             if !here {
+                // The first stats an admin gets count from at most 2 s before.
+                if tick && reported.is_none() {
+                    self.stats.skip();
+                }
                 known = None;
                 continue;
             }
@@ -430,7 +545,7 @@ impl Admin {
     }
 
     /// Sends `event` with `args` to every admin.
-    async fn broadcast(&self, event: &str, args: Vec<Value>) {
+    pub(super) async fn broadcast(&self, event: &str, args: Vec<Value>) {
         let Some(admins) = self.io.of(&self.settings.namespace) else {
             return;
         };

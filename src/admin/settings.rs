@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub(crate) use crate::config::AdminMode;
+
 /// The admin namespace's default name, as the Node `instrument()`'s.
 pub(crate) const DEFAULT_NAMESPACE: &str = "/admin";
 
@@ -18,6 +20,8 @@ pub(crate) struct AdminSettings {
     pub(crate) namespace: String,
     /// The cluster this node is part of (`--redis-url`).
     pub(crate) cluster: Option<super::cluster::ClusterPlace>,
+    /// Whether members' requests and events are sent too (`--admin-mode`).
+    pub(crate) mode: AdminMode,
 }
 
 /// Who may log in to the admin namespace.
@@ -42,6 +46,7 @@ impl fmt::Debug for AdminSettings {
             .field("readonly", &self.readonly)
             .field("namespace", &self.namespace)
             .field("cluster", &self.cluster)
+            .field("mode", &self.mode)
             .finish()
     }
 }
@@ -100,6 +105,7 @@ impl AdminSettings {
             readonly,
             namespace: namespace.to_owned(),
             cluster: None,
+            mode: AdminMode::Production,
         }))
     }
 

@@ -2,7 +2,9 @@
 //! hostname, pid, uptime, clientsCount, pollingClientsCount, aggregatedEvents,
 //! namespaces: [{name, socketsCount}]}`. `clientsCount` counts every protocol's
 //! connections (the lobby's and the admins'); `aggregatedEvents` the connections
-//! (`rawConnection`) and departures (`rawDisconnection`) seen since the last.
+//! (`rawConnection`) and departures (`rawDisconnection`) seen since the last, and the
+//! members' traffic since (`packetsIn`, `bytesIn`, `packetsOut`, `bytesOut`:
+//! `crate::telemetry::Traffic`, this process's).
 
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -11,6 +13,7 @@ use serde_json::{Value, json};
 use socketioxide::SocketIo;
 
 use super::sockets::{Sockets, transport_name};
+use crate::telemetry::{TRAFFIC, TrafficTotals};
 
 /// Refused admin logins (Prometheus counter).
 pub(crate) const LOGINS_REFUSED: &str = "chatterbox_admin_logins_refused_total";
@@ -24,6 +27,8 @@ pub(crate) struct Stats {
     hostname: String,
     /// Connections and departures since the last `server_stats`.
     events: Mutex<(u64, u64)>,
+    /// The members' traffic counted up to the last `server_stats`.
+    traffic: Mutex<TrafficTotals>,
 }
 
 impl Stats {
@@ -40,6 +45,7 @@ impl Stats {
             server_id: server_id.unwrap_or_else(|| hostname.clone()),
             hostname,
             events: Mutex::default(),
+            traffic: Mutex::new(TRAFFIC.totals()),
         }
     }
 
@@ -51,6 +57,11 @@ impl Stats {
             "socket_disconnected" => events.1 += 1,
             _ => {}
         }
+    }
+
+    /// Counts the traffic anew from here (no admin saw it).
+    pub(crate) fn skip(&self) {
+        *crate::locks::lock(&self.traffic) = TRAFFIC.totals();
     }
 
     /// The `server_stats` of now, `sockets` this node's members; the connections and
@@ -81,6 +92,20 @@ impl Stats {
                 *events
             }
         };
+        let traffic = {
+            let now = TRAFFIC.totals();
+            let mut counted = crate::locks::lock(&self.traffic);
+            let since = *counted;
+            if anew {
+                *counted = now;
+            }
+            [
+                ("packetsIn", now.packets_in - since.packets_in),
+                ("bytesIn", now.bytes_in - since.bytes_in),
+                ("packetsOut", now.packets_out - since.packets_out),
+                ("bytesOut", now.bytes_out - since.bytes_out),
+            ]
+        };
         let second = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|since| since.as_secs() * 1000)
@@ -92,6 +117,11 @@ impl Stats {
         }
         if departures > 0 {
             aggregated.push(json!({"timestamp": second, "type": "rawDisconnection", "subType": "transport close", "count": departures}));
+        }
+        for (kind, count) in traffic {
+            if count > 0 {
+                aggregated.push(json!({"timestamp": second, "type": kind, "count": count}));
+            }
         }
         json!({
             "serverId": self.server_id,

@@ -21,14 +21,16 @@
 //!   response; the first is counted as a refusal (`header_timeout`).
 //! - A Socket.IO request whose body has not all come within the stall timeout of its
 //!   headers' end gets HTTP 400 (socketioxide's answer to a body that fails) and is
-//!   closed; counted as `stall`.
+//!   closed; counted as `stall` ([`deadline`]).
+//! - A Socket.IO request from a web origin `--allowed-origins` does not list gets HTTP
+//!   403 ([`origins`]).
 
 pub(crate) mod api;
 pub(crate) mod assets;
+mod deadline;
 pub(crate) mod origins;
 pub(crate) mod sessions;
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,12 +44,11 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_TYPE, ORIGIN};
-use axum::http::{HeaderValue, Method};
-use axum::middleware::{self, Next};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -57,7 +58,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
@@ -67,9 +67,10 @@ use crate::net::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT
 use crate::net::proxy::TrustedProxies;
 use crate::protocol::Protocol;
 use crate::protocols::socketio;
-use crate::refusals::{Refusals, Who};
+use crate::refusals::{Refusal, Refusals, Who};
 use crate::telemetry;
-use origins::AllowedOrigins;
+use deadline::body_deadline;
+use origins::{AllowedOrigins, behind_origin_check};
 use sessions::Place;
 
 /// Default for `--header-timeout-ms`: a browser sends a request's headers in one
@@ -95,6 +96,8 @@ pub(crate) struct HttpSettings {
     pub stall_timeout: Option<Duration>,
     /// The admin UI (`/admin/` and its namespace); `None`: off.
     pub admin: Option<crate::admin::AdminSettings>,
+    /// Web origins allowed to open Socket.IO connections.
+    pub allowed_origins: AllowedOrigins,
 }
 
 /// Serves HTTP and Socket.IO on `listener` until `shutdown` is cancelled, then disconnects
@@ -140,7 +143,7 @@ pub(crate) async fn serve(
         // Merged after the bundle's routes: socketioxide would claim every path under
         // /socket.io, the bundle's included.
         .merge(
-            behind_origin_check(endpoint, &lobby.limits().allowed_origins, lobby.refusals())
+            behind_origin_check(endpoint, &settings.allowed_origins, lobby.refusals())
                 .layer(middleware::map_request_with_state(
                     (settings.stall_timeout, lobby.refusals().clone()),
                     body_deadline,
@@ -268,7 +271,11 @@ impl Connection {
                         // Still answered: not refused.
                         if !matches!(request.uri().path(), "/healthz" | "/metrics") {
                             let who = Who::Peer(client);
-                            refusals.report(Protocol::SocketIo, who, why.reason(), why, false);
+                            refusals.report(
+                                Protocol::SocketIo,
+                                who,
+                                Refusal::new(why.reason(), why),
+                            );
                         }
                         app = refusal(proxied.operators.clone(), why);
                     }
@@ -305,8 +312,8 @@ impl Connection {
             Err(e) if e.is_timeout() && requests.load(Ordering::Relaxed) == 0 => {
                 let why = "request headers too slow";
                 let who = Who::Peer(peer);
-                self.refusals
-                    .report(Protocol::SocketIo, who, "header_timeout", why, true);
+                let refusal = Refusal::disconnecting("header_timeout", why);
+                self.refusals.report(Protocol::SocketIo, who, refusal);
             }
             Err(e) => tracing::debug!(%peer, "http connection ends: {e}"),
         }
@@ -361,128 +368,12 @@ impl AsyncWrite for Admitted {
     }
 }
 
-/// `endpoint` (the Socket.IO routes) behind the origin check and its CORS headers.
-fn behind_origin_check(
-    endpoint: Router<Lobby>,
-    origins: &AllowedOrigins,
-    refusals: &Refusals,
-) -> Router<Lobby> {
-    let allowed = if origins.is_restricted() {
-        AllowOrigin::list(
-            origins
-                .list()
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
-    } else {
-        AllowOrigin::any()
-    };
-    let cors = CorsLayer::new()
-        .allow_origin(allowed)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([CONTENT_TYPE]);
-    endpoint
-        .layer(middleware::from_fn_with_state(
-            (origins.clone(), refusals.clone()),
-            check_origin,
-        ))
-        .layer(cors)
-}
-
-/// Gives a Socket.IO request's body `limit` to arrive whole (a long-polling POST
-/// trickled to hold the connection and its buffer: slowloris).
-async fn body_deadline(
-    State((limit, refusals)): State<(Option<Duration>, Refusals)>,
-    request: axum::extract::Request,
-) -> axum::extract::Request {
-    let Some(limit) = limit else {
-        return request;
-    };
-    let who = peer_of(&request);
-    request.map(|body| {
-        axum::body::Body::new(Deadline {
-            body,
-            sleep: Box::pin(tokio::time::sleep(limit)),
-            limit,
-            expired: false,
-            refusals,
-            who,
-        })
-    })
-}
-
 /// Who sent `request`, as [`Connection::serve`] noted it.
 fn peer_of<B>(request: &axum::http::Request<B>) -> Who {
     match request.extensions().get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(peer)) => Who::Peer(*peer),
         None => Who::Unknown,
     }
-}
-
-/// A request body that fails once its deadline has passed before its end.
-struct Deadline {
-    body: axum::body::Body,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    limit: Duration,
-    expired: bool,
-    refusals: Refusals,
-    who: Who,
-}
-
-/// Why a request body was cut off.
-#[derive(Debug, thiserror::Error)]
-#[error("request body incomplete after {} ms", limit.as_millis())]
-pub(crate) struct BodyStalled {
-    limit: Duration,
-}
-
-impl HttpBody for Deadline {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.get_mut();
-        if this.expired {
-            return Poll::Ready(None);
-        }
-        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
-            return Poll::Ready(frame);
-        }
-        if this.sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        this.expired = true;
-        let why = BodyStalled { limit: this.limit };
-        this.refusals
-            .report(Protocol::SocketIo, this.who, "stall", &why, true);
-        Poll::Ready(Some(Err(axum::Error::new(why))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.expired || self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// Refuses a Socket.IO request from an origin that is not allowed, with HTTP 403.
-async fn check_origin(
-    State((origins, refusals)): State<(AllowedOrigins, Refusals)>,
-    request: axum::extract::Request,
-    next: Next,
-) -> Response {
-    let origin = request.headers().get(ORIGIN);
-    if origins.allows_header(origin) {
-        return next.run(request).await;
-    }
-    let why = format_args!("origin not allowed: {origin:?}");
-    refusals.report(Protocol::SocketIo, peer_of(&request), "origin", why, false);
-    (StatusCode::FORBIDDEN, "origin not allowed\n").into_response()
 }
 
 async fn metrics() -> Response {
@@ -512,4 +403,57 @@ async fn healthz(State(lobby): State<Lobby>) -> Json<serde_json::Value> {
         health["redis"] = json!(if available { "ok" } else { "unavailable" });
     }
     Json(health)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lobby::Limits;
+    use crate::net::outbox::QueueOutbox;
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::http::HeaderValue;
+    use axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN;
+
+    const WITHIN: Duration = Duration::from_secs(5);
+
+    /// `app`'s answer to `request`, with its body as text.
+    pub(super) async fn answer(app: Router, request: Request) -> (StatusCode, HeaderValue, String) {
+        let response = tokio::time::timeout(WITHIN, app.oneshot(request))
+            .await
+            .expect("answered")
+            .unwrap();
+        let status = response.status();
+        let allowed = response
+            .headers()
+            .get(ACCESS_CONTROL_ALLOW_ORIGIN)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("none"));
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, allowed, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn healthz_counts_named_members_and_every_connection() {
+        let lobby = Lobby::new(Limits::default());
+        // A TCP text client is a member from its connection on; a Socket.IO socket only
+        // from its newUser.
+        let (guest, _inbox) = QueueOutbox::new(16);
+        let _guest = lobby.join(Protocol::TcpText, guest, None).unwrap();
+        let (socket, _socket_inbox) = QueueOutbox::new(16);
+        let _socket = lobby.join(Protocol::SocketIo, socket, None).unwrap();
+        let app = Router::new()
+            .route("/healthz", get(healthz))
+            .with_state(lobby);
+        let request = Request::get("/healthz").body(Body::empty()).unwrap();
+        let (status, _, body) = answer(app, request).await;
+        assert_eq!(status, StatusCode::OK);
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            health,
+            json!({"status": "ok", "members": 1, "connections": 2})
+        );
+    }
 }

@@ -28,7 +28,7 @@ use serde_json::json;
 use crate::locks::lock;
 use crate::net::admission::{Admission, AdmissionRefusal, Permit};
 use crate::protocol::Protocol;
-use crate::refusals::{Refusals, Who};
+use crate::refusals::{Refusal, Refusals, Who};
 
 /// A place under the connection limits that can move: an HTTP connection's (in every
 /// request's extensions) or an Engine.IO session's (in its handshake's extensions).
@@ -117,13 +117,8 @@ pub(crate) async fn hold_places(
         (None, Some(peer)) => match admission.admit(peer.ip()) {
             Ok(permit) => Ok(permit),
             Err(why) => {
-                refusals.report(
-                    Protocol::SocketIo,
-                    Who::Peer(peer),
-                    why.reason(),
-                    why,
-                    false,
-                );
+                let refusal = Refusal::new(why.reason(), why);
+                refusals.report(Protocol::SocketIo, Who::Peer(peer), refusal);
                 let body = json!({ "error": why.to_string() });
                 return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
             }

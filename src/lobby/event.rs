@@ -81,6 +81,12 @@ impl Delivery {
         self.for_page.get_or_init(|| encode(&self.event)).clone()
     }
 
+    /// The length of the event's Socket.IO packet, once a receiver has encoded it (0
+    /// before).
+    pub(crate) fn socketio_len(&self) -> usize {
+        self.socketio.get().map_or(0, EncodedPacket::len)
+    }
+
     /// The event as a Socket.IO packet: `encode` runs once per delivery (with the
     /// history id of its line, if it was stored), every other receiver shares it.
     pub(crate) fn socketio_packet(

@@ -8,10 +8,11 @@ use super::backlog::{Slow, SlowRule};
 use super::event::{Delivery, Event, Outbox, OutboxRefusal};
 use super::table::Entry;
 use super::table::Table;
+use super::tap::Tap;
 use crate::chat::Someone;
 use crate::log::StoredLine;
 use crate::protocol::Protocol;
-use crate::telemetry::LobbyMetrics;
+use crate::telemetry::{LobbyMetrics, TRAFFIC};
 
 /// One event of a batch on its way to every member.
 pub(crate) struct Outgoing {
@@ -73,14 +74,19 @@ impl Outgoing {
 pub(super) fn fan_out(
     members: &mut Table,
     metrics: &LobbyMetrics,
+    tap: &Tap,
     rule: &SlowRule,
     mut batch: Vec<Outgoing>,
     slow_leave: &mut dyn FnMut(Outgoing) -> Option<Outgoing>,
 ) -> Vec<Arc<dyn Outbox>> {
     let mut cut = Vec::new();
     while !batch.is_empty() {
+        tap.sent(batch.iter().map(|out| (&out.delivery, out.from)));
         let mut slow = Vec::new();
         let mut sent = [0; Protocol::ALL.len()];
+        // Socket.IO's packets are encoded here, once per delivery (the others' by each
+        // connection's writer, which counts their bytes).
+        let mut socketio_bytes = 0;
         let now = Instant::now();
         for (&id, entry) in members.iter_mut() {
             let queued = entry.outbox.queued();
@@ -103,6 +109,9 @@ pub(super) fn fan_out(
                 match entry.outbox.offer(&out.delivery) {
                     Ok(()) => {
                         sent[entry.protocol.index()] += 1;
+                        if entry.protocol == Protocol::SocketIo {
+                            socketio_bytes += out.delivery.socketio_len();
+                        }
                         offered += 1;
                         entry.backlog.add(out.delivery.weight());
                     }
@@ -125,6 +134,8 @@ pub(super) fn fan_out(
         for (protocol, count) in sent.into_iter().enumerate() {
             metrics.lines_out[protocol].increment(count);
         }
+        TRAFFIC.queued(sent.iter().sum());
+        TRAFFIC.sent_bytes(socketio_bytes as u64);
         // The leaves of the slow members go out as the next batch (which may find more).
         batch = Vec::new();
         for (id, why) in slow {
@@ -258,6 +269,7 @@ mod tests {
         let cut = fan_out(
             &mut members,
             &LobbyMetrics::new(),
+            &Tap::default(),
             &SlowRule::default(),
             batch,
             &mut Some,
@@ -327,8 +339,25 @@ mod tests {
             ]
         };
         let metrics = LobbyMetrics::new();
-        assert!(fan_out(&mut members, &metrics, &rule, batch(), &mut Some).is_empty());
-        let cut = fan_out(&mut members, &metrics, &rule, batch(), &mut Some);
+        assert!(
+            fan_out(
+                &mut members,
+                &metrics,
+                &Tap::default(),
+                &rule,
+                batch(),
+                &mut Some
+            )
+            .is_empty()
+        );
+        let cut = fan_out(
+            &mut members,
+            &metrics,
+            &Tap::default(),
+            &rule,
+            batch(),
+            &mut Some,
+        );
 
         assert_eq!(cut.len(), 1);
         assert_eq!(members.len(), 1);

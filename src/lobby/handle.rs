@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::churn::{Churn, LogLine};
@@ -22,6 +22,7 @@ use super::rate::Bucket;
 use super::rooms::{Rooms, Seat};
 use super::roster::Listed;
 use super::table::{Entry, Table};
+use super::tap::{Tap, Tapped};
 use crate::chat::Someone;
 use crate::log::{
     self, AppendRefusal, Broker, BrokerHandler, Committed, NewLine, Present, Queued, Store,
@@ -56,6 +57,8 @@ pub(super) struct Inner {
     pub(super) refusals: Refusals,
     /// Every client address's joins, and the folding of join and leave log lines.
     pub(super) churn: Churn,
+    /// The admin UI's development mode's view of the traffic ([`super::tap`]).
+    pub(super) tap: Tap,
 }
 
 impl Inner {
@@ -70,6 +73,7 @@ impl Inner {
             metrics: LobbyMetrics::new(),
             broker,
             presence: watch::Sender::new(0),
+            tap: Tap::default(),
         }
     }
 }
@@ -203,6 +207,7 @@ impl Lobby {
         fan_out(
             members,
             &self.inner.metrics,
+            &self.inner.tap,
             &self.inner.limits.slow,
             batch,
             &mut |leave| broker.slow_leave(leave),
@@ -382,6 +387,22 @@ impl Lobby {
         self.lock().len()
     }
 
+    /// Opens the lobby's tap ([`super::tap`]) into a queue of `capacity` (once: later
+    /// calls get `None`); it stays off until [`Lobby::tap_on`].
+    pub(crate) fn tap(&self, capacity: usize) -> Option<mpsc::Receiver<Tapped>> {
+        self.inner.tap.open(capacity)
+    }
+
+    /// Turns the tap on (an admin watches) or off.
+    pub(crate) fn tap_on(&self, on: bool) {
+        self.inner.tap.turn(on);
+    }
+
+    /// What the tap dropped so far, its queue full.
+    pub(crate) fn tap_dropped(&self) -> u64 {
+        self.inner.tap.dropped()
+    }
+
     /// Refuses a chat line over the length limit.
     pub(super) fn check_message(&self, text: &str) -> Result<(), LobbyError> {
         let max = self.inner.limits.max_message_chars;
@@ -520,13 +541,11 @@ impl Lobby {
     pub(super) fn refuse_seat(&self, id: u64, seat: &dyn Seat, why: RoomError) {
         let why = LobbyError::Room(why);
         let who = crate::refusals::Who::Member(id, None);
-        self.inner.refusals.report(
+        let (protocol, refusal) = (
             crate::protocol::Protocol::SocketIo,
-            who,
-            why.reason(),
-            &why,
-            false,
+            crate::refusals::Refusal::new(why.reason(), &why),
         );
+        self.inner.refusals.report(protocol, who, refusal);
         if let LobbyError::Room(room) = &why {
             seat.refused(room);
         }

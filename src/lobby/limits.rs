@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use crate::http::origins::AllowedOrigins;
 use crate::lobby::backlog::SlowRule;
 use crate::lobby::churn::JoinLimit;
 use crate::lobby::rate::RateLimit;
@@ -24,13 +23,6 @@ pub(crate) const DEFAULT_MAX_ROOM_NAME_CHARS: usize = 64;
 /// event weighs ([`crate::lobby::Delivery::weight`]), so the rule decides first.
 pub(crate) const DEFAULT_OUTBOX_MESSAGES: usize = 16_384;
 
-/// Default for [`Limits::max_ws_message_bytes`]: a chat frame is a few hundred bytes;
-/// 64 KiB leaves room for any legitimate one.
-pub(crate) const DEFAULT_MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
-
-/// Default for [`Limits::max_json_object_bytes`], as for WebSocket messages.
-pub(crate) const DEFAULT_MAX_JSON_OBJECT_BYTES: usize = 64 * 1024;
-
 /// Every limit on what members send and on what is kept for them. Shared by all
 /// protocols through [`Lobby::limits`].
 #[derive(Debug, Clone)]
@@ -46,16 +38,10 @@ pub(crate) struct Limits {
     pub(crate) outbox_messages: usize,
     /// When a member is cut off as a slow consumer: by bytes pending and time behind.
     pub(crate) slow: SlowRule,
-    /// Largest WebSocket message (and frame) on the plain WebSocket listener, in bytes.
-    pub(crate) max_ws_message_bytes: usize,
-    /// Largest JSON object on the TCP JSON listener, in bytes.
-    pub(crate) max_json_object_bytes: usize,
     /// The message rate each member is held to (see [`crate::rate`]).
     pub(crate) rate: RateLimit,
     /// The joins and renames each client address may make (see [`crate::lobby::churn`]).
     pub(crate) joins: JoinLimit,
-    /// Web origins allowed to open Socket.IO and WebSocket connections.
-    pub(crate) allowed_origins: AllowedOrigins,
     /// Chat lines (at most) waiting for their commit to the history; past it, lines are
     /// refused with [`LobbyError::Busy`].
     pub(crate) history_queue_lines: usize,
@@ -75,11 +61,8 @@ impl Default for Limits {
             max_room_name_chars: DEFAULT_MAX_ROOM_NAME_CHARS,
             outbox_messages: DEFAULT_OUTBOX_MESSAGES,
             slow: SlowRule::default(),
-            max_ws_message_bytes: DEFAULT_MAX_WS_MESSAGE_BYTES,
-            max_json_object_bytes: DEFAULT_MAX_JSON_OBJECT_BYTES,
             rate: RateLimit::default(),
             joins: JoinLimit::default(),
-            allowed_origins: AllowedOrigins::default(),
             history_queue_lines: log::DEFAULT_HISTORY_QUEUE_LINES,
             replay_lines: 0,
             log_fold: Duration::from_secs(crate::refusals::DEFAULT_LOG_FOLD_SECS),

@@ -26,6 +26,12 @@ impl Member {
         self.lobby.refusals()
     }
 
+    /// Hands the lobby's tap ([`super::tap`]) a request the member sent, `args()`
+    /// (`[event, ...args]`) made only if it is on.
+    pub(crate) fn tap_received(&self, args: impl FnOnce() -> serde_json::Value) {
+        self.lobby.inner.tap.received(self.id, args);
+    }
+
     /// Names (or renames) the member and announces its join under the name it is given
     /// to everyone, the member included. Returns the name given.
     #[cfg(test)]

@@ -37,8 +37,9 @@
 //! [`member`] (what a connection may ask of the lobby), [`event`] (what members
 //! receive), [`fanout`] (delivery in order, replay, slow consumers), [`table`] (the
 //! members and their entries), [`presence`] (who is here, as the APIs write it), [`up`]
-//! (the way up from the broker), [`names`], [`rooms`], [`rate`], [`churn`], [`limits`],
-//! [`error`] (a leaf: why a request was refused). No module of the lobby imports one
+//! (the way up from the broker), [`tap`] (the admin UI's development mode's view of the
+//! traffic), [`names`], [`rooms`], [`rate`], [`churn`], [`limits`], [`error`] (a leaf:
+//! why a request was refused). No module of the lobby imports one
 //! that imports it back.
 
 pub(crate) mod backlog;
@@ -57,6 +58,7 @@ pub(crate) mod rate;
 pub(crate) mod rooms;
 pub(crate) mod roster;
 mod table;
+pub(crate) mod tap;
 mod up;
 
 pub use error::{LobbyError, RoomError};

@@ -20,7 +20,7 @@ use super::outbox::{Ending, Inbox, QueueOutbox};
 use super::proxy::{ProxyHeaderError, read_proxy_header};
 use crate::lobby::{Lobby, LobbyError, Member};
 use crate::protocol::Protocol;
-use crate::refusals::{Refusals, Who};
+use crate::refusals::{Refusal, Refusals, Who};
 
 /// Pause after a failed `accept` (out of file descriptors, mostly): retrying at once
 /// would spin while nothing can change.
@@ -53,7 +53,7 @@ impl Served {
             Ok(member) => Ok((member, inbox)),
             Err(why) => {
                 let refusals = self.lobby.refusals();
-                refusals.report(protocol, Who::Peer(peer), why.reason(), &why, false);
+                refusals.report(protocol, Who::Peer(peer), Refusal::new(why.reason(), &why));
                 Err(why)
             }
         }
@@ -98,12 +98,16 @@ where
                     // The proxy's own connection (a health check).
                     Ok(None) => {}
                     Err(why) => {
-                        refusals.report(protocol, Who::Peer(peer), "proxy_header", why, false);
+                        refusals.report(
+                            protocol,
+                            Who::Peer(peer),
+                            Refusal::new("proxy_header", why),
+                        );
                         return;
                     }
                 }
                 if let Err(why) = permit.count_for(peer.ip()) {
-                    refusals.report(protocol, Who::Peer(peer), why.reason(), why, false);
+                    refusals.report(protocol, Who::Peer(peer), Refusal::new(why.reason(), why));
                     drop(permit);
                     return refuse(stream, peer, why).await;
                 }
@@ -186,7 +190,7 @@ where
                             tasks.spawn(connection(stream, peer, permit));
                         }
                         Err(why) => {
-                            refusals.report(protocol, Who::Peer(peer), why.reason(), why, false);
+                            refusals.report(protocol, Who::Peer(peer), Refusal::new(why.reason(), why));
                             tasks.spawn(refuse(stream, peer, why));
                         }
                     }

@@ -63,6 +63,7 @@ pub(crate) async fn write_delivery(
     let bytes = delivery.encoded(protocol, encode);
     writer.write_all(&bytes).await.map_err(|_| "write failed")?;
     telemetry::bytes_out(protocol, bytes.len());
+    telemetry::TRAFFIC.sent_bytes(bytes.len() as u64);
     Ok(())
 }
 

@@ -19,33 +19,42 @@
 //! anything else in it is part of the line, so no client can speak as another.
 //!
 //! Errors: malformed JSON, a value that is not a command object, an unknown `type`, an
-//! object over [`Limits::max_json_object_bytes`], no CONNECT within
+//! object over `--max-json-object-bytes`, no CONNECT within
 //! [`Timeouts::connect`], an object left incomplete for [`Timeouts::stall`] from its
 //! first byte, too many commands refused for the rate in a row, or a connection over the
 //! connection limits (`crate::net::admission`): the client gets one line `error: <why>` and
 //! is disconnected. A CHAT before CONNECT, a line over the length limit or a command over
 //! the member's message rate: `error: <why>` and the connection stays.
 //!
-//! [`Limits::max_json_object_bytes`]: crate::lobby::Limits::max_json_object_bytes
 //! [`Timeouts::connect`]: crate::net::Timeouts::connect
 //! [`Timeouts::stall`]: crate::net::Timeouts::stall
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use crate::lobby::names::NameTaken;
-use crate::lobby::{Event, LobbyError, Member};
+use crate::lobby::{Delivery, Event, LobbyError, Member};
 use crate::net::accept::{Served, close_telling, close_with_error};
 use crate::net::outbox::{until_stopped, write_delivery};
-use crate::net::until;
+use crate::net::{Timeouts, until};
 use crate::protocol::Protocol;
-use crate::refusals::Who;
+use crate::refusals::{Refusal, Refusals, Who};
+use crate::telemetry;
+
+/// Default for `--max-json-object-bytes`, the largest object a client may send: as for
+/// WebSocket messages (`crate::protocols::websocket::DEFAULT_MAX_WS_MESSAGE_BYTES`).
+pub(crate) const DEFAULT_MAX_JSON_OBJECT_BYTES: usize = 64 * 1024;
 
 /// Bytes asked of the socket per read.
 const READ_BYTES: usize = 4096;
@@ -57,6 +66,17 @@ pub enum Command {
     Connect(String),
     /// `{"type":"CHAT","content":"<name> : <line>"}`
     Chat(String),
+}
+
+impl Command {
+    /// The object the client sent, as the admin UI's `event_received` shows it.
+    fn as_sent(&self) -> serde_json::Value {
+        let (kind, content) = match self {
+            Command::Connect(name) => ("CONNECT", name),
+            Command::Chat(content) => ("CHAT", content),
+        };
+        serde_json::json!({ "type": kind, "content": content })
+    }
 }
 
 /// Why the stream of a client cannot be read on; the text is its error line.
@@ -220,8 +240,14 @@ fn line_of<'a>(content: &'a str, typed_name: &str, stored_name: &str) -> &'a str
         .unwrap_or(content)
 }
 
-/// Serves one client until it leaves, is cut off, or the server shuts down.
-pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
+/// Serves one client until it leaves, is cut off, or the server shuts down; an object
+/// over `max_object_bytes` (`--max-json-object-bytes`) ends the connection.
+pub(crate) async fn client(
+    stream: TcpStream,
+    peer: SocketAddr,
+    served: Served,
+    max_object_bytes: usize,
+) {
     let (member, mut inbox) = match served.join(Protocol::TcpJson, peer) {
         Ok(joined) => joined,
         // Not announced on connect: its joins are its CONNECTs, refused one by one.
@@ -232,83 +258,150 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         timeouts,
         shutdown,
     } = served;
-    let (mut reader, mut writer) = stream.into_split();
-    let mut commands = Commands::new(lobby.limits().max_json_object_bytes);
-    // Holds at most one object over the limit, and one read more.
-    let mut buf = BytesMut::new();
-    // The name as the client typed it, and as the lobby stored it.
-    let mut names: Option<(String, String)> = None;
-    let connect_deadline = timeouts.connect.map(|connect| Instant::now() + connect);
-    // When the incomplete object at the start of `buf` must be complete.
-    let mut stall_deadline = None;
-
-    let ending = until_stopped(&shutdown, &inbox.cut, async {
-        let fatal = loop {
-            tokio::select! {
-                delivery = inbox.queue.recv() => {
-                    if let Err(stop) = write_delivery(&mut writer, delivery, Protocol::TcpJson, encode).await {
-                        return Ok(stop);
-                    }
-                }
-                () = until(connect_deadline), if names.is_none() => {
-                    break StreamError::ConnectTimeout { ms: millis(timeouts.connect) };
-                }
-                () = until(stall_deadline) => {
-                    break StreamError::Stalled { ms: millis(timeouts.stall) };
-                }
-                read = reader.read_buf(reserve(&mut buf)) => {
-                    match read {
-                        Ok(0) => return Ok("closed by the client"),
-                        Ok(_) => {}
-                        Err(_) => return Ok("read failed"),
-                    }
-                    let mut decoded = false;
-                    let error = loop {
-                        match commands.decode(&mut buf) {
-                            Ok(None) => break None,
-                            Ok(Some(command)) => {
-                                decoded = true;
-                                let why = match handle(&member, &mut names, command) {
-                                    Ok(None) => continue,
-                                    Ok(Some(taken)) => {
-                                        if writer.write_all(format!("error: {taken}\n").as_bytes()).await.is_err() {
-                                            return Ok("write failed");
-                                        }
-                                        continue;
-                                    }
-                                    Err(why) => why,
-                                };
-                                if why.disconnects() {
-                                    break Some(StreamError::Flooding(why));
-                                }
-                                let who = Who::Member(member.id(), Some(peer));
-                                lobby.refusals().report(Protocol::TcpJson, who, why.reason(), &why, false);
-                                if writer.write_all(format!("error: {why}\n").as_bytes()).await.is_err() {
-                                    return Ok("write failed");
-                                }
-                            }
-                            Err(why) => break Some(why),
-                        }
-                    };
-                    if let Some(why) = error {
-                        break why;
-                    }
-                    stall_deadline = match stall_deadline {
-                        _ if buf.is_empty() => None,
-                        Some(deadline) if !decoded => Some(deadline),
-                        _ => timeouts.stall.map(|stall| Instant::now() + stall),
-                    };
-                }
-            }
-        };
-        let who = Who::Member(member.id(), Some(peer));
-        lobby.refusals().report(Protocol::TcpJson, who, fatal.reason(), &fatal, true);
-        Err(fatal.to_string())
-    })
-    .await;
+    let (reader, writer) = stream.into_split();
+    let mut connection = Connection {
+        peer,
+        refusals: lobby.refusals().clone(),
+        timeouts,
+        reader,
+        writer,
+        commands: Commands::new(max_object_bytes),
+        buf: BytesMut::new(),
+        names: None,
+        connect_deadline: timeouts.connect.map(|connect| Instant::now() + connect),
+        stall_deadline: None,
+        member,
+    };
+    let work = connection.run(&mut inbox.queue);
+    let ending = until_stopped(&shutdown, &inbox.cut, work).await;
+    let Connection {
+        member,
+        reader,
+        writer,
+        ..
+    } = connection;
     tracing::debug!(%peer, member = member.id(), "tcp-json connection ends: {}", ending.reason());
     drop(member);
     close_telling(reader, writer, peer, ending).await;
+}
+
+/// How a connection's own work ends: closed, for a reason (`Ok`), or refused with an
+/// error line (`Err`).
+type Ended = Result<&'static str, String>;
+
+/// One client's connection, as its task serves it.
+struct Connection {
+    member: Member,
+    peer: SocketAddr,
+    refusals: Refusals,
+    timeouts: Timeouts,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    commands: Commands,
+    /// Holds at most one object over the limit, and one read more.
+    buf: BytesMut,
+    /// The name as the client typed it, and as the lobby stored it.
+    names: Option<(String, String)>,
+    /// When the client must have sent CONNECT.
+    connect_deadline: Option<Instant>,
+    /// When the incomplete object at the start of `buf` must be complete.
+    stall_deadline: Option<Instant>,
+}
+
+impl Connection {
+    /// Writes out what the lobby sends and carries out what the client sends, until
+    /// either side ends.
+    async fn run(&mut self, queue: &mut mpsc::Receiver<Arc<Delivery>>) -> Ended {
+        loop {
+            let next = tokio::select! {
+                delivery = queue.recv() => self.deliver(delivery).await,
+                () = until(self.connect_deadline), if self.names.is_none() => {
+                    self.fatal(StreamError::ConnectTimeout { ms: millis(self.timeouts.connect) })
+                }
+                () = until(self.stall_deadline) => {
+                    self.fatal(StreamError::Stalled { ms: millis(self.timeouts.stall) })
+                }
+                read = self.reader.read_buf(reserve(&mut self.buf)) => self.on_read(read).await,
+            };
+            if let ControlFlow::Break(ended) = next {
+                return ended;
+            }
+        }
+    }
+
+    /// Writes a delivery out.
+    async fn deliver(&mut self, delivery: Option<Arc<Delivery>>) -> ControlFlow<Ended> {
+        match write_delivery(&mut self.writer, delivery, Protocol::TcpJson, encode).await {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(stop) => ControlFlow::Break(Ok(stop)),
+        }
+    }
+
+    /// Carries out every command a read completed.
+    async fn on_read(&mut self, read: std::io::Result<usize>) -> ControlFlow<Ended> {
+        match read {
+            Ok(0) => return ControlFlow::Break(Ok("closed by the client")),
+            Ok(read) => telemetry::TRAFFIC.received_bytes(read),
+            Err(_) => return ControlFlow::Break(Ok("read failed")),
+        }
+        let mut decoded = false;
+        loop {
+            match self.commands.decode(&mut self.buf) {
+                Ok(None) => break,
+                Ok(Some(command)) => {
+                    decoded = true;
+                    self.on_command(command).await?;
+                }
+                Err(why) => return self.fatal(why),
+            }
+        }
+        self.stall_deadline = match self.stall_deadline {
+            _ if self.buf.is_empty() => None,
+            Some(deadline) if !decoded => Some(deadline),
+            _ => self.timeouts.stall.map(|stall| Instant::now() + stall),
+        };
+        ControlFlow::Continue(())
+    }
+
+    /// Carries out one command; tells the client what it must know of it.
+    async fn on_command(&mut self, command: Command) -> ControlFlow<Ended> {
+        telemetry::TRAFFIC.received_packets(1);
+        self.member
+            .tap_received(|| serde_json::json!(["message", command.as_sent()]));
+        let why = match handle(&self.member, &mut self.names, command) {
+            Ok(None) => return ControlFlow::Continue(()),
+            Ok(Some(taken)) => return self.tell(&taken).await,
+            Err(why) => why,
+        };
+        if why.disconnects() {
+            return self.fatal(StreamError::Flooding(why));
+        }
+        self.refuse(Refusal::new(why.reason(), &why));
+        self.tell(&why).await
+    }
+
+    /// Sends the client one line `error: <why>`.
+    async fn tell(&mut self, why: &impl fmt::Display) -> ControlFlow<Ended> {
+        match self
+            .writer
+            .write_all(format!("error: {why}\n").as_bytes())
+            .await
+        {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(Ok("write failed")),
+        }
+    }
+
+    /// Ends the connection for `fatal`, the client's last line.
+    fn fatal(&self, fatal: StreamError) -> ControlFlow<Ended> {
+        self.refuse(Refusal::disconnecting(fatal.reason(), &fatal));
+        ControlFlow::Break(Err(fatal.to_string()))
+    }
+
+    fn refuse(&self, refusal: Refusal<impl fmt::Display>) {
+        let who = Who::Member(self.member.id(), Some(self.peer));
+        self.refusals.report(Protocol::TcpJson, who, refusal);
+    }
 }
 
 /// `buf`, with room for one more read.

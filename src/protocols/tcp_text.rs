@@ -25,20 +25,26 @@
 //! [`Timeouts::stall`]: crate::net::Timeouts::stall
 //! [`Limits::max_message_chars`]: crate::lobby::Limits::max_message_chars
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncReadExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::lobby::{Event, LobbyError};
+use crate::lobby::{Delivery, Event, LobbyError, Member};
 use crate::net::accept::{Served, close_telling, close_with_error};
 use crate::net::outbox::{until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
-use crate::refusals::Who;
+use crate::refusals::{Refusal, Refusals, Who};
+use crate::telemetry;
 
 /// A lobby event as a TCP text client sees it.
 pub fn encode(event: &Event) -> Bytes {
@@ -74,65 +80,142 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
         timeouts,
         shutdown,
     } = served;
-    let (mut reader, mut writer) = stream.into_split();
-    // Holds one chunk; `filled` bytes of it are read, a split character's start first.
-    let mut buf = vec![0; lobby.limits().max_message_chars.max(4)];
-    let mut filled = 0;
-    // When the split character at the start of `buf` must be complete.
-    let mut stall_deadline = None;
-
-    let ending = until_stopped(&shutdown, &inbox.cut, async {
-            loop {
-                tokio::select! {
-                    delivery = inbox.queue.recv() => {
-                        if let Err(stop) = write_delivery(&mut writer, delivery, Protocol::TcpText, encode).await {
-                            return Ok(stop);
-                        }
-                    }
-                    () = until(stall_deadline) => {
-                        let why = format!("incomplete UTF-8 character for {} ms", millis(timeouts.stall));
-                        lobby.refusals().report(Protocol::TcpText, Who::Member(member.id(), Some(peer)), "stall", &why, true);
-                        return Err(why);
-                    }
-                    read = reader.read(&mut buf[filled..]) => {
-                        match read {
-                            Ok(0) | Err(_) => return Ok("closed by the client"),
-                            Ok(n) => filled += n,
-                        }
-                        let ready = complete_prefix(&buf[..filled]);
-                        if ready > 0 {
-                            let chunk = Bytes::copy_from_slice(&buf[..ready]);
-                            buf.copy_within(ready..filled, 0);
-                            filled -= ready;
-                            if let Err(why) = member.say_chunk(chunk) {
-                                let disconnects = why.disconnects() || why == LobbyError::Gone;
-                                lobby.refusals().report(Protocol::TcpText, Who::Member(member.id(), Some(peer)), why.reason(), &why, disconnects);
-                                if disconnects {
-                                    return Err(why.to_string());
-                                }
-                                if let Err(e) = writer.write_all(format!("error: {why}\n").as_bytes()).await {
-                                    tracing::debug!(%peer, "cannot send the error line: {e}");
-                                    return Ok("write failed");
-                                }
-                            }
-                        }
-                        stall_deadline = match (filled, stall_deadline) {
-                            (0, _) => None,
-                            (_, Some(deadline)) if ready == 0 => Some(deadline),
-                            _ => timeouts.stall.map(|stall| Instant::now() + stall),
-                        };
-                    }
-                }
-            }
-        })
-    .await;
+    let (reader, writer) = stream.into_split();
+    let mut connection = Connection {
+        peer,
+        refusals: lobby.refusals().clone(),
+        stall: timeouts.stall,
+        reader,
+        writer,
+        buf: vec![0; lobby.limits().max_message_chars.max(4)],
+        filled: 0,
+        stall_deadline: None,
+        member,
+    };
+    let work = connection.run(&mut inbox.queue);
+    let ending = until_stopped(&shutdown, &inbox.cut, work).await;
+    let Connection {
+        member,
+        reader,
+        writer,
+        ..
+    } = connection;
     tracing::debug!(%peer, member = member.id(), "tcp-text connection ends: {}", ending.reason());
     drop(member);
     close_telling(reader, writer, peer, ending).await;
 }
 
+/// How a connection's own work ends: closed, for a reason (`Ok`), or refused with an
+/// error line (`Err`).
+type Ended = Result<&'static str, String>;
+
+/// One client's connection, as its task serves it.
+struct Connection {
+    member: Member,
+    peer: SocketAddr,
+    refusals: Refusals,
+    /// `--stall-timeout-ms`.
+    stall: Option<Duration>,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    /// Holds one chunk; `filled` bytes of it are read, a split character's start first.
+    buf: Vec<u8>,
+    filled: usize,
+    /// When the split character at the start of `buf` must be complete.
+    stall_deadline: Option<Instant>,
+}
+
+impl Connection {
+    /// Writes out what the lobby sends and relays what the client sends, until either
+    /// side ends.
+    async fn run(&mut self, queue: &mut mpsc::Receiver<Arc<Delivery>>) -> Ended {
+        loop {
+            let next = tokio::select! {
+                delivery = queue.recv() => self.deliver(delivery).await,
+                () = until(self.stall_deadline) => self.stalled(),
+                read = self.reader.read(&mut self.buf[self.filled..]) => self.on_read(read).await,
+            };
+            if let ControlFlow::Break(ended) = next {
+                return ended;
+            }
+        }
+    }
+
+    /// Writes a delivery out.
+    async fn deliver(&mut self, delivery: Option<Arc<Delivery>>) -> ControlFlow<Ended> {
+        match write_delivery(&mut self.writer, delivery, Protocol::TcpText, encode).await {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(stop) => ControlFlow::Break(Ok(stop)),
+        }
+    }
+
+    /// A split character stayed incomplete too long: the client is cut off.
+    fn stalled(&self) -> ControlFlow<Ended> {
+        let why = format!("incomplete UTF-8 character for {} ms", millis(self.stall));
+        self.refuse(Refusal::disconnecting("stall", &why));
+        ControlFlow::Break(Err(why))
+    }
+
+    /// Relays what a read completed, keeping a split character for the next read.
+    async fn on_read(&mut self, read: std::io::Result<usize>) -> ControlFlow<Ended> {
+        match read {
+            Ok(0) | Err(_) => return ControlFlow::Break(Ok("closed by the client")),
+            Ok(n) => {
+                self.filled += n;
+                telemetry::TRAFFIC.received_bytes(n);
+            }
+        }
+        let ready = complete_prefix(&self.buf[..self.filled]);
+        if ready > 0 {
+            let chunk = Bytes::copy_from_slice(&self.buf[..ready]);
+            self.buf.copy_within(ready..self.filled, 0);
+            self.filled -= ready;
+            self.say(chunk).await?;
+        }
+        self.stall_deadline = match (self.filled, self.stall_deadline) {
+            (0, _) => None,
+            (_, Some(deadline)) if ready == 0 => Some(deadline),
+            _ => self.stall.map(|stall| Instant::now() + stall),
+        };
+        ControlFlow::Continue(())
+    }
+
+    /// Says a chunk in the lobby; a refusal is told, or ends the connection.
+    async fn say(&mut self, chunk: Bytes) -> ControlFlow<Ended> {
+        telemetry::TRAFFIC.received_packets(1);
+        self.member
+            .tap_received(|| serde_json::json!(["message", String::from_utf8_lossy(&chunk)]));
+        let Err(why) = self.member.say_chunk(chunk) else {
+            return ControlFlow::Continue(());
+        };
+        let disconnects = why.disconnects() || why == LobbyError::Gone;
+        self.refuse(Refusal {
+            reason: why.reason(),
+            why: &why,
+            disconnects,
+        });
+        if disconnects {
+            return ControlFlow::Break(Err(why.to_string()));
+        }
+        if let Err(e) = self
+            .writer
+            .write_all(format!("error: {why}\n").as_bytes())
+            .await
+        {
+            tracing::debug!(peer = %self.peer, "cannot send the error line: {e}");
+            return ControlFlow::Break(Ok("write failed"));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn refuse(&self, refusal: Refusal<impl fmt::Display>) {
+        let who = Who::Member(self.member.id(), Some(self.peer));
+        self.refusals.report(Protocol::TcpText, who, refusal);
+    }
+}
+
 /// A time limit in milliseconds, for error lines.
-fn millis(limit: Option<std::time::Duration>) -> u128 {
+fn millis(limit: Option<Duration>) -> u128 {
     limit.map_or(0, |limit| limit.as_millis())
 }
 

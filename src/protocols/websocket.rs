@@ -23,25 +23,29 @@
 //! (cleaned like every name) becomes its name from then on, or the nearest free name
 //! when it is taken, which it keeps for as long as its lines claim the same name (told
 //! once, at the first of them). A message over
-//! [`Limits::max_ws_message_bytes`] closes the connection with code 1009; a handshake
+//! [`Policy::max_message_bytes`] (`--max-ws-message-bytes`) closes the connection with code 1009; a handshake
 //! that does not finish within `--header-timeout-ms` ([`Timeouts::header`]) is dropped
 //! and counted (`header_timeout`); an upgrade from an
 //! origin that `--allowed-origins` does not list gets HTTP 403 (see `crate::http::origins`);
 //! an upgrade over the connection limits gets HTTP 503 with the reason as its body (see
 //! `crate::net::admission`). A line over the member's message rate gets an `error` frame;
 //! too many in a row close the connection with code 1008 (policy) `too many messages`.
-//!
-//! [`Limits::max_ws_message_bytes`]: crate::lobby::Limits::max_ws_message_bytes
 
 use std::borrow::Cow;
+use std::fmt;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -49,14 +53,27 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::http::origins::AllowedOrigins;
-use crate::lobby::Event;
+use crate::lobby::{Delivery, Event, LobbyError, Member};
 use crate::net::accept::Served;
 use crate::net::admission::{AdmissionRefusal, REFUSAL_TIMEOUT};
 use crate::net::outbox::{Ending, until_stopped};
 use crate::net::until;
 use crate::protocol::Protocol;
-use crate::refusals::{Refusals, Who};
+use crate::refusals::{Refusal, Refusals, Who};
 use crate::telemetry;
+
+/// Default for [`Policy::max_message_bytes`]: a chat frame is a few hundred bytes;
+/// 64 KiB leaves room for any legitimate one.
+pub(crate) const DEFAULT_MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// What the plain WebSocket listener is handed of the settings: its own policies.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    /// Web origins allowed to upgrade (`--allowed-origins`).
+    pub(crate) allowed_origins: AllowedOrigins,
+    /// Largest message (and frame), in bytes (`--max-ws-message-bytes`).
+    pub(crate) max_message_bytes: usize,
+}
 
 /// How long a client that is being closed may take to read its close frame: a client
 /// that does not read cannot hold its connection open longer than this.
@@ -184,152 +201,42 @@ fn admit(
     let origin = request.headers().get("origin");
     if !origins.allows_header(origin) {
         let why = format_args!("origin not allowed: {origin:?}");
-        refusals.report(Protocol::WebSocket, Who::Peer(peer), "origin", why, false);
+        refusals.report(
+            Protocol::WebSocket,
+            Who::Peer(peer),
+            Refusal::new("origin", why),
+        );
         return refuse(StatusCode::FORBIDDEN, "origin not allowed");
     }
     Ok(response)
 }
 
 /// Serves one client until it leaves, is cut off, or the server shuts down.
-pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) {
-    let Served {
-        lobby,
-        timeouts,
-        shutdown,
-    } = &served;
-    let limits = lobby.limits();
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(limits.max_ws_message_bytes))
-        .max_frame_size(Some(limits.max_ws_message_bytes));
-    let origins = limits.allowed_origins.clone();
-    let refusals = lobby.refusals().clone();
-    let mut from_page = false;
-    // The signature is tungstenite's handshake callback's.
-    #[allow(clippy::result_large_err)]
-    let admit = |request: &Request, response| {
-        from_page = request.headers().contains_key("origin");
-        admit(&origins, &refusals, peer, request, response)
-    };
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, admit, Some(config));
-    let socket = tokio::select! {
-        () = shutdown.cancelled() => return,
-        () = until(timeouts.header.map(|header| Instant::now() + header)) => {
-            let why = "upgrade request too slow";
-            lobby.refusals().report(Protocol::WebSocket, Who::Peer(peer), "header_timeout", why, true);
-            return;
-        }
-        handshake = handshake => match handshake {
-            Ok(socket) => socket,
-            Err(e) => {
-                tracing::debug!(%peer, "websocket handshake failed: {e}");
-                return;
-            }
-        },
+pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served, policy: Policy) {
+    let Some((socket, from_page)) = handshake(stream, peer, &served, policy).await else {
+        return;
     };
     let (mut sink, mut frames) = socket.split();
     let (member, mut inbox) = match served.join(Protocol::WebSocket, peer) {
         Ok(joined) => joined,
-        Err(why) => {
-            // Its join is its connection: told why, then closed.
-            let reply = to_json(&Outgoing::Error {
-                msg: &why.to_string(),
-            });
-            let frame = CloseFrame {
-                code: CloseCode::Policy,
-                reason: Utf8Bytes::from_static("too many joins"),
-            };
-            let refusal = async {
-                sink.send(text_frame(reply)).await?;
-                sink.send(Message::Close(Some(frame))).await
-            };
-            match tokio::time::timeout(CLOSE_TIMEOUT, refusal).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%peer, "cannot refuse the join: {e}"),
-                Err(_) => tracing::debug!(%peer, "join refusal not taken in time"),
-            }
-            return;
-        }
+        Err(why) => return refuse_join(&mut sink, peer, &why).await,
     };
-
-    let ending = until_stopped(shutdown, &inbox.cut, async {
-            loop {
-                tokio::select! {
-                    delivery = inbox.queue.recv() => {
-                        let delivery = delivery?;
-                        // Everything already queued goes out with one flush.
-                        let mut next = Some(delivery);
-                        while let Some(delivery) = next {
-                            let json = if from_page {
-                                delivery.encoded_for_page(encode_for_page)
-                            } else {
-                                delivery.encoded(Protocol::WebSocket, encode)
-                            };
-                            telemetry::bytes_out(Protocol::WebSocket, json.len());
-                            if sink.feed(text_frame(json)).await.is_err() {
-                                return None;
-                            }
-                            next = inbox.queue.try_recv().ok();
-                        }
-                        if sink.flush().await.is_err() {
-                            return None;
-                        }
-                    }
-                    frame = frames.next() => {
-                        let refusal = match frame {
-                            None | Some(Ok(Message::Close(_))) => return None,
-                            Some(Err(WsError::Capacity(e))) => {
-                                let who = Who::Member(member.id(), Some(peer));
-                                lobby.refusals().report(Protocol::WebSocket, who, "too_large", e, true);
-                                return Some((CloseCode::Size, "message too big"));
-                            }
-                            Some(Err(e)) => {
-                                tracing::debug!(%peer, "websocket read failed: {e}");
-                                return None;
-                            }
-                            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Line>(&text) {
-                                Ok(line) => match member.say_as(&line.name, &line.msg) {
-                                    Ok(None) => None,
-                                    Ok(Some(taken)) => {
-                                        let notice = to_json(&Outgoing::Error { msg: &taken.to_string() });
-                                        if sink.send(text_frame(notice)).await.is_err() {
-                                            return None;
-                                        }
-                                        None
-                                    }
-                                    Err(e) if e.disconnects() => {
-                                        let who = Who::Member(member.id(), Some(peer));
-                                        lobby.refusals().report(Protocol::WebSocket, who, e.reason(), &e, true);
-                                        let reply = to_json(&Outgoing::Error { msg: &e.to_string() });
-                                        if sink.send(text_frame(reply)).await.is_err() {
-                                            return None;
-                                        }
-                                        return Some((CloseCode::Policy, "too many messages"));
-                                    }
-                                    Err(e) => Some((e.reason(), e.to_string())),
-                                },
-                                Err(_) => Some(("malformed", NOT_A_LINE.to_owned())),
-                            },
-                            Some(Ok(Message::Binary(_))) => Some(("malformed", NOT_A_LINE.to_owned())),
-                            Some(Ok(_)) => None, // ping and pong: tungstenite answers pings itself
-                        };
-                        if let Some((reason, why)) = refusal {
-                            let who = Who::Member(member.id(), Some(peer));
-                            lobby.refusals().report(Protocol::WebSocket, who, reason, &why, false);
-                            let reply = to_json(&Outgoing::Error { msg: &why });
-                            if sink.send(text_frame(reply)).await.is_err() {
-                                return None;
-                            }
-                        }
-                    }
-                }
-            }
-        })
-    .await;
-    let close: Option<(CloseCode, &str)> = match ending {
+    let mut connection = Connection {
+        member,
+        peer,
+        refusals: served.lobby.refusals().clone(),
+        from_page,
+        sink,
+    };
+    let work = connection.run(&mut frames, &mut inbox.queue);
+    let close = match until_stopped(&served.shutdown, &inbox.cut, work).await {
         Ending::Shutdown => Some((CloseCode::Away, "server shutting down")),
         Ending::CutOff => None,
         Ending::Ended(close) => close,
     };
+    let Connection {
+        member, mut sink, ..
+    } = connection;
     drop(member);
     if let Some((code, reason)) = close {
         let frame = CloseFrame {
@@ -343,6 +250,209 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
             Ok(Err(e)) => tracing::debug!(%peer, "cannot send the close frame: {e}"),
             Err(_) => tracing::debug!(%peer, "close frame not taken in time"),
         }
+    }
+}
+
+/// The upgrade of a connection, within `--header-timeout-ms`, and whether it came from a
+/// page (its request carried an `Origin`); `None`: refused, failed or shut down.
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    served: &Served,
+    policy: Policy,
+) -> Option<(WebSocketStream<TcpStream>, bool)> {
+    let Served {
+        lobby,
+        timeouts,
+        shutdown,
+    } = served;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(policy.max_message_bytes))
+        .max_frame_size(Some(policy.max_message_bytes));
+    let origins = policy.allowed_origins;
+    let refusals = lobby.refusals().clone();
+    let mut from_page = false;
+    // The signature is tungstenite's handshake callback's.
+    #[allow(clippy::result_large_err)]
+    let admit = |request: &Request, response| {
+        from_page = request.headers().contains_key("origin");
+        admit(&origins, &refusals, peer, request, response)
+    };
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, admit, Some(config));
+    let socket = tokio::select! {
+        () = shutdown.cancelled() => return None,
+        () = until(timeouts.header.map(|header| Instant::now() + header)) => {
+            let refusal = Refusal::disconnecting("header_timeout", "upgrade request too slow");
+            lobby.refusals().report(Protocol::WebSocket, Who::Peer(peer), refusal);
+            return None;
+        }
+        handshake = handshake => match handshake {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::debug!(%peer, "websocket handshake failed: {e}");
+                return None;
+            }
+        },
+    };
+    Some((socket, from_page))
+}
+
+/// Tells a client whose join was refused why, then closes its connection: its join is
+/// its connection.
+async fn refuse_join(sink: &mut Sink, peer: SocketAddr, why: &LobbyError) {
+    let reply = to_json(&Outgoing::Error {
+        msg: &why.to_string(),
+    });
+    let frame = CloseFrame {
+        code: CloseCode::Policy,
+        reason: Utf8Bytes::from_static("too many joins"),
+    };
+    let refusal = async {
+        sink.send(text_frame(reply)).await?;
+        sink.send(Message::Close(Some(frame))).await
+    };
+    match tokio::time::timeout(CLOSE_TIMEOUT, refusal).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%peer, "cannot refuse the join: {e}"),
+        Err(_) => tracing::debug!(%peer, "join refusal not taken in time"),
+    }
+}
+
+/// The sending half of a client's WebSocket.
+type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
+
+/// The receiving half of a client's WebSocket.
+type Frames = SplitStream<WebSocketStream<TcpStream>>;
+
+/// How a connection's own work ends: the close frame to send, if any.
+type Close = Option<(CloseCode, &'static str)>;
+
+/// One client's connection, once it is a member, as its task serves it.
+struct Connection {
+    member: Member,
+    peer: SocketAddr,
+    refusals: Refusals,
+    /// Its upgrade carried an `Origin`: frames are HTML-escaped (see the module doc).
+    from_page: bool,
+    sink: Sink,
+}
+
+impl Connection {
+    /// Writes out what the lobby sends and relays what the client sends, until either
+    /// side ends.
+    async fn run(
+        &mut self,
+        frames: &mut Frames,
+        queue: &mut mpsc::Receiver<Arc<Delivery>>,
+    ) -> Close {
+        loop {
+            let next = tokio::select! {
+                delivery = queue.recv() => self.deliver(delivery, queue).await,
+                frame = frames.next() => self.on_frame(frame).await,
+            };
+            if let ControlFlow::Break(close) = next {
+                return close;
+            }
+        }
+    }
+
+    /// Writes a delivery out, and everything queued behind it, with one flush.
+    async fn deliver(
+        &mut self,
+        delivery: Option<Arc<Delivery>>,
+        queue: &mut mpsc::Receiver<Arc<Delivery>>,
+    ) -> ControlFlow<Close> {
+        let Some(delivery) = delivery else {
+            return ControlFlow::Break(None);
+        };
+        let mut next = Some(delivery);
+        while let Some(delivery) = next {
+            let json = if self.from_page {
+                delivery.encoded_for_page(encode_for_page)
+            } else {
+                delivery.encoded(Protocol::WebSocket, encode)
+            };
+            telemetry::bytes_out(Protocol::WebSocket, json.len());
+            telemetry::TRAFFIC.sent_bytes(json.len() as u64);
+            if self.sink.feed(text_frame(json)).await.is_err() {
+                return ControlFlow::Break(None);
+            }
+            next = queue.try_recv().ok();
+        }
+        match self.sink.flush().await {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(None),
+        }
+    }
+
+    /// Carries out a frame from the client.
+    async fn on_frame(&mut self, frame: Option<Result<Message, WsError>>) -> ControlFlow<Close> {
+        let refusal = match frame {
+            None | Some(Ok(Message::Close(_))) => return ControlFlow::Break(None),
+            Some(Err(WsError::Capacity(e))) => {
+                self.refuse(Refusal::disconnecting("too_large", e));
+                return ControlFlow::Break(Some((CloseCode::Size, "message too big")));
+            }
+            Some(Err(e)) => {
+                tracing::debug!(peer = %self.peer, "websocket read failed: {e}");
+                return ControlFlow::Break(None);
+            }
+            Some(Ok(Message::Text(text))) => {
+                self.received(&text);
+                match serde_json::from_str::<Line>(&text) {
+                    Ok(line) => return self.say(line).await,
+                    Err(_) => Refusal::new("malformed", NOT_A_LINE.to_owned()),
+                }
+            }
+            Some(Ok(Message::Binary(binary))) => {
+                telemetry::TRAFFIC.received(binary.len());
+                Refusal::new("malformed", NOT_A_LINE.to_owned())
+            }
+            Some(Ok(_)) => return ControlFlow::Continue(()), // ping and pong: tungstenite answers pings itself
+        };
+        self.refuse(refusal.by_ref());
+        self.tell(&refusal.why).await
+    }
+
+    /// Counts a text frame the client sent and hands it to the admin UI's tap (its JSON,
+    /// or its text when it is not JSON).
+    fn received(&self, text: &str) {
+        telemetry::TRAFFIC.received(text.len());
+        self.member.tap_received(|| {
+            let sent = serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::from(text));
+            serde_json::json!(["message", sent])
+        });
+    }
+
+    /// Says a line in the lobby under the name it carries.
+    async fn say(&mut self, line: Line) -> ControlFlow<Close> {
+        match self.member.say_as(&line.name, &line.msg) {
+            Ok(None) => ControlFlow::Continue(()),
+            Ok(Some(taken)) => self.tell(&taken.to_string()).await,
+            Err(e) if e.disconnects() => {
+                self.refuse(Refusal::disconnecting(e.reason(), &e));
+                self.tell(&e.to_string()).await?;
+                ControlFlow::Break(Some((CloseCode::Policy, "too many messages")))
+            }
+            Err(e) => {
+                self.refuse(Refusal::new(e.reason(), &e));
+                self.tell(&e.to_string()).await
+            }
+        }
+    }
+
+    /// Sends the client an `error` frame.
+    async fn tell(&mut self, why: &str) -> ControlFlow<Close> {
+        let reply = to_json(&Outgoing::Error { msg: why });
+        match self.sink.send(text_frame(reply)).await {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(None),
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal<impl fmt::Display>) {
+        let who = Who::Member(self.member.id(), Some(self.peer));
+        self.refusals.report(Protocol::WebSocket, who, refusal);
     }
 }
 

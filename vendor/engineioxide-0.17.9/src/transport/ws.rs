@@ -103,10 +103,6 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
 /// Sends an open packet if it is not an upgrade from a polling request
 ///
 /// Read packets from the websocket and handle them, it will block until the connection is closed
-#[cfg_attr(
-    feature = "tracing",
-    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
-)]
 pub async fn on_init<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     conn: S,
@@ -122,7 +118,11 @@ where
         .max_message_size(Some(engine.config.ws_max_message_size))
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
-    let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
+    let ws_init = move || {
+        Box::pin(async move {
+            Box::new(WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config)).await)
+        })
+    };
     let (socket, ws) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
@@ -131,9 +131,11 @@ where
                 let mut ws = ws_init().await;
 
                 let upgrade_fut = upgrade_handshake::<H, S>(&socket, &mut ws);
-                match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
-                    .with_cancellation_token(&socket.cancellation_token)
-                    .await
+                match Box::pin(
+                    tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
+                        .with_cancellation_token(&socket.cancellation_token),
+                )
+                .await
                 {
                     Some(Ok(res)) => res?,
                     Some(Err(_)) => {
@@ -158,13 +160,13 @@ where
         tracing::debug!("new websocket connection");
 
         let mut ws = ws_init().await;
-        init_handshake(socket.id, &mut ws, &engine.config).await?;
+        Box::pin(init_handshake(socket.id, &mut ws, &engine.config)).await?;
         socket
             .clone()
             .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
         (socket, ws)
     };
-    let (tx, rx) = ws.split();
+    let (tx, rx) = (*ws).split();
 
     // Pipe between websocket and internal socket channel.
     tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
