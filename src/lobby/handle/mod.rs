@@ -1,7 +1,8 @@
 //! The lobby's handle ([`Lobby`]): the one piece of shared state and every operation on
 //! it, in one place (see the parent module's doc for the rules). Beside it, a member's
 //! guard ([`Member`], whose requests are in [`super::member`]) and the lobby as its
-//! broker sees it ([`Up`], the way up: [`super::up`]).
+//! broker sees it ([`Up`], the way up: [`super::up`]). Who is in the lobby (presence,
+//! the operator's roster, the admin tap) is in [`presence`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::churn::{Churn, LogLine};
@@ -20,17 +21,17 @@ use super::limits::Limits;
 use super::names::{self, Elsewhere, Given};
 use super::rate::Bucket;
 use super::rooms::{Rooms, Seat};
-use super::roster::Listed;
 use super::table::{Entry, Table};
-use super::tap::{Tap, Tapped};
+use super::tap::Tap;
 use crate::chat::Someone;
 use crate::log::{
-    self, AppendRefusal, Broker, BrokerHandler, Committed, NewLine, Present, Queued, Store,
-    StoredLine,
+    self, AppendRefusal, Broker, BrokerHandler, Committed, NewLine, Queued, Store, StoredLine,
 };
 use crate::protocol::Protocol;
 use crate::refusals::Refusals;
 use crate::telemetry::LobbyMetrics;
+
+mod presence;
 
 /// A handle to the lobby. Cheap to clone; all clones share one lobby.
 #[derive(Clone)]
@@ -348,14 +349,6 @@ impl Lobby {
         self.inner.broker.close();
     }
 
-    /// Named members in the lobby now: those the protocols count (a Socket.IO socket
-    /// from its `newUser`, a TCP JSON client from its `CONNECT`, a WebSocket or TCP text
-    /// client from its connection).
-    pub(crate) fn member_count(&self) -> usize {
-        let here = self.lock().named();
-        self.inner.broker.member_count(here)
-    }
-
     /// Ends every connection at once, silently: for a cluster node whose members the
     /// cluster has already announced as left (its lease ran out while it was frozen or
     /// cut off from Redis). Their clients reconnect and join anew.
@@ -374,33 +367,6 @@ impl Lobby {
         );
         self.presence_changed();
         cut_off(cut);
-    }
-
-    /// Whether what the lobby's broker depends on answers now (a cluster node's Redis);
-    /// `None` when it depends on nothing (a single node).
-    pub(crate) fn cluster_available(&self) -> Option<bool> {
-        self.inner.broker.reachable()
-    }
-
-    /// Connections in the lobby now, named or not.
-    pub(crate) fn connection_count(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Opens the lobby's tap ([`super::tap`]) into a queue of `capacity` (once: later
-    /// calls get `None`); it stays off until [`Lobby::tap_on`].
-    pub(crate) fn tap(&self, capacity: usize) -> Option<mpsc::Receiver<Tapped>> {
-        self.inner.tap.open(capacity)
-    }
-
-    /// Turns the tap on (an admin watches) or off.
-    pub(crate) fn tap_on(&self, on: bool) {
-        self.inner.tap.turn(on);
-    }
-
-    /// What the tap dropped so far, its queue full.
-    pub(crate) fn tap_dropped(&self) -> u64 {
-        self.inner.tap.dropped()
     }
 
     /// Refuses a chat line over the length limit.
@@ -482,43 +448,6 @@ impl Lobby {
         )
     }
 
-    /// The named members present now, in the order they connected (the whole lobby's,
-    /// as the broker knows it).
-    pub(crate) fn present(&self) -> Vec<Present> {
-        self.inner.broker.present(&|| self.present_here())
-    }
-
-    /// The named members of this node, in the order they connected.
-    fn present_here(&self) -> Vec<Present> {
-        let members = self.lock();
-        let mut present: Vec<(u64, Present)> = members
-            .iter()
-            .filter_map(|(&id, entry)| {
-                let name = entry.name.clone()?;
-                Some((
-                    id,
-                    Present {
-                        name,
-                        protocol: entry.protocol,
-                        since: entry.since,
-                    },
-                ))
-            })
-            .collect();
-        drop(members);
-        present.sort_unstable_by_key(|(id, _)| *id);
-        present.into_iter().map(|(_, present)| present).collect()
-    }
-
-    /// Changes whenever [`Lobby::present`] may have changed.
-    pub(crate) fn watch_presence(&self) -> watch::Receiver<u64> {
-        self.inner.presence.subscribe()
-    }
-
-    pub(super) fn presence_changed(&self) {
-        self.inner.presence.send_modify(|version| *version += 1);
-    }
-
     /// A room line the broker hands over, to this node's seats in `room`; a seat that
     /// does not keep up is given back.
     pub(super) fn relay_in_room(&self, room: &str, line: &Arc<str>) {
@@ -539,47 +468,11 @@ impl Lobby {
 
     /// Tells member `id` its room request was refused, and counts it.
     pub(super) fn refuse_seat(&self, id: u64, seat: &dyn Seat, why: RoomError) {
+        seat.refused(&why);
         let why = LobbyError::Room(why);
         let who = crate::refusals::Who::Member(id, None);
-        let (protocol, refusal) = (
-            crate::protocol::Protocol::SocketIo,
-            crate::refusals::Refusal::new(why.reason(), &why),
-        );
-        self.inner.refusals.report(protocol, who, refusal);
-        if let LobbyError::Room(room) = &why {
-            seat.refused(room);
-        }
-    }
-
-    /// Every connection of this node, in the order they connected.
-    pub(crate) fn roster(&self) -> Vec<Listed> {
-        let rooms: HashMap<u64, Arc<str>> = self.inner.rooms.seated().into_iter().collect();
-        let mut listed: Vec<Listed> = self
-            .lock()
-            .iter()
-            .map(|(&id, entry)| Listed {
-                id,
-                protocol: entry.protocol,
-                name: entry.name.clone(),
-                since: entry.since,
-                from: entry.from,
-                room: rooms.get(&id).cloned(),
-            })
-            .collect();
-        listed.sort_unstable_by_key(|listed| listed.id);
-        listed
-    }
-
-    /// Throws member `id` out, whatever its protocol: it leaves the lobby (announced as
-    /// left to everyone, as a slow consumer is) and its connection is closed. False if
-    /// it is not in this node's lobby.
-    pub(crate) fn throw_out(&self, id: u64) -> bool {
-        let Some(outbox) = self.lock().get(&id).map(|entry| entry.outbox.clone()) else {
-            return false;
-        };
-        self.leave(id);
-        outbox.cut_off();
-        true
+        let refusal = crate::refusals::Refusal::new(why.reason(), &why);
+        self.inner.refusals.report(Protocol::SocketIo, who, refusal);
     }
 
     /// Fans out a batch the broker handed back, in order.
