@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Timeouts;
 use super::admission::{Admission, AdmissionRefusal, Permit, REFUSAL_TIMEOUT};
-use super::outbox::{Ending, Inbox, QueueOutbox};
+use super::outbox::{Ended, Ending, Inbox, QueueOutbox};
 use super::proxy::{ProxyHeaderError, read_proxy_header};
 use crate::lobby::{Lobby, LobbyError, Member};
 use crate::protocol::Protocol;
@@ -222,7 +222,7 @@ pub(crate) async fn close_telling(
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
     peer: SocketAddr,
-    ending: Ending<Result<&'static str, String>>,
+    ending: Ending<Ended>,
 ) {
     let Ending::Ended(Err(why)) = ending else {
         return;

@@ -24,7 +24,11 @@ pub(crate) enum Ending<T> {
     Ended(T),
 }
 
-impl Ending<Result<&'static str, String>> {
+/// How a raw TCP connection's own work ends: closed, for a reason (`Ok`), or refused
+/// with an error line (`Err`).
+pub(crate) type Ended = Result<&'static str, String>;
+
+impl Ending<Ended> {
     /// Why the connection ended, for the log: a connection that ended with an error
     /// line was refused.
     pub(crate) fn reason(&self) -> &'static str {

@@ -46,7 +46,7 @@ use tokio_util::codec::Decoder;
 use crate::lobby::names::NameTaken;
 use crate::lobby::{Delivery, Event, LobbyError, Member};
 use crate::net::accept::{Served, close_telling, close_with_error};
-use crate::net::outbox::{until_stopped, write_delivery};
+use crate::net::outbox::{Ended, until_stopped, write_delivery};
 use crate::net::{Timeouts, until};
 use crate::protocol::Protocol;
 use crate::refusals::{Refusal, Refusals, Who};
@@ -284,10 +284,6 @@ pub(crate) async fn client(
     drop(member);
     close_telling(reader, writer, peer, ending).await;
 }
-
-/// How a connection's own work ends: closed, for a reason (`Ok`), or refused with an
-/// error line (`Err`).
-type Ended = Result<&'static str, String>;
 
 /// One client's connection, as its task serves it.
 struct Connection {

@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 use crate::lobby::{Delivery, Event, LobbyError, Member};
 use crate::net::accept::{Served, close_telling, close_with_error};
-use crate::net::outbox::{until_stopped, write_delivery};
+use crate::net::outbox::{Ended, until_stopped, write_delivery};
 use crate::net::until;
 use crate::protocol::Protocol;
 use crate::refusals::{Refusal, Refusals, Who};
@@ -104,10 +104,6 @@ pub(crate) async fn client(stream: TcpStream, peer: SocketAddr, served: Served) 
     drop(member);
     close_telling(reader, writer, peer, ending).await;
 }
-
-/// How a connection's own work ends: closed, for a reason (`Ok`), or refused with an
-/// error line (`Err`).
-type Ended = Result<&'static str, String>;
 
 /// One client's connection, as its task serves it.
 struct Connection {
