@@ -223,6 +223,20 @@ mod tests {
     use super::*;
     use crate::lobby::tests::{Recorder, joined};
 
+    /// A member's entry in the table, connected now, with `outbox`.
+    fn entry(protocol: Protocol, name: Option<&str>, outbox: &Recorder) -> Entry {
+        Entry {
+            protocol,
+            name: name.map(Into::into),
+            naming: crate::lobby::names::Naming::new(name),
+            since: SystemTime::now(),
+            from: None,
+            outbox: Arc::new(outbox.clone()),
+            first_live_line: None,
+            backlog: Default::default(),
+        }
+    }
+
     #[test]
     fn a_batch_reaches_each_member_in_order_and_a_slow_ones_leave_follows_it() {
         let line = |name: &str, text: &str| Event::Message {
@@ -239,17 +253,7 @@ mod tests {
         *bob.room.lock().unwrap() = Some(1);
         let mut members = Table::default();
         for (id, name, outbox) in [(1, "ann", &ann), (2, "bob", &bob), (3, "cat", &cat)] {
-            let entry = Entry {
-                protocol: Protocol::SocketIo,
-                name: Some(name.into()),
-                naming: crate::lobby::names::Naming::new(Some(name)),
-                since: SystemTime::now(),
-                from: None,
-                outbox: Arc::new(outbox.clone()),
-                first_live_line: None,
-                backlog: Default::default(),
-            };
-            members.insert(id, entry);
+            members.insert(id, entry(Protocol::SocketIo, Some(name), outbox));
         }
         let old = StoredLine {
             id: 1,
@@ -315,17 +319,7 @@ mod tests {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let mut members = Table::default();
         for (id, outbox) in [(1, &keeps_up), (2, &behind)] {
-            let entry = Entry {
-                protocol: Protocol::TcpJson,
-                name: None,
-                naming: crate::lobby::names::Naming::new(None),
-                since: SystemTime::now(),
-                from: None,
-                outbox: Arc::new(outbox.clone()),
-                first_live_line: None,
-                backlog: Default::default(),
-            };
-            members.insert(id, entry);
+            members.insert(id, entry(Protocol::TcpJson, None, outbox));
         }
         // Each line weighs 3 + 3 + 64 = 70 bytes: two batches of two are 280.
         let rule = SlowRule {

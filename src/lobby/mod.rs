@@ -84,6 +84,35 @@ pub(crate) mod tests {
     /// How long a test waits for what it expects.
     const WAIT: Duration = Duration::from_secs(10);
 
+    /// A seat that records the room lines and refusals it is told.
+    #[derive(Default)]
+    pub(crate) struct Lines {
+        lines: Mutex<Vec<String>>,
+        refused: Mutex<Vec<RoomError>>,
+    }
+
+    impl rooms::Seat for Arc<Lines> {
+        fn offer_line(&self, line: &Arc<str>) -> Result<(), OutboxRefusal> {
+            self.lines.lock().unwrap().push(line.to_string());
+            Ok(())
+        }
+        fn cut_off(&self) {}
+        fn refused(&self, why: &RoomError) {
+            self.refused.lock().unwrap().push(why.clone());
+        }
+    }
+
+    impl Lines {
+        /// The room lines it was told, in order.
+        pub(crate) fn lines(&self) -> Vec<String> {
+            self.lines.lock().unwrap().clone()
+        }
+        /// The refusals it was told, in order.
+        pub(crate) fn refusals(&self) -> Vec<RoomError> {
+            self.refused.lock().unwrap().clone()
+        }
+    }
+
     /// An outbox that records what it was offered and can be made to refuse.
     #[derive(Clone, Default)]
     pub(crate) struct Recorder {

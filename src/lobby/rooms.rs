@@ -129,59 +129,45 @@ impl Rooms {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lobby::{Limits, Lobby, LobbyError};
+    use crate::lobby::tests::Lines;
+    use crate::lobby::{Limits, Lobby, LobbyError, Member};
     use crate::protocol::Protocol;
-
-    /// A seat that records the lines and refusals it is told.
-    #[derive(Default)]
-    struct Lines {
-        lines: Mutex<Vec<String>>,
-        refused: Mutex<Vec<RoomError>>,
-    }
-
-    impl Seat for Arc<Lines> {
-        fn offer_line(&self, line: &Arc<str>) -> Result<(), OutboxRefusal> {
-            self.lines.lock().unwrap().push(line.to_string());
-            Ok(())
-        }
-        fn cut_off(&self) {}
-        fn refused(&self, why: &RoomError) {
-            self.refused.lock().unwrap().push(why.clone());
-        }
-    }
 
     fn seat() -> Arc<Lines> {
         Arc::new(Lines::default())
     }
 
+    /// A Socket.IO connection in `lobby` (unnamed: seats need no name).
+    fn socketio_member(lobby: &Lobby) -> Member {
+        lobby
+            .join(
+                Protocol::SocketIo,
+                crate::lobby::tests::Recorder::default(),
+                None,
+            )
+            .unwrap()
+    }
+
     #[test]
     fn two_seats_then_full_and_freed_on_leave() {
         let lobby = Lobby::new(Limits::default());
-        let join = || {
-            lobby
-                .join(
-                    Protocol::SocketIo,
-                    crate::lobby::tests::Recorder::default(),
-                    None,
-                )
-                .unwrap()
-        };
+        let join = || socketio_member(&lobby);
         let (m1, m2, m3) = (join(), join(), join());
         let (a, b, c) = (seat(), seat(), seat());
         m1.take_seat("r", a.clone()).unwrap();
         m2.take_seat("r", b.clone()).unwrap();
         m3.take_seat("r", c.clone()).unwrap();
-        assert_eq!(*c.refused.lock().unwrap(), [RoomError::Full]);
+        assert_eq!(c.refusals(), [RoomError::Full]);
         m1.say_in_room("hi", a.clone()).unwrap();
-        assert_eq!(*a.lines.lock().unwrap(), ["hi"]);
-        assert_eq!(*b.lines.lock().unwrap(), ["hi"]);
+        assert_eq!(a.lines(), ["hi"]);
+        assert_eq!(b.lines(), ["hi"]);
         assert_eq!(
             m3.say_in_room("x", c.clone()),
             Err(LobbyError::Room(RoomError::NotSeated))
         );
         drop(m2);
         m3.take_seat("r", c.clone()).unwrap();
-        assert_eq!(*c.refused.lock().unwrap(), [RoomError::Full]);
+        assert_eq!(c.refusals(), [RoomError::Full]);
         assert_eq!(lobby.inner.rooms.occupancy("r"), 2);
     }
 
@@ -189,15 +175,7 @@ mod tests {
     fn racing_for_the_last_seat_one_wins() {
         for _ in 0..200 {
             let lobby = Lobby::new(Limits::default());
-            let join = || {
-                lobby
-                    .join(
-                        Protocol::SocketIo,
-                        crate::lobby::tests::Recorder::default(),
-                        None,
-                    )
-                    .unwrap()
-            };
+            let join = || socketio_member(&lobby);
             let first = join();
             first.take_seat("r", seat()).unwrap();
             let barrier = Arc::new(std::sync::Barrier::new(2));
@@ -208,7 +186,7 @@ mod tests {
                         let mine = seat();
                         barrier.wait();
                         member.take_seat("r", mine.clone()).unwrap();
-                        let won = mine.refused.lock().unwrap().is_empty();
+                        let won = mine.refusals().is_empty();
                         (won, member)
                     })
                 })

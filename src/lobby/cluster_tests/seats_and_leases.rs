@@ -1,42 +1,16 @@
 //! The cluster's seats, leases and shutdown in one process (see the parent module).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
     TEST_LEASE_MS, WAIT, hear, joined, leaves, left, line, member, names, node, nodes, until,
 };
-use crate::lobby::rooms::{RoomError, Seat};
-use crate::lobby::{LobbyError, Member, OutboxRefusal};
+use crate::lobby::rooms::RoomError;
+use crate::lobby::tests::Lines;
+use crate::lobby::{LobbyError, Member};
 use crate::log::redis::memory::MemoryRedis;
 use crate::protocol::Protocol;
-
-/// A seat that records the room lines and refusals it is told.
-#[derive(Default)]
-struct Lines {
-    lines: Mutex<Vec<String>>,
-    refused: Mutex<Vec<RoomError>>,
-}
-
-impl Seat for Arc<Lines> {
-    fn offer_line(&self, line: &Arc<str>) -> Result<(), OutboxRefusal> {
-        self.lines.lock().unwrap().push(line.to_string());
-        Ok(())
-    }
-    fn cut_off(&self) {}
-    fn refused(&self, why: &RoomError) {
-        self.refused.lock().unwrap().push(why.clone());
-    }
-}
-
-impl Lines {
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-    fn refusals(&self) -> Vec<RoomError> {
-        self.refused.lock().unwrap().clone()
-    }
-}
 
 /// Sits `member` in `room` and waits until its own line comes back: seated.
 async fn sit(member: &Member, room: &str, seat: &Arc<Lines>, text: &str) {
