@@ -55,15 +55,11 @@ function admin(url, auth) {
   return { socket, events, take };
 }
 
-test('one node\'s admin lists and disconnects a member of the other node; sessions hold on both', async () => {
-  const redis = await startRedis();
-  const cluster = ['--redis-url', redis, '--cluster', `admin-test-${process.pid}`,
-    '--admin-user', 'op', '--admin-password-hash', HASH];
-  const a = await startServer([...cluster, '--node-id', 'node-a']);
-  cleanups.push(() => a.stop());
-  const b = await startServer([...cluster, '--node-id', 'node-b']);
-  cleanups.push(() => b.stop());
-
+/**
+ * ann, a Socket.IO member of node `a`, and tess, a TCP JSON member of node `b`, whose
+ * join ann hears; `tcpClosed` settles when tess's connection closes.
+ */
+async function annOnAAndTessOnB(a, b) {
   const ann = await named(a.url, 'ann');
   const tcp = net.connect(b.ports.tcpJson, '127.0.0.1');
   let tcpOutput = '';
@@ -73,6 +69,19 @@ test('one node\'s admin lists and disconnects a member of the other node; sessio
   tcp.write(JSON.stringify({ type: 'CONNECT', content: 'tess' }));
   await until(() => tcpOutput.includes('tess connected!'), 'tess connected on node b');
   assert.deepEqual(await ann.expect('update'), joined('tess'));
+  return { ann, tcpClosed };
+}
+
+test('one node\'s admin lists and disconnects a member of the other node; sessions hold on both', async () => {
+  const redis = await startRedis();
+  const cluster = ['--redis-url', redis, '--cluster', `admin-test-${process.pid}`,
+    '--admin-user', 'op', '--admin-password-hash', HASH];
+  const a = await startServer([...cluster, '--node-id', 'node-a']);
+  cleanups.push(() => a.stop());
+  const b = await startServer([...cluster, '--node-id', 'node-b']);
+  cleanups.push(() => b.stop());
+
+  const { ann, tcpClosed } = await annOnAAndTessOnB(a, b);
 
   const onA = admin(a.url, { username: 'op', password: 's3cret' });
   const [session] = await onA.take('session');
@@ -118,15 +127,7 @@ test('node a\'s admin UI, in Chromium, lists a member of node b and disconnects 
   const browser = await launchChromium();
   cleanups.push(() => browser.close());
 
-  const ann = await named(a.url, 'ann');
-  const tcp = net.connect(b.ports.tcpJson, '127.0.0.1');
-  let tcpOutput = '';
-  tcp.setEncoding('utf8');
-  tcp.on('data', (chunk) => { tcpOutput += chunk; });
-  const tcpClosed = new Promise((resolve) => tcp.once('close', resolve));
-  tcp.write(JSON.stringify({ type: 'CONNECT', content: 'tess' }));
-  await until(() => tcpOutput.includes('tess connected!'), 'tess connected on node b');
-  assert.deepEqual(await ann.expect('update'), joined('tess'));
+  const { ann, tcpClosed } = await annOnAAndTessOnB(a, b);
 
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
   await page.goto(`${a.url}/admin/`);
