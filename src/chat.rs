@@ -1,13 +1,13 @@
 //! The chat's own words that the lobby and its brokers ([`crate::log`]) both speak: what
-//! is said in the lobby ([`Event`]), who a join or leave is about ([`Someone`]) and who
-//! is present ([`Present`]). A
-//! leaf: it imports neither the lobby nor a broker, so that each can name these without
-//! importing the other.
+//! is said in the lobby ([`Event`]) and who a member is ([`Someone`]). A leaf: it
+//! imports neither the lobby nor a broker, so that each can name these without importing
+//! the other.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::Protocol;
 
@@ -43,27 +43,50 @@ pub enum Event {
     },
 }
 
-/// The member a join or leave is about (or the sender a line renamed), as presence
-/// records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who a member is: the one identity the lobby's table, its announcements, presence
+/// (a node's or a whole cluster's), the operator's roster and the cluster log all hold.
+/// Its name and the name's fold are `None` until it names itself.
+///
+/// Its serde form is how the cluster keeps a member (`<c>:members`, and the entries of
+/// joins and renames in `<c>:log`: [`crate::log`]'s Redis broker):
+/// `{"id":…,"name":…,"protocol":"socketio"|…,"since_ms":…,"key":…}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Someone {
     /// Its id (unique in the whole lobby, a cluster's included).
+    #[serde(default)]
     pub(crate) id: u64,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<Arc<str>>,
     /// Its protocol.
     pub(crate) protocol: Protocol,
-    /// When it connected.
+    /// When it connected (milliseconds since the Unix epoch in its serde form).
+    #[serde(rename = "since_ms", with = "unix_millis")]
     pub(crate) since: SystemTime,
     /// The fold of its name (`crate::lobby::names::fold`), by which names are compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) key: Option<Box<str>>,
 }
 
-/// A named member present in the lobby, for the presence API and the counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Present {
-    /// Its name.
-    pub(crate) name: Arc<str>,
-    /// Its protocol.
-    pub(crate) protocol: Protocol,
-    /// When it connected.
-    pub(crate) since: SystemTime,
+/// Milliseconds since the Unix epoch (0 for a time before it, the greatest for one
+/// beyond what 63 bits hold).
+pub(crate) fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A time as milliseconds since the Unix epoch ([`millis`]); one before it reads as it.
+mod unix_millis {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(super::millis(*time))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let ms = i64::deserialize(d)?;
+        Ok(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+    }
 }

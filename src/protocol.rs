@@ -60,3 +60,18 @@ impl Protocol {
         self as usize
     }
 }
+
+/// A protocol travels (in the cluster's entries) as its [`Protocol::as_str`] name.
+impl serde::Serialize for Protocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Protocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Protocol::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown protocol {name:?}")))
+    }
+}

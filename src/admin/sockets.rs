@@ -15,13 +15,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::header::{HOST, ORIGIN};
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::TransportType;
 
+use crate::chat::millis;
 use crate::lobby::roster::Listed;
 use crate::lobby::{Lobby, Member};
 use crate::protocol::Protocol;
@@ -101,10 +101,10 @@ impl Sockets {
             .roster()
             .into_iter()
             .filter_map(|listed| {
-                let socket = match listed.protocol {
+                let socket = match listed.someone.protocol {
                     Protocol::SocketIo => {
                         // Not yet (or no longer) a socket of `/`: listed once it is.
-                        let socket = socketio.remove(&listed.id)?;
+                        let socket = socketio.remove(&listed.someone.id)?;
                         socketio_member(&listed, &socket)
                     }
                     _ => raw_member(listed),
@@ -132,7 +132,7 @@ impl Sockets {
 
     /// What the UI is told for the sockets to go from `self` to `now`.
     pub(crate) fn changes(&self, now: &Sockets) -> Vec<Change> {
-        let time = || Value::String(crate::lobby::presence::rfc3339(SystemTime::now()));
+        let time = || Value::String(crate::lobby::presence::rfc3339(std::time::SystemTime::now()));
         let mut changes = Vec::new();
         for (id, was) in &self.0 {
             match now.0.get(id) {
@@ -198,12 +198,6 @@ impl Sockets {
     }
 }
 
-fn millis(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// The transport name the admin UI shows for an Engine.IO transport.
 pub(crate) fn transport_name(transport: TransportType) -> &'static str {
     match transport {
@@ -241,19 +235,19 @@ fn socketio_member(listed: &Listed, socket: &socketioxide::extract::SocketRef) -
         .is_some_and(|origin| host.is_none_or(|host| !origin.ends_with(&format!("//{host}"))));
     Socket {
         id: socket.id.to_string(),
-        member: listed.id,
-        protocol: listed.protocol,
+        member: listed.someone.id,
+        protocol: listed.someone.protocol,
         transport: transport_name(socket.transport_type()).to_owned(),
-        name: listed.name.clone(),
+        name: listed.someone.name.clone(),
         room: listed.room.clone(),
         node: None,
         handshake: json!({
             "address": address,
             "headers": headers,
             "query": query,
-            "issued": millis(listed.since),
+            "issued": millis(listed.someone.since),
             "secure": false,
-            "time": crate::lobby::presence::rfc3339(listed.since),
+            "time": crate::lobby::presence::rfc3339(listed.someone.since),
             "url": request.uri.to_string(),
             "xdomain": xdomain,
         }),
@@ -261,28 +255,28 @@ fn socketio_member(listed: &Listed, socket: &socketioxide::extract::SocketRef) -
 }
 
 fn raw_member(listed: Listed) -> Socket {
-    let (prefix, transport) = match listed.protocol {
+    let (prefix, transport) = match listed.someone.protocol {
         Protocol::WebSocket => ("websocket", "ws"),
         Protocol::TcpJson => ("tcp-json", "tcp-json"),
         Protocol::TcpText | Protocol::SocketIo => ("tcp-text", "tcp-text"),
     };
     Socket {
-        id: format!("{prefix}-{}", listed.id),
-        member: listed.id,
-        protocol: listed.protocol,
+        id: format!("{prefix}-{}", listed.someone.id),
+        member: listed.someone.id,
+        protocol: listed.someone.protocol,
         transport: transport.to_owned(),
         node: None,
         handshake: json!({
             "address": listed.from.map(|ip| ip.to_string()),
             "headers": {},
             "query": {},
-            "issued": millis(listed.since),
+            "issued": millis(listed.someone.since),
             "secure": false,
-            "time": crate::lobby::presence::rfc3339(listed.since),
-            "url": if listed.protocol == Protocol::WebSocket { "/" } else { "" },
+            "time": crate::lobby::presence::rfc3339(listed.someone.since),
+            "url": if listed.someone.protocol == Protocol::WebSocket { "/" } else { "" },
             "xdomain": false,
         }),
-        name: listed.name,
+        name: listed.someone.name,
         room: listed.room,
     }
 }

@@ -100,7 +100,7 @@ pub(super) fn fan_out(
                 if entry.first_live_line.is_none() {
                     entry.first_live_line = out.delivery.line_id();
                 }
-                if out.from == Some(id) && !entry.protocol.echoes_own_lines() {
+                if out.from == Some(id) && !entry.someone.protocol.echoes_own_lines() {
                     if let Some(stored) = out.stored.take() {
                         stored(out.delivery.line_id());
                     }
@@ -108,8 +108,8 @@ pub(super) fn fan_out(
                 }
                 match entry.outbox.offer(&out.delivery) {
                     Ok(()) => {
-                        sent[entry.protocol.index()] += 1;
-                        if entry.protocol == Protocol::SocketIo {
+                        sent[entry.someone.protocol.index()] += 1;
+                        if entry.someone.protocol == Protocol::SocketIo {
                             socketio_bytes += out.delivery.socketio_len();
                         }
                         offered += 1;
@@ -144,14 +144,14 @@ pub(super) fn fan_out(
             };
             tracing::warn!(
                 member = id,
-                protocol = entry.protocol.as_str(),
+                protocol = entry.someone.protocol.as_str(),
                 "cut off as a slow consumer: {}",
                 why.as_str()
             );
-            metrics.cut_offs[entry.protocol.index()].increment(1);
+            metrics.cut_offs[entry.someone.protocol.index()].increment(1);
             if let Some(left) = left {
                 let leave = Outgoing {
-                    someone: Some(entry.someone(id)),
+                    someone: Some(entry.someone.clone()),
                     ..Outgoing::new(left, None)
                 };
                 batch.extend(slow_leave(leave));
@@ -171,8 +171,8 @@ pub(super) fn remove_member(
     id: u64,
 ) -> Option<(Entry, Option<Event>)> {
     let entry = members.remove(&id)?;
-    let protocol = entry.protocol.index();
-    let left = entry.name.clone().map(|name| {
+    let protocol = entry.someone.protocol.index();
+    let left = entry.someone.name.clone().map(|name| {
         metrics.members[protocol].decrement(1.0);
         metrics.leaves[protocol].increment(1);
         Event::Left {
@@ -218,23 +218,13 @@ pub(super) fn cut_off(outboxes: Vec<Arc<dyn Outbox>>) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
     use crate::lobby::tests::{Recorder, joined};
 
-    /// A member's entry in the table, connected now, with `outbox`.
-    fn entry(protocol: Protocol, name: Option<&str>, outbox: &Recorder) -> Entry {
-        Entry {
-            protocol,
-            name: name.map(Into::into),
-            naming: crate::lobby::names::Naming::new(name),
-            since: SystemTime::now(),
-            from: None,
-            outbox: Arc::new(outbox.clone()),
-            first_live_line: None,
-            backlog: Default::default(),
-        }
+    /// Member `id`'s entry in the table, connected now, with `outbox`.
+    fn entry(id: u64, protocol: Protocol, name: Option<&str>, outbox: &Recorder) -> Entry {
+        let outbox = Arc::new(outbox.clone());
+        Entry::new(id, protocol, name.map(Into::into), None, outbox)
     }
 
     #[test]
@@ -253,7 +243,7 @@ mod tests {
         *bob.room.lock().unwrap() = Some(1);
         let mut members = Table::default();
         for (id, name, outbox) in [(1, "ann", &ann), (2, "bob", &bob), (3, "cat", &cat)] {
-            members.insert(id, entry(Protocol::SocketIo, Some(name), outbox));
+            members.insert(id, entry(id, Protocol::SocketIo, Some(name), outbox));
         }
         let old = StoredLine {
             id: 1,
@@ -319,7 +309,7 @@ mod tests {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let mut members = Table::default();
         for (id, outbox) in [(1, &keeps_up), (2, &behind)] {
-            members.insert(id, entry(Protocol::TcpJson, None, outbox));
+            members.insert(id, entry(id, Protocol::TcpJson, None, outbox));
         }
         // Each line weighs 3 + 3 + 64 = 70 bytes: two batches of two are 280.
         let rule = SlowRule {

@@ -55,12 +55,12 @@ impl Member {
             let entry = members.get(&self.id).ok_or(LobbyError::Gone)?;
             // The first name is part of connecting; a rename is announced to everyone
             // like a line, and costs one.
-            let first = entry.name.is_none();
+            let first = entry.someone.name.is_none();
             if !first {
                 self.rate.check()?;
             }
             self.lobby.inner.churn.check(self.from)?;
-            let protocol = entry.protocol;
+            let protocol = entry.someone.protocol;
             let given = self.lobby.give_name(&members, self.id, asked);
             let name = given.name.clone();
             if let Some(taken) = given.taken() {
@@ -81,7 +81,7 @@ impl Member {
                 name: name.clone(),
                 members: members.named(),
             };
-            let someone = members.get(&self.id).map(|entry| entry.someone(self.id));
+            let someone = members.get(&self.id).map(|entry| entry.someone.clone());
             let cut = match someone {
                 Some(someone) => {
                     self.lobby
@@ -147,7 +147,7 @@ impl Member {
         let (cut, taken) = {
             let mut members = self.lobby.lock();
             let entry = members.get(&self.id).ok_or(LobbyError::Gone)?;
-            let protocol = entry.protocol;
+            let protocol = entry.someone.protocol;
             let given = match claim {
                 Some(claim) if !entry.asked_for(&claim) => {
                     // A rename (a first name is given on connect for these protocols).
@@ -158,7 +158,7 @@ impl Member {
             };
             let name = match &given {
                 Some(given) => given.name.clone(),
-                None => entry.name.clone().ok_or(LobbyError::Unnamed)?,
+                None => entry.someone.name.clone().ok_or(LobbyError::Unnamed)?,
             };
             let event = Event::Message {
                 name,
@@ -168,8 +168,9 @@ impl Member {
             };
             // A line that renames its sender tells presence (a cluster's) the new name.
             let renamed = given.as_ref().map(|given| Someone {
-                key: Some(Box::from(given.key())),
-                ..entry.someone(self.id)
+                name: Some(given.name.clone()),
+                key: Some(given.key.clone()),
+                ..entry.someone.clone()
             });
             let cut =
                 self.lobby

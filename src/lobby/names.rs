@@ -109,52 +109,14 @@ pub(crate) fn fold(name: &str) -> Box<str> {
     folded.into_boxed_str()
 }
 
-/// What the lobby keeps of a member's name besides the name itself.
-#[derive(Debug, Default)]
-pub(super) struct Naming {
-    /// The [`fold`] of the member's name, `None` while it has none.
-    key: Option<Box<str>>,
-    /// The (cleaned) name the member last asked for: a WebSocket client sends it with
-    /// every line, and keeps the name it was given for as long as it asks for the same.
-    asked: Option<Arc<str>>,
-}
-
-impl Naming {
-    /// The naming of a member given `given`; the name itself returned.
-    pub(super) fn given(given: Given) -> (Arc<str>, Self) {
-        let naming = Self {
-            key: Some(given.key),
-            asked: Some(given.asked),
-        };
-        (given.name, naming)
-    }
-
-    /// Whether `asked` is what the member asked for last (and so keeps the name it was
-    /// given then).
-    pub(super) fn asked_for(&self, asked: &str) -> bool {
-        self.asked.as_deref() == Some(asked)
-    }
-
-    /// The [`fold`] of the member's name, `None` while it has none.
-    pub(super) fn key(&self) -> Option<&str> {
-        self.key.as_deref()
-    }
-
-    /// The naming of a member the server named `name` (or left unnamed).
-    pub(super) fn new(name: Option<&str>) -> Self {
-        Self {
-            key: name.map(fold),
-            asked: None,
-        }
-    }
-}
-
 /// The name a member is given, and what it asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Given {
     pub(super) name: Arc<str>,
-    key: Box<str>,
-    asked: Arc<str>,
+    /// The name's [`fold`].
+    pub(super) key: Box<str>,
+    /// The name asked for (cleaned).
+    pub(super) asked: Arc<str>,
 }
 
 impl Given {
@@ -166,11 +128,6 @@ impl Given {
             key: fold(name),
             asked: name.into(),
         }
-    }
-
-    /// The [`fold`] of the name given.
-    pub(super) fn key(&self) -> &str {
-        &self.key
     }
 
     /// What the member is told when it did not get the name it asked for.

@@ -47,7 +47,7 @@ pub(crate) fn members_json(lobby: &Lobby) -> Value {
         "members": present
             .iter()
             .map(|member| json!({
-                "name": &*member.name,
+                "name": member.name.as_deref(),
                 "protocol": member.protocol.as_str(),
                 "since": rfc3339(member.since),
             }))

@@ -4,21 +4,14 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use crate::protocol::Protocol;
+use crate::chat::Someone;
 
 /// One connection of this node's lobby, named or not.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Listed {
-    /// The member's id.
-    pub(crate) id: u64,
-    /// Its protocol.
-    pub(crate) protocol: Protocol,
-    /// Its name; `None` before it named itself.
-    pub(crate) name: Option<Arc<str>>,
-    /// When it connected.
-    pub(crate) since: SystemTime,
+    /// Who it is.
+    pub(crate) someone: Someone,
     /// Its address, if known.
     pub(crate) from: Option<IpAddr>,
     /// The two-person room it sits in.
@@ -30,6 +23,7 @@ mod tests {
     use super::*;
     use crate::lobby::tests::{Recorder, joined};
     use crate::lobby::{Limits, Lobby};
+    use crate::protocol::Protocol;
 
     #[test]
     fn a_member_thrown_out_is_announced_as_left_and_cut_off() {
@@ -46,7 +40,11 @@ mod tests {
         let roster = lobby.roster();
         assert_eq!(roster.len(), 2);
         assert_eq!(
-            (roster[1].id, roster[1].protocol, roster[1].from),
+            (
+                roster[1].someone.id,
+                roster[1].someone.protocol,
+                roster[1].from
+            ),
             (g.id(), Protocol::TcpText, from)
         );
 

@@ -16,17 +16,17 @@ use std::time::SystemTime;
 
 use super::backlog::Backlog;
 use super::event::Outbox;
-use super::names::{Given, Naming};
+use super::names::{Given, fold};
 use crate::chat::Someone;
 use crate::protocol::Protocol;
 
 /// A member's place in the lobby's table.
 pub(super) struct Entry {
-    pub(super) protocol: Protocol,
-    pub(super) name: Option<Arc<str>>,
-    /// The fold of its name and the name it asked for ([`super::names`]).
-    pub(super) naming: Naming,
-    pub(super) since: SystemTime,
+    /// Who it is.
+    pub(super) someone: Someone,
+    /// The (cleaned) name it last asked for: a WebSocket client sends it with every line,
+    /// and keeps the name it was given for as long as it asks for the same.
+    asked: Option<Arc<str>>,
     /// The client's address, if known.
     pub(super) from: Option<IpAddr>,
     pub(super) outbox: Arc<dyn Outbox>,
@@ -38,27 +38,42 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    /// Who member `id` is, for the announcement of its join or leave.
-    pub(super) fn someone(&self, id: u64) -> Someone {
-        Someone {
-            id,
-            protocol: self.protocol,
-            since: self.since,
-            key: self.naming.key().map(Box::from),
+    /// The place of member `id` of `protocol`, connected now from `from`: named `name`
+    /// by the server (a guest name) or unnamed.
+    pub(super) fn new(
+        id: u64,
+        protocol: Protocol,
+        name: Option<Arc<str>>,
+        from: Option<IpAddr>,
+        outbox: Arc<dyn Outbox>,
+    ) -> Self {
+        Self {
+            someone: Someone {
+                id,
+                key: name.as_deref().map(fold),
+                name,
+                protocol,
+                since: SystemTime::now(),
+            },
+            asked: None,
+            from,
+            outbox,
+            first_live_line: None,
+            backlog: Backlog::default(),
         }
     }
 
     /// Stores the name the member was given.
     pub(super) fn take_name(&mut self, given: Given) {
-        let (name, naming) = Naming::given(given);
-        self.name = Some(name);
-        self.naming = naming;
+        self.someone.name = Some(given.name);
+        self.someone.key = Some(given.key);
+        self.asked = Some(given.asked);
     }
 
     /// Whether `asked` is what the member asked for last (and so keeps the name it was
     /// given then).
     pub(super) fn asked_for(&self, asked: &str) -> bool {
-        self.naming.asked_for(asked)
+        self.asked.as_deref() == Some(asked)
     }
 }
 
@@ -77,11 +92,11 @@ impl Table {
 
     /// Adds (or replaces) member `id`.
     pub(super) fn insert(&mut self, id: u64, entry: Entry) {
-        if entry.name.is_some() {
+        if entry.someone.name.is_some() {
             self.named += 1;
         }
         if let Some(old) = self.entries.insert(id, entry)
-            && old.name.is_some()
+            && old.someone.name.is_some()
         {
             self.named -= 1;
         }
@@ -90,7 +105,7 @@ impl Table {
     /// Takes member `id` out of the table.
     pub(super) fn remove(&mut self, id: &u64) -> Option<Entry> {
         let entry = self.entries.remove(id)?;
-        if entry.name.is_some() {
+        if entry.someone.name.is_some() {
             self.named -= 1;
         }
         Some(entry)
@@ -104,7 +119,7 @@ impl Table {
         let Some(entry) = self.entries.get_mut(&id) else {
             return false;
         };
-        let first = entry.name.is_none();
+        let first = entry.someone.name.is_none();
         entry.take_name(given);
         if first {
             self.named += 1;
@@ -131,39 +146,28 @@ impl DerefMut for Table {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::SystemTime;
-
     use super::*;
     use crate::lobby::tests::Recorder;
     use crate::protocol::Protocol;
 
-    fn entry(name: Option<&str>) -> Entry {
-        Entry {
-            protocol: Protocol::SocketIo,
-            name: name.map(Arc::from),
-            naming: crate::lobby::names::Naming::new(name),
-            since: SystemTime::now(),
-            from: None,
-            outbox: Arc::new(Recorder::default()),
-            first_live_line: None,
-            backlog: Default::default(),
-        }
+    fn entry(id: u64, name: Option<&str>) -> Entry {
+        let outbox = Arc::new(Recorder::default());
+        Entry::new(id, Protocol::SocketIo, name.map(Arc::from), None, outbox)
     }
 
     #[test]
     fn the_named_count_follows_joins_names_and_leaves() {
         let mut table = Table::default();
-        table.insert(1, entry(None));
-        table.insert(2, entry(Some("guest-2")));
+        table.insert(1, entry(1, None));
+        table.insert(2, entry(2, Some("guest-2")));
         assert_eq!((table.len(), table.named()), (2, 1));
         assert!(table.give(1, Given::as_asked("ann")));
         assert_eq!((table.len(), table.named()), (2, 2));
         // A rename is not a second member.
         assert!(!table.give(1, Given::as_asked("anna")));
-        assert_eq!(table[&1].name.as_deref(), Some("anna"));
+        assert_eq!(table[&1].someone.name.as_deref(), Some("anna"));
         assert_eq!(table.named(), 2);
-        table.insert(3, entry(None));
+        table.insert(3, entry(3, None));
         assert_eq!((table.len(), table.named()), (3, 2));
         assert!(table.remove(&2).is_some());
         assert!(table.remove(&2).is_none());

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use super::seats::Seats;
 use super::{
-    AppendRefusal, Broker, BrokerHandler, Committed, HistoryError, Present, Queued, RoomRefusal,
-    SeatAnswer, Sequencer, Store, StoredLine,
+    AppendRefusal, Broker, BrokerHandler, Committed, HistoryError, Queued, RoomRefusal, SeatAnswer,
+    Sequencer, Store, StoredLine,
 };
+use crate::chat::Someone;
 use crate::locks::lock;
 
 /// The single node's broker (see the module doc).
@@ -102,7 +103,7 @@ impl<T: Send + 'static, S: Send + 'static> Broker<T, S> for LocalBroker<T, S> {
         here
     }
 
-    fn present(&self, here: &dyn Fn() -> Vec<Present>) -> Vec<Present> {
+    fn present(&self, here: &dyn Fn() -> Vec<Someone>) -> Vec<Someone> {
         here()
     }
 

@@ -30,7 +30,6 @@ use std::sync::Arc;
 
 use crate::chat::{Event, Someone};
 
-pub(crate) use crate::chat::Present;
 pub(crate) use error::HistoryError;
 pub use line::{AppendRefusal, QueueFull};
 pub(crate) use line::{
@@ -85,7 +84,7 @@ pub(crate) trait Broker<T, S>: Send + Sync + 'static {
 
     /// The named members of the whole lobby, in the order they connected; `here` lists
     /// this node's.
-    fn present(&self, here: &dyn Fn() -> Vec<Present>) -> Vec<Present>;
+    fn present(&self, here: &dyn Fn() -> Vec<Someone>) -> Vec<Someone>;
 
     /// Whether a member of another node holds the name whose fold is `key` (this
     /// node's members are the lobby's table to look at).

@@ -162,7 +162,11 @@ pub(super) fn leaves(heard: Vec<Event>) -> Vec<String> {
 
 /// The names present, as a node lists them.
 pub(super) fn names(lobby: &Lobby) -> Vec<String> {
-    lobby.present().iter().map(|p| p.name.to_string()).collect()
+    lobby
+        .present()
+        .iter()
+        .map(|someone| someone.name.as_deref().unwrap_or("(unnamed)").to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

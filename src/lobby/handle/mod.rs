@@ -257,17 +257,8 @@ impl Lobby {
         let name = protocol
             .announced_on_connect()
             .then(|| names::guest_name(id));
-        let entry = Entry {
-            protocol,
-            naming: names::Naming::new(name.as_deref()),
-            name: name.clone(),
-            since: SystemTime::now(),
-            from,
-            outbox: Arc::new(outbox),
-            first_live_line: None,
-            backlog: Default::default(),
-        };
-        let someone = entry.someone(id);
+        let entry = Entry::new(id, protocol, name.clone(), from, Arc::new(outbox));
+        let someone = entry.someone.clone();
         let cut = {
             let mut members = self.lock();
             members.insert(id, entry);
@@ -395,13 +386,13 @@ impl Lobby {
                 return; // already cut off
             };
             named = left.is_some();
-            let protocol = entry.protocol.as_str();
+            let protocol = entry.someone.protocol.as_str();
             tracing::debug!(member = id, protocol, "disconnected");
-            match (left, &entry.name) {
+            match (left, &entry.someone.name) {
                 (Some(_), _) if self.inner.closed.load(Ordering::SeqCst) => Vec::new(),
                 (Some(left), Some(name)) => {
                     self.log_presence_line(false, id, name, protocol);
-                    self.announce_presence(&mut members, left, entry.someone(id), None)
+                    self.announce_presence(&mut members, left, entry.someone.clone(), None)
                 }
                 _ => Vec::new(),
             }
@@ -432,7 +423,7 @@ impl Lobby {
             members
                 .iter()
                 .filter(move |(other, _)| **other != id)
-                .filter_map(|(_, entry)| entry.naming.key())
+                .filter_map(|(_, entry)| entry.someone.key.as_deref())
         };
         let broker = &self.inner.broker;
         let elsewhere = Elsewhere {

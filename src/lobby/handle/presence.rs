@@ -8,9 +8,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::Lobby;
+use crate::chat::Someone;
 use crate::lobby::roster::Listed;
 use crate::lobby::tap::Tapped;
-use crate::log::Present;
 
 impl Lobby {
     /// Named members in the lobby now: those the protocols count (a Socket.IO socket
@@ -50,30 +50,21 @@ impl Lobby {
 
     /// The named members present now, in the order they connected (the whole lobby's,
     /// as the broker knows it).
-    pub(crate) fn present(&self) -> Vec<Present> {
+    pub(crate) fn present(&self) -> Vec<Someone> {
         self.inner.broker.present(&|| self.present_here())
     }
 
     /// The named members of this node, in the order they connected.
-    fn present_here(&self) -> Vec<Present> {
+    fn present_here(&self) -> Vec<Someone> {
         let members = self.lock();
-        let mut present: Vec<(u64, Present)> = members
-            .iter()
-            .filter_map(|(&id, entry)| {
-                let name = entry.name.clone()?;
-                Some((
-                    id,
-                    Present {
-                        name,
-                        protocol: entry.protocol,
-                        since: entry.since,
-                    },
-                ))
-            })
+        let mut present: Vec<Someone> = members
+            .values()
+            .filter(|entry| entry.someone.name.is_some())
+            .map(|entry| entry.someone.clone())
             .collect();
         drop(members);
-        present.sort_unstable_by_key(|(id, _)| *id);
-        present.into_iter().map(|(_, present)| present).collect()
+        present.sort_unstable_by_key(|someone| someone.id);
+        present
     }
 
     /// Changes whenever [`Lobby::present`] may have changed.
@@ -90,17 +81,14 @@ impl Lobby {
         let rooms: HashMap<u64, Arc<str>> = self.inner.rooms.seated().into_iter().collect();
         let mut listed: Vec<Listed> = self
             .lock()
-            .iter()
-            .map(|(&id, entry)| Listed {
-                id,
-                protocol: entry.protocol,
-                name: entry.name.clone(),
-                since: entry.since,
+            .values()
+            .map(|entry| Listed {
+                someone: entry.someone.clone(),
                 from: entry.from,
-                room: rooms.get(&id).cloned(),
+                room: rooms.get(&entry.someone.id).cloned(),
             })
             .collect();
-        listed.sort_unstable_by_key(|listed| listed.id);
+        listed.sort_unstable_by_key(|listed| listed.someone.id);
         listed
     }
 

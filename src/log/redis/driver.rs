@@ -68,8 +68,8 @@ pub(crate) struct Append {
     pub(super) json: String,
     pub(super) kind: Kind,
     pub(super) member: String,
-    /// The member as `<c>:members` keeps it (joins).
-    pub(super) kept: String,
+    /// The member's JSON for `<c>:members` (a join or a rename; empty for other entries).
+    pub(super) member_json: String,
 }
 
 /// Why a step did not happen.
@@ -300,7 +300,7 @@ impl Driver for RedisDriver {
                 .arg(append.kind.as_str())
                 .arg(append.seq)
                 .arg(&append.member)
-                .arg(&append.kept);
+                .arg(&append.member_json);
         }
         Ok(invocation.invoke_async(&mut self.appends).await?)
     }

@@ -4,15 +4,13 @@
 //! around a [`Record`]). An entry this build cannot read is logged, counted and skipped
 //! ([`decode`]).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use serde::{Deserialize, Serialize};
-
 use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
-use crate::chat::Event;
+use crate::chat::{Event, Someone, millis};
 use crate::log::{NewLine, Said};
 use crate::protocol::Protocol;
 
@@ -21,21 +19,6 @@ pub(super) const ENTRY_VERSION: u32 = 1;
 
 /// Entries skipped because this build cannot read them.
 pub(super) const SKIPPED: &str = "chatterbox_cluster_entries_skipped_total";
-
-/// A member as `<c>:members` keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Kept {
-    /// Its name.
-    pub(crate) name: String,
-    /// Its protocol.
-    #[serde(with = "protocol_name")]
-    pub(crate) protocol: Protocol,
-    /// When it connected, in milliseconds since the Unix epoch.
-    pub(crate) since_ms: i64,
-    /// The fold of its name, by which names are compared (`crate::lobby::names`).
-    #[serde(default)]
-    pub(crate) key: String,
-}
 
 /// A lobby event as the cluster log carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,12 +34,10 @@ pub(crate) enum Record {
     Joined {
         /// Members present after the join (the log's `count` is the cluster's).
         members: usize,
-        /// Its id on its node.
-        id: u64,
-        /// The member as presence keeps it (`name`, `protocol`, `since_ms`, `key`: the
-        /// entry's own fields, as before).
+        /// The member (its fields the entry's own: `id`, `name`, `protocol`,
+        /// `since_ms`, `key`).
         #[serde(flatten)]
-        member: Kept,
+        member: Someone,
     },
     /// A named member left.
     Left {
@@ -72,7 +53,6 @@ pub(crate) enum Record {
         /// The sender's stored name.
         name: String,
         /// The sender's protocol.
-        #[serde(with = "protocol_name")]
         protocol: Protocol,
         /// The line.
         text: String,
@@ -84,48 +64,48 @@ pub(crate) enum Record {
         /// The sender's id on its node.
         #[serde(default)]
         id: u64,
-        /// The sender as presence keeps it, when this line renamed it (a WebSocket
+        /// The sender under its new name, when this line renamed it (a WebSocket
         /// client's line under another name than it had: renamed silently).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        renamed: Option<Kept>,
+        renamed: Option<Someone>,
     },
 }
 
 impl Record {
-    /// The member as `<c>:members` keeps it, for a join and for a line that renamed
-    /// its sender.
-    pub(super) fn kept(&self) -> Option<Kept> {
+    /// The member `<c>:members` keeps (under its key, [`super::roster::member_key`]):
+    /// who joined, or the sender a line renamed.
+    pub(super) fn member(&self) -> Option<&Someone> {
         match self {
-            Record::Joined { member, .. } => Some(member.clone()),
-            Record::Line { renamed, .. } => renamed.clone(),
+            Record::Joined { member, .. } => Some(member),
+            Record::Line { renamed, .. } => renamed.as_ref(),
             Record::Left { .. } | Record::RoomLine { .. } => None,
         }
     }
-}
 
-impl Record {
     /// The entry for what an item of this node's says (a chat line's time from its
     /// `line`, [`Queued::line`](crate::log::Queued::line)), and the member it is from or
     /// about (for `<c>:members`).
     pub(super) fn of(said: Said<'_>, line: Option<&NewLine>) -> (Self, Option<u64>) {
         let member = said.someone.map(|someone| someone.id).or(said.from);
         let record = match said.event {
-            Event::Joined { name, members } => {
-                let (protocol, since, key) = match said.someone {
-                    Some(someone) => (someone.protocol, someone.since, someone.key.clone()),
-                    None => (Protocol::SocketIo, UNIX_EPOCH, None),
-                };
-                Record::Joined {
-                    members: *members,
+            Event::Joined { name, members } => Record::Joined {
+                members: *members,
+                member: Someone {
                     id: member.unwrap_or(0),
-                    member: Kept {
-                        name: name.to_string(),
-                        protocol,
-                        since_ms: millis(since),
-                        key: key.map_or_else(|| name.to_string(), String::from),
-                    },
-                }
-            }
+                    name: Some(name.clone()),
+                    key: said
+                        .someone
+                        .and_then(|someone| someone.key.clone())
+                        .or_else(|| Some(Box::from(&**name))),
+                    ..said.someone.cloned().unwrap_or(Someone {
+                        id: 0,
+                        name: None,
+                        protocol: Protocol::SocketIo,
+                        since: UNIX_EPOCH,
+                        key: None,
+                    })
+                },
+            },
             Event::Left { name, members } => Record::Left {
                 name: name.to_string(),
                 members: *members,
@@ -144,29 +124,19 @@ impl Record {
                 raw: raw.as_ref().map(|raw| raw.to_vec()),
                 id: member.unwrap_or(0),
                 // A line that renamed its sender says so to presence.
-                renamed: said.someone.and_then(|someone| {
-                    Some(Kept {
-                        name: name.to_string(),
-                        protocol: someone.protocol,
-                        since_ms: millis(someone.since),
-                        key: someone.key.as_deref()?.to_owned(),
-                    })
-                }),
+                renamed: said.someone.cloned(),
             },
         };
         (record, member)
     }
 
-    /// The lobby event an entry stands for (`None`: a room line, the rooms' own).
+    /// The lobby event an entry stands for (`None`: a room line, the rooms' own; or a
+    /// join without a name, which [`decode`] refuses).
     pub(super) fn into_event(self) -> Option<Event> {
         Some(match self {
             Record::RoomLine { .. } => return None,
-            Record::Joined {
-                member: Kept { name, .. },
-                members,
-                ..
-            } => Event::Joined {
-                name: Arc::from(name),
+            Record::Joined { member, members } => Event::Joined {
+                name: member.name?,
                 members,
             },
             Record::Left { name, members, .. } => Event::Left {
@@ -189,28 +159,6 @@ impl Record {
     }
 }
 
-/// Protocols by their [`Protocol::as_str`] name.
-pub(super) mod protocol_name {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::protocol::Protocol;
-
-    pub(in crate::log::redis) fn serialize<S: Serializer>(
-        p: &Protocol,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(p.as_str())
-    }
-
-    pub(in crate::log::redis) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Protocol, D::Error> {
-        let name = String::deserialize(d)?;
-        Protocol::parse(&name)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown protocol {name:?}")))
-    }
-}
-
 /// An entry of the log: a record, with who wrote it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Envelope {
@@ -224,11 +172,15 @@ pub(super) struct Envelope {
 /// Decodes an entry; `None` (logged, counted) for one this build cannot read.
 pub(super) fn decode(json: &str) -> Option<Envelope> {
     match serde_json::from_str::<Envelope>(json) {
-        Ok(envelope) if envelope.v == ENTRY_VERSION => Some(envelope),
-        Ok(envelope) => {
+        Ok(envelope) if envelope.v != ENTRY_VERSION => {
             tracing::warn!(version = envelope.v, "a cluster entry of another version");
             None
         }
+        Ok(envelope) if envelope.record.member().is_some_and(|m| m.name.is_none()) => {
+            tracing::warn!("an undecodable cluster entry: a member without a name");
+            None
+        }
+        Ok(envelope) => Some(envelope),
         Err(e) => {
             tracing::warn!("an undecodable cluster entry: {e}");
             None
@@ -240,12 +192,6 @@ pub(super) fn decode(json: &str) -> Option<Envelope> {
 pub(super) fn skipped(id: &str, why: &str) {
     tracing::warn!(entry = id, "cluster entry skipped: {why}");
     metrics::counter!(SKIPPED).increment(1);
-}
-
-/// Milliseconds since the Unix epoch.
-pub(super) fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -284,12 +230,12 @@ mod tests {
     fn a_join_reads_as_every_build_wrote_it() {
         let joined = Record::Joined {
             members: 1,
-            id: 3,
-            member: Kept {
-                name: "Ann".into(),
+            member: Someone {
+                id: 3,
+                name: Some("Ann".into()),
                 protocol: Protocol::SocketIo,
-                since_ms: 5,
-                key: "ann".into(),
+                since: UNIX_EPOCH + std::time::Duration::from_millis(5),
+                key: Some("ann".into()),
             },
         };
         // The fields as builds before the member's shape was one wrote them, in their
@@ -300,7 +246,7 @@ mod tests {
         let Record::Joined { member, .. } = decode(&without_key).unwrap().record else {
             panic!("not a join");
         };
-        assert_eq!(member.key, "");
+        assert_eq!(member.key, None);
         let envelope = Envelope {
             v: ENTRY_VERSION,
             node: "n1".into(),
@@ -308,7 +254,16 @@ mod tests {
             record: joined.clone(),
         };
         let json = serde_json::to_string(&envelope).unwrap();
+        assert_eq!(
+            json,
+            r#"{"v":1,"node":"n1","seq":2,"kind":"joined","members":1,"id":3,"name":"Ann","protocol":"socketio","since_ms":5,"key":"ann"}"#
+        );
         assert_eq!(decode(&json).unwrap().record, joined);
-        assert_eq!(joined.kept().map(|kept| kept.name), Some("Ann".to_owned()));
+        assert_eq!(
+            joined.member().and_then(|member| member.name.as_deref()),
+            Some("Ann")
+        );
+        // A join without a name cannot be read (it never could).
+        assert!(decode(&earlier.replace(r#""name":"Ann","#, "")).is_none());
     }
 }

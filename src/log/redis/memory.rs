@@ -19,10 +19,10 @@ use super::connect::{Connected, join};
 use super::driver::{
     Append, Driver, Failure, Kind, LogEntry, Page, READ_BLOCK_MS, RoomKind, Snapshot,
 };
-use super::entry::millis;
 use super::history::line_of;
 use super::ids;
 use super::settings::ClusterSettings;
+use crate::chat::millis;
 use crate::locks::lock;
 use crate::log::seats::ROOM_SEATS;
 use crate::log::{HistoryError, StoredLine};
@@ -260,10 +260,10 @@ impl Driver for MemoryDriver {
                     if !state.members.contains_key(&append.member) {
                         answer = -2;
                     } else {
-                        if !append.kept.is_empty() {
+                        if !append.member_json.is_empty() {
                             state
                                 .members
-                                .insert(append.member.clone(), append.kept.clone());
+                                .insert(append.member.clone(), append.member_json.clone());
                         }
                         state.line_id += 1;
                         last = state.line_id;
@@ -277,7 +277,7 @@ impl Driver for MemoryDriver {
                 Kind::Join => {
                     state
                         .members
-                        .insert(append.member.clone(), append.kept.clone());
+                        .insert(append.member.clone(), append.member_json.clone());
                     state
                         .node_members
                         .entry(node.clone())

@@ -115,9 +115,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AppendRefusal, Broker, BrokerHandler, HistoryError, Present, QueueFull, Queued, RoomRefusal,
-    StoredLine,
+    AppendRefusal, Broker, BrokerHandler, HistoryError, QueueFull, Queued, RoomRefusal, StoredLine,
 };
+use crate::chat::Someone;
 use crate::locks::lock;
 use appender::{Job, RoomRequest};
 use driver::{Append, Driver, Kind, Page, RedisDriver, RoomKind};
@@ -300,7 +300,7 @@ impl<T: Send + 'static, S: Send + 'static, D> RedisBroker<T, S, D> {
                 return Ok(());
             }
         };
-        let kept = match record.kept().map(|kept| serde_json::to_string(&kept)) {
+        let member_json = match record.member().map(serde_json::to_string) {
             None => String::new(),
             Some(Ok(json)) => json,
             Some(Err(e)) => {
@@ -347,7 +347,7 @@ impl<T: Send + 'static, S: Send + 'static, D> RedisBroker<T, S, D> {
             json,
             kind,
             member: member_key(&self.node, member.unwrap_or(0)),
-            kept,
+            member_json,
         };
         // Sent under the lock: the appender gets the entries in the FIFO's order.
         if self.appends.send(Job::Entry(append)).is_err() {
@@ -448,7 +448,7 @@ impl<T: Send + 'static, S: Send + 'static, D: Driver> Broker<T, S> for RedisBrok
         lock(&self.shared.roster).len()
     }
 
-    fn present(&self, _here: &dyn Fn() -> Vec<Present>) -> Vec<Present> {
+    fn present(&self, _here: &dyn Fn() -> Vec<Someone>) -> Vec<Someone> {
         lock(&self.shared.roster).present()
     }
 

@@ -160,11 +160,18 @@ impl<T: Send + 'static, S: Send + 'static, D: Driver> Reader<T, S, D> {
 
 /// Applies a join or leave to the roster.
 fn apply<T>(shared: &Shared<T>, envelope: &Envelope) {
-    match (&envelope.record, envelope.record.kept()) {
-        (Record::Joined { id, .. } | Record::Line { id, .. }, Some(kept)) => {
-            lock(&shared.roster).joined(member_key(&envelope.node, *id), &kept);
+    match &envelope.record {
+        Record::Joined { member, .. } => {
+            lock(&shared.roster).joined(member_key(&envelope.node, member.id), member);
         }
-        (Record::Left { id, .. }, _) => {
+        Record::Line {
+            id,
+            renamed: Some(someone),
+            ..
+        } => {
+            lock(&shared.roster).joined(member_key(&envelope.node, *id), someone);
+        }
+        Record::Left { id, .. } => {
             lock(&shared.roster).left(&member_key(&envelope.node, *id));
         }
         _ => {}

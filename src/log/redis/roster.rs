@@ -4,20 +4,17 @@
 //! instant ([`super::scripts::SNAPSHOT`]). So every node's presence is the one the log
 //! has announced so far, and the counts in the announcements are the cluster's.
 //!
-//! `<c>:members` holds, under a member's key `<node>/<id>`, `{"name":…,"protocol":…,
-//! "since_ms":…}` ([`Kept`]).
+//! `<c>:members` holds, under a member's key `<node>/<id>`, the member's JSON
+//! ([`Someone`]'s serde form: `{"id":…,"name":…,"protocol":…,"since_ms":…,"key":…}`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
-use super::entry::Kept;
-use crate::log::Present;
+use crate::chat::Someone;
 
 /// The members of every node (see the module doc).
 #[derive(Debug, Default)]
 pub(crate) struct Roster {
-    members: HashMap<String, (Present, String)>,
+    members: HashMap<String, Someone>,
     /// The members holding each name, by its fold.
     names: HashMap<String, Vec<String>>,
 }
@@ -29,8 +26,15 @@ impl Roster {
         let mut roster = Self::default();
         let mut unreadable = 0;
         for (key, json) in pairs {
-            match serde_json::from_str::<Kept>(&json) {
-                Ok(kept) => roster.joined(key, &kept),
+            match serde_json::from_str::<Someone>(&json) {
+                Ok(someone) if someone.name.is_some() => roster.joined(key, &someone),
+                Ok(_) => {
+                    tracing::warn!(
+                        member = key,
+                        "a member without a name in the cluster's presence"
+                    );
+                    unreadable += 1;
+                }
                 Err(e) => {
                     tracing::warn!(
                         member = key,
@@ -44,29 +48,18 @@ impl Roster {
     }
 
     /// Member `key` joined (or renamed itself).
-    pub(crate) fn joined(&mut self, key: String, kept: &Kept) {
-        let since = UNIX_EPOCH + Duration::from_millis(u64::try_from(kept.since_ms).unwrap_or(0));
-        let present = Present {
-            name: Arc::from(kept.name.as_str()),
-            protocol: kept.protocol,
-            since,
-        };
-        self.names
-            .entry(kept.key.clone())
-            .or_default()
-            .push(key.clone());
-        if let Some((_, old_name)) = self
-            .members
-            .insert(key.clone(), (present, kept.key.clone()))
-        {
-            self.forget_name(&old_name, &key);
+    pub(crate) fn joined(&mut self, key: String, someone: &Someone) {
+        let name = String::from(someone.key.as_deref().unwrap_or_default());
+        self.names.entry(name).or_default().push(key.clone());
+        if let Some(old) = self.members.insert(key.clone(), someone.clone()) {
+            self.forget_name(old.key.as_deref().unwrap_or_default(), &key);
         }
     }
 
     /// Member `key` left.
     pub(crate) fn left(&mut self, key: &str) {
-        if let Some((_, name)) = self.members.remove(key) {
-            self.forget_name(&name, key);
+        if let Some(old) = self.members.remove(key) {
+            self.forget_name(old.key.as_deref().unwrap_or_default(), key);
         }
     }
 
@@ -97,16 +90,12 @@ impl Roster {
     }
 
     /// The members present, in the order they connected (ties by key).
-    pub(crate) fn present(&self) -> Vec<Present> {
-        let mut present: Vec<(&String, &Present)> = self
-            .members
-            .iter()
-            .map(|(key, (member, _))| (key, member))
-            .collect();
+    pub(crate) fn present(&self) -> Vec<Someone> {
+        let mut present: Vec<(&String, &Someone)> = self.members.iter().collect();
         present.sort_by(|(a_key, a), (b_key, b)| a.since.cmp(&b.since).then(a_key.cmp(b_key)));
         present
             .into_iter()
-            .map(|(_, member)| member.clone())
+            .map(|(_, someone)| someone.clone())
             .collect()
     }
 }
@@ -118,40 +107,45 @@ pub(crate) fn member_key(node: &str, id: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
     use super::*;
     use crate::protocol::Protocol;
 
     /// A member as a node announces it: the fold of its name is its lower case here.
-    fn kept(name: &str, protocol: Protocol, since_ms: u64) -> Kept {
-        Kept {
-            name: name.to_owned(),
-            protocol,
-            since_ms: since_ms as i64,
-            key: name.to_lowercase(),
-        }
-    }
-
-    fn present(name: &str, protocol: Protocol, since_ms: u64) -> Present {
-        Present {
-            name: Arc::from(name),
+    fn someone(name: &str, protocol: Protocol, since_ms: u64) -> Someone {
+        Someone {
+            id: 0,
+            name: Some(Arc::from(name)),
             protocol,
             since: UNIX_EPOCH + Duration::from_millis(since_ms),
+            key: Some(name.to_lowercase().into()),
         }
     }
 
     #[test]
     fn joins_are_listed_in_the_order_they_connected_ties_by_key() {
         let mut roster = Roster::default();
-        roster.joined(member_key("n2", 1), &kept("Bob", Protocol::TcpText, 2_000));
-        roster.joined(member_key("n1", 7), &kept("Ann", Protocol::SocketIo, 1_000));
-        roster.joined(member_key("n1", 3), &kept("Cy", Protocol::WebSocket, 2_000));
+        roster.joined(
+            member_key("n2", 1),
+            &someone("Bob", Protocol::TcpText, 2_000),
+        );
+        roster.joined(
+            member_key("n1", 7),
+            &someone("Ann", Protocol::SocketIo, 1_000),
+        );
+        roster.joined(
+            member_key("n1", 3),
+            &someone("Cy", Protocol::WebSocket, 2_000),
+        );
         assert_eq!(roster.len(), 3);
         assert_eq!(
             roster.present(),
             [
-                present("Ann", Protocol::SocketIo, 1_000),
-                present("Cy", Protocol::WebSocket, 2_000),
-                present("Bob", Protocol::TcpText, 2_000),
+                someone("Ann", Protocol::SocketIo, 1_000),
+                someone("Cy", Protocol::WebSocket, 2_000),
+                someone("Bob", Protocol::TcpText, 2_000),
             ]
         );
     }
@@ -159,10 +153,10 @@ mod tests {
     #[test]
     fn a_rename_replaces_the_member_and_frees_its_old_name() {
         let mut roster = Roster::default();
-        roster.joined(member_key("n1", 1), &kept("ann", Protocol::TcpJson, 5));
-        roster.joined(member_key("n1", 1), &kept("Anna", Protocol::TcpJson, 5));
+        roster.joined(member_key("n1", 1), &someone("ann", Protocol::TcpJson, 5));
+        roster.joined(member_key("n1", 1), &someone("Anna", Protocol::TcpJson, 5));
         assert_eq!(roster.len(), 1);
-        assert_eq!(roster.present(), [present("Anna", Protocol::TcpJson, 5)]);
+        assert_eq!(roster.present(), [someone("Anna", Protocol::TcpJson, 5)]);
         assert!(!roster.holds("ann", "n2/"));
         assert!(roster.holds("anna", "n2/"));
     }
@@ -170,8 +164,8 @@ mod tests {
     #[test]
     fn a_rename_to_the_same_name_holds_it_once() {
         let mut roster = Roster::default();
-        roster.joined(member_key("n1", 1), &kept("ann", Protocol::SocketIo, 5));
-        roster.joined(member_key("n1", 1), &kept("Ann", Protocol::SocketIo, 5));
+        roster.joined(member_key("n1", 1), &someone("ann", Protocol::SocketIo, 5));
+        roster.joined(member_key("n1", 1), &someone("Ann", Protocol::SocketIo, 5));
         assert_eq!(roster.len(), 1);
         assert!(roster.holds("ann", "n2/"));
         roster.left("n1/1");
@@ -183,8 +177,8 @@ mod tests {
     #[test]
     fn a_name_is_held_elsewhere_only_by_another_nodes_member() {
         let mut roster = Roster::default();
-        roster.joined(member_key("n1", 1), &kept("ann", Protocol::SocketIo, 1));
-        roster.joined(member_key("n2", 5), &kept("Ann", Protocol::TcpText, 2));
+        roster.joined(member_key("n1", 1), &someone("ann", Protocol::SocketIo, 1));
+        roster.joined(member_key("n2", 5), &someone("Ann", Protocol::TcpText, 2));
         assert!(roster.holds("ann", "n1/"));
         assert!(roster.holds("ann", "n2/"));
         roster.left("n2/5");
@@ -197,21 +191,21 @@ mod tests {
     #[test]
     fn a_leave_of_a_member_not_present_changes_nothing() {
         let mut roster = Roster::default();
-        roster.joined(member_key("n1", 1), &kept("ann", Protocol::SocketIo, 1));
+        roster.joined(member_key("n1", 1), &someone("ann", Protocol::SocketIo, 1));
         roster.left("n1/2");
         roster.left("n2/1");
         assert_eq!(roster.len(), 1);
-        assert_eq!(roster.present(), [present("ann", Protocol::SocketIo, 1)]);
+        assert_eq!(roster.present(), [someone("ann", Protocol::SocketIo, 1)]);
         assert!(roster.holds("ann", "n2/"));
     }
 
     #[test]
     fn a_nodes_give_up_removes_its_members_and_only_them() {
         let mut roster = Roster::default();
-        roster.joined(member_key("n1", 1), &kept("ann", Protocol::SocketIo, 1));
-        roster.joined(member_key("n2", 1), &kept("bob", Protocol::TcpJson, 2));
-        roster.joined(member_key("n1", 2), &kept("cy", Protocol::WebSocket, 3));
-        roster.joined(member_key("n10", 1), &kept("dee", Protocol::TcpText, 4));
+        roster.joined(member_key("n1", 1), &someone("ann", Protocol::SocketIo, 1));
+        roster.joined(member_key("n2", 1), &someone("bob", Protocol::TcpJson, 2));
+        roster.joined(member_key("n1", 2), &someone("cy", Protocol::WebSocket, 3));
+        roster.joined(member_key("n10", 1), &someone("dee", Protocol::TcpText, 4));
         // The give-up script announces a leave for each member of `<c>:node:n1`.
         for id in [1, 2] {
             roster.left(&member_key("n1", id));
@@ -220,8 +214,8 @@ mod tests {
         assert_eq!(
             roster.present(),
             [
-                present("bob", Protocol::TcpJson, 2),
-                present("dee", Protocol::TcpText, 4),
+                someone("bob", Protocol::TcpJson, 2),
+                someone("dee", Protocol::TcpText, 4),
             ]
         );
         assert!(!roster.holds("ann", "n2/"));
@@ -238,6 +232,10 @@ mod tests {
             ),
             ("n1/2".to_owned(), "not json".to_owned()),
             (
+                "n1/3".to_owned(),
+                r#"{"protocol":"socketio","since_ms":4}"#.to_owned(),
+            ),
+            (
                 "n2/1".to_owned(),
                 r#"{"name":"Bob","protocol":"carrier-pigeon","since_ms":3,"key":"bob"}"#.to_owned(),
             ),
@@ -247,13 +245,13 @@ mod tests {
             ),
         ];
         let (roster, unreadable) = Roster::from_snapshot(pairs);
-        assert_eq!(unreadable, 2);
+        assert_eq!(unreadable, 3);
         assert_eq!(roster.len(), 2);
         assert_eq!(
             roster.present(),
             [
-                present("Cy", Protocol::TcpText, 3),
-                present("ann", Protocol::SocketIo, 5),
+                someone("Cy", Protocol::TcpText, 3),
+                someone("ann", Protocol::SocketIo, 5),
             ]
         );
         assert!(roster.holds("cy", "n1/"));
