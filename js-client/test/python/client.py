@@ -102,17 +102,23 @@ def run_simple_client():
     quit = threading.Event()
 
     def receive():
-        connected = False
+        # The session last told as connected (None: none, or told as disconnected).
+        shown = None
         while not quit.is_set():
-            # While it reconnects, `connected` stays true and `connected_event` is clear;
-            # `connected` false: it gave up (the server ended the session on purpose).
-            now = sio.connected and sio.connected_event.is_set()
-            if now != connected:
-                connected = now
-                out("connected" if connected else "disconnected")
-                if connected:
+            # The session now: its sid while connected; None while it reconnects
+            # (`connected` true, `connected_event` clear) or after it gave up (the
+            # server ended the session on purpose). A reconnection is a new sid, so one
+            # that came and went between two looks is not missed.
+            up = sio.connected and sio.connected_event.is_set()
+            now = sio.sid if up else None
+            if now != shown:
+                if shown is not None:
+                    out("disconnected")
+                if now is not None:
+                    out("connected")
                     sio.emit("newUser", NAME)
-            if not connected:
+                shown = now
+            if now is None:
                 time.sleep(0.05)
                 continue
             try:
