@@ -36,6 +36,13 @@ export function within(promise, what, ms = WAIT_MS) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+// The servers' directories not removed yet: `stop` removes its server's, the rest go
+// when the test file's process ends (a test that killed its server never calls `stop`).
+const serverDirs = new Set();
+process.on('exit', () => {
+  for (const dir of serverDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 // Starts the binary with `args` on 127.0.0.1, every listener on port 0 unless `args`
 // sets its port, and waits for its "listening" lines. Its history is in a new directory of
 // its own (removed when it stops) unless `args` says where. `env` is added to the
@@ -44,6 +51,7 @@ export async function startServer(args = [], { env = {} } = {}) {
   const ports = ['--port', '--ws-port', '--tcp-json-port', '--tcp-text-port']
     .filter((flag) => !args.includes(flag)).flatMap((flag) => [flag, '0']);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'chatterbox-'));
+  serverDirs.add(dir);
   const db = args.includes('--db') || args.includes('--no-history') ? [] : ['--db', path.join(dir, 'chatterbox.db')];
   // Every test client comes from 127.0.0.1: the join budget per address is off unless
   // a test sets it.
@@ -100,6 +108,7 @@ export async function startServer(args = [], { env = {} } = {}) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const exit = await within(exited, 'server exit');
       rmSync(dir, { recursive: true, force: true });
+      serverDirs.delete(dir);
       return exit;
     },
   };
