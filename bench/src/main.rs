@@ -87,6 +87,10 @@ struct Args {
     /// Length of a round of sending, in seconds.
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
+    /// How long a round waits, once its senders stop, for the lines still in flight
+    /// before it counts those not arrived as lost, in seconds.
+    #[arg(long, default_value_t = 5)]
+    drain_secs: u64,
     /// Raise the rate by `--rate-step` each round until a round fails.
     #[arg(long)]
     search: bool,

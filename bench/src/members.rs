@@ -128,6 +128,11 @@ pub async fn socketio_member(
                         seen.line(content, now);
                     }
                 }
+                // The server disconnected the socket (a slow consumer cut off, a
+                // flood): the connection may stay open, but the member is out.
+                ws::TEXT if payload.starts_with(b"41") => {
+                    bail!("member {index} disconnected by the server")
+                }
                 ws::CLOSE => bail!("member {index} closed"),
                 _ => {}
             }

@@ -15,9 +15,6 @@ use crate::search::Outcome;
 use crate::stats::{Round, Shared};
 use crate::usage::{Usage, server_usage, usage};
 
-/// How long a round waits for lines still in flight once the senders stop.
-const DRAIN: Duration = Duration::from_secs(5);
-
 /// A generator using more of its core than this is saturated: the round fails, as the
 /// generator's limit and not the server's.
 const SATURATED_CORES: f64 = 0.9;
@@ -100,7 +97,7 @@ pub async fn run(
     // A refused line was never accepted (its sender was told): nobody is owed it.
     let refused = || shared.refused.load(Ordering::Relaxed) - refused_before;
     let expected = || sent.saturating_sub(refused()) * receivers_per_line;
-    let drain_until = Instant::now() + DRAIN;
+    let drain_until = Instant::now() + Duration::from_secs(args.drain_secs);
     while shared.round().received < expected() && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
