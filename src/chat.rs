@@ -75,7 +75,8 @@ pub(crate) fn millis(time: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A time as milliseconds since the Unix epoch ([`millis`]); one before it reads as it.
+/// A time as milliseconds since the Unix epoch ([`millis`]); a negative count reads as
+/// the epoch.
 mod unix_millis {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
