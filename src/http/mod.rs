@@ -115,6 +115,7 @@ pub(crate) async fn serve(
         max_payload_bytes: settings.max_payload_bytes,
         stall_timeout: settings.stall_timeout,
         connect_timeout: settings.header_timeout,
+        keep_headers: settings.admin.is_some(),
     };
     let (endpoint, io) = socketio::endpoint(&lobby, engine_settings);
     let mut admin_ui = Router::new();

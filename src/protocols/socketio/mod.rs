@@ -55,7 +55,9 @@ mod wire;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::HeaderValue;
+use axum::extract::State;
+use axum::http::header::{CONTENT_TYPE, SEC_WEBSOCKET_KEY};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware;
 use socketioxide::{ParserConfig, SocketIo};
 
@@ -89,6 +91,10 @@ pub(crate) struct Engine {
     /// `None`: socketioxide's default, 45 s. The session holds its place under the
     /// connection limits until then (`crate::http::sessions`).
     pub(crate) connect_timeout: Option<Duration>,
+    /// Whether a socket keeps all of its first request's headers for as long as it
+    /// lives (the admin UI shows them); otherwise only those the engine reads
+    /// ([`own_head`]).
+    pub(crate) keep_headers: bool,
 }
 
 /// The most binary attachments one Socket.IO packet may announce. The chat carries no
@@ -133,25 +139,55 @@ pub(crate) fn endpoint(lobby: &Lobby, engine: Engine) -> (Router<Lobby>, SocketI
     let routes = Router::new()
         .route_service("/socket.io/", service.clone())
         .route_service("/socket.io", service)
-        .layer(middleware::map_request(detach_head));
+        .layer(middleware::map_request_with_state(
+            engine.keep_headers,
+            own_head,
+        ));
     (routes, io)
 }
 
-/// Gives a Socket.IO request its own copy of its URI and header values.
+/// The request headers Engine.IO reads: a long-polling POST's `Content-Type` (how its
+/// payload is encoded) and a WebSocket upgrade's `Sec-WebSocket-Key` (its answer). The
+/// checks before the endpoint (origins, the connection limits) have read the rest.
+const ENGINE_HEADERS: [HeaderName; 2] = [CONTENT_TYPE, SEC_WEBSOCKET_KEY];
+
+/// Gives a Socket.IO request its own copy of its URI and of the headers kept: all of
+/// them with `keep_all` (`--admin-*`: the admin UI shows them), else only
+/// [`ENGINE_HEADERS`].
 ///
-/// hyper parses them as slices of the connection's read buffer (8 KiB), and socketioxide
-/// keeps a socket's first request for as long as the socket lives: without the copy, every
-/// connected member would keep that whole buffer alive for a few hundred bytes of head.
-async fn detach_head(mut request: axum::extract::Request) -> axum::extract::Request {
+/// socketioxide keeps a socket's first request for as long as the socket lives. hyper
+/// parses its head as slices of the connection's read buffer (8 KiB): without the copy,
+/// every connected member would keep that whole buffer alive for a few hundred bytes of
+/// head; and the header map of a browser's request (a dozen headers, cookies) is a
+/// kilobyte or more of each member's memory that nothing reads after the handshake.
+async fn own_head(
+    State(keep_all): State<bool>,
+    mut request: axum::extract::Request,
+) -> axum::extract::Request {
     let uri = request.uri().to_string();
     if let Ok(uri) = axum::http::Uri::try_from(uri) {
         *request.uri_mut() = uri;
     }
-    for value in request.headers_mut().values_mut() {
-        if let Ok(mut own) = HeaderValue::from_bytes(value.as_bytes()) {
-            own.set_sensitive(value.is_sensitive());
-            *value = own;
+    let own = |value: &HeaderValue| {
+        let mut own = HeaderValue::from_bytes(value.as_bytes()).ok()?;
+        own.set_sensitive(value.is_sensitive());
+        Some(own)
+    };
+    if keep_all {
+        for value in request.headers_mut().values_mut() {
+            if let Some(copy) = own(value) {
+                *value = copy;
+            }
         }
+    } else {
+        let headers = request.headers();
+        let kept: Vec<(HeaderName, HeaderValue)> = ENGINE_HEADERS
+            .iter()
+            .filter_map(|name| Some((name.clone(), own(headers.get(name)?)?)))
+            .collect();
+        let mut fewer = HeaderMap::with_capacity(kept.len());
+        fewer.extend(kept);
+        *request.headers_mut() = fewer;
     }
     request
 }
@@ -175,6 +211,7 @@ mod tests {
             max_payload_bytes: 1_000_000,
             stall_timeout: None,
             connect_timeout: None,
+            keep_headers: false,
         };
         let (routes, _io) = endpoint(&lobby, engine);
         let open = Request::get("/socket.io/?EIO=4&transport=polling")
@@ -198,15 +235,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_requests_head_is_copied_whole() {
+    async fn with_the_admin_ui_a_requests_head_is_copied_whole() {
         let request = Request::get("/socket.io/?EIO=4&transport=websocket&sid=abc")
             .header("origin", "http://localhost:8000")
             .header("cookie", "io=abc")
             .body(Body::empty())
             .unwrap();
         let (uri, headers) = (request.uri().clone(), request.headers().clone());
-        let detached = detach_head(request).await;
-        assert_eq!(detached.uri(), &uri);
-        assert_eq!(detached.headers(), &headers);
+        let owned = own_head(State(true), request).await;
+        assert_eq!(owned.uri(), &uri);
+        assert_eq!(owned.headers(), &headers);
+    }
+
+    #[tokio::test]
+    async fn without_it_only_the_headers_the_engine_reads_are_kept() {
+        let upgrade = Request::get("/socket.io/?EIO=4&transport=websocket")
+            .header("host", "localhost:8000")
+            .header("origin", "http://localhost:8000")
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-version", "13")
+            .header("user-agent", "Mozilla/5.0")
+            .body(Body::empty())
+            .unwrap();
+        let uri = upgrade.uri().clone();
+        let owned = own_head(State(false), upgrade).await;
+        assert_eq!(owned.uri(), &uri);
+        let kept: Vec<(&str, &str)> = owned
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
+            .collect();
+        assert_eq!(kept, [("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")]);
+
+        let post = Request::post("/socket.io/?EIO=4&transport=polling&sid=abc")
+            .header("content-type", "text/plain;charset=UTF-8")
+            .header("cookie", "io=abc")
+            .body(Body::empty())
+            .unwrap();
+        let owned = own_head(State(false), post).await;
+        let kept: Vec<&str> = owned.headers().keys().map(|name| name.as_str()).collect();
+        assert_eq!(kept, ["content-type"]);
     }
 }
