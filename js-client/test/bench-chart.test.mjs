@@ -1,6 +1,6 @@
 // compare.sh's chart (bench-node/chart.mjs): drawn from the same JSON reports as the
 // table, its figures are the table's and its bars are in proportion; the chart in docs/
-// is the script's drawing of run 20, whose figures are README's table.
+// is the script's drawing of run 21, whose figures are README's table.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -74,19 +74,19 @@ test('the chart shows the table\'s figures, chatterbox beside Node, bars in prop
   });
 });
 
-test('docs/comparison.svg is the chart of run 20, whose figures are README\'s table', () => {
-  const run20 = path.join(bench, 'reports-run20');
+test('docs/comparison.svg is the chart of run 21, whose figures are README\'s table', () => {
+  const run21 = path.join(bench, 'reports-run21');
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-chart-'));
   try {
     const out = path.join(dir, 'chart.svg');
     // The command docs/performance.md gives for it.
-    execFileSync(process.execPath, [path.join(bench, 'chart.mjs'), run20, out,
-      'Run 20 of js-client/bench-node/compare.sh, 2026-12-07, ROUND_SECS=3, 2 cores (AMD EPYC), quiet: the table in README']);
+    execFileSync(process.execPath, [path.join(bench, 'chart.mjs'), run21, out,
+      'Run 21 of js-client/bench-node/compare.sh, 2026-12-07, ROUND_SECS=3, 2 cores (AMD EPYC), quiet: the table in README']);
     const committed = readFileSync(path.join(repoRoot, 'docs', 'comparison.svg'), 'utf8');
     assert.equal(committed, readFileSync(out, 'utf8'));
     const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
     assert.deepEqual(values(committed), chartedFigures(readme));
-    const table = execFileSync(process.execPath, [path.join(bench, 'table.mjs'), run20], { encoding: 'utf8' });
+    const table = execFileSync(process.execPath, [path.join(bench, 'table.mjs'), run21], { encoding: 'utf8' });
     const ours = tableRows(table);
     for (const [label, figures] of tableRows(readme)) {
       if (ours.has(label)) assert.deepEqual(figures, ours.get(label), label);
