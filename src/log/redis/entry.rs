@@ -88,24 +88,23 @@ impl Record {
     pub(super) fn of(said: Said<'_>, line: Option<&NewLine>) -> (Self, Option<u64>) {
         let member = said.someone.map(|someone| someone.id).or(said.from);
         let record = match said.event {
-            Event::Joined { name, members } => Record::Joined {
-                members: *members,
-                member: Someone {
+            Event::Joined { name, members } => {
+                // Who joined, under the name announced (the lobby always says who; an
+                // item that does not is written with what the entry knows).
+                let mut joined = said.someone.cloned().unwrap_or(Someone {
                     id: member.unwrap_or(0),
-                    name: Some(name.clone()),
-                    key: said
-                        .someone
-                        .and_then(|someone| someone.key.clone())
-                        .or_else(|| Some(Box::from(&**name))),
-                    ..said.someone.cloned().unwrap_or(Someone {
-                        id: 0,
-                        name: None,
-                        protocol: Protocol::SocketIo,
-                        since: UNIX_EPOCH,
-                        key: None,
-                    })
-                },
-            },
+                    name: None,
+                    protocol: Protocol::SocketIo,
+                    since: UNIX_EPOCH,
+                    key: None,
+                });
+                joined.key.get_or_insert_with(|| Box::from(&**name));
+                joined.name = Some(name.clone());
+                Record::Joined {
+                    members: *members,
+                    member: joined,
+                }
+            }
             Event::Left { name, members } => Record::Left {
                 name: name.to_string(),
                 members: *members,

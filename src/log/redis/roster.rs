@@ -49,17 +49,17 @@ impl Roster {
 
     /// Member `key` joined (or renamed itself).
     pub(crate) fn joined(&mut self, key: String, someone: &Someone) {
-        let name = String::from(someone.key.as_deref().unwrap_or_default());
+        let name = String::from(name_key(someone));
         self.names.entry(name).or_default().push(key.clone());
         if let Some(old) = self.members.insert(key.clone(), someone.clone()) {
-            self.forget_name(old.key.as_deref().unwrap_or_default(), &key);
+            self.forget_name(name_key(&old), &key);
         }
     }
 
     /// Member `key` left.
     pub(crate) fn left(&mut self, key: &str) {
         if let Some(old) = self.members.remove(key) {
-            self.forget_name(old.key.as_deref().unwrap_or_default(), key);
+            self.forget_name(name_key(&old), key);
         }
     }
 
@@ -98,6 +98,12 @@ impl Roster {
             .map(|(_, someone)| someone.clone())
             .collect()
     }
+}
+
+/// The fold of a member's name, by which `names` holds it (empty for a member an early
+/// build wrote without it).
+fn name_key(someone: &Someone) -> &str {
+    someone.key.as_deref().unwrap_or_default()
 }
 
 /// A member's key in `<c>:members`: its node and its id there.

@@ -185,6 +185,7 @@ async fn own_head(
             .iter()
             .filter_map(|name| Some((name.clone(), own(headers.get(name)?)?)))
             .collect();
+        // Sized to what it holds: a map grown from empty reserves room for six.
         let mut fewer = HeaderMap::with_capacity(kept.len());
         fewer.extend(kept);
         *request.headers_mut() = fewer;
